@@ -1,0 +1,135 @@
+//! The command line. Values shared with the campaign file are taken as text here and validated in
+//! [`crate::config`], so a flag and a TOML key go through one parser and fail with one kind of message.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ivr-campaign",
+    version,
+    about = "Run IVR phone campaigns on a Voicent Gateway"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (warnings and errors only).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Call every contact of a list and write a results CSV. Running the same command again resumes.
+    Run(Box<RunArgs>),
+    /// Serve a stand-in Voicent Gateway for rehearsals and tests.
+    Simulate(SimulateArgs),
+    /// Show a campaign's progress from its journal (also while it runs).
+    Status(StatusArgs),
+}
+
+/// Every flag here is also a key of the campaign TOML (`--poll-interval` is `poll-interval`); flags win.
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// Campaign file (TOML). Relative paths inside it are relative to the file.
+    pub campaign: Option<PathBuf>,
+    /// Contact list (CSV with a header row).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Results CSV [default: <input stem>.results.csv next to the input].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Gateway base URL, or `sim` for the built-in simulator [default: http://localhost:8155].
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Name of the IVR application deployed on the gateway (required).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Call requests per second or minute, e.g. `5/s`, `90/m` [default: 1/s].
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// Most calls outstanding (requested, not yet final) at once: the gateway's lines [default: 4].
+    #[arg(long, allow_hyphen_values = true)]
+    pub lines: Option<String>,
+    /// Time between status polls of one call, e.g. `5s` [default: 5s].
+    #[arg(long)]
+    pub poll_interval: Option<String>,
+    /// Status polls per second or minute across all calls [default: 10/s].
+    #[arg(long)]
+    pub poll_rate: Option<String>,
+    /// Give up polling a call this long after it was requested [default: firstocc minutes + 5m].
+    #[arg(long)]
+    pub poll_timeout: Option<String>,
+    /// Journal directory [default: <output>.state next to the output].
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Name of the phone number column, case-insensitive [default: phone].
+    #[arg(long)]
+    pub phone_column: Option<String>,
+    /// Region for numbers written without a country code (ISO 3166 code) [default: US].
+    #[arg(long)]
+    pub default_region: Option<String>,
+    /// Minutes after a request during which the gateway may still place the call [default: 10].
+    #[arg(long, allow_hyphen_values = true)]
+    pub firstocc: Option<String>,
+    /// How numbers are sent to the gateway: e164 (+14155550123), national (4155550123), digits (14155550123)
+    /// [default: e164].
+    #[arg(long)]
+    pub number_format: Option<String>,
+    /// IVR response names to give their own `response.<name>` column (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub response_keys: Option<Vec<String>>,
+    /// Leave call records on the gateway instead of removing them once their result is saved.
+    #[arg(long)]
+    pub keep_records: bool,
+    /// Retries of a call request that the gateway did not schedule (refused, 5xx, no request id) [default: 3].
+    #[arg(long, allow_hyphen_values = true)]
+    pub request_retries: Option<String>,
+    /// After the first interrupt, how long to keep polling calls already placed [default: 2m].
+    #[arg(long)]
+    pub drain_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct SimulateArgs {
+    /// Address to listen on [default: 127.0.0.1:8155].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Phone lines: calls dialing at once; the rest queue [default: 4].
+    #[arg(long)]
+    pub lines: Option<String>,
+    /// Time from taking a line to the attempt's outcome [default: 2s].
+    #[arg(long)]
+    pub ring_delay: Option<String>,
+    /// Extra line time of an answered call [default: 5s].
+    #[arg(long)]
+    pub call_duration: Option<String>,
+    /// Wait before the gateway dials again after a `retry` attempt [default: 60s].
+    #[arg(long)]
+    pub retry_delay: Option<String>,
+    /// Scenario file (TOML): outcome sequences by number pattern or weight.
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
+    /// Append every request received to this file as JSON lines.
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct StatusArgs {
+    /// Campaign file (TOML) whose journal to read.
+    pub campaign: Option<PathBuf>,
+    /// Journal directory.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Results CSV (locates the journal next to it, as `run` does).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Contact list (locates the default results file, as `run` does).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+}

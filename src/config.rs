@@ -1,0 +1,558 @@
+//! Validated settings. Flags and the campaign TOML merge here, before any I/O, into one [`RunConfig`]; the
+//! engine never sees clap or TOML types. Unknown TOML keys are an error: a misspelt `rate` must not fall back
+//! to a default without anyone noticing.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{RunArgs, SimulateArgs};
+use crate::error::{Error, Result};
+
+/// A pace: `count` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    Limited {
+        count: u32,
+        per: Duration,
+    },
+    /// No pacing at all (benchmarks, or a gateway that paces itself).
+    Unlimited,
+}
+
+impl Rate {
+    /// Time between events, `None` when unlimited.
+    pub fn interval(self) -> Option<Duration> {
+        match self {
+            Rate::Limited { count, per } => Some(per / count),
+            Rate::Unlimited => None,
+        }
+    }
+
+    pub fn per_second(self) -> Option<f64> {
+        match self {
+            Rate::Limited { count, per } => Some(f64::from(count) / per.as_secs_f64()),
+            Rate::Unlimited => None,
+        }
+    }
+}
+
+impl FromStr for Rate {
+    type Err = String;
+    /// `5/s`, `90/m`, `100/h`, or `unlimited`.
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("unlimited") {
+            return Ok(Rate::Unlimited);
+        }
+        let (n, unit) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a rate; write it like 5/s or 90/m"))?;
+        let count: i64 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a rate; write it like 5/s or 90/m"))?;
+        if count <= 0 {
+            return Err(format!("{s:?}: the rate must be above zero"));
+        }
+        let count = u32::try_from(count).map_err(|_| format!("{s:?}: the rate is too large"))?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            other => return Err(format!("{s:?}: unknown unit {other:?}; use /s, /m or /h")),
+        };
+        Ok(Rate::Limited { count, per })
+    }
+}
+
+/// Parses `200ms`, `5s`, `2m`, `1h` (decimals allowed: `1.5s`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{s:?} has no unit; write it like 200ms, 5s or 2m"))?;
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write it like 200ms, 5s or 2m"))?;
+    let secs = match unit.trim() {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("{s:?}: unknown unit {other:?}; use ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
+}
+
+/// How the dialled number is written in the call request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumberFormat {
+    /// `+14155550123`: unambiguous across trunks and countries; the default.
+    E164,
+    /// `4155550123`, `02079460002`: the national form as dialled inside the country, digits only.
+    National,
+    /// `14155550123`: E.164 without the plus, for dial plans that reject `+`.
+    Digits,
+}
+
+impl FromStr for NumberFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "e164" | "e.164" => Ok(NumberFormat::E164),
+            "national" => Ok(NumberFormat::National),
+            "digits" => Ok(NumberFormat::Digits),
+            _ => Err(format!(
+                "{s:?} is not a number format; use e164, national or digits"
+            )),
+        }
+    }
+}
+
+/// Settings of the built-in simulator (`simulate`, or `run --gateway sim`).
+#[derive(Debug, Clone)]
+pub struct SimSettings {
+    pub lines: u32,
+    pub ring_delay: Duration,
+    pub call_duration: Duration,
+    pub retry_delay: Duration,
+    pub scenario: Option<PathBuf>,
+    pub record: Option<PathBuf>,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            lines: 4,
+            ring_delay: Duration::from_secs(2),
+            call_duration: Duration::from_secs(5),
+            retry_delay: Duration::from_secs(60),
+            scenario: None,
+            record: None,
+        }
+    }
+}
+
+/// Where the calls go.
+#[derive(Debug, Clone)]
+pub enum GatewayTarget {
+    Url(reqwest::Url),
+    /// Start the simulator in-process on a free loopback port.
+    Simulator(SimSettings),
+}
+
+/// Everything `run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub state_dir: PathBuf,
+    pub gateway: GatewayTarget,
+    pub app: String,
+    pub rate: Rate,
+    pub lines: u32,
+    pub poll_interval: Duration,
+    pub poll_rate: Rate,
+    pub poll_timeout: Duration,
+    pub phone_column: String,
+    pub default_region: phonenumber::country::Id,
+    pub firstocc: u32,
+    pub number_format: NumberFormat,
+    pub response_keys: Vec<String>,
+    pub keep_records: bool,
+    pub request_retries: u32,
+    pub drain_timeout: Duration,
+}
+
+/// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
+pub const POLL_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// The campaign file. Keys match the flags (kebab-case).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct CampaignFile {
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    gateway: Option<String>,
+    app: Option<String>,
+    rate: Option<String>,
+    lines: Option<i64>,
+    poll_interval: Option<String>,
+    poll_rate: Option<String>,
+    poll_timeout: Option<String>,
+    state: Option<PathBuf>,
+    phone_column: Option<String>,
+    default_region: Option<String>,
+    firstocc: Option<i64>,
+    number_format: Option<String>,
+    response_keys: Option<Vec<String>>,
+    keep_records: Option<bool>,
+    request_retries: Option<i64>,
+    drain_timeout: Option<String>,
+    simulator: Option<SimulatorTable>,
+}
+
+/// `[simulator]`: used when `gateway = "sim"`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct SimulatorTable {
+    lines: Option<i64>,
+    ring_delay: Option<String>,
+    call_duration: Option<String>,
+    retry_delay: Option<String>,
+    scenario: Option<PathBuf>,
+    record: Option<PathBuf>,
+}
+
+fn read_campaign(path: &Path) -> Result<CampaignFile> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::NoInput(format!("campaign file {} does not exist", path.display()))
+        } else {
+            Error::Config(format!("cannot read campaign file {}: {e}", path.display()))
+        }
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        Error::Config(format!("campaign file {}: {msg}", path.display()))
+    })
+}
+
+/// Turns a path from the campaign file into one usable from the current directory.
+fn relative_to(base: Option<&Path>, p: PathBuf) -> PathBuf {
+    match base {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p,
+    }
+}
+
+/// A value from a flag or from the file, remembering which, so errors can name it the way the user wrote it.
+fn pick<T>(flag: Option<T>, file: Option<T>, key: &str) -> Option<(T, String)> {
+    match (flag, file) {
+        (Some(v), _) => Some((v, format!("--{key}"))),
+        (None, Some(v)) => Some((v, format!("campaign key {key}"))),
+        (None, None) => None,
+    }
+}
+
+fn positive_u32(v: i64, what: &str) -> Result<u32> {
+    if v <= 0 {
+        return Err(Error::Usage(format!("{what}: must be at least 1, not {v}")));
+    }
+    u32::try_from(v).map_err(|_| Error::Usage(format!("{what}: {v} is too large")))
+}
+
+fn int(text: &str, what: &str) -> Result<i64> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| Error::Usage(format!("{what}: {text:?} is not a whole number")))
+}
+
+fn duration_of(v: Option<(String, String)>, default: Duration) -> Result<Duration> {
+    match v {
+        None => Ok(default),
+        Some((text, what)) => {
+            parse_duration(&text).map_err(|e| Error::Usage(format!("{what}: {e}")))
+        }
+    }
+}
+
+fn rate_of(v: Option<(String, String)>, default: Rate) -> Result<Rate> {
+    match v {
+        None => Ok(default),
+        Some((text, what)) => text
+            .parse()
+            .map_err(|e| Error::Usage(format!("{what}: {e}"))),
+    }
+}
+
+/// Default results path: `contacts.csv` → `contacts.results.csv` beside it.
+pub fn default_output(input: &Path) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "contacts".into());
+    input.with_file_name(format!("{stem}.results.csv"))
+}
+
+/// Default journal directory: `results.csv` → `results.csv.state/` beside it.
+pub fn default_state_dir(output: &Path) -> PathBuf {
+    let mut name = output
+        .file_name()
+        .map(|s| s.to_os_string())
+        .unwrap_or_default();
+    name.push(".state");
+    output.with_file_name(name)
+}
+
+impl RunConfig {
+    /// Merges flags over the campaign file and validates everything.
+    pub fn from_args(args: RunArgs) -> Result<RunConfig> {
+        let file = match &args.campaign {
+            Some(p) => read_campaign(p)?,
+            None => CampaignFile::default(),
+        };
+        let base = args
+            .campaign
+            .as_deref()
+            .map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf());
+        let base = base.as_deref();
+
+        let input = args
+            .input
+            .or_else(|| file.input.map(|p| relative_to(base, p)))
+            .ok_or_else(|| {
+                Error::Usage(
+                    "no contact list: give --input FILE or set input in the campaign file".into(),
+                )
+            })?;
+        let output = args
+            .output
+            .or_else(|| file.output.map(|p| relative_to(base, p)))
+            .unwrap_or_else(|| default_output(&input));
+        let state_dir = args
+            .state
+            .or_else(|| file.state.map(|p| relative_to(base, p)))
+            .unwrap_or_else(|| default_state_dir(&output));
+
+        let (app, _) = pick(args.app, file.app, "app").ok_or_else(|| {
+            Error::Usage("no IVR app: give --app NAME or set app in the campaign file (the name deployed on the gateway)".into())
+        })?;
+        if app.trim().is_empty() {
+            return Err(Error::Usage("--app: the IVR app name is empty".into()));
+        }
+
+        let gateway = match pick(args.gateway, file.gateway, "gateway") {
+            None => GatewayTarget::Url(
+                reqwest::Url::parse("http://localhost:8155")
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            ),
+            Some((g, _)) if g.trim().eq_ignore_ascii_case("sim") => {
+                GatewayTarget::Simulator(sim_settings(file.simulator.unwrap_or_default(), base)?)
+            }
+            Some((g, what)) => GatewayTarget::Url(
+                parse_gateway_url(&g).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+            ),
+        };
+
+        let rate = rate_of(
+            pick(args.rate, file.rate, "rate"),
+            Rate::Limited {
+                count: 1,
+                per: Duration::from_secs(1),
+            },
+        )?;
+        let lines = match pick(args.lines, file.lines.map(|n| n.to_string()), "lines") {
+            None => 4,
+            Some((t, what)) => positive_u32(int(&t, &what)?, &what)?,
+        };
+        let poll_interval = duration_of(
+            pick(args.poll_interval, file.poll_interval, "poll-interval"),
+            Duration::from_secs(5),
+        )?;
+        let poll_rate = rate_of(
+            pick(args.poll_rate, file.poll_rate, "poll-rate"),
+            Rate::Limited {
+                count: 10,
+                per: Duration::from_secs(1),
+            },
+        )?;
+        let firstocc = match pick(
+            args.firstocc,
+            file.firstocc.map(|n| n.to_string()),
+            "firstocc",
+        ) {
+            None => 10,
+            Some((t, what)) => positive_u32(int(&t, &what)?, &what)?,
+        };
+        let poll_timeout = duration_of(
+            pick(args.poll_timeout, file.poll_timeout, "poll-timeout"),
+            Duration::from_secs(u64::from(firstocc) * 60) + POLL_GRACE,
+        )?;
+        let phone_column = pick(args.phone_column, file.phone_column, "phone-column")
+            .map(|(c, _)| c.trim().to_string())
+            .unwrap_or_else(|| "phone".into());
+        let default_region = match pick(args.default_region, file.default_region, "default-region")
+        {
+            None => phonenumber::country::Id::US,
+            Some((r, what)) => r.trim().to_ascii_uppercase().parse().map_err(|_| {
+                Error::Usage(format!(
+                    "{what}: {r:?} is not a region code; use a two-letter ISO code like US or GB"
+                ))
+            })?,
+        };
+        let number_format = match pick(args.number_format, file.number_format, "number-format") {
+            None => NumberFormat::E164,
+            Some((t, what)) => t
+                .parse()
+                .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+        };
+        let response_keys = args
+            .response_keys
+            .or(file.response_keys)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .collect();
+        let keep_records = args.keep_records || file.keep_records.unwrap_or(false);
+        let request_retries = match pick(
+            args.request_retries,
+            file.request_retries.map(|n| n.to_string()),
+            "request-retries",
+        ) {
+            None => 3,
+            Some((t, what)) => {
+                let n = int(&t, &what)?;
+                u32::try_from(n)
+                    .map_err(|_| Error::Usage(format!("{what}: must be 0 or more, not {n}")))?
+            }
+        };
+        let drain_timeout = duration_of(
+            pick(args.drain_timeout, file.drain_timeout, "drain-timeout"),
+            Duration::from_secs(120),
+        )?;
+
+        Ok(RunConfig {
+            input,
+            output,
+            state_dir,
+            gateway,
+            app: app.trim().to_string(),
+            rate,
+            lines,
+            poll_interval,
+            poll_rate,
+            poll_timeout,
+            phone_column,
+            default_region,
+            firstocc,
+            number_format,
+            response_keys,
+            keep_records,
+            request_retries,
+            drain_timeout,
+        })
+    }
+}
+
+/// Accepts `http://host:port[/prefix]` (and a bare `host:port`, taken as http).
+pub fn parse_gateway_url(text: &str) -> Result<reqwest::Url, String> {
+    let t = text.trim();
+    let with_scheme = if t.contains("://") {
+        t.to_string()
+    } else {
+        format!("http://{t}")
+    };
+    let url = reqwest::Url::parse(&with_scheme)
+        .map_err(|e| format!("{text:?} is not a gateway URL ({e})"))?;
+    if url.scheme() != "http" {
+        return Err(format!("{text:?}: only http:// gateways are supported"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{text:?} has no host"));
+    }
+    Ok(url)
+}
+
+fn sim_settings(t: SimulatorTable, base: Option<&Path>) -> Result<SimSettings> {
+    let d = SimSettings::default();
+    let lines = match t.lines {
+        None => d.lines,
+        Some(n) => positive_u32(n, "campaign key simulator.lines")?,
+    };
+    let dur = |v: Option<String>, key: &str, default: Duration| {
+        duration_of(
+            v.map(|s| (s, format!("campaign key simulator.{key}"))),
+            default,
+        )
+    };
+    Ok(SimSettings {
+        lines,
+        ring_delay: dur(t.ring_delay, "ring-delay", d.ring_delay)?,
+        call_duration: dur(t.call_duration, "call-duration", d.call_duration)?,
+        retry_delay: dur(t.retry_delay, "retry-delay", d.retry_delay)?,
+        scenario: t.scenario.map(|p| relative_to(base, p)),
+        record: t.record.map(|p| relative_to(base, p)),
+    })
+}
+
+impl SimSettings {
+    /// Settings for `ivr-campaign simulate`.
+    pub fn from_args(a: &SimulateArgs) -> Result<SimSettings> {
+        let d = SimSettings::default();
+        let lines = match &a.lines {
+            None => d.lines,
+            Some(t) => positive_u32(int(t, "--lines")?, "--lines")?,
+        };
+        let dur = |v: &Option<String>, key: &str, default: Duration| {
+            duration_of(v.clone().map(|s| (s, format!("--{key}"))), default)
+        };
+        Ok(SimSettings {
+            lines,
+            ring_delay: dur(&a.ring_delay, "ring-delay", d.ring_delay)?,
+            call_duration: dur(&a.call_duration, "call-duration", d.call_duration)?,
+            retry_delay: dur(&a.retry_delay, "retry-delay", d.retry_delay)?,
+            scenario: a.scenario.clone(),
+            record: a.record.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        assert_eq!(
+            "5/s".parse::<Rate>(),
+            Ok(Rate::Limited {
+                count: 5,
+                per: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            "90/m".parse::<Rate>().map(|r| r.interval()),
+            Ok(Some(Duration::from_secs(60) / 90))
+        );
+        assert_eq!("unlimited".parse::<Rate>(), Ok(Rate::Unlimited));
+        for bad in ["0/s", "-1/s", "5", "5/d", "x/s", ""] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["5", "s", "5x", "-1s", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_paths() {
+        let out = default_output(Path::new("/x/contacts.csv"));
+        assert_eq!(out, PathBuf::from("/x/contacts.results.csv"));
+        assert_eq!(
+            default_state_dir(&out),
+            PathBuf::from("/x/contacts.results.csv.state")
+        );
+    }
+
+    #[test]
+    fn gateway_urls() {
+        assert!(parse_gateway_url("http://10.0.0.5:8155").is_ok());
+        assert!(parse_gateway_url("gw.local:8155").is_ok());
+        assert!(parse_gateway_url("http://").is_err());
+        assert!(parse_gateway_url("ftp://x").is_err());
+        assert!(parse_gateway_url("http://exa mple").is_err());
+    }
+}

@@ -1,0 +1,73 @@
+//! Run-level failures and the exit codes they map to.
+//!
+//! Per-row problems are never errors: a bad number or a failed call is a result row with a reason. Only what
+//! stops the whole run lands here, and each kind has a sysexits code so cron and systemd can tell "fix the
+//! input" from "try again later".
+
+/// Exit codes, documented in the README. Values follow sysexits.h where one fits.
+pub mod exit {
+    /// Every row has a final result and none needs a person.
+    pub const OK: i32 = 0;
+    /// Every row has a final result, but some are `error`, `unknown` or `unresolved` and need a person.
+    pub const NEEDS_ATTENTION: i32 = 3;
+    /// Bad command line or campaign setting value.
+    pub const USAGE: i32 = 64;
+    /// The input is unusable as a contact list (no header, no phone column).
+    pub const DATAERR: i32 = 65;
+    /// The input file does not exist or cannot be opened.
+    pub const NOINPUT: i32 = 66;
+    /// An internal failure (a bug).
+    pub const SOFTWARE: i32 = 70;
+    /// The results file cannot be written.
+    pub const CANTCREAT: i32 = 73;
+    /// The journal cannot be read or written.
+    pub const IOERR: i32 = 74;
+    /// Stopped with work left (signal, another run holds the journal): rerun the same command to resume.
+    pub const TEMPFAIL: i32 = 75;
+    /// The campaign file is unreadable or holds an unknown key, or the journal belongs to another input.
+    pub const CONFIG: i32 = 78;
+}
+
+/// A failure that stops the run. Messages are lower-case, one line, and name the thing at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Config(String),
+    #[error("{0}")]
+    NoInput(String),
+    #[error("{0}")]
+    Data(String),
+    #[error("{0}")]
+    Output(String),
+    #[error("journal: {0}")]
+    Journal(String),
+    #[error("{0}")]
+    Busy(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => exit::USAGE,
+            Error::Config(_) => exit::CONFIG,
+            Error::NoInput(_) => exit::NOINPUT,
+            Error::Data(_) => exit::DATAERR,
+            Error::Output(_) => exit::CANTCREAT,
+            Error::Journal(_) => exit::IOERR,
+            Error::Busy(_) => exit::TEMPFAIL,
+            Error::Internal(_) => exit::SOFTWARE,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Journal(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,181 @@
+//! The HTTP side of the gateway protocol.
+//!
+//! Call requests are never retried here, and never behind a generic retry layer: whether a failed request may
+//! be sent again depends on whether the gateway could have scheduled it, which only the caller can weigh.
+//! So every failure of a call request is classified (see [`PlaceError`]) and handed back.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode, Url};
+
+use super::protocol::{self, CallRequest, RemoveReply, StatusReply};
+
+/// Why a call request did not yield a request id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceError {
+    /// The request never reached the gateway (refused, DNS, connect timeout): safe to send again.
+    #[error("gateway not reached: {0}")]
+    NotSent(String),
+    /// The gateway answered without scheduling (HTTP error, or a page without `[ReqId=…]`): safe to send again.
+    #[error("gateway did not schedule the call: {0}")]
+    Rejected(String),
+    /// The request was sent and the answer was lost (reset, read timeout): the call may be scheduled.
+    #[error("no answer to the call request (the call may have been scheduled): {0}")]
+    Ambiguous(String),
+}
+
+/// Why a status or remove request gave no usable answer. Always safe to ask again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PollError {
+    #[error("gateway not reached: {0}")]
+    Transport(String),
+    #[error("gateway answered HTTP {0}")]
+    Http(u16, String),
+    #[error("not a status reply: {0}")]
+    Malformed(String),
+}
+
+/// Connect timeout: a LAN gateway that has not answered a SYN in this long is down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whole-request deadline (connect to last body byte).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Idle keep-alive connections are dropped before Tomcat's shipped 20 s keep-alive timeout closes them under
+/// us; reusing a socket the server is closing turns a call request into an ambiguous one.
+const POOL_IDLE: Duration = Duration::from_secs(15);
+
+/// A gateway at a base URL.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    http: Client,
+    base: Url,
+}
+
+impl Gateway {
+    pub fn new(base: Url) -> Result<Gateway, String> {
+        let http = Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(64)
+            .http1_only()
+            // A redirected POST becomes a GET elsewhere; a gateway handler never redirects, so treat it as an
+            // answer that did not schedule anything.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ivr-campaign/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Gateway { http, base })
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> Url {
+        // Keep a path prefix the operator gave (a gateway behind a reverse proxy at /voicent/).
+        let mut url = self.base.clone();
+        let prefix = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{prefix}{path}"));
+        url
+    }
+
+    /// Sends a call request; returns the request id.
+    pub async fn place_call(&self, req: &CallRequest) -> Result<String, PlaceError> {
+        let sent = self
+            .http
+            .post(self.url(protocol::CALL_PATH))
+            .form(&req.form())
+            .send()
+            .await;
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() || e.is_builder() => {
+                return Err(PlaceError::NotSent(describe(&e)));
+            }
+            Err(e) => return Err(PlaceError::Ambiguous(describe(&e))),
+        };
+        let status = resp.status();
+        let body = match read_body(resp).await {
+            Ok(b) => b,
+            Err(e) if status.is_success() => return Err(PlaceError::Ambiguous(e)),
+            Err(e) => {
+                return Err(PlaceError::Rejected(format!(
+                    "HTTP {}: {e}",
+                    status.as_u16()
+                )));
+            }
+        };
+        if !status.is_success() {
+            return Err(PlaceError::Rejected(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                protocol::excerpt(&body)
+            )));
+        }
+        protocol::parse_call_reply(&body).ok_or_else(|| {
+            PlaceError::Rejected(format!(
+                "no [ReqId=…] in the reply: {}",
+                protocol::excerpt(&body)
+            ))
+        })
+    }
+
+    /// Asks for a call's status.
+    pub async fn status(&self, req_id: &str) -> Result<StatusReply, PollError> {
+        let body = self.post(protocol::STATUS_PATH, req_id).await?;
+        protocol::parse_status_reply(&body).map_err(|m| PollError::Malformed(m.to_string()))
+    }
+
+    /// Removes a call record (cancelling the call if it has not been made).
+    pub async fn remove(&self, req_id: &str) -> Result<RemoveReply, PollError> {
+        let body = self.post(protocol::REMOVE_PATH, req_id).await?;
+        Ok(protocol::parse_remove_reply(&body))
+    }
+
+    async fn post(&self, path: &str, req_id: &str) -> Result<String, PollError> {
+        let resp = self
+            .http
+            .post(self.url(path))
+            .form(&[("reqid", req_id)])
+            .send()
+            .await
+            .map_err(|e| PollError::Transport(describe(&e)))?;
+        let status = resp.status();
+        let body = read_body(resp).await.map_err(PollError::Transport)?;
+        if status != StatusCode::OK {
+            return Err(PollError::Http(status.as_u16(), protocol::excerpt(&body)));
+        }
+        Ok(body)
+    }
+}
+
+/// Reads a body as text. Servlet containers default to ISO-8859-1; every protocol token is ASCII, so a body
+/// that is not declared UTF-8 is decoded byte for byte as Latin-1 and nothing is ever replaced.
+async fn read_body(resp: reqwest::Response) -> Result<String, String> {
+    let utf8 = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("charset=utf-8"));
+    let bytes = resp.bytes().await.map_err(|e| describe(&e))?;
+    Ok(if utf8 {
+        String::from_utf8_lossy(&bytes).into_owned()
+    } else {
+        bytes.iter().map(|&b| char::from(b)).collect()
+    })
+}
+
+/// The error and its causes on one line (reqwest's Display omits the cause, which is the useful part).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,6 @@
+//! Talking to a Voicent Gateway: the pure wire protocol ([`protocol`]) and the HTTP client ([`client`]).
+
+pub mod client;
+pub mod protocol;
+
+pub use client::{Gateway, PlaceError, PollError};

@@ -1,0 +1,28 @@
+//! ivr-campaign: run IVR phone campaigns on a Voicent Gateway from a contact CSV.
+//!
+//! Layout:
+//! - [`cli`], [`config`]: flags and campaign TOML, merged and validated before any I/O.
+//! - [`contacts`]: reading the list and judging each row (phone numbers via libphonenumber).
+//! - [`gateway`]: the pure wire protocol and the HTTP client.
+//! - [`journal`]: the SQLite journal, the run lock, group commit.
+//! - [`campaign`]: the engine (dispatcher, call tasks, pollers); [`runner`] wraps it for `run`.
+//! - [`results`]: the results CSV, a view of the journal.
+//! - [`simulator`]: a stand-in gateway for rehearsals and tests.
+//!
+//! The life of a contact: `pending` → intent recorded (durable) → call request → `dialed(reqid)` (durable) →
+//! polled until the last record is `made` or `failed` (durable) → gateway record removed. A request that was
+//! refused or answered without a request id goes back to `pending` and is retried a bounded number of times;
+//! one whose answer was lost becomes `unknown` and is never redialed automatically. After a crash, contacts
+//! with a request id are polled again and contacts with only an intent become `unknown`.
+
+pub mod campaign;
+pub mod cli;
+pub mod config;
+pub mod contacts;
+pub mod error;
+pub mod gateway;
+pub mod journal;
+pub mod results;
+pub mod runner;
+pub mod simulator;
+pub mod status;

@@ -1,0 +1,181 @@
+//! The `ivr-campaign` binary: parse the command line, set up logging and signals, run, map to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::sync::watch;
+use tracing_subscriber::EnvFilter;
+
+use ivr_campaign::campaign::stop;
+use ivr_campaign::cli::{Cli, Command};
+use ivr_campaign::config::{RunConfig, SimSettings};
+use ivr_campaign::error::{Error, exit};
+use ivr_campaign::runner::{self, Summary};
+use ivr_campaign::{simulator, status};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // One line: the first line of clap's message, without its usage block.
+            let text = e.render().to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid command line")
+                .trim_start_matches("error: ");
+            eprintln!("ivr-campaign: {first} (see --help)");
+            return ExitCode::from(exit::USAGE as u8);
+        }
+    };
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ivr-campaign: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::SOFTWARE as u8);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(*args).await,
+            Command::Simulate(args) => simulate(args).await,
+            Command::Status(args) => match status::locate(&args).and_then(|d| status::report(&d)) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(exit::OK)
+                }
+                Err(e) => Err(e),
+            },
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match code {
+        Ok(c) => ExitCode::from(c as u8),
+        Err(e) => {
+            eprintln!("ivr-campaign: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "ivr_campaign=debug,info",
+        _ => "ivr_campaign=trace,debug",
+    };
+    let filter =
+        EnvFilter::try_from_env("IVR_CAMPAIGN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+/// First SIGINT/SIGTERM: drain. Second: stop now.
+fn watch_signals() -> watch::Receiver<u8> {
+    let (tx, rx) = watch::channel(stop::RUN);
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        loop {
+            #[cfg(unix)]
+            let term_fut = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let term_fut = std::future::pending::<()>();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term_fut => {}
+            }
+            let next = if *tx.borrow() == stop::RUN {
+                stop::DRAIN
+            } else {
+                stop::NOW
+            };
+            if next == stop::DRAIN {
+                tracing::warn!(
+                    "stop requested: no new calls; waiting for calls in progress (signal again to stop at once)"
+                );
+            } else {
+                tracing::warn!("stopping now; calls in progress are polled again by the next run");
+            }
+            let _ = tx.send(next);
+            if next == stop::NOW {
+                // Keep the sender alive so receivers do not see a closed channel.
+                std::future::pending::<()>().await;
+            }
+        }
+    });
+    rx
+}
+
+async fn run(args: ivr_campaign::cli::RunArgs) -> Result<i32, Error> {
+    let cfg = RunConfig::from_args(args)?;
+    let stop_rx = watch_signals();
+    let summary = runner::run(cfg, stop_rx).await?;
+    print_summary(&summary);
+    Ok(summary.exit_code())
+}
+
+fn print_summary(s: &Summary) {
+    let parts: Vec<String> = s
+        .counts
+        .iter()
+        .map(|(st, n)| format!("{} {n}", st.as_str()))
+        .collect();
+    let secs = s.elapsed.as_secs_f64();
+    let rate = if secs > 0.0 {
+        s.requests as f64 / secs
+    } else {
+        0.0
+    };
+    eprintln!(
+        "ivr-campaign: {} rows: {}. {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s). Results: {}",
+        s.total(),
+        parts.join(", "),
+        s.requests,
+        s.request_failures,
+        s.polls,
+        s.poll_errors,
+        secs,
+        rate,
+        s.output.display()
+    );
+}
+
+async fn simulate(args: ivr_campaign::cli::SimulateArgs) -> Result<i32, Error> {
+    let settings = SimSettings::from_args(&args)?;
+    let listen = args
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8155".into());
+    simulator::serve(&listen, settings)
+        .await
+        .map_err(Error::Config)?;
+    Ok(exit::OK)
+}

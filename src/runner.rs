@@ -1,0 +1,209 @@
+//! `ivr-campaign run`: validate, open the journal, run the engine, write the results, summarise.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::campaign::{self, Ending, Stats};
+use crate::config::{GatewayTarget, RunConfig};
+use crate::contacts::{self, Verdict};
+use crate::error::{Error, Result, exit};
+use crate::gateway::Gateway;
+use crate::journal::{self, NewContact};
+use crate::results::{self, Status};
+use crate::simulator::Simulator;
+
+/// What a run did.
+#[derive(Debug)]
+pub struct Summary {
+    pub counts: BTreeMap<Status, u64>,
+    pub ending: Ending,
+    pub elapsed: Duration,
+    pub requests: u64,
+    pub request_failures: u64,
+    pub polls: u64,
+    pub poll_errors: u64,
+    pub output: std::path::PathBuf,
+}
+
+impl Summary {
+    /// 0 when every row is final and none needs a person; 3 when some do; 75 when work is left.
+    pub fn exit_code(&self) -> i32 {
+        let n = |f: fn(Status) -> bool| {
+            self.counts
+                .iter()
+                .filter(|(s, _)| f(**s))
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        if self.ending == Ending::Interrupted || n(Status::is_open) > 0 {
+            exit::TEMPFAIL
+        } else if n(Status::needs_attention) > 0 {
+            exit::NEEDS_ATTENTION
+        } else {
+            exit::OK
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+/// SHA-256 of the input file: the journal refuses to resume against different rows.
+fn digest(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| Error::NoInput(format!("cannot open contact list {}: {e}", path.display())))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| {
+            Error::Data(format!("cannot read contact list {}: {e}", path.display()))
+        })?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{:x}", h.finalize()))
+}
+
+/// Reads every row and judges it, for the journal's creation.
+fn judged_rows(cfg: &RunConfig) -> Result<impl Iterator<Item = Result<NewContact>> + use<>> {
+    let mut list = contacts::open(&cfg.input, &cfg.phone_column)?;
+    let width = list.headers.len();
+    let (phone, region, format) = (list.phone_index, cfg.default_region, cfg.number_format);
+    let input = cfg.input.display().to_string();
+    let mut record = csv::ByteRecord::new();
+    let mut row = 0u64;
+    Ok(std::iter::from_fn(move || {
+        // Rows are named by their 1-based data row number, which is their row in the results file. (csv-core's
+        // line numbers run one low for CRLF files, which is what Excel writes.)
+        let line = row + 1;
+        match list.reader.read_byte_record(&mut record) {
+            Ok(false) => None,
+            Err(e) => Some(Err(Error::Data(format!("contact list {input}: {e}")))),
+            Ok(true) => {
+                let c = match contacts::judge(&record, width, phone, region, format) {
+                    Verdict::Call { e164, dial } => NewContact {
+                        row,
+                        line,
+                        e164: Some(e164),
+                        dial: Some(dial),
+                        invalid: None,
+                    },
+                    Verdict::Invalid(reason) => NewContact {
+                        row,
+                        line,
+                        e164: None,
+                        dial: None,
+                        invalid: Some(reason),
+                    },
+                };
+                row += 1;
+                Some(Ok(c))
+            }
+        }
+    }))
+}
+
+/// Runs a campaign to its end (or until stopped) and writes the results file.
+pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
+    let started = Instant::now();
+    // Validate the input before anything else happens: no gateway contact for a list we cannot read.
+    drop(contacts::open(&cfg.input, &cfg.phone_column)?);
+    let input_digest = digest(&cfg.input)?;
+
+    let simulator = match &cfg.gateway {
+        GatewayTarget::Simulator(settings) => Some(
+            Simulator::start_with("127.0.0.1:0", settings.clone())
+                .await
+                .map_err(Error::Config)?,
+        ),
+        GatewayTarget::Url(_) => None,
+    };
+    let base = match (&cfg.gateway, &simulator) {
+        (_, Some(sim)) => {
+            reqwest::Url::parse(&sim.url()).map_err(|e| Error::Internal(e.to_string()))?
+        }
+        (GatewayTarget::Url(u), None) => u.clone(),
+        (GatewayTarget::Simulator(_), None) => {
+            return Err(Error::Internal("simulator not started".into()));
+        }
+    };
+    if simulator.is_some() {
+        info!(url = %base, "using the built-in gateway simulator");
+    }
+    let gateway = Gateway::new(base).map_err(Error::Internal)?;
+
+    let (owner, opened) = journal::open(
+        &cfg.state_dir,
+        &input_digest,
+        &cfg.input.display().to_string(),
+        || judged_rows(&cfg),
+    )?;
+    if opened.created {
+        info!(journal = %cfg.state_dir.display(), "new campaign journal");
+    } else {
+        info!(journal = %cfg.state_dir.display(), "resuming campaign from its journal");
+    }
+    if opened.interrupted_intents > 0 {
+        warn!(
+            contacts = opened.interrupted_intents,
+            "an earlier run stopped between deciding to call and hearing back; those contacts are marked unknown and not redialed"
+        );
+    }
+    info!(
+        app = %cfg.app,
+        rate = ?cfg.rate,
+        lines = cfg.lines,
+        region = ?cfg.default_region,
+        "campaign starting"
+    );
+
+    let stats = Arc::new(Stats::default());
+    let ran = campaign::run(
+        cfg.clone(),
+        gateway,
+        owner.journal.clone(),
+        owner.campaign_id.clone(),
+        stop,
+        stats.clone(),
+    )
+    .await;
+    let db_path = owner.db_path.clone();
+    // A barrier: every write queued so far is committed before the results are read from another connection.
+    owner.journal.read(|_| Ok(())).await?;
+    // The lock is held until the results are written.
+    let lock_holder = owner;
+    let written = results::write(
+        &cfg.input,
+        &cfg.phone_column,
+        &db_path,
+        &cfg.output,
+        &cfg.response_keys,
+    );
+    drop(lock_holder);
+    if let Some(sim) = simulator {
+        sim.stop();
+    }
+    let ending = ran?;
+    let counts = written?;
+    Ok(Summary {
+        counts,
+        ending,
+        elapsed: started.elapsed(),
+        requests: stats.requests.load(Ordering::Relaxed),
+        request_failures: stats.request_failures.load(Ordering::Relaxed),
+        polls: stats.polls.load(Ordering::Relaxed),
+        poll_errors: stats.poll_errors.load(Ordering::Relaxed),
+        output: cfg.output.clone(),
+    })
+}

@@ -1,0 +1,526 @@
+//! A stand-in Voicent Gateway: the three JSP handlers over GET and POST, with the reply shapes of the protocol
+//! reference, a finite number of lines with a FIFO queue, retry histories, IVR responses, and scripted
+//! outcomes. Operators rehearse campaigns on it; tests assert against the requests it records.
+//!
+//! Decisions where the protocol reference leaves things open (its §8):
+//! - replies are `text/html;charset=UTF-8`, HTTP 200 for every protocol outcome (including errors), with the
+//!   blank lines JSP output carries before the body and CRLF line ends;
+//! - a call request without `phoneno`, a numeric `firstocc` or a content parameter gets an `ERROR:` line and
+//!   no `[ReqId=…]`;
+//! - request ids are epoch milliseconds, bumped by one when two requests share a millisecond;
+//! - no record is written while an attempt is ringing: the body stays `[]` (or the earlier attempts) until the
+//!   attempt ends; IVR responses sit in the attempt that collected them;
+//! - once `firstocc` minutes have passed, the next attempt becomes `failed` with `Too late to call`;
+//! - `selfdelete=1` deletes the record after a final attempt (made or failed);
+//! - removing a call that is queued or ringing cancels it; a second remove gets the ERROR body;
+//! - parameter names are case-sensitive (lower case, as every SDK sends them); for a repeated name the first
+//!   value wins, query string before body, as a servlet's `getParameter` does;
+//! - timestamps are the gateway host's local time, month 0-based.
+
+pub mod scenario;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::{AbortHandle, JoinHandle, JoinSet};
+
+use crate::config::SimSettings;
+use crate::gateway::protocol::{self, GatewayTime};
+use scenario::{Picker, Reply, Scenario, Script};
+
+/// One request as the simulator saw it, and what it answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    pub seq: u64,
+    /// Milliseconds since the epoch when the request was handled.
+    pub at_ms: i64,
+    pub method: String,
+    pub path: String,
+    pub params: BTreeMap<String, String>,
+    /// `scheduled`, `dropped` (scheduled, then no answer), `rejected`, `no-attempt`, `attempts`,
+    /// `no-such-record`, `removed`, `not-found`.
+    pub outcome: String,
+    /// The request id this request created or asked about.
+    pub req_id: Option<String>,
+    /// For status replies: the last record's status word.
+    pub status: Option<String>,
+    /// For status replies: whether that word is final.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+struct Call {
+    records: Vec<String>,
+    task: Option<AbortHandle>,
+}
+
+struct State {
+    calls: HashMap<String, Call>,
+    last_id: i64,
+    picker: Picker,
+    seq: u64,
+    log: Vec<Recorded>,
+    record_file: Option<BufWriter<File>>,
+}
+
+struct Shared {
+    settings: SimSettings,
+    lines: Arc<Semaphore>,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the call table half-updated in a way that matters more
+        // than stopping the simulator would, so keep serving.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A running simulator.
+pub struct Simulator {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+/// A reply the simulator refuses to send: hyper closes the connection without answering.
+#[derive(Debug)]
+struct DroppedReply;
+
+impl std::fmt::Display for DroppedReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("reply dropped on purpose")
+    }
+}
+
+impl std::error::Error for DroppedReply {}
+
+impl Simulator {
+    /// Starts serving on `listener` (bind `127.0.0.1:0` in tests).
+    pub fn start(
+        listener: TcpListener,
+        settings: SimSettings,
+        scenario: Scenario,
+    ) -> std::io::Result<Simulator> {
+        let addr = listener.local_addr()?;
+        let record_file = match &settings.record {
+            Some(p) => Some(BufWriter::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            lines: Arc::new(Semaphore::new(settings.lines as usize)),
+            settings,
+            state: Mutex::new(State {
+                calls: HashMap::new(),
+                last_id: 0,
+                picker: Picker::new(scenario),
+                seq: 0,
+                log: Vec::new(),
+                record_file,
+            }),
+        });
+        let server = tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(Simulator {
+            addr,
+            shared,
+            server,
+        })
+    }
+
+    /// Loads the scenario named in `settings` (if any) and starts.
+    pub async fn start_with(listen: &str, settings: SimSettings) -> Result<Simulator, String> {
+        let scenario = match &settings.scenario {
+            Some(p) => scenario::load(p)?,
+            None => Scenario::default(),
+        };
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        Simulator::start(listener, settings, scenario)
+            .map_err(|e| format!("cannot start the simulator: {e}"))
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.state().log.clone()
+    }
+
+    /// Stops accepting and closes every open connection; scheduled calls are forgotten.
+    pub fn stop(self) {
+        self.server.abort();
+        let mut st = self.shared.state();
+        for (_, call) in st.calls.drain() {
+            if let Some(t) = call.task {
+                t.abort();
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    // Connections live in this set so that aborting the server also closes them (a gateway going away).
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = shared.clone();
+                conns.spawn(async move {
+                    let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+fn gateway_now() -> (GatewayTime, jiff::ZonedDateTime) {
+    let z = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::system());
+    (
+        GatewayTime {
+            year: z.year(),
+            month: z.month(),
+            day: z.day(),
+            hour: z.hour(),
+            minute: z.minute(),
+        },
+        z,
+    )
+}
+
+fn params_of(query: Option<&str>, body: &[u8]) -> BTreeMap<String, String> {
+    let mut params = BTreeMap::new();
+    let query_pairs = form_urlencoded::parse(query.unwrap_or("").as_bytes());
+    for (k, v) in query_pairs.chain(form_urlencoded::parse(body)) {
+        params
+            .entry(k.into_owned())
+            .or_insert_with(|| v.into_owned());
+    }
+    params
+}
+
+fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/html;charset=UTF-8"),
+    );
+    r
+}
+
+/// JSP pages start with the blank lines their directives leave behind.
+fn jsp(body: &str) -> String {
+    format!("\r\n\r\n{body}\r\n")
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, DroppedReply> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => Bytes::new(),
+    };
+    let form_body: &[u8] = if method == Method::POST { &body } else { b"" };
+    let params = params_of(query.as_deref(), form_body);
+
+    let mut rec = Recorded {
+        seq: 0,
+        at_ms: now_ms(),
+        method: method.to_string(),
+        path: path.clone(),
+        params: params.clone(),
+        outcome: String::new(),
+        req_id: None,
+        status: None,
+        is_final: false,
+    };
+    let result = if method != Method::GET && method != Method::POST {
+        rec.outcome = "not-found".into();
+        Ok(reply(StatusCode::METHOD_NOT_ALLOWED, String::new()))
+    } else {
+        match path.as_str() {
+            protocol::CALL_PATH => call_request(&shared, &params, &mut rec),
+            protocol::STATUS_PATH => Ok(status_request(&shared, &params, &mut rec)),
+            protocol::REMOVE_PATH => Ok(remove_request(&shared, &params, &mut rec)),
+            _ => {
+                rec.outcome = "not-found".into();
+                Ok(reply(
+                    StatusCode::NOT_FOUND,
+                    jsp("<html><body>404 Not Found</body></html>"),
+                ))
+            }
+        }
+    };
+    log_request(&shared, rec);
+    result
+}
+
+fn log_request(shared: &Shared, mut rec: Recorded) {
+    let mut st = shared.state();
+    st.seq += 1;
+    rec.seq = st.seq;
+    if let (Some(f), Ok(line)) = (st.record_file.as_mut(), serde_json::to_string(&rec)) {
+        // Flushed per line: a test or an operator reading the file mid-run sees every request so far.
+        let _ = writeln!(f, "{line}").and_then(|_| f.flush());
+    }
+    st.log.push(rec);
+}
+
+const CONTENT_PARAMS: [&str; 6] = [
+    "startapp",
+    "txt",
+    "audiofile",
+    "startexec",
+    "startvxml",
+    "starturl",
+];
+
+fn call_request(
+    shared: &Arc<Shared>,
+    params: &BTreeMap<String, String>,
+    rec: &mut Recorded,
+) -> Result<Response<Full<Bytes>>, DroppedReply> {
+    let phoneno = params.get("phoneno").map(|s| s.trim()).unwrap_or("");
+    let firstocc = params
+        .get("firstocc")
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    let problem = if phoneno.is_empty() {
+        Some("missing parameter phoneno")
+    } else if firstocc.is_none() {
+        Some("missing or invalid parameter firstocc")
+    } else if !CONTENT_PARAMS
+        .iter()
+        .any(|p| params.get(*p).is_some_and(|v| !v.trim().is_empty()))
+    {
+        Some("no call content (startapp, txt, audiofile, startexec, startvxml or starturl)")
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        rec.outcome = "rejected".into();
+        return Ok(reply(StatusCode::OK, jsp(&format!("ERROR: {p}"))));
+    }
+    let firstocc = firstocc.unwrap_or(10);
+    let selfdelete = params.get("selfdelete").is_some_and(|v| v.trim() == "1");
+
+    let (id, script) = {
+        let mut st = shared.state();
+        let id = now_ms().max(st.last_id + 1);
+        st.last_id = id;
+        let script = st.picker.pick(phoneno);
+        let id = id.to_string();
+        st.calls.insert(
+            id.clone(),
+            Call {
+                records: Vec::new(),
+                task: None,
+            },
+        );
+        (id, script)
+    };
+    let reply_kind = script.reply;
+    let task = tokio::spawn(run_call(
+        shared.clone(),
+        id.clone(),
+        script,
+        firstocc,
+        selfdelete,
+    ));
+    if let Some(call) = shared.state().calls.get_mut(&id) {
+        call.task = Some(task.abort_handle());
+    }
+    rec.req_id = Some(id.clone());
+    if reply_kind == Reply::Drop {
+        rec.outcome = "dropped".into();
+        return Err(DroppedReply);
+    }
+    rec.outcome = "scheduled".into();
+    let (_, z) = gateway_now();
+    let when = z.strftime("%a %b %d %H:%M:%S %Z %Y").to_string();
+    Ok(reply(
+        StatusCode::OK,
+        jsp(&format!(
+            "<html><head><title>Voicent Gateway</title></head><body>\r\nYour call is scheduled for {when}. [ReqId={id}]\r\n</body></html>"
+        )),
+    ))
+}
+
+/// Plays one call's script: each attempt waits for a free line, rings, and appends its record.
+async fn run_call(
+    shared: Arc<Shared>,
+    id: String,
+    script: Script,
+    firstocc: u32,
+    selfdelete: bool,
+) {
+    let s = &shared.settings;
+    let (created, _) = gateway_now();
+    let started = tokio::time::Instant::now();
+    let too_late = Duration::from_secs(u64::from(firstocc) * 60);
+    for (i, attempt) in script.attempts.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(s.retry_delay).await;
+        }
+        if attempt.is_forget() {
+            shared.state().calls.remove(&id);
+            return;
+        }
+        let late = started.elapsed() > too_late;
+        let (status, notes, responses) = if late {
+            ("failed", "Too late to call", "")
+        } else {
+            let Ok(line) = shared.lines.clone().acquire_owned().await else {
+                return;
+            };
+            let talk = if attempt.status == "made" {
+                s.call_duration
+            } else {
+                Duration::ZERO
+            };
+            tokio::time::sleep(s.ring_delay + talk).await;
+            drop(line);
+            (
+                attempt.status.as_str(),
+                attempt.notes.as_str(),
+                attempt.responses.as_str(),
+            )
+        };
+        let (at, _) = gateway_now();
+        let record = protocol::format_record(status, at, created, notes, responses);
+        let is_final = late || attempt.is_final();
+        let mut st = shared.state();
+        let Some(call) = st.calls.get_mut(&id) else {
+            return; // removed meanwhile
+        };
+        call.records.push(record);
+        if is_final {
+            call.task = None;
+            if selfdelete {
+                st.calls.remove(&id);
+            }
+            return;
+        }
+    }
+    if let Some(call) = shared.state().calls.get_mut(&id) {
+        call.task = None;
+    }
+}
+
+fn req_id_param(params: &BTreeMap<String, String>) -> String {
+    params
+        .get("reqid")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn status_request(
+    shared: &Shared,
+    params: &BTreeMap<String, String>,
+    rec: &mut Recorded,
+) -> Response<Full<Bytes>> {
+    let id = req_id_param(params);
+    rec.req_id = Some(id.clone());
+    let st = shared.state();
+    let body = match st.calls.get(&id) {
+        None => {
+            rec.outcome = "no-such-record".into();
+            format!("ERROR: no such call record: {id}")
+        }
+        Some(call) if call.records.is_empty() => {
+            rec.outcome = "no-attempt".into();
+            "[]".to_string()
+        }
+        Some(call) => {
+            rec.outcome = "attempts".into();
+            let last = call
+                .records
+                .last()
+                .and_then(|r| r.split('^').nth(2))
+                .unwrap_or("")
+                .to_string();
+            rec.is_final = last == "made" || last == "failed";
+            rec.status = Some(last);
+            format!("[{}\r\n]", call.records.concat())
+        }
+    };
+    reply(StatusCode::OK, jsp(&body))
+}
+
+fn remove_request(
+    shared: &Shared,
+    params: &BTreeMap<String, String>,
+    rec: &mut Recorded,
+) -> Response<Full<Bytes>> {
+    let id = req_id_param(params);
+    rec.req_id = Some(id.clone());
+    let removed = shared.state().calls.remove(&id);
+    let body = match removed {
+        Some(call) => {
+            if let Some(t) = call.task {
+                t.abort(); // cancels a queued or ringing call; its line is released with the task
+            }
+            rec.outcome = "removed".into();
+            "[removed]".to_string()
+        }
+        None => {
+            rec.outcome = "no-such-record".into();
+            format!("ERROR: no such call record: {id}")
+        }
+    };
+    reply(StatusCode::OK, jsp(&body))
+}
+
+/// `ivr-campaign simulate`: serve until interrupted.
+pub async fn serve(listen: &str, settings: SimSettings) -> Result<(), String> {
+    let sim = Simulator::start_with(listen, settings.clone()).await?;
+    tracing::info!(
+        url = %sim.url(),
+        lines = settings.lines,
+        ring_delay = ?settings.ring_delay,
+        call_duration = ?settings.call_duration,
+        retry_delay = ?settings.retry_delay,
+        "simulated gateway listening"
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    sim.stop();
+    Ok(())
+}

@@ -1,0 +1,85 @@
+//! `ivr-campaign status`: a campaign's progress read from its journal, also while another process runs it.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{RunArgs, StatusArgs};
+use crate::config::{RunConfig, default_output, default_state_dir};
+use crate::error::{Error, Result};
+use crate::journal::{self, State};
+
+/// Finds the journal directory the way `run` would.
+pub fn locate(args: &StatusArgs) -> Result<PathBuf> {
+    if let Some(s) = &args.state {
+        return Ok(s.clone());
+    }
+    if let Some(o) = &args.output {
+        return Ok(default_state_dir(o));
+    }
+    if args.campaign.is_none() {
+        if let Some(i) = &args.input {
+            return Ok(default_state_dir(&default_output(i)));
+        }
+        return Err(Error::Usage(
+            "status needs a campaign file, --state DIR, --output FILE or --input FILE".into(),
+        ));
+    }
+    // Resolve paths exactly as `run` does; the app name is irrelevant here.
+    let cfg = RunConfig::from_args(RunArgs {
+        campaign: args.campaign.clone(),
+        input: args.input.clone(),
+        app: Some("-".into()),
+        ..RunArgs::default()
+    })?;
+    Ok(cfg.state_dir)
+}
+
+/// Whether a run currently holds the journal's lock.
+fn running(dir: &Path) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("lock"))
+    else {
+        return false;
+    };
+    matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// The report printed by `status`.
+pub fn report(dir: &Path) -> Result<String> {
+    let counts = journal::counts(&dir.join(journal::DB_FILE))?;
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let open: u64 = counts
+        .iter()
+        .filter(|(s, _)| !s.is_final())
+        .map(|(_, n)| n)
+        .sum();
+    let mut out = format!(
+        "journal {}: {} contacts, {} final, {} open; {}\n",
+        dir.display(),
+        total,
+        total - open,
+        open,
+        if running(dir) {
+            "a run is in progress"
+        } else {
+            "no run in progress"
+        }
+    );
+    for state in State::ALL {
+        let n = counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |(_, n)| *n);
+        if n > 0 {
+            let label = match state {
+                State::Pending => "pending (not yet dialed)",
+                State::Intent => "requesting",
+                State::Dialed => "dialed (polling)",
+                s => s.as_str(),
+            };
+            out.push_str(&format!("  {label:<26}{n:>9}\n"));
+        }
+    }
+    Ok(out)
+}
