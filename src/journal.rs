@@ -331,7 +331,7 @@ where
                             match first {
                                 Some(line) => (
                                     State::Duplicate,
-                                    Some(format!("same number as line {line}")),
+                                    Some(format!("same number as row {line}")),
                                 ),
                                 None => (State::Pending, None),
                             }
