@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
+// A flag given twice takes its last value, so wrapper scripts can append overrides.
 #[command(
     name = "ivr-campaign",
     version,
-    about = "Run IVR phone campaigns on a Voicent Gateway"
+    about = "Run IVR phone campaigns on a Voicent Gateway",
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,7 +52,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub app: Option<String>,
     /// Call requests per second or minute, e.g. `5/s`, `90/m` [default: 1/s].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub rate: Option<String>,
     /// Most calls outstanding (requested, not yet final) at once: the gateway's lines [default: 4].
     #[arg(long, allow_hyphen_values = true)]
@@ -59,7 +61,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub poll_interval: Option<String>,
     /// Status polls per second or minute across all calls [default: 10/s].
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub poll_rate: Option<String>,
     /// Give up polling a call this long after it was requested [default: firstocc minutes + 5m].
     #[arg(long)]

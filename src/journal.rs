@@ -329,10 +329,9 @@ where
                             let first: Option<i64> =
                                 first_seen.query_row([e164], |r| r.get(0)).optional()?;
                             match first {
-                                Some(line) => (
-                                    State::Duplicate,
-                                    Some(format!("same number as row {line}")),
-                                ),
+                                Some(line) => {
+                                    (State::Duplicate, Some(format!("same number as row {line}")))
+                                }
                                 None => (State::Pending, None),
                             }
                         }

@@ -75,6 +75,8 @@ struct State {
 }
 
 struct Shared {
+    /// Woken on every recorded request, so tests wait on what the gateway saw instead of sleeping.
+    seen: tokio::sync::Notify,
     settings: SimSettings,
     lines: Arc<Semaphore>,
     state: Mutex<State>,
@@ -125,6 +127,7 @@ impl Simulator {
             None => None,
         };
         let shared = Arc::new(Shared {
+            seen: tokio::sync::Notify::new(),
             lines: Arc::new(Semaphore::new(settings.lines as usize)),
             settings,
             state: Mutex::new(State {
@@ -169,6 +172,18 @@ impl Simulator {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.state().log.clone()
+    }
+
+    /// Waits until the requests received so far satisfy `done`.
+    pub async fn wait_for(&self, done: impl Fn(&[Recorded]) -> bool) {
+        loop {
+            // Registered before the check, so a request logged in between still wakes us.
+            let seen = self.shared.seen.notified();
+            if done(&self.shared.state().log) {
+                return;
+            }
+            seen.await;
+        }
     }
 
     /// Stops accepting and closes every open connection; scheduled calls are forgotten.
@@ -303,6 +318,8 @@ fn log_request(shared: &Shared, mut rec: Recorded) {
         let _ = writeln!(f, "{line}").and_then(|_| f.flush());
     }
     st.log.push(rec);
+    drop(st);
+    shared.seen.notify_waiters();
 }
 
 const CONTENT_PARAMS: [&str; 6] = [

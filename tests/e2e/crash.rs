@@ -1,0 +1,79 @@
+//! kill -9 in the middle of a campaign, several times: nobody called twice, nothing lost.
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_and_rerun_never_calls_twice_and_loses_nothing() {
+    let scenario = "[[rule]]\nweight = 2\nsteps = [\"made\"]\n[[rule]]\nweight = 1\nsteps = [\"retry\", { status = \"made\", responses = \"Q=1\" }]\n";
+    let sim = sim(6, ms(60), ms(60), ms(80), scenario).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 48;
+    let input = write(dir.path(), "c.csv", &contacts(n));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--lines", "4", "--poll-interval", "25ms"]);
+
+    let mut kills = 0;
+    for round in 1..=4 {
+        let mut child = tokio::process::Command::new(BIN)
+            .args(&args)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        // Kill once this run has placed a few calls of its own, while others are still in flight.
+        let target = 8 * round;
+        tokio::select! {
+            _ = sim.wait_for(|log| call_requests(log).len() >= target) => {}
+            st = child.wait() => panic!("round {round}: the run ended before it was killed: {st:?}"),
+            _ = tokio::time::sleep(PATIENCE) => panic!("round {round}: calls were not placed"),
+        }
+        child.start_kill().expect("SIGKILL");
+        let status = child.wait().await.expect("reaped");
+        assert!(!status.success(), "the run was killed, not finished");
+        kills += 1;
+    }
+    let out = run(&args).await;
+    let c = code(&out);
+    assert!(c == 0 || c == 3, "exit {c}: {}", stderr(&out));
+
+    let log = sim.requests();
+    assert_eq!(
+        dialed_twice(&log),
+        Vec::<String>::new(),
+        "a number was requested twice across kills"
+    );
+    let rows = results(&output);
+    assert_eq!(rows.len(), n);
+    for r in &rows {
+        assert!(
+            ["made", "unknown"].contains(&r["status"].as_str()),
+            "row {} ended {:?}: {}",
+            r["id"],
+            r["status"],
+            r["detail"]
+        );
+    }
+    // Every call the gateway scheduled has its row: made with the request id the gateway gave, or unknown
+    // because the kill came between the request and the journal's record of its id.
+    for req in call_requests(&log) {
+        let phone = &req.params["phoneno"];
+        let row = rows
+            .iter()
+            .find(|r| r["dialed_number"] == *phone)
+            .expect("a row for every dialed number");
+        if row["status"] == "made" {
+            assert_eq!(Some(row["req_id"].as_str()), req.req_id.as_deref());
+        }
+    }
+    let unknown = rows.iter().filter(|r| r["status"] == "unknown").count();
+    assert!(
+        unknown <= kills * 4,
+        "{unknown} unknown after {kills} kills with 4 lines"
+    );
+    // Everyone not left unknown was requested exactly once (an unknown may never have reached the gateway).
+    let requested = call_requests(&log).len();
+    assert!(
+        requested <= n && requested >= n - unknown,
+        "{requested} requests for {n} contacts, {unknown} unknown"
+    );
+}

@@ -1,0 +1,187 @@
+//! What protects a campaign from its operator's mistakes: the run lock, the journal's binding to its input,
+//! and bad flags or files stopping before any call.
+
+use crate::helpers::*;
+
+const NEVER_FINAL: &str = "[[rule]]\nsteps = []\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_process() {
+    let sim = sim(8, ms(10), ms(10), ms(10), NEVER_FINAL).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--poll-timeout", "60s"]);
+    let mut first = tokio::process::Command::new(BIN)
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    tokio::select! {
+        _ = sim.wait_for(|log| call_requests(log).len() >= 3) => {}
+        st = first.wait() => panic!("the first run ended early: {st:?}"),
+        _ = tokio::time::sleep(PATIENCE) => panic!("the first run placed no calls"),
+    }
+
+    let second = run(&args).await;
+    assert_eq!(code(&second), 75, "{}", stderr(&second));
+    let msg = stderr(&second);
+    assert!(msg.contains("another ivr-campaign run is using"), "{msg}");
+    assert_eq!(msg.trim().lines().count(), 1, "one line: {msg}");
+    assert_eq!(
+        call_requests(&sim.requests()).len(),
+        3,
+        "the refused run placed no call"
+    );
+
+    // The lock is the process's: after SIGKILL the next run goes ahead at once, polls the calls already
+    // placed (here: gives up on them, their timeout having passed) and dials nobody again.
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.expect("reaped");
+    let third = run(&with(&base, &["--poll-timeout", "1ms"])).await;
+    assert_eq!(code(&third), 3, "{}", stderr(&third));
+    assert!(results(&output).iter().all(|r| r["status"] == "unresolved"));
+    assert_eq!(call_requests(&sim.requests()).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_refuses_an_input_whose_rows_changed() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    assert_eq!(code(&run(&with(&base, &[])).await), 0);
+    let before = sim.requests().len();
+    write(dir.path(), "c.csv", &contacts(4));
+    let out = run(&with(&base, &[])).await;
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("different contact list"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sim.requests().len(), before, "no request of any kind");
+    assert_eq!(
+        results(&output).len(),
+        3,
+        "the earlier results are untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write(dir.path(), "good.csv", &contacts(2));
+    let no_phone = write(
+        dir.path(),
+        "nophone.csv",
+        "id,name,mobile_number\n1,a,6465551000\n",
+    );
+    let toml_typo = write(
+        dir.path(),
+        "typo.toml",
+        &format!(
+            "input = {:?}\napp = \"x\"\nrat = \"5/s\"\ngateway = {:?}\n",
+            good.display().to_string(),
+            sim.url()
+        ),
+    );
+    let out = dir.path().join("out.csv").display().to_string();
+    let good_s = good.display().to_string();
+    let url = sim.url();
+    let common = |extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "run",
+            "--input",
+            &good_s,
+            "--output",
+            &out,
+            "--gateway",
+            &url,
+            "--app",
+            "A",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let missing = dir.path().join("missing.csv").display().to_string();
+    let no_phone_s = no_phone.display().to_string();
+    let toml_s = toml_typo.display().to_string();
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (common(&["--rate", "0/s"]), 64, "rate must be above zero"),
+        (common(&["--rate", "-5/s"]), 64, "rate"),
+        (common(&["--rate", "fast"]), 64, "not a rate"),
+        (common(&["--lines", "0"]), 64, "--lines: must be at least 1"),
+        (common(&["--lines", "-2"]), 64, "--lines"),
+        (common(&["--poll-interval", "5"]), 64, "no unit"),
+        (
+            common(&["--gateway", "http://exa mple"]),
+            64,
+            "not a gateway URL",
+        ),
+        (common(&["--default-region", "XX"]), 64, "not a region"),
+        (common(&["--bogus"]), 64, "--bogus"),
+        (
+            vec![
+                "run".into(),
+                "--input".into(),
+                good_s.clone(),
+                "--gateway".into(),
+                url.clone(),
+            ],
+            64,
+            "no IVR app",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--input".into(),
+                missing.clone(),
+                "--app".into(),
+                "A".into(),
+                "--gateway".into(),
+                url.clone(),
+            ],
+            66,
+            "does not exist",
+        ),
+        (
+            vec![
+                "run".into(),
+                "--input".into(),
+                no_phone_s,
+                "--app".into(),
+                "A".into(),
+                "--gateway".into(),
+                url.clone(),
+            ],
+            65,
+            "no phone column",
+        ),
+        (vec!["run".into(), toml_s], 78, "unknown field `rat`"),
+    ];
+    for (args, want, says) in cases {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&argv).await;
+        let err = stderr(&o);
+        assert_eq!(code(&o), want, "{argv:?}: {err}");
+        assert!(err.contains(says), "{argv:?}: {err}");
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{argv:?} printed more than one line: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(sim.requests().is_empty(), "no request reached the gateway");
+    assert!(
+        !dir.path().join("out.csv.state").exists(),
+        "no journal was made"
+    );
+}

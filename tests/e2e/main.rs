@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binary against the project's gateway simulator over loopback HTTP.
+
+mod crash;
+mod guards;
+mod helpers;
+mod outcomes;
+mod pacing;
