@@ -59,7 +59,7 @@ pub fn contacts(n: usize) -> String {
 
 /// Runs the binary to completion.
 pub async fn run(args: &[&str]) -> Output {
-    let out = tokio::time::timeout(
+    tokio::time::timeout(
         PATIENCE,
         tokio::process::Command::new(BIN)
             .args(args)
@@ -68,8 +68,7 @@ pub async fn run(args: &[&str]) -> Output {
     )
     .await
     .expect("ivr-campaign finished in time")
-    .expect("ivr-campaign runs");
-    out
+    .expect("ivr-campaign runs")
 }
 
 pub fn stderr(o: &Output) -> String {
