@@ -29,7 +29,7 @@ pub enum Command {
     /// Call every contact of a list and write a results CSV. Running the same command again resumes.
     Run(Box<RunArgs>),
     /// Serve a stand-in Voicent Gateway for rehearsals and tests.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
     /// Show a campaign's progress from its journal (also while it runs).
     Status(StatusArgs),
 }
@@ -94,6 +94,13 @@ pub struct RunArgs {
     /// After the first interrupt, how long to keep polling calls already placed [default: 2m].
     #[arg(long)]
     pub drain_timeout: Option<String>,
+    /// Stop (exit 75, rerun to resume) when the gateway stays unreachable this long [default: 10m].
+    #[arg(long)]
+    pub max_outage: Option<String>,
+    /// Dial contacts left `unknown` by earlier runs again. Their call may already have been scheduled, so this
+    /// can call a person twice: use it only after checking the gateway's own log.
+    #[arg(long)]
+    pub redial_unknown: bool,
 }
 
 #[derive(Debug, Default, Args)]
@@ -119,6 +126,33 @@ pub struct SimulateArgs {
     /// Append every request received to this file as JSON lines.
     #[arg(long)]
     pub record: Option<PathBuf>,
+    /// Seed for weighted outcomes and faults (overrides the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Share of call requests answered 503 without scheduling (0 to 1).
+    #[arg(long)]
+    pub fault_call_unavailable: Option<f64>,
+    /// Share of call requests scheduled and then left without an answer (connection closed).
+    #[arg(long)]
+    pub fault_call_drop: Option<f64>,
+    /// Share of status polls answered 500.
+    #[arg(long)]
+    pub fault_status_error: Option<f64>,
+    /// Share of status polls answered with a page that is not a status reply.
+    #[arg(long)]
+    pub fault_status_garbage: Option<f64>,
+    /// Delay answers by this long (see --fault-slow-rate).
+    #[arg(long)]
+    pub fault_slow: Option<String>,
+    /// Share of answers delayed by --fault-slow [default: 1].
+    #[arg(long)]
+    pub fault_slow_rate: Option<f64>,
+    /// Refuse connections for a while: AFTER+LASTING, e.g. 30s+2m (repeatable).
+    #[arg(long)]
+    pub fault_outage: Vec<String>,
+    /// Restart once after this long, forgetting every call record.
+    #[arg(long)]
+    pub fault_restart_after: Option<String>,
 }
 
 #[derive(Debug, Default, Args)]

@@ -122,6 +122,8 @@ pub struct SimSettings {
     pub retry_delay: Duration,
     pub scenario: Option<PathBuf>,
     pub record: Option<PathBuf>,
+    /// Faults from `simulate` flags, applied over the scenario's.
+    pub faults: crate::simulator::scenario::FaultFlags,
 }
 
 impl Default for SimSettings {
@@ -133,6 +135,7 @@ impl Default for SimSettings {
             retry_delay: Duration::from_secs(60),
             scenario: None,
             record: None,
+            faults: Default::default(),
         }
     }
 }
@@ -166,6 +169,8 @@ pub struct RunConfig {
     pub keep_records: bool,
     pub request_retries: u32,
     pub drain_timeout: Duration,
+    pub max_outage: Duration,
+    pub redial_unknown: bool,
 }
 
 /// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
@@ -193,6 +198,8 @@ struct CampaignFile {
     keep_records: Option<bool>,
     request_retries: Option<i64>,
     drain_timeout: Option<String>,
+    max_outage: Option<String>,
+    redial_unknown: Option<bool>,
     simulator: Option<SimulatorTable>,
 }
 
@@ -416,6 +423,11 @@ impl RunConfig {
             pick(args.drain_timeout, file.drain_timeout, "drain-timeout"),
             Duration::from_secs(120),
         )?;
+        let max_outage = duration_of(
+            pick(args.max_outage, file.max_outage, "max-outage"),
+            Duration::from_secs(600),
+        )?;
+        let redial_unknown = args.redial_unknown || file.redial_unknown.unwrap_or(false);
 
         Ok(RunConfig {
             input,
@@ -436,6 +448,8 @@ impl RunConfig {
             keep_records,
             request_retries,
             drain_timeout,
+            max_outage,
+            redial_unknown,
         })
     }
 }
@@ -478,6 +492,7 @@ fn sim_settings(t: SimulatorTable, base: Option<&Path>) -> Result<SimSettings> {
         retry_delay: dur(t.retry_delay, "retry-delay", d.retry_delay)?,
         scenario: t.scenario.map(|p| relative_to(base, p)),
         record: t.record.map(|p| relative_to(base, p)),
+        faults: Default::default(),
     })
 }
 
@@ -499,6 +514,17 @@ impl SimSettings {
             retry_delay: dur(&a.retry_delay, "retry-delay", d.retry_delay)?,
             scenario: a.scenario.clone(),
             record: a.record.clone(),
+            faults: crate::simulator::scenario::FaultFlags {
+                seed: a.seed,
+                call_unavailable: a.fault_call_unavailable,
+                call_drop: a.fault_call_drop,
+                status_error: a.fault_status_error,
+                status_garbage: a.fault_status_garbage,
+                slow: a.fault_slow.clone(),
+                slow_rate: a.fault_slow_rate,
+                outages: a.fault_outage.clone(),
+                restart_after: a.fault_restart_after.clone(),
+            },
         })
     }
 }

@@ -146,6 +146,8 @@ pub struct Opened {
     pub created: bool,
     /// Contacts that had an intent and no request id: now `unknown`.
     pub interrupted_intents: u64,
+    /// `unknown` contacts put back to pending because the operator asked for it.
+    pub redialing_unknown: u64,
 }
 
 /// Handle to the journal's writer thread. Cheap to clone.
@@ -281,6 +283,7 @@ pub fn open<I>(
     dir: &Path,
     input_digest: &str,
     input_name: &str,
+    redial_unknown: bool,
     contacts: impl FnOnce() -> Result<I>,
 ) -> Result<(JournalOwner, Opened)>
 where
@@ -362,6 +365,13 @@ where
          WHERE state = 'intent'",
         [jiff::Timestamp::now().as_millisecond()],
     )? as u64;
+    if redial_unknown {
+        // The operator accepts that these may be called a second time.
+        opened.redialing_unknown = conn.execute(
+            "UPDATE contacts SET state = 'pending', detail = NULL, finished_at = NULL WHERE state = 'unknown'",
+            [],
+        )? as u64;
+    }
     let campaign_id: String = conn.query_row(
         "SELECT value FROM meta WHERE key = 'campaign_id'",
         [],

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(*args).await,
-            Command::Simulate(args) => simulate(args).await,
+            Command::Simulate(args) => simulate(*args).await,
             Command::Status(args) => match status::locate(&args).and_then(|d| status::report(&d)) {
                 Ok(text) => {
                     print!("{text}");

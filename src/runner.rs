@@ -147,6 +147,7 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
         &cfg.state_dir,
         &input_digest,
         &cfg.input.display().to_string(),
+        cfg.redial_unknown,
         || judged_rows(&cfg),
     )?;
     if opened.created {
@@ -158,6 +159,12 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
         warn!(
             contacts = opened.interrupted_intents,
             "an earlier run stopped between deciding to call and hearing back; those contacts are marked unknown and not redialed"
+        );
+    }
+    if opened.redialing_unknown > 0 {
+        warn!(
+            contacts = opened.redialing_unknown,
+            "--redial-unknown: contacts whose earlier call request may have been scheduled will be dialed again"
         );
     }
     info!(

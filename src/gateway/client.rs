@@ -16,7 +16,11 @@ pub enum PlaceError {
     /// The request never reached the gateway (refused, DNS, connect timeout): safe to send again.
     #[error("gateway not reached: {0}")]
     NotSent(String),
-    /// The gateway answered without scheduling (HTTP error, or a page without `[ReqId=…]`): safe to send again.
+    /// The gateway answered with a server error (5xx: overloaded, restarting): not scheduled, safe to send
+    /// again, and a sign to back off.
+    #[error("gateway unavailable: {0}")]
+    Unavailable(String),
+    /// The gateway answered without scheduling (HTTP 4xx, or a page without `[ReqId=…]`): safe to send again.
     #[error("gateway did not schedule the call: {0}")]
     Rejected(String),
     /// The request was sent and the answer was lost (reset, read timeout): the call may be scheduled.
@@ -105,6 +109,13 @@ impl Gateway {
                 )));
             }
         };
+        if status.is_server_error() {
+            return Err(PlaceError::Unavailable(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                protocol::excerpt(&body)
+            )));
+        }
         if !status.is_success() {
             return Err(PlaceError::Rejected(format!(
                 "HTTP {}: {}",

@@ -37,7 +37,9 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
 use crate::config::SimSettings;
 use crate::gateway::protocol::{self, GatewayTime};
-use scenario::{Picker, Reply, Scenario, Script};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use scenario::{FaultPlan, Picker, Reply, Scenario, Script};
 
 /// One request as the simulator saw it, and what it answered.
 #[derive(Debug, Clone, Serialize)]
@@ -72,11 +74,23 @@ struct State {
     seq: u64,
     log: Vec<Recorded>,
     record_file: Option<BufWriter<File>>,
+    /// Separate from the picker's, so adding a fault does not change which outcome each number gets.
+    fault_rng: StdRng,
+}
+
+impl State {
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && self.fault_rng.random::<f64>() < p
+    }
 }
 
 struct Shared {
     /// Woken on every recorded request, so tests wait on what the gateway saw instead of sleeping.
     seen: tokio::sync::Notify,
+    addr: SocketAddr,
+    faults: FaultPlan,
+    /// The accept loop; aborting it closes the listener and every connection (the gateway going away).
+    server: Mutex<Option<AbortHandle>>,
     settings: SimSettings,
     lines: Arc<Semaphore>,
     state: Mutex<State>,
@@ -94,7 +108,7 @@ impl Shared {
 pub struct Simulator {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    server: JoinHandle<()>,
+    controller: Option<JoinHandle<()>>,
 }
 
 /// A reply the simulator refuses to send: hyper closes the connection without answering.
@@ -117,6 +131,10 @@ impl Simulator {
         scenario: Scenario,
     ) -> std::io::Result<Simulator> {
         let addr = listener.local_addr()?;
+        let faults = scenario
+            .faults
+            .plan()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let record_file = match &settings.record {
             Some(p) => Some(BufWriter::new(
                 std::fs::OpenOptions::new()
@@ -126,8 +144,12 @@ impl Simulator {
             )),
             None => None,
         };
+        let seed = scenario.seed;
         let shared = Arc::new(Shared {
             seen: tokio::sync::Notify::new(),
+            addr,
+            faults,
+            server: Mutex::new(None),
             lines: Arc::new(Semaphore::new(settings.lines as usize)),
             settings,
             state: Mutex::new(State {
@@ -137,22 +159,27 @@ impl Simulator {
                 seq: 0,
                 log: Vec::new(),
                 record_file,
+                fault_rng: StdRng::seed_from_u64(seed ^ 0x5eed_fa17),
             }),
         });
-        let server = tokio::spawn(accept_loop(listener, shared.clone()));
+        serve_on(&shared, listener);
+        let controller = (!shared.faults.outages.is_empty()
+            || shared.faults.restart_after.is_some())
+        .then(|| tokio::spawn(fault_controller(shared.clone())));
         Ok(Simulator {
             addr,
             shared,
-            server,
+            controller,
         })
     }
 
     /// Loads the scenario named in `settings` (if any) and starts.
     pub async fn start_with(listen: &str, settings: SimSettings) -> Result<Simulator, String> {
-        let scenario = match &settings.scenario {
+        let mut scenario = match &settings.scenario {
             Some(p) => scenario::load(p)?,
             None => Scenario::default(),
         };
+        scenario.apply(&settings.faults)?;
         let listener = TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -186,14 +213,107 @@ impl Simulator {
         }
     }
 
+    /// The gateway host goes away: the listener and every open connection close, so new connections are
+    /// refused. Scheduled calls go on (the scheduler is still running behind a dead web front).
+    pub fn go_away(&self) {
+        go_away(&self.shared);
+    }
+
+    /// The gateway answers again on the same address.
+    pub async fn come_back(&self) -> std::io::Result<()> {
+        come_back(&self.shared).await
+    }
+
+    /// A gateway restart: connections drop and every call record is forgotten.
+    pub async fn restart(&self) -> std::io::Result<()> {
+        restart(&self.shared).await
+    }
+
     /// Stops accepting and closes every open connection; scheduled calls are forgotten.
     pub fn stop(self) {
-        self.server.abort();
-        let mut st = self.shared.state();
-        for (_, call) in st.calls.drain() {
-            if let Some(t) = call.task {
-                t.abort();
+        if let Some(c) = &self.controller {
+            c.abort();
+        }
+        go_away(&self.shared);
+        forget_all(&self.shared);
+    }
+}
+
+fn serve_on(shared: &Arc<Shared>, listener: TcpListener) {
+    let task = tokio::spawn(accept_loop(listener, shared.clone()));
+    let old = shared
+        .server
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(task.abort_handle());
+    if let Some(old) = old {
+        old.abort();
+    }
+}
+
+fn go_away(shared: &Shared) {
+    if let Some(server) = shared
+        .server
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        server.abort();
+    }
+}
+
+async fn come_back(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(shared.addr).await?;
+    serve_on(shared, listener);
+    Ok(())
+}
+
+fn forget_all(shared: &Shared) {
+    let mut st = shared.state();
+    for (_, call) in st.calls.drain() {
+        if let Some(t) = call.task {
+            t.abort();
+        }
+    }
+}
+
+async fn restart(shared: &Arc<Shared>) -> std::io::Result<()> {
+    go_away(shared);
+    forget_all(shared);
+    come_back(shared).await
+}
+
+/// Plays the scenario's timed faults.
+async fn fault_controller(shared: Arc<Shared>) {
+    let start = tokio::time::Instant::now();
+    let mut events: Vec<(Duration, u8)> = Vec::new();
+    for (after, lasting) in &shared.faults.outages {
+        events.push((*after, 0));
+        events.push((*after + *lasting, 1));
+    }
+    if let Some(at) = shared.faults.restart_after {
+        events.push((at, 2));
+    }
+    events.sort();
+    for (at, what) in events {
+        tokio::time::sleep_until(start + at).await;
+        let done = match what {
+            0 => {
+                tracing::info!("simulated outage: refusing connections");
+                go_away(&shared);
+                Ok(())
             }
+            1 => {
+                tracing::info!("simulated outage over");
+                come_back(&shared).await
+            }
+            _ => {
+                tracing::info!("simulated restart: every call record forgotten");
+                restart(&shared).await
+            }
+        };
+        if let Err(e) = done {
+            tracing::error!(error = %e, "simulator cannot listen again on {}", shared.addr);
         }
     }
 }
@@ -276,6 +396,12 @@ async fn handle(
     };
     let form_body: &[u8] = if method == Method::POST { &body } else { b"" };
     let params = params_of(query.as_deref(), form_body);
+    if let Some((delay, rate)) = shared.faults.slow {
+        let slow = shared.state().chance(rate);
+        if slow {
+            tokio::time::sleep(delay).await;
+        }
+    }
 
     let mut rec = Recorded {
         seq: 0,
@@ -359,8 +485,16 @@ fn call_request(
     let firstocc = firstocc.unwrap_or(10);
     let selfdelete = params.get("selfdelete").is_some_and(|v| v.trim() == "1");
 
-    let (id, script) = {
+    let (id, script, drop_reply) = {
         let mut st = shared.state();
+        if st.chance(shared.faults.call_unavailable) {
+            rec.outcome = "unavailable".into();
+            return Ok(reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                jsp("<html><body><h1>HTTP Status 503 - Service Unavailable</h1></body></html>"),
+            ));
+        }
+        let drop_reply = st.chance(shared.faults.call_drop);
         let id = now_ms().max(st.last_id + 1);
         st.last_id = id;
         let script = st.picker.pick(phoneno);
@@ -372,9 +506,13 @@ fn call_request(
                 task: None,
             },
         );
-        (id, script)
+        (id, script, drop_reply)
     };
-    let reply_kind = script.reply;
+    let reply_kind = if drop_reply {
+        Reply::Drop
+    } else {
+        script.reply
+    };
     let task = tokio::spawn(run_call(
         shared.clone(),
         id.clone(),
@@ -476,7 +614,23 @@ fn status_request(
 ) -> Response<Full<Bytes>> {
     let id = req_id_param(params);
     rec.req_id = Some(id.clone());
-    let st = shared.state();
+    let mut st = shared.state();
+    if st.chance(shared.faults.status_error) {
+        rec.outcome = "status-error".into();
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            jsp(
+                "<html><body><h1>HTTP Status 500 - java.lang.NullPointerException</h1></body></html>",
+            ),
+        );
+    }
+    if st.chance(shared.faults.status_garbage) {
+        rec.outcome = "status-garbage".into();
+        return reply(
+            StatusCode::OK,
+            jsp("<html><body>Voicent Gateway is starting, please wait...</body></html>"),
+        );
+    }
     let body = match st.calls.get(&id) {
         None => {
             rec.outcome = "no-such-record".into();

@@ -31,6 +31,164 @@ pub struct Scenario {
     pub seed: u64,
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+/// Gateway misbehaviour, drawn from the scenario's seed so a run can be replayed.
+///
+/// ```toml
+/// [faults]
+/// call-unavailable = 0.2   # call requests answered 503, nothing scheduled
+/// call-drop = 0.1          # call requests scheduled, then the connection closed without an answer
+/// status-error = 0.1       # status polls answered 500
+/// status-garbage = 0.1     # status polls answered 200 with a page that is not a status reply
+/// slow = "2s"              # answers delayed this long...
+/// slow-rate = 0.5          # ...this often (default 1 when slow is set)
+/// outages = [{ after = "2s", lasting = "3s" }]   # connections refused (the gateway host is down)
+/// restart-after = "5s"     # the gateway restarts once and forgets every call record
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Faults {
+    #[serde(default)]
+    pub call_unavailable: f64,
+    #[serde(default)]
+    pub call_drop: f64,
+    #[serde(default)]
+    pub status_error: f64,
+    #[serde(default)]
+    pub status_garbage: f64,
+    #[serde(default)]
+    pub slow: Option<String>,
+    #[serde(default)]
+    pub slow_rate: Option<f64>,
+    #[serde(default)]
+    pub outages: Vec<OutageSpec>,
+    #[serde(default)]
+    pub restart_after: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageSpec {
+    pub after: String,
+    pub lasting: String,
+}
+
+/// Fault settings from `simulate` flags; each one given replaces the scenario file's.
+#[derive(Debug, Clone, Default)]
+pub struct FaultFlags {
+    pub seed: Option<u64>,
+    pub call_unavailable: Option<f64>,
+    pub call_drop: Option<f64>,
+    pub status_error: Option<f64>,
+    pub status_garbage: Option<f64>,
+    pub slow: Option<String>,
+    pub slow_rate: Option<f64>,
+    /// `AFTER+LASTING`, e.g. `30s+2m`.
+    pub outages: Vec<String>,
+    pub restart_after: Option<String>,
+}
+
+impl Scenario {
+    /// Applies command-line fault settings over the file's.
+    pub fn apply(&mut self, f: &FaultFlags) -> Result<(), String> {
+        let faults = &mut self.faults;
+        if let Some(s) = f.seed {
+            self.seed = s;
+        }
+        for (slot, v) in [
+            (&mut faults.call_unavailable, f.call_unavailable),
+            (&mut faults.call_drop, f.call_drop),
+            (&mut faults.status_error, f.status_error),
+            (&mut faults.status_garbage, f.status_garbage),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        if f.slow.is_some() {
+            faults.slow = f.slow.clone();
+        }
+        if f.slow_rate.is_some() {
+            faults.slow_rate = f.slow_rate;
+        }
+        if !f.outages.is_empty() {
+            faults.outages = f
+                .outages
+                .iter()
+                .map(|o| {
+                    let (after, lasting) = o.split_once('+').ok_or_else(|| {
+                        format!("--fault-outage {o:?}: write it as AFTER+LASTING, e.g. 30s+2m")
+                    })?;
+                    Ok(OutageSpec {
+                        after: after.trim().to_string(),
+                        lasting: lasting.trim().to_string(),
+                    })
+                })
+                .collect::<Result<_, String>>()?;
+        }
+        if f.restart_after.is_some() {
+            faults.restart_after = f.restart_after.clone();
+        }
+        faults.plan().map(|_| ())
+    }
+}
+
+/// [`Faults`] with durations parsed and rates checked.
+#[derive(Debug, Clone, Default)]
+pub struct FaultPlan {
+    pub call_unavailable: f64,
+    pub call_drop: f64,
+    pub status_error: f64,
+    pub status_garbage: f64,
+    pub slow: Option<(std::time::Duration, f64)>,
+    pub outages: Vec<(std::time::Duration, std::time::Duration)>,
+    pub restart_after: Option<std::time::Duration>,
+}
+
+impl Faults {
+    pub fn plan(&self) -> Result<FaultPlan, String> {
+        let rate = |name: &str, v: f64| {
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!("faults.{name}: {v} is not a rate between 0 and 1"))
+            }
+        };
+        let dur = |name: &str, v: &str| {
+            crate::config::parse_duration(v).map_err(|e| format!("faults.{name}: {e}"))
+        };
+        Ok(FaultPlan {
+            call_unavailable: rate("call-unavailable", self.call_unavailable)?,
+            call_drop: rate("call-drop", self.call_drop)?,
+            status_error: rate("status-error", self.status_error)?,
+            status_garbage: rate("status-garbage", self.status_garbage)?,
+            slow: match &self.slow {
+                None => None,
+                Some(s) => Some((
+                    dur("slow", s)?,
+                    rate("slow-rate", self.slow_rate.unwrap_or(1.0))?,
+                )),
+            },
+            outages: self
+                .outages
+                .iter()
+                .map(|o| {
+                    Ok((
+                        dur("outages.after", &o.after)?,
+                        dur("outages.lasting", &o.lasting)?,
+                    ))
+                })
+                .collect::<Result<_, String>>()?,
+            restart_after: self
+                .restart_after
+                .as_deref()
+                .map(|s| dur("restart-after", s))
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

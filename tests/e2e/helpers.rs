@@ -38,6 +38,7 @@ pub async fn sim(
         retry_delay: retry,
         scenario: None,
         record: None,
+        faults: Default::default(),
     };
     Simulator::start(listener, settings, scenario).expect("simulator starts")
 }

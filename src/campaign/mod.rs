@@ -6,6 +6,8 @@
 //! records the intent, sends the request, records the request id, polls until final, records the result,
 //! removes the gateway record, and only then gives the line back. Polls from all tasks go through one pacer.
 
+pub mod breaker;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,9 +21,11 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Rate, RunConfig};
 use crate::error::{Error, Result};
+use crate::gateway::PollError;
 use crate::gateway::protocol::{AttemptState, CallRequest, RemoveReply, StatusReply};
 use crate::gateway::{Gateway, PlaceError};
 use crate::journal::{ContactRow, Finish, Journal, Op, State};
+use breaker::{Breaker, delays};
 
 /// Stop stages, sent through a `watch` channel by the signal handler.
 pub mod stop {
@@ -41,6 +45,8 @@ pub struct Stats {
     pub polls: AtomicU64,
     pub poll_errors: AtomicU64,
     pub removes: AtomicU64,
+    /// Set when the run stopped because the gateway stayed unreachable past `max-outage`.
+    pub outage_stop: std::sync::atomic::AtomicBool,
 }
 
 /// How the engine ended.
@@ -59,6 +65,8 @@ struct Ctx {
     campaign_id: String,
     limiter: Option<DefaultDirectRateLimiter>,
     polls: Pacer,
+    breaker: Breaker,
+    /// The run's own stop channel: signals are forwarded into it, and an outage past the limit stops it too.
     stop: watch::Receiver<u8>,
     stats: Arc<Stats>,
 }
@@ -125,28 +133,37 @@ async fn sleep_unless_stopping(stop: &mut watch::Receiver<u8>, d: Duration) -> b
     }
 }
 
-/// Capped exponential backoff with full jitter in its upper half: `base·2^(n-1)`, at most `cap`.
-fn backoff(base: Duration, n: u32, cap: Duration) -> Duration {
-    use rand::Rng;
-    let exp = base
-        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
-        .min(cap);
-    let half = exp / 2;
-    half + half.mul_f64(rand::rng().random::<f64>())
-}
-
 /// Runs the campaign until every contact is final or the run is stopped.
 pub async fn run(
     cfg: RunConfig,
     gateway: Gateway,
     journal: Journal,
     campaign_id: String,
-    stop: watch::Receiver<u8>,
+    mut signals: watch::Receiver<u8>,
     stats: Arc<Stats>,
 ) -> Result<Ending> {
+    let (halt, stop) = watch::channel(*signals.borrow());
+    let halt = Arc::new(halt);
+    let forward = {
+        let halt = halt.clone();
+        tokio::spawn(async move {
+            while signals.changed().await.is_ok() {
+                let v = *signals.borrow();
+                // Stages only move forward: a late DRAIN never undoes a NOW.
+                halt.send_if_modified(|cur| {
+                    let raise = v > *cur;
+                    if raise {
+                        *cur = v;
+                    }
+                    raise
+                });
+            }
+        })
+    };
     let ctx = Arc::new(Ctx {
         limiter: limiter(cfg.rate),
         polls: Pacer::new(cfg.poll_rate),
+        breaker: Breaker::new(cfg.max_outage),
         cfg,
         gateway,
         journal,
@@ -154,6 +171,25 @@ pub async fn run(
         stop,
         stats,
     });
+    let watchdog = {
+        let (ctx, halt) = (ctx.clone(), halt.clone());
+        tokio::spawn(async move {
+            ctx.breaker.outage_exceeded().await;
+            tracing::error!(
+                max_outage = ?ctx.cfg.max_outage,
+                "the gateway has been unreachable for longer than max-outage; stopping with work left (rerun to resume)"
+            );
+            ctx.stats.outage_stop.store(true, Ordering::Relaxed);
+            halt.send_replace(stop::NOW);
+        })
+    };
+    let ended = drive(&ctx).await;
+    forward.abort();
+    watchdog.abort();
+    ended
+}
+
+async fn drive(ctx: &Arc<Ctx>) -> Result<Ending> {
     let lines = Arc::new(Semaphore::new(ctx.cfg.lines as usize));
     let mut tasks: JoinSet<Result<()>> = JoinSet::new();
     let mut stop_rx = ctx.stop.clone();
@@ -202,7 +238,7 @@ pub async fn run(
         });
     }
 
-    let dispatched = dispatch(&ctx, &lines, &mut tasks).await;
+    let dispatched = dispatch(ctx, &lines, &mut tasks).await;
     if let Err(e) = dispatched {
         tasks.abort_all();
         return Err(e);
@@ -306,8 +342,13 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
         startapp: ctx.cfg.app.clone(),
     };
     let mut stop_rx = ctx.stop.clone();
-    let mut failures = 0u32;
+    let mut refusals = 0u32;
+    let mut waits = delays(Duration::from_secs(1), Duration::from_secs(30));
     loop {
+        // While the gateway is unreachable, wait here; leave the contact pending if the run stops meanwhile.
+        if !ctx.breaker.admit(&mut stop_rx).await {
+            return Ok(());
+        }
         // Durable before the request leaves: after a crash here the contact is `unknown`, never redialed.
         ctx.journal
             .write(Op::Intent {
@@ -317,7 +358,12 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
             .await?;
         let sent_at = now_ms();
         ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
-        match ctx.gateway.place_call(&req).await {
+        let placed = ctx.gateway.place_call(&req).await;
+        match &placed {
+            Ok(_) | Err(PlaceError::Rejected(_)) => ctx.breaker.reached(),
+            Err(e) => ctx.breaker.unreachable(&e.to_string()),
+        }
+        let e = match placed {
             Ok(req_id) => {
                 ctx.journal
                     .write(Op::Dialed {
@@ -329,40 +375,47 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
                 debug!(row = contact.line, %req_id, "call requested");
                 return poll(ctx, &contact, &req_id, sent_at, permit).await;
             }
-            Err(e @ PlaceError::Ambiguous(_)) => {
-                ctx.stats.request_failures.fetch_add(1, Ordering::Relaxed);
-                warn!(row = contact.line, error = %e, "call request answer lost; marking unknown, not redialing");
-                return finish(ctx, row, State::Unknown, String::new(), 0, e.to_string()).await;
-            }
-            Err(e) => {
-                ctx.stats.request_failures.fetch_add(1, Ordering::Relaxed);
-                failures += 1;
-                if failures > ctx.cfg.request_retries {
-                    warn!(row = contact.line, error = %e, "call request failed {failures} times; giving up on this contact");
-                    let detail = format!("{e} (after {failures} attempts)");
-                    return finish(ctx, row, State::Error, String::new(), 0, detail).await;
-                }
-                // Not scheduled, so the contact is pending again until the retry's intent is recorded.
-                ctx.journal
-                    .write(Op::NotScheduled {
-                        row,
-                        detail: e.to_string(),
-                    })
-                    .await?;
-                let wait = backoff(Duration::from_secs(1), failures, Duration::from_secs(30));
-                warn!(row = contact.line, error = %e, retry_in = ?wait, "call request not scheduled; will retry");
-                if !sleep_unless_stopping(&mut stop_rx, wait).await {
-                    return Ok(()); // stays pending: `not_attempted`, dialed by the next run
-                }
-                if let Some(l) = &ctx.limiter {
-                    l.until_ready().await;
-                }
-            }
+            Err(e) => e,
+        };
+        ctx.stats.request_failures.fetch_add(1, Ordering::Relaxed);
+        if let PlaceError::Ambiguous(_) = e {
+            warn!(row = contact.line, error = %e, "call request answer lost; marking unknown, not redialing");
+            return finish(ctx, row, State::Unknown, String::new(), 0, e.to_string()).await;
+        }
+        // Not scheduled: the contact is pending again until the next attempt's intent is recorded.
+        ctx.journal
+            .write(Op::NotScheduled {
+                row,
+                detail: e.to_string(),
+            })
+            .await?;
+        if let PlaceError::NotSent(_) = e {
+            // An outage is not this contact's fault: it waits on the breaker and spends none of its retries.
+            debug!(row = contact.line, error = %e, "call request not sent; waiting for the gateway");
+            continue;
+        }
+        refusals += 1;
+        if refusals > ctx.cfg.request_retries {
+            warn!(row = contact.line, error = %e, "the gateway refused this call {refusals} times; giving up on it");
+            let detail = format!("{e} (refused {refusals} times)");
+            return finish(ctx, row, State::Error, String::new(), 0, detail).await;
+        }
+        let wait = waits.next().unwrap_or(Duration::from_secs(30));
+        warn!(row = contact.line, error = %e, retry_in = ?wait, "call request not scheduled; will retry");
+        if !sleep_unless_stopping(&mut stop_rx, wait).await {
+            return Ok(()); // stays pending: `not_attempted`, dialed by the next run
+        }
+        if let Some(l) = &ctx.limiter {
+            l.until_ready().await;
         }
     }
 }
 
 /// Polls one call until its last record is final, the gateway forgets it, or the deadline passes.
+///
+/// The deadline is not applied while the gateway is unreachable: the call's result may be sitting on the
+/// gateway, and marking it `unresolved` would lose it. An outage is bounded by `max-outage` instead, after which
+/// the run stops and the next run polls the call again.
 async fn poll(
     ctx: &Ctx,
     contact: &ContactRow,
@@ -379,12 +432,13 @@ async fn poll(
     let deadline = Instant::now() + Duration::from_millis(left_ms as u64);
     let interval = ctx.cfg.poll_interval;
     let mut delay = interval;
-    let mut errors = 0u32;
+    let mut failing: Option<backon::ExponentialBackoff> = None;
+    let mut unreachable = false;
     let mut last_seen = String::from("no status read yet");
     let mut reported_words: Vec<String> = Vec::new();
     loop {
         let wake = Instant::now() + delay;
-        if wake >= deadline {
+        if wake >= deadline && !unreachable {
             tokio::time::sleep_until(deadline).await;
             let detail = format!(
                 "no final status {} after the request ({last_seen}); the gateway record was removed to cancel further attempts",
@@ -399,56 +453,22 @@ async fn poll(
         tokio::time::sleep_until(wake).await;
         ctx.polls.ready().await;
         ctx.stats.polls.fetch_add(1, Ordering::Relaxed);
-        match ctx.gateway.status(req_id).await {
-            Ok(StatusReply::NoAttemptYet) => {
-                errors = 0;
-                delay = interval;
-                last_seen = "no attempt recorded".into();
-            }
-            Ok(StatusReply::Attempts(attempts)) => {
-                errors = 0;
-                delay = interval;
-                let n = attempts.len() as u32;
-                let Some(last) = attempts.last() else {
-                    continue;
-                };
-                let state = last.state();
-                match state {
-                    AttemptState::Made | AttemptState::Failed => {
-                        let st = if state == AttemptState::Made {
-                            State::Made
-                        } else {
-                            State::Failed
-                        };
-                        finish(
-                            ctx,
-                            row,
-                            st,
-                            last.responses.to_string(),
-                            n,
-                            last.notes.clone(),
-                        )
-                        .await?;
-                        debug!(row = contact.line, %req_id, status = st.as_str(), "call finished");
-                        // The line is free once the result is durable; removal is housekeeping.
-                        drop(permit);
-                        if !ctx.cfg.keep_records {
-                            remove_record(ctx, row, req_id).await;
-                        }
-                        return Ok(());
-                    }
-                    AttemptState::Other(word) => {
-                        if !reported_words.contains(&word) {
-                            warn!(row = contact.line, %req_id, status = %word, notes = %last.notes, "unknown status word; still polling");
-                            reported_words.push(word.clone());
-                        }
-                        last_seen = format!("{n} attempt(s), last status {word:?}");
-                    }
-                    AttemptState::Retry | AttemptState::Pending => {
-                        last_seen =
-                            format!("{n} attempt(s), last {:?}: {}", last.status, last.notes);
-                    }
-                }
+        let reply = ctx.gateway.status(req_id).await;
+        match &reply {
+            Ok(_) => ctx.breaker.reached(),
+            Err(PollError::Transport(e)) => ctx.breaker.unreachable(e),
+            Err(_) => {}
+        }
+        unreachable = matches!(reply, Err(PollError::Transport(_)));
+        let attempts = match reply {
+            Err(e) => {
+                ctx.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
+                let waits = failing
+                    .get_or_insert_with(|| delays(interval, Duration::from_secs(60).max(interval)));
+                delay = waits.next().unwrap_or(interval);
+                last_seen = format!("last poll failed: {e}");
+                warn!(row = contact.line, %req_id, error = %e, retry_in = ?delay, "status poll failed; will keep polling");
+                continue;
             }
             Ok(StatusReply::NoSuchRecord) => {
                 let detail = format!(
@@ -457,14 +477,49 @@ async fn poll(
                 warn!(row = contact.line, %req_id, "gateway has no such call record");
                 return finish(ctx, row, State::Error, String::new(), 0, detail).await;
             }
-            Err(e) => {
-                errors += 1;
-                ctx.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
-                delay = backoff(interval, errors, Duration::from_secs(60).max(interval));
-                last_seen = format!("last poll failed: {e}");
-                if errors == 1 || errors.is_power_of_two() {
-                    warn!(row = contact.line, %req_id, error = %e, errors, retry_in = ?delay, "status poll failed; will keep polling");
+            Ok(StatusReply::NoAttemptYet) => Vec::new(),
+            Ok(StatusReply::Attempts(a)) => a,
+        };
+        failing = None;
+        delay = interval;
+        let Some(last) = attempts.last() else {
+            last_seen = "no attempt recorded".into();
+            continue;
+        };
+        let n = attempts.len() as u32;
+        match last.state() {
+            state @ (AttemptState::Made | AttemptState::Failed) => {
+                let st = if state == AttemptState::Made {
+                    State::Made
+                } else {
+                    State::Failed
+                };
+                finish(
+                    ctx,
+                    row,
+                    st,
+                    last.responses.to_string(),
+                    n,
+                    last.notes.clone(),
+                )
+                .await?;
+                debug!(row = contact.line, %req_id, status = st.as_str(), "call finished");
+                // The line is free once the result is durable; removal is housekeeping.
+                drop(permit);
+                if !ctx.cfg.keep_records {
+                    remove_record(ctx, row, req_id).await;
                 }
+                return Ok(());
+            }
+            AttemptState::Other(word) => {
+                if !reported_words.contains(&word) {
+                    warn!(row = contact.line, %req_id, status = %word, notes = %last.notes, "unknown status word; still polling");
+                    reported_words.push(word.clone());
+                }
+                last_seen = format!("{n} attempt(s), last status {word:?}");
+            }
+            AttemptState::Retry | AttemptState::Pending => {
+                last_seen = format!("{n} attempt(s), last {:?}: {}", last.status, last.notes);
             }
         }
     }
@@ -530,18 +585,6 @@ pub fn humanize(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        for n in 1..40 {
-            let d = backoff(Duration::from_secs(1), n, Duration::from_secs(30));
-            assert!(d <= Duration::from_secs(30));
-            let full = Duration::from_secs(1)
-                .saturating_mul(1u32 << (n - 1).min(16))
-                .min(Duration::from_secs(30));
-            assert!(d >= full / 2);
-        }
-    }
 
     #[test]
     fn humanized() {
