@@ -94,6 +94,10 @@ pub struct RunArgs {
     /// After the first interrupt, how long to keep polling calls already placed [default: 2m].
     #[arg(long)]
     pub drain_timeout: Option<String>,
+    /// Deadline for one HTTP request to the gateway, connect to last byte [default: 15s]. A call request that
+    /// times out after being sent ends `unknown`.
+    #[arg(long)]
+    pub request_timeout: Option<String>,
     /// Stop (exit 75, rerun to resume) when the gateway stays unreachable this long [default: 10m].
     #[arg(long)]
     pub max_outage: Option<String>,

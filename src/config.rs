@@ -171,6 +171,7 @@ pub struct RunConfig {
     pub drain_timeout: Duration,
     pub max_outage: Duration,
     pub redial_unknown: bool,
+    pub request_timeout: Duration,
 }
 
 /// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
@@ -200,6 +201,7 @@ struct CampaignFile {
     drain_timeout: Option<String>,
     max_outage: Option<String>,
     redial_unknown: Option<bool>,
+    request_timeout: Option<String>,
     simulator: Option<SimulatorTable>,
 }
 
@@ -428,6 +430,17 @@ impl RunConfig {
             Duration::from_secs(600),
         )?;
         let redial_unknown = args.redial_unknown || file.redial_unknown.unwrap_or(false);
+        let request_timeout = duration_of(
+            pick(
+                args.request_timeout,
+                file.request_timeout,
+                "request-timeout",
+            ),
+            Duration::from_secs(15),
+        )?;
+        if request_timeout.is_zero() {
+            return Err(Error::Usage("request-timeout: must be above zero".into()));
+        }
 
         Ok(RunConfig {
             input,
@@ -450,6 +463,7 @@ impl RunConfig {
             drain_timeout,
             max_outage,
             redial_unknown,
+            request_timeout,
         })
     }
 }

@@ -141,7 +141,7 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     if simulator.is_some() {
         info!(url = %base, "using the built-in gateway simulator");
     }
-    let gateway = Gateway::new(base).map_err(Error::Internal)?;
+    let gateway = Gateway::new(base, cfg.request_timeout).map_err(Error::Internal)?;
 
     let (owner, opened) = journal::open(
         &cfg.state_dir,

@@ -41,8 +41,6 @@ pub enum PollError {
 
 /// Connect timeout: a LAN gateway that has not answered a SYN in this long is down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whole-request deadline (connect to last body byte).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Idle keep-alive connections are dropped before Tomcat's shipped 20 s keep-alive timeout closes them under
 /// us; reusing a socket the server is closing turns a call request into an ambiguous one.
 const POOL_IDLE: Duration = Duration::from_secs(15);
@@ -55,10 +53,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(base: Url) -> Result<Gateway, String> {
+    /// `timeout` bounds each request from connect to last body byte.
+    pub fn new(base: Url, timeout: Duration) -> Result<Gateway, String> {
         let http = Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .timeout(timeout)
             .pool_idle_timeout(POOL_IDLE)
             .pool_max_idle_per_host(64)
             .http1_only()
@@ -189,4 +188,177 @@ fn describe(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each failure class against a real socket that misbehaves in exactly that way.
+
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn request() -> CallRequest {
+        CallRequest {
+            info: "t".into(),
+            phoneno: "+14155550100".into(),
+            firstocc: 10,
+            startapp: "App".into(),
+        }
+    }
+
+    /// Serves one connection: reads the request until `marker` (a form field) has arrived, then does `answer`
+    /// with the socket.
+    async fn one_shot_for<F, Fut>(marker: &'static str, answer: F) -> Gateway
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url =
+            Url::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("url");
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.expect("accept");
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            // Read until the form body has arrived, so the request was fully sent.
+            while !String::from_utf8_lossy(&got).contains(marker) {
+                let n = sock.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            answer(sock).await;
+        });
+        Gateway::new(url, Duration::from_millis(800)).expect("client")
+    }
+
+    async fn one_shot<F, Fut>(answer: F) -> Gateway
+    where
+        F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        one_shot_for("startapp=", answer).await
+    }
+
+    fn http(status: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_not_sent() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        drop(listener);
+        let gw = Gateway::new(
+            Url::parse(&format!("http://{addr}")).expect("url"),
+            Duration::from_secs(2),
+        )
+        .expect("client");
+        assert!(matches!(
+            gw.place_call(&request()).await,
+            Err(PlaceError::NotSent(_))
+        ));
+        assert!(matches!(gw.status("1").await, Err(PollError::Transport(_))));
+    }
+
+    #[tokio::test]
+    async fn closed_after_the_request_is_ambiguous() {
+        let gw = one_shot(|sock| async move { drop(sock) }).await;
+        assert!(matches!(
+            gw.place_call(&request()).await,
+            Err(PlaceError::Ambiguous(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn no_answer_in_time_is_ambiguous() {
+        let gw = one_shot(|sock| async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            drop(sock);
+        })
+        .await;
+        assert!(matches!(
+            gw.place_call(&request()).await,
+            Err(PlaceError::Ambiguous(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn server_error_is_unavailable() {
+        let gw = one_shot(|mut sock| async move {
+            let _ = sock
+                .write_all(&http("503 Service Unavailable", "busy"))
+                .await;
+        })
+        .await;
+        assert!(matches!(
+            gw.place_call(&request()).await,
+            Err(PlaceError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn client_error_and_pages_without_an_id_are_rejected() {
+        let gw = one_shot(|mut sock| async move {
+            let _ = sock.write_all(&http("404 Not Found", "nope")).await;
+        })
+        .await;
+        assert!(matches!(
+            gw.place_call(&request()).await,
+            Err(PlaceError::Rejected(_))
+        ));
+        let gw = one_shot(|mut sock| async move {
+            let _ = sock
+                .write_all(&http("200 OK", "ERROR: missing parameter phoneno"))
+                .await;
+        })
+        .await;
+        match gw.place_call(&request()).await {
+            Err(PlaceError::Rejected(text)) => {
+                assert!(text.contains("missing parameter phoneno"), "{text}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_page_with_an_id_is_scheduled() {
+        let gw = one_shot(|mut sock| async move {
+            let _ = sock
+                .write_all(&http(
+                    "200 OK",
+                    "\r\n\r\nscheduled [ReqId=1208775078314]\r\n",
+                ))
+                .await;
+        })
+        .await;
+        assert_eq!(
+            gw.place_call(&request()).await,
+            Ok("1208775078314".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn status_http_errors_and_garbage_are_poll_errors() {
+        let gw = one_shot_for("reqid=", |mut sock| async move {
+            let _ = sock
+                .write_all(&http("500 Internal Server Error", "NPE"))
+                .await;
+        })
+        .await;
+        assert!(matches!(gw.status("1").await, Err(PollError::Http(500, _))));
+        let gw = one_shot_for("reqid=", |mut sock| async move {
+            let _ = sock
+                .write_all(&http("200 OK", "<html>starting up</html>"))
+                .await;
+        })
+        .await;
+        assert!(matches!(gw.status("1").await, Err(PollError::Malformed(_))));
+    }
 }

@@ -90,7 +90,9 @@ struct Shared {
     addr: SocketAddr,
     faults: FaultPlan,
     /// The accept loop; aborting it closes the listener and every connection (the gateway going away).
-    server: Mutex<Option<AbortHandle>>,
+    server: Mutex<Option<JoinHandle<()>>>,
+    /// An aborted accept loop not yet known to be gone: its listener may still hold the port.
+    stopping: Mutex<Option<JoinHandle<()>>>,
     settings: SimSettings,
     lines: Arc<Semaphore>,
     state: Mutex<State>,
@@ -150,6 +152,7 @@ impl Simulator {
             addr,
             faults,
             server: Mutex::new(None),
+            stopping: Mutex::new(None),
             lines: Arc::new(Semaphore::new(settings.lines as usize)),
             settings,
             state: Mutex::new(State {
@@ -245,24 +248,34 @@ fn serve_on(shared: &Arc<Shared>, listener: TcpListener) {
         .server
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .replace(task.abort_handle());
+        .replace(task);
     if let Some(old) = old {
         old.abort();
     }
 }
 
 fn go_away(shared: &Shared) {
-    if let Some(server) = shared
+    let server = shared
         .server
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+        .take();
+    if let Some(server) = server {
         server.abort();
+        *shared.stopping.lock().unwrap_or_else(|p| p.into_inner()) = Some(server);
     }
 }
 
 async fn come_back(shared: &Arc<Shared>) -> std::io::Result<()> {
+    // Abort is asynchronous: wait until the old loop (and its listener) is gone before binding its port.
+    let old = shared
+        .stopping
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(old) = old {
+        let _ = old.await;
+    }
     let listener = TcpListener::bind(shared.addr).await?;
     serve_on(shared, listener);
     Ok(())

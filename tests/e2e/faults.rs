@@ -1,0 +1,398 @@
+//! The gateway misbehaving in each way a real one does, asserted from what it saw: nobody is scheduled twice,
+//! refused requests are retried, lost answers end `unknown`, and an outage is survived or stopped cleanly.
+
+use std::time::Duration;
+
+use crate::helpers::*;
+
+fn made_all(rows: &[std::collections::HashMap<String, String>]) -> bool {
+    rows.iter().all(|r| r["status"] == "made")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_survives_the_gateway_going_away_and_coming_back() {
+    let sim = sim(8, ms(20), ms(20), ms(20), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(30));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--lines", "4", "--rate", "40/s"]);
+    let mut child = tokio::process::Command::new(BIN)
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    tokio::select! {
+        _ = sim.wait_for(|log| call_requests(log).len() >= 8) => {}
+        st = child.wait() => panic!("finished before the outage: {st:?}"),
+    }
+    sim.go_away();
+    // The outage itself lasts a while; this is the fault, not a synchronisation.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let during = sim.requests().len();
+    sim.come_back().await.expect("listen again");
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("finishes")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let log = sim.requests();
+    assert!(log.len() > during, "requests resumed after the outage");
+    assert_eq!(dialed_twice(&log), Vec::<String>::new());
+    assert_eq!(call_requests(&log).len(), 30);
+    assert!(
+        made_all(&results(&output)),
+        "nobody was marked failed or error by the outage"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_past_max_outage_stops_cleanly_and_a_rerun_finishes() {
+    let sim = sim(8, ms(20), ms(20), ms(20), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(20));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(
+        &base,
+        &["--lines", "2", "--rate", "20/s", "--max-outage", "1s"],
+    );
+    let mut child = tokio::process::Command::new(BIN)
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    tokio::select! {
+        _ = sim.wait_for(|log| call_requests(log).len() >= 5) => {}
+        st = child.wait() => panic!("finished before the outage: {st:?}"),
+    }
+    sim.go_away();
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("stops")
+        .expect("output");
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unreachable for longer than max-outage")
+    );
+    let rows = results(&output);
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().any(|r| r["status"] == "not_attempted"));
+    for r in &rows {
+        assert!(
+            ["made", "in_progress", "not_attempted"].contains(&r["status"].as_str()),
+            "row {}: {} ({})",
+            r["id"],
+            r["status"],
+            r["detail"]
+        );
+    }
+
+    sim.come_back().await.expect("listen again");
+    let again = run(&args).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(made_all(&results(&output)));
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_answered_503_are_retried_and_scheduled_once() {
+    let sim = sim(
+        8,
+        ms(10),
+        ms(10),
+        ms(10),
+        "seed = 11\n[faults]\ncall-unavailable = 0.3\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(30));
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--request-retries", "8"],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let log = sim.requests();
+    let refused: Vec<&str> = log
+        .iter()
+        .filter(|r| r.outcome == "unavailable")
+        .map(|r| r.params["phoneno"].as_str())
+        .collect();
+    assert!(refused.len() >= 5, "the fault fired: {}", refused.len());
+    let scheduled = call_requests(&log);
+    for number in refused {
+        assert_eq!(
+            scheduled
+                .iter()
+                .filter(|r| r.params["phoneno"] == number)
+                .count(),
+            1,
+            "{number}"
+        );
+    }
+    assert_eq!(dialed_twice(&log), Vec::<String>::new());
+    assert!(made_all(&results(&output)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_beyond_the_retry_budget_end_error_with_the_gateways_words() {
+    let sim = sim(
+        8,
+        ms(10),
+        ms(10),
+        ms(10),
+        "[faults]\ncall-unavailable = 1.0\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(1));
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--request-retries", "2"],
+    ))
+    .await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let rows = results(&output);
+    assert_eq!(rows[0]["status"], "error");
+    assert!(rows[0]["detail"].contains("503"), "{}", rows[0]["detail"]);
+    let tries = sim
+        .requests()
+        .iter()
+        .filter(|r| r.outcome == "unavailable")
+        .count();
+    assert_eq!(tries, 3, "one request and two retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
+    let sim = sim(
+        8,
+        ms(10),
+        ms(10),
+        ms(10),
+        "seed = 5\n[faults]\ncall-drop = 0.3\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(30));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let out = run(&with(&base, &[])).await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let log = sim.requests();
+    let dropped: Vec<String> = log
+        .iter()
+        .filter(|r| r.outcome == "dropped")
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    assert!(dropped.len() >= 4, "the fault fired: {}", dropped.len());
+    let rows = results(&output);
+    for r in &rows {
+        let lost = dropped.contains(&r["dialed_number"]);
+        assert_eq!(
+            r["status"] == "unknown",
+            lost,
+            "row {}: {} / dropped {lost}",
+            r["id"],
+            r["status"]
+        );
+    }
+    assert_eq!(dialed_twice(&log), Vec::<String>::new());
+
+    // A rerun leaves them alone.
+    let before = call_requests(&sim.requests()).len();
+    assert_eq!(code(&run(&with(&base, &[])).await), 3);
+    assert_eq!(call_requests(&sim.requests()).len(), before);
+
+    // Only an explicit --redial-unknown calls them again, and calls nobody else.
+    let again = run(&with(&base, &["--redial-unknown"])).await;
+    assert!(
+        stderr(&again).contains(
+            "--redial-unknown: contacts whose earlier call request may have been scheduled"
+        ),
+        "{}",
+        stderr(&again)
+    );
+    let after = sim.requests();
+    let redialed: Vec<&str> = call_requests(&after)[before..]
+        .iter()
+        .map(|r| r.params["phoneno"].as_str())
+        .collect();
+    let mut want: Vec<&str> = dropped.iter().map(String::as_str).collect();
+    let mut got = redialed.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_errors_and_garbage_are_polled_through_and_counted() {
+    let sim = sim(
+        8,
+        ms(30),
+        ms(30),
+        ms(30),
+        "seed = 3\n[faults]\nstatus-error = 0.25\nstatus-garbage = 0.25\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(20));
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--poll-interval", "10ms"],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(made_all(&results(&output)));
+    let log = sim.requests();
+    let bad = log
+        .iter()
+        .filter(|r| r.outcome == "status-error" || r.outcome == "status-garbage")
+        .count();
+    assert!(bad >= 5, "the faults fired: {bad}");
+    // The summary counts them.
+    let err = stderr(&out);
+    assert!(err.contains(&format!("({bad} failed)")), "{err}");
+    assert_eq!(dialed_twice(&log), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_answers_past_the_timeout_are_unknown_for_calls_and_retried_for_polls() {
+    let sim = sim(
+        8,
+        ms(10),
+        ms(10),
+        ms(10),
+        "seed = 9\n[faults]\nslow = \"900ms\"\nslow-rate = 0.2\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(20));
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--request-timeout", "300ms"],
+    ))
+    .await;
+    let rows = results(&output);
+    let log = sim.requests();
+    assert_eq!(dialed_twice(&log), Vec::<String>::new());
+    // Every row is made, or unknown because its call request was answered too late to be read.
+    for r in &rows {
+        assert!(
+            ["made", "unknown"].contains(&r["status"].as_str()),
+            "{}: {}",
+            r["status"],
+            r["detail"]
+        );
+    }
+    assert!(
+        rows.iter().any(|r| r["status"] == "unknown"),
+        "a slow call request timed out"
+    );
+    assert!(rows.iter().filter(|r| r["status"] == "made").count() >= 10);
+    assert!(code(&out) == 3, "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restart_that_forgets_records_ends_those_calls_error() {
+    // Calls never finish on their own, so every call placed before the restart is forgotten by it.
+    let sim = sim(
+        8,
+        ms(10),
+        ms(10),
+        ms(10),
+        "[[rule]]\nnumbers = [\"+1646555100?\"]\nsteps = []\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(14));
+    let output = dir.path().join("r.csv");
+    let args = base_args(&sim, &input, &output);
+    let mut child = tokio::process::Command::new(BIN)
+        .args(with(&args, &["--lines", "20"]))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    // The first ten numbers hang: wait until all ten are placed and polled, and the other four are finished
+    // and removed.
+    tokio::select! {
+        _ = sim.wait_for(|log| {
+            call_requests(log).len() >= 14
+                && log.iter().filter(|r| r.outcome == "no-attempt").count() >= 10
+                && log.iter().filter(|r| r.outcome == "removed").count() >= 4
+        }) => {}
+        st = child.wait() => panic!("finished early: {st:?}"),
+    }
+    sim.restart().await.expect("restart");
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("finishes")
+        .expect("status");
+    assert_eq!(status.code(), Some(3));
+    let rows = results(&output);
+    for r in &rows[..10] {
+        assert_eq!(r["status"], "error", "{}", r["detail"]);
+        assert!(r["detail"].contains("no record"));
+    }
+    assert!(made_all(&rows[10..]));
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_calls_in_progress_and_a_rerun_completes() {
+    let sim = sim(8, ms(400), ms(400), ms(10), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(12));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--lines", "3", "--poll-interval", "50ms"]);
+    let child = tokio::process::Command::new(BIN)
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid");
+    sim.wait_for(|log| call_requests(log).len() >= 3).await;
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("stops")
+        .expect("output");
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = results(&output);
+    let made = rows.iter().filter(|r| r["status"] == "made").count();
+    let requested = call_requests(&sim.requests()).len();
+    // Every call placed before the signal was followed to its end; nothing new was dialed after it.
+    assert_eq!(made, requested, "drained calls are final");
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "made" || r["status"] == "not_attempted")
+    );
+    assert!(requested < 12);
+
+    let again = run(&args).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(made_all(&results(&output)));
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+}
