@@ -69,9 +69,16 @@ pub struct RunArgs {
     /// Journal directory [default: <output>.state next to the output].
     #[arg(long)]
     pub state: Option<PathBuf>,
-    /// Name of the phone number column, case-insensitive [default: phone].
+    /// Name of the phone number column, case-insensitive [default: the first of phone, phone_number, mobile,
+    /// tel, … that exists].
     #[arg(long)]
     pub phone_column: Option<String>,
+    /// Text encoding of the contact list: auto, utf-8 or windows-1252 [default: auto].
+    #[arg(long)]
+    pub encoding: Option<String>,
+    /// Field delimiter: , ; | or tab [default: detected from the header].
+    #[arg(long)]
+    pub delimiter: Option<String>,
     /// Region for numbers written without a country code (ISO 3166 code) [default: US].
     #[arg(long)]
     pub default_region: Option<String>,

@@ -161,7 +161,10 @@ pub struct RunConfig {
     pub poll_interval: Duration,
     pub poll_rate: Rate,
     pub poll_timeout: Duration,
-    pub phone_column: String,
+    /// `None`: the first common phone column name found.
+    pub phone_column: Option<String>,
+    pub encoding: crate::contacts::EncodingChoice,
+    pub delimiter: Option<u8>,
     pub default_region: phonenumber::country::Id,
     pub firstocc: u32,
     pub number_format: NumberFormat,
@@ -192,6 +195,8 @@ struct CampaignFile {
     poll_timeout: Option<String>,
     state: Option<PathBuf>,
     phone_column: Option<String>,
+    encoding: Option<String>,
+    delimiter: Option<String>,
     default_region: Option<String>,
     firstocc: Option<i64>,
     number_format: Option<String>,
@@ -299,6 +304,16 @@ pub fn default_state_dir(output: &Path) -> PathBuf {
 }
 
 impl RunConfig {
+    /// How the contact list is to be read.
+    pub fn read_options(&self) -> crate::contacts::ReadOptions {
+        crate::contacts::ReadOptions {
+            encoding: self.encoding,
+            delimiter: self.delimiter,
+            phone_column: self.phone_column.clone(),
+            timezone_column: None,
+        }
+    }
+
     /// Merges flags over the campaign file and validates everything.
     pub fn from_args(args: RunArgs) -> Result<RunConfig> {
         let file = match &args.campaign {
@@ -384,7 +399,20 @@ impl RunConfig {
         )?;
         let phone_column = pick(args.phone_column, file.phone_column, "phone-column")
             .map(|(c, _)| c.trim().to_string())
-            .unwrap_or_else(|| "phone".into());
+            .filter(|c| !c.is_empty());
+        let encoding = match pick(args.encoding, file.encoding, "encoding") {
+            None => crate::contacts::EncodingChoice::Auto,
+            Some((t, what)) => t
+                .parse()
+                .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+        };
+        let delimiter = match pick(args.delimiter, file.delimiter, "delimiter") {
+            None => None,
+            Some((t, what)) => Some(
+                crate::contacts::parse_delimiter(&t)
+                    .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+            ),
+        };
         let default_region = match pick(args.default_region, file.default_region, "default-region")
         {
             None => phonenumber::country::Id::US,
@@ -454,6 +482,8 @@ impl RunConfig {
             poll_rate,
             poll_timeout,
             phone_column,
+            encoding,
+            delimiter,
             default_region,
             firstocc,
             number_format,

@@ -1,46 +1,278 @@
-//! Reading the contact list: the header, the phone column, and a verdict for every row.
+//! Reading the contact list: encoding, delimiter, header, the phone column, and a verdict for every row.
 //!
-//! Rows are read as bytes and written back to the results unchanged; only the phone cell is interpreted. A
-//! row that cannot be called is data (an `invalid` result with its reason), never an abort.
+//! Lists come out of Excel and practice-management exports: UTF-8 with or without a BOM, or Windows-1252;
+//! commas, semicolons (Excel in much of Europe) or tabs. [`inspect`] settles all of that once, in one pass
+//! over the file that also computes the digest binding the journal to it. Rows are then read as text and
+//! written back to the results unchanged; only the phone (and time zone) cells are interpreted. A row that
+//! cannot be called is data (an `invalid` result with its reason), never an abort.
 
 use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use csv::ByteRecord;
 use phonenumber::Mode;
 use phonenumber::country::Id as Region;
+use sha2::{Digest, Sha256};
 
 use crate::config::NumberFormat;
 use crate::error::{Error, Result};
 
-/// An open contact list positioned after its header.
-pub struct ContactList {
-    pub reader: csv::Reader<BufReader<File>>,
-    pub headers: ByteRecord,
-    pub phone_index: usize,
+/// Names tried, in order, when no phone column is named.
+pub const PHONE_CANDIDATES: [&str; 14] = [
+    "phone",
+    "phone_number",
+    "phone number",
+    "phonenumber",
+    "phone_no",
+    "mobile",
+    "mobile_phone",
+    "mobile number",
+    "cell",
+    "cellphone",
+    "tel",
+    "telephone",
+    "number",
+    "msisdn",
+];
+
+/// Text encoding of the contact list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Windows1252,
 }
 
-/// Opens the list and finds the phone column by name (case-insensitive, trimmed; a UTF-8 BOM on the header is
-/// stripped by the csv reader).
-pub fn open(path: &Path, phone_column: &str) -> Result<ContactList> {
-    let file = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::NoInput(format!("contact list {} does not exist", path.display()))
-        } else {
-            Error::NoInput(format!("cannot open contact list {}: {e}", path.display()))
+/// `--encoding`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodingChoice {
+    /// UTF-8 when every byte sequence is UTF-8, otherwise Windows-1252 (with a warning).
+    Auto,
+    Fixed(Encoding),
+}
+
+impl FromStr for EncodingChoice {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+            "auto" => Ok(EncodingChoice::Auto),
+            "utf-8" | "utf8" => Ok(EncodingChoice::Fixed(Encoding::Utf8)),
+            // WHATWG: latin1 and iso-8859-1 mean windows-1252, which is what Windows tools write under those names.
+            "windows-1252" | "cp1252" | "latin1" | "latin-1" | "iso-8859-1" => {
+                Ok(EncodingChoice::Fixed(Encoding::Windows1252))
+            }
+            _ => Err(format!(
+                "{s:?} is not a supported encoding; use auto, utf-8 or windows-1252"
+            )),
         }
-    })?;
+    }
+}
+
+/// Parses `--delimiter`: `,` `;` `tab` (or a literal tab) `|`.
+pub fn parse_delimiter(s: &str) -> std::result::Result<u8, String> {
+    match s {
+        "tab" | "\\t" | "\t" => Ok(b'\t'),
+        "," | ";" | "|" => Ok(s.as_bytes()[0]),
+        _ => Err(format!("{s:?} is not a delimiter; use , ; | or tab")),
+    }
+}
+
+/// How to read the list.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub encoding: EncodingChoice,
+    pub delimiter: Option<u8>,
+    /// `None`: try [`PHONE_CANDIDATES`].
+    pub phone_column: Option<String>,
+    pub timezone_column: Option<String>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            encoding: EncodingChoice::Auto,
+            delimiter: None,
+            phone_column: None,
+            timezone_column: None,
+        }
+    }
+}
+
+/// A contact list, inspected: everything needed to read it again, row by row, any number of times.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    pub encoding: Encoding,
+    pub delimiter: u8,
+    /// The header row, decoded to UTF-8.
+    pub headers: ByteRecord,
+    pub phone_index: usize,
+    pub timezone_index: Option<usize>,
+    /// SHA-256 of the file's bytes.
+    pub digest: String,
+    /// Choices made for the operator (the phone column picked): logged at info level.
+    pub notes: Vec<String>,
+    /// Guesses the operator should check (an assumed encoding): logged as warnings.
+    pub warnings: Vec<String>,
+}
+
+fn no_input(path: &Path, e: &std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        Error::NoInput(format!("contact list {} does not exist", path.display()))
+    } else {
+        Error::NoInput(format!("cannot open contact list {}: {e}", path.display()))
+    }
+}
+
+fn open_file(path: &Path) -> Result<File> {
+    let file = File::open(path).map_err(|e| no_input(path, &e))?;
     if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
         return Err(Error::NoInput(format!(
             "contact list {} is a directory",
             path.display()
         )));
     }
-    let mut reader = csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .from_reader(BufReader::with_capacity(1 << 16, file));
+    Ok(file)
+}
+
+/// One pass over the bytes: the digest, and where (if anywhere) they stop being UTF-8.
+fn scan(path: &Path) -> Result<(String, Option<u64>, bool)> {
+    let mut file = open_file(path)?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut carry: Vec<u8> = Vec::new();
+    let mut offset: u64 = 0;
+    let mut first_bad: Option<u64> = None;
+    let mut any = false;
+    loop {
+        let n = file.read(&mut buf).map_err(|e| {
+            Error::NoInput(format!("cannot read contact list {}: {e}", path.display()))
+        })?;
+        if n == 0 {
+            break;
+        }
+        any = true;
+        hash.update(&buf[..n]);
+        if first_bad.is_none() {
+            carry.extend_from_slice(&buf[..n]);
+            match std::str::from_utf8(&carry) {
+                Ok(_) => {
+                    offset += carry.len() as u64;
+                    carry.clear();
+                }
+                Err(e) if e.error_len().is_none() => {
+                    // A sequence split across reads: keep its start for the next chunk.
+                    let good = e.valid_up_to();
+                    offset += good as u64;
+                    carry.drain(..good);
+                }
+                Err(e) => first_bad = Some(offset + e.valid_up_to() as u64),
+            }
+        }
+    }
+    if first_bad.is_none() && !carry.is_empty() {
+        first_bad = Some(offset);
+    }
+    Ok((format!("sha256:{:x}", hash.finalize()), first_bad, any))
+}
+
+fn decoded(file: File, encoding: Encoding) -> Box<dyn Read + Send> {
+    match encoding {
+        Encoding::Utf8 => Box::new(BufReader::with_capacity(1 << 16, file)),
+        Encoding::Windows1252 => Box::new(BufReader::with_capacity(
+            1 << 16,
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding_rs::WINDOWS_1252))
+                .build(file),
+        )),
+    }
+}
+
+/// Picks the delimiter from the header line: the most frequent of `,` `;` tab outside quotes (comma on a tie).
+fn sniff_delimiter(header_line: &str) -> u8 {
+    let mut counts = [(b',', 0usize), (b';', 0), (b'\t', 0)];
+    let mut quoted = false;
+    for c in header_line.bytes() {
+        if c == b'"' {
+            quoted = !quoted;
+        } else if !quoted {
+            for (d, n) in counts.iter_mut() {
+                if *d == c {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    counts
+        .iter()
+        .fold(
+            (b',', 0),
+            |best, &(d, n)| if n > best.1 { (d, n) } else { best },
+        )
+        .0
+}
+
+fn first_line(path: &Path, encoding: Encoding) -> Result<String> {
+    let mut text = String::new();
+    let mut r = decoded(open_file(path)?, encoding).take(1 << 16);
+    r.read_to_string(&mut text)
+        .map_err(|e| Error::Data(format!("contact list {}: {e}", path.display())))?;
+    let text = text.trim_start_matches('\u{feff}');
+    Ok(text.split(['\n', '\r']).next().unwrap_or("").to_string())
+}
+
+fn column(headers: &ByteRecord, name: &str) -> Option<usize> {
+    let want = name.trim();
+    headers.iter().position(|h| {
+        String::from_utf8_lossy(h)
+            .trim()
+            .trim_start_matches('\u{feff}')
+            .eq_ignore_ascii_case(want)
+    })
+}
+
+fn column_list(headers: &ByteRecord) -> String {
+    headers
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Settles encoding, delimiter and columns, and checks that the list has a header and at least one row.
+pub fn inspect(path: &Path, opts: &ReadOptions) -> Result<Source> {
+    let (digest, first_bad, any) = scan(path)?;
+    let mut notes = Vec::new();
+    let mut warnings = Vec::new();
+    if !any {
+        return Err(Error::Data(format!(
+            "contact list {} is empty",
+            path.display()
+        )));
+    }
+    let encoding = match (opts.encoding, first_bad) {
+        (EncodingChoice::Fixed(Encoding::Utf8), Some(at)) => {
+            return Err(Error::Data(format!(
+                "contact list {} is not valid UTF-8 (first bad byte at offset {at}); if Excel saved it, try --encoding windows-1252",
+                path.display()
+            )));
+        }
+        (EncodingChoice::Fixed(e), _) => e,
+        (EncodingChoice::Auto, None) => Encoding::Utf8,
+        (EncodingChoice::Auto, Some(at)) => {
+            warnings.push(format!(
+                "{} is not UTF-8 (byte offset {at}); reading it as Windows-1252, as Excel on Windows writes it (set --encoding to be sure)",
+                path.display()
+            ));
+            Encoding::Windows1252
+        }
+    };
+    let delimiter = match opts.delimiter {
+        Some(d) => d,
+        None => sniff_delimiter(&first_line(path, encoding)?),
+    };
+    let mut reader = reader_for(path, encoding, delimiter)?;
     let headers = reader
         .byte_headers()
         .map_err(|e| {
@@ -50,29 +282,111 @@ pub fn open(path: &Path, phone_column: &str) -> Result<ContactList> {
             ))
         })?
         .clone();
-    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+    if headers.is_empty()
+        || headers
+            .iter()
+            .all(|h| h.iter().all(u8::is_ascii_whitespace))
+    {
         return Err(Error::Data(format!(
-            "contact list {} is empty (no header row)",
+            "contact list {} has no header row",
             path.display()
         )));
     }
-    let wanted = phone_column.trim();
-    let phone_index = headers
-        .iter()
-        .position(|h| String::from_utf8_lossy(h).trim().eq_ignore_ascii_case(wanted))
-        .ok_or_else(|| {
-            let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+    let phone_index = match &opts.phone_column {
+        Some(name) => column(&headers, name).ok_or_else(|| {
             Error::Data(format!(
-                "contact list {}: no phone column {wanted:?} (columns: {}); name it with --phone-column",
+                "contact list {}: no phone column {:?} (columns: {})",
                 path.display(),
-                names.join(", ")
+                name.trim(),
+                column_list(&headers)
             ))
-        })?;
-    Ok(ContactList {
-        reader,
+        })?,
+        None => {
+            let found = PHONE_CANDIDATES
+                .iter()
+                .find_map(|c| column(&headers, c).map(|i| (i, *c)));
+            let (i, _) = found.ok_or_else(|| {
+                Error::Data(format!(
+                    "contact list {}: no phone column (looked for {}; columns: {}); name it with --phone-column",
+                    path.display(),
+                    PHONE_CANDIDATES.join(", "),
+                    column_list(&headers)
+                ))
+            })?;
+            let used = String::from_utf8_lossy(&headers[i]).trim().to_string();
+            notes.push(format!("phone numbers are read from column {used:?}"));
+            i
+        }
+    };
+    let timezone_index = match &opts.timezone_column {
+        None => None,
+        Some(name) => Some(column(&headers, name).ok_or_else(|| {
+            Error::Data(format!(
+                "contact list {}: no time zone column {:?} (columns: {})",
+                path.display(),
+                name.trim(),
+                column_list(&headers)
+            ))
+        })?),
+    };
+    let mut record = ByteRecord::new();
+    let has_rows = reader
+        .read_byte_record(&mut record)
+        .map_err(|e| Error::Data(format!("contact list {}: {e}", path.display())))?;
+    if !has_rows {
+        return Err(Error::Data(format!(
+            "contact list {} has a header and no contacts",
+            path.display()
+        )));
+    }
+    Ok(Source {
+        path: path.to_path_buf(),
+        encoding,
+        delimiter,
         headers,
         phone_index,
+        timezone_index,
+        digest,
+        notes,
+        warnings,
     })
+}
+
+fn reader_for(
+    path: &Path,
+    encoding: Encoding,
+    delimiter: u8,
+) -> Result<csv::Reader<Box<dyn Read + Send>>> {
+    Ok(csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .delimiter(delimiter)
+        .from_reader(decoded(open_file(path)?, encoding)))
+}
+
+impl Source {
+    /// A fresh reader positioned after the header.
+    pub fn reader(&self) -> Result<csv::Reader<Box<dyn Read + Send>>> {
+        let mut r = reader_for(&self.path, self.encoding, self.delimiter)?;
+        r.byte_headers()
+            .map_err(|e| Error::Data(format!("contact list {}: {e}", self.path.display())))?;
+        Ok(r)
+    }
+
+    /// The header row, with a BOM left on the first name by a decoder removed.
+    pub fn clean_headers(&self) -> ByteRecord {
+        self.headers
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                if i == 0 {
+                    h.strip_prefix("\u{feff}".as_bytes()).unwrap_or(h)
+                } else {
+                    h
+                }
+            })
+            .collect()
+    }
 }
 
 /// What to do with one row.

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use csv::ByteRecord;
 
-use crate::contacts;
+use crate::contacts::Source;
 use crate::error::{Error, Result};
 use crate::gateway::protocol::Responses;
 use crate::journal::{self, State};
@@ -103,13 +103,14 @@ fn rfc3339(ms: Option<i64>) -> String {
 
 /// Writes the results file from the journal; returns the count of each status.
 pub fn write(
-    input: &Path,
-    phone_column: &str,
+    source: &Source,
     db_path: &Path,
     output: &Path,
     response_keys: &[String],
 ) -> Result<BTreeMap<Status, u64>> {
-    let mut list = contacts::open(input, phone_column)?;
+    let input = &source.path;
+    let mut reader = source.reader()?;
+    let width = source.headers.len();
     let conn = journal::open_read_only(db_path)?;
     let mut stmt = conn.prepare(
         "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at
@@ -132,9 +133,11 @@ pub fn write(
     let file = File::create(&tmp).map_err(|e| out_err(&e))?;
     let mut w = csv::WriterBuilder::new()
         .flexible(true)
+        // The results open in the same spreadsheet as the input: keep its delimiter.
+        .delimiter(source.delimiter)
         .from_writer(BufWriter::with_capacity(1 << 16, file));
 
-    let mut header = list.headers.clone();
+    let mut header = source.clean_headers();
     for c in COLUMNS {
         header.push_field(c.as_bytes());
     }
@@ -147,8 +150,7 @@ pub fn write(
     let mut record = ByteRecord::new();
     let mut index: u64 = 0;
     loop {
-        let more = list
-            .reader
+        let more = reader
             .read_byte_record(&mut record)
             .map_err(|e| Error::Data(format!("contact list {}: {e}", input.display())))?;
         if !more {
@@ -194,13 +196,13 @@ pub fn write(
         // Input columns as read, unchanged (ragged rows keep their own fields).
         let mut out = record.clone();
         // A short row is padded so the appended columns stay under their headers.
-        for _ in out.len()..list.headers.len() {
+        for _ in out.len()..width {
             out.push_field(b"");
         }
-        if out.len() > list.headers.len() {
+        if out.len() > width {
             // A long row cannot keep its extra fields in place without shifting our columns; they are named in
             // `detail` of the invalid row and left out of the cells.
-            out.truncate(list.headers.len());
+            out.truncate(width);
         }
         out.push_field(status.as_str().as_bytes());
         out.push_field(req_id.unwrap_or_default().as_bytes());

@@ -1,19 +1,16 @@
 //! `ivr-campaign run`: validate, open the journal, run the engine, write the results, summarise.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::campaign::{self, Ending, Stats};
 use crate::config::{GatewayTarget, RunConfig};
-use crate::contacts::{self, Verdict};
+use crate::contacts::{self, Source, Verdict};
 use crate::error::{Error, Result, exit};
 use crate::gateway::Gateway;
 use crate::journal::{self, NewContact};
@@ -57,29 +54,14 @@ impl Summary {
     }
 }
 
-/// SHA-256 of the input file: the journal refuses to resume against different rows.
-fn digest(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| Error::NoInput(format!("cannot open contact list {}: {e}", path.display())))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| {
-            Error::Data(format!("cannot read contact list {}: {e}", path.display()))
-        })?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("sha256:{:x}", h.finalize()))
-}
-
 /// Reads every row and judges it, for the journal's creation.
-fn judged_rows(cfg: &RunConfig) -> Result<impl Iterator<Item = Result<NewContact>> + use<>> {
-    let mut list = contacts::open(&cfg.input, &cfg.phone_column)?;
-    let width = list.headers.len();
-    let (phone, region, format) = (list.phone_index, cfg.default_region, cfg.number_format);
+fn judged_rows(
+    source: &Source,
+    cfg: &RunConfig,
+) -> Result<impl Iterator<Item = Result<NewContact>> + use<>> {
+    let mut reader = source.reader()?;
+    let width = source.headers.len();
+    let (phone, region, format) = (source.phone_index, cfg.default_region, cfg.number_format);
     let input = cfg.input.display().to_string();
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
@@ -87,7 +69,7 @@ fn judged_rows(cfg: &RunConfig) -> Result<impl Iterator<Item = Result<NewContact
         // Rows are named by their 1-based data row number, which is their row in the results file. (csv-core's
         // line numbers run one low for CRLF files, which is what Excel writes.)
         let line = row + 1;
-        match list.reader.read_byte_record(&mut record) {
+        match reader.read_byte_record(&mut record) {
             Ok(false) => None,
             Err(e) => Some(Err(Error::Data(format!("contact list {input}: {e}")))),
             Ok(true) => {
@@ -118,8 +100,13 @@ fn judged_rows(cfg: &RunConfig) -> Result<impl Iterator<Item = Result<NewContact
 pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     let started = Instant::now();
     // Validate the input before anything else happens: no gateway contact for a list we cannot read.
-    drop(contacts::open(&cfg.input, &cfg.phone_column)?);
-    let input_digest = digest(&cfg.input)?;
+    let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
+    for note in &source.notes {
+        info!("{note}");
+    }
+    for warning in &source.warnings {
+        warn!("{warning}");
+    }
 
     let simulator = match &cfg.gateway {
         GatewayTarget::Simulator(settings) => Some(
@@ -145,10 +132,10 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
 
     let (owner, opened) = journal::open(
         &cfg.state_dir,
-        &input_digest,
+        &source.digest,
         &cfg.input.display().to_string(),
         cfg.redial_unknown,
-        || judged_rows(&cfg),
+        || judged_rows(&source, &cfg),
     )?;
     if opened.created {
         info!(journal = %cfg.state_dir.display(), "new campaign journal");
@@ -190,13 +177,7 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     owner.journal.read(|_| Ok(())).await?;
     // The lock is held until the results are written.
     let lock_holder = owner;
-    let written = results::write(
-        &cfg.input,
-        &cfg.phone_column,
-        &db_path,
-        &cfg.output,
-        &cfg.response_keys,
-    );
+    let written = results::write(&source, &db_path, &cfg.output, &cfg.response_keys);
     drop(lock_holder);
     if let Some(sim) = simulator {
         sim.stop();

@@ -4,5 +4,6 @@ mod crash;
 mod faults;
 mod guards;
 mod helpers;
+mod lists;
 mod outcomes;
 mod pacing;

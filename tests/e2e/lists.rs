@@ -1,0 +1,147 @@
+//! Contact lists as operators have them: Excel's BOM and semicolons, Windows-1252, ragged rows, odd column
+//! names, header-only files.
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excel_utf8_with_bom_and_semicolons() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "\u{feff}Nom;Téléphone;Mobile\r\nRenée Dupont;x;06 12 34 56 78\r\nJoël Martin;y;+33 6 98 76 54 32\r\n";
+    let input = write(dir.path(), "excel.csv", text);
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--default-region", "FR"],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut sent: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["+33612345678", "+33698765432"]);
+    // Results: UTF-8 (no BOM carried into a column name), same delimiter, input cells unchanged.
+    let raw = std::fs::read_to_string(&output).expect("results are UTF-8");
+    assert!(raw.starts_with("Nom;Téléphone;Mobile;status;"), "{raw}");
+    assert!(raw.contains("Renée Dupont;x;06 12 34 56 78;made;"), "{raw}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_1252_is_detected_said_and_decoded_without_loss() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // "Zoë Müller" and "Café" in Windows-1252 bytes: not valid UTF-8.
+    let mut bytes = b"name,phone,note\r\nZo\xeb M\xfcller,646-555-1000,Caf\xe9 \x80 5\r\n".to_vec();
+    bytes.extend_from_slice(b"Bob,646-555-1001,ok\r\n");
+    let input = dir.path().join("legacy.csv");
+    std::fs::write(&input, &bytes).expect("write");
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let out = run(&with(&base, &[])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Windows-1252"),
+        "the guess is said: {}",
+        stderr(&out)
+    );
+    let rows = results(&output);
+    assert_eq!(rows[0]["name"], "Zoë Müller");
+    assert_eq!(rows[0]["note"], "Café € 5");
+
+    // Forcing UTF-8 on it is a one-line error, exit 65, no call.
+    let before = sim.requests().len();
+    let forced = run(&with(
+        &base,
+        &[
+            "--encoding",
+            "utf-8",
+            "--output",
+            &dir.path().join("x.csv").display().to_string(),
+        ],
+    ))
+    .await;
+    assert_eq!(code(&forced), 65, "{}", stderr(&forced));
+    assert!(stderr(&forced).contains("not valid UTF-8"));
+    assert_eq!(sim.requests().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ragged_rows_and_spreadsheet_numbers_are_result_rows_with_reasons() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "id\tMobile Number\tname\n1\t646-555-1000\tA\n2\t646-555-1001\n3\t4.15555E+09\tC\n4\t646-555-1002\tD\textra\n5\t646-555-1003\tE\n";
+    let input = write(dir.path(), "tabs.tsv", text);
+    let output = dir.path().join("r.csv");
+    let out = run(&with(&base_args(&sim, &input, &output), &[])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .flexible(true)
+        .from_path(&output)
+        .expect("results");
+    let statuses: Vec<(String, String)> = r
+        .records()
+        .map(|x| {
+            let x = x.expect("row");
+            (x[3].to_string(), x[7].to_string())
+        })
+        .collect();
+    assert_eq!(statuses[0].0, "made");
+    assert_eq!(statuses[1].0, "invalid");
+    assert!(
+        statuses[1].1.contains("2 fields, the header has 3"),
+        "{:?}",
+        statuses[1]
+    );
+    assert_eq!(statuses[2].0, "invalid");
+    assert!(statuses[2].1.contains("scientific notation"));
+    assert_eq!(statuses[3].0, "invalid");
+    assert!(statuses[3].1.contains("4 fields"));
+    assert_eq!(statuses[4].0, "made");
+    assert_eq!(call_requests(&sim.requests()).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_column_is_found_by_common_names_and_named() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(
+        dir.path(),
+        "c.csv",
+        "Name, TEL ,zip\nAl,0044 20 7946 0018,02134\n",
+    );
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args: Vec<&str> = with(&base, &["--default-region", "GB"])
+        .into_iter()
+        .filter(|a| *a != "-q")
+        .collect();
+    let out = run(&args).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("column \"TEL\""), "{}", stderr(&out));
+    let rows = results(&output);
+    // Numbers are text: the leading zeros of the zip and the phone are kept.
+    assert_eq!(rows[0]["zip"], "02134");
+    assert_eq!(rows[0][" TEL "], "0044 20 7946 0018");
+    assert_eq!(rows[0]["dialed_number"], "+442079460018");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_only_and_empty_files_are_bad_data() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, text, says) in [
+        ("h.csv", "name,phone\n", "no contacts"),
+        ("e.csv", "", "is empty"),
+    ] {
+        let input = write(dir.path(), name, text);
+        let output = dir.path().join(format!("{name}.out"));
+        let out = run(&with(&base_args(&sim, &input, &output), &[])).await;
+        assert_eq!(code(&out), 65, "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
+        assert_eq!(stderr(&out).trim().lines().count(), 1);
+    }
+    assert!(sim.requests().is_empty());
+}
