@@ -108,6 +108,40 @@ pub struct RunArgs {
     /// Stop (exit 75, rerun to resume) when the gateway stays unreachable this long [default: 10m].
     #[arg(long)]
     pub max_outage: Option<String>,
+    /// Calling window in the recipient's local time, e.g. 09:00-20:00 [default: none].
+    #[arg(long)]
+    pub window: Option<String>,
+    /// Days calls are allowed, e.g. mon-fri or mon,wed,fri [default: all].
+    #[arg(long)]
+    pub days: Option<String>,
+    /// The recipients' IANA time zone, e.g. America/Chicago [default: this machine's zone].
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Column holding each contact's IANA time zone (an empty cell means --timezone).
+    #[arg(long)]
+    pub timezone_column: Option<String>,
+    /// Contacts outside their window: `stop` leaves them not_attempted for the next run; `wait` waits for the
+    /// window to open [default: stop].
+    #[arg(long)]
+    pub outside_window: Option<String>,
+    /// Expected length of a call, kept free before the window closes and used by the forecast [default: 2m].
+    #[arg(long)]
+    pub call_length: Option<String>,
+    /// Suppression list: a CSV with a phone column or one number per line (repeatable).
+    #[arg(long)]
+    pub suppress: Vec<PathBuf>,
+    /// Most calls to one number within --per, across campaigns (needs --per).
+    #[arg(long)]
+    pub max_calls_per_number: Option<String>,
+    /// The period of --max-calls-per-number, e.g. 24h.
+    #[arg(long)]
+    pub per: Option<String>,
+    /// Ledger file shared by campaigns for --max-calls-per-number [default: ~/.local/state/ivr-campaign/ledger.sqlite].
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// Read everything and apply every rule, write each row's decision and a forecast, and call nobody.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Dial contacts left `unknown` by earlier runs again. Their call may already have been scheduled, so this
     /// can call a person twice: use it only after checking the gateway's own log.
     #[arg(long)]

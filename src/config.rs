@@ -175,6 +175,19 @@ pub struct RunConfig {
     pub max_outage: Duration,
     pub redial_unknown: bool,
     pub request_timeout: Duration,
+    /// The calling window; its margin is `firstocc` + `call_length`.
+    pub window: Option<crate::window::Window>,
+    pub timezone: jiff::tz::TimeZone,
+    /// The zone's IANA name (or `local` when the system zone has none).
+    pub timezone_name: String,
+    pub timezone_column: Option<String>,
+    pub wait_for_window: bool,
+    pub call_length: Duration,
+    pub suppress: Vec<PathBuf>,
+    /// Most calls per number within a period, across campaigns.
+    pub cap: Option<(u32, Duration)>,
+    pub ledger: PathBuf,
+    pub dry_run: bool,
 }
 
 /// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
@@ -207,6 +220,17 @@ struct CampaignFile {
     max_outage: Option<String>,
     redial_unknown: Option<bool>,
     request_timeout: Option<String>,
+    window: Option<String>,
+    days: Option<String>,
+    timezone: Option<String>,
+    timezone_column: Option<String>,
+    outside_window: Option<String>,
+    call_length: Option<String>,
+    suppress: Option<Vec<PathBuf>>,
+    max_calls_per_number: Option<i64>,
+    per: Option<String>,
+    ledger: Option<PathBuf>,
+    dry_run: Option<bool>,
     simulator: Option<SimulatorTable>,
 }
 
@@ -310,7 +334,7 @@ impl RunConfig {
             encoding: self.encoding,
             delimiter: self.delimiter,
             phone_column: self.phone_column.clone(),
-            timezone_column: None,
+            timezone_column: self.timezone_column.clone(),
         }
     }
 
@@ -469,6 +493,90 @@ impl RunConfig {
         if request_timeout.is_zero() {
             return Err(Error::Usage("request-timeout: must be above zero".into()));
         }
+        let call_length = duration_of(
+            pick(args.call_length, file.call_length, "call-length"),
+            Duration::from_secs(120),
+        )?;
+        let days = match pick(args.days, file.days, "days") {
+            None => None,
+            Some((t, what)) => Some(
+                crate::window::parse_days(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+            ),
+        };
+        let margin = Duration::from_secs(u64::from(firstocc) * 60) + call_length;
+        let window = match (pick(args.window, file.window, "window"), days) {
+            (None, None) => None,
+            (None, Some(d)) => Some(
+                crate::window::Window::parse("00:00-24:00", d, margin)
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            ),
+            (Some((t, what)), d) => Some(
+                crate::window::Window::parse(&t, d.unwrap_or([true; 7]), margin)
+                    .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+            ),
+        };
+        let (timezone, timezone_name) = match pick(args.timezone, file.timezone, "timezone") {
+            Some((t, what)) => (
+                crate::window::zone(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+                t.trim().to_string(),
+            ),
+            None => {
+                let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+                let name = tz.iana_name().unwrap_or("local").to_string();
+                (tz, name)
+            }
+        };
+        let timezone_column = pick(
+            args.timezone_column,
+            file.timezone_column,
+            "timezone-column",
+        )
+        .map(|(c, _)| c);
+        let wait_for_window = match pick(args.outside_window, file.outside_window, "outside-window")
+        {
+            None => false,
+            Some((t, what)) => match t.trim() {
+                "wait" => true,
+                "stop" => false,
+                _ => return Err(Error::Usage(format!("{what}: {t:?} is not wait or stop"))),
+            },
+        };
+        let suppress = if args.suppress.is_empty() {
+            file.suppress
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| relative_to(base, p))
+                .collect()
+        } else {
+            args.suppress
+        };
+        let cap = match (
+            pick(
+                args.max_calls_per_number,
+                file.max_calls_per_number.map(|n| n.to_string()),
+                "max-calls-per-number",
+            ),
+            pick(args.per, file.per, "per"),
+        ) {
+            (None, None) => None,
+            (Some((n, what)), Some(per)) => Some((
+                positive_u32(int(&n, &what)?, &what)?,
+                duration_of(Some(per), Duration::ZERO)?,
+            )),
+            (Some(_), None) => {
+                return Err(Error::Usage(
+                    "--max-calls-per-number needs --per (e.g. --per 24h)".into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::Usage("--per needs --max-calls-per-number".into()));
+            }
+        };
+        let ledger = args
+            .ledger
+            .or_else(|| file.ledger.map(|p| relative_to(base, p)))
+            .unwrap_or_else(crate::ledger::default_path);
+        let dry_run = args.dry_run || file.dry_run.unwrap_or(false);
 
         Ok(RunConfig {
             input,
@@ -494,6 +602,16 @@ impl RunConfig {
             max_outage,
             redial_unknown,
             request_timeout,
+            window,
+            timezone,
+            timezone_name,
+            timezone_column,
+            wait_for_window,
+            call_length,
+            suppress,
+            cap,
+            ledger,
+            dry_run,
         })
     }
 }

@@ -373,6 +373,23 @@ impl Source {
         Ok(r)
     }
 
+    /// Judges one row: its number and, when the list has a time zone column, its zone.
+    pub fn judge(&self, record: &ByteRecord, region: Region, format: NumberFormat) -> Judged {
+        let verdict = judge(record, self.headers.len(), self.phone_index, region, format);
+        let cell = self
+            .timezone_index
+            .and_then(|i| record.get(i))
+            .map(|c| String::from_utf8_lossy(c).trim().to_string())
+            .filter(|c| !c.is_empty());
+        match (verdict, cell) {
+            (Verdict::Call { .. }, Some(name)) if crate::window::zone(&name).is_err() => Judged {
+                verdict: Verdict::Invalid(format!("{name:?} is not a known IANA time zone")),
+                tz: None,
+            },
+            (verdict, tz) => Judged { verdict, tz },
+        }
+    }
+
     /// The header row, with a BOM left on the first name by a decoder removed.
     pub fn clean_headers(&self) -> ByteRecord {
         self.headers
@@ -387,6 +404,13 @@ impl Source {
             })
             .collect()
     }
+}
+
+/// A row's verdict and its own time zone (from the time zone column, when the cell is not empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub verdict: Verdict,
+    pub tz: Option<String>,
 }
 
 /// What to do with one row.

@@ -44,10 +44,14 @@ pub enum State {
     Error,
     Invalid,
     Duplicate,
+    /// On a suppression list.
+    Suppressed,
+    /// At the cap of calls per number.
+    Capped,
 }
 
 impl State {
-    pub const ALL: [State; 10] = [
+    pub const ALL: [State; 12] = [
         State::Pending,
         State::Intent,
         State::Dialed,
@@ -58,6 +62,8 @@ impl State {
         State::Error,
         State::Invalid,
         State::Duplicate,
+        State::Suppressed,
+        State::Capped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +78,8 @@ impl State {
             State::Error => "error",
             State::Invalid => "invalid",
             State::Duplicate => "duplicate",
+            State::Suppressed => "suppressed",
+            State::Capped => "capped",
         }
     }
 
@@ -96,6 +104,8 @@ pub enum Op {
     Intent { row: u64, at_ms: i64 },
     /// The gateway did not schedule the call; it may be requested again.
     NotScheduled { row: u64, detail: String },
+    /// Not dialed now (outside its calling window); stays pending with the reason.
+    Deferred { row: u64, detail: String },
     /// The gateway answered with a request id.
     Dialed {
         row: u64,
@@ -134,9 +144,26 @@ enum Job {
 pub struct ContactRow {
     pub row: u64,
     pub line: u64,
+    pub e164: String,
+    /// The contact's own zone (from the time zone column); `None` means the campaign's.
+    pub tz: Option<String>,
     pub dialed_number: String,
     pub req_id: Option<String>,
     pub dialed_at_ms: Option<i64>,
+}
+
+const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz";
+
+fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
+    Ok(ContactRow {
+        row: r.get::<_, i64>(0)? as u64,
+        line: r.get::<_, i64>(1)? as u64,
+        dialed_number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        req_id: r.get(3)?,
+        dialed_at_ms: r.get(4)?,
+        e164: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        tz: r.get(6)?,
+    })
 }
 
 /// What opening found.
@@ -148,6 +175,33 @@ pub struct Opened {
     pub interrupted_intents: u64,
     /// `unknown` contacts put back to pending because the operator asked for it.
     pub redialing_unknown: u64,
+    /// Pending contacts newly found on a suppression list.
+    pub suppressed: u64,
+}
+
+/// Marks pending contacts whose number is on a suppression list. Runs on every open, so an opt-out that
+/// arrived since the last run is honoured for the contacts not yet dialed.
+fn suppress_pending(
+    conn: &mut Connection,
+    suppressed: &crate::suppress::Suppressed,
+) -> Result<u64> {
+    let tx = conn.transaction()?;
+    tx.execute_batch("CREATE TEMP TABLE IF NOT EXISTS suppress (e164 TEXT PRIMARY KEY, source TEXT); DELETE FROM suppress;")?;
+    {
+        let mut ins =
+            tx.prepare("INSERT OR IGNORE INTO suppress (e164, source) VALUES (?1, ?2)")?;
+        for (e164, source) in suppressed {
+            ins.execute(params![e164, source])?;
+        }
+    }
+    let n = tx.execute(
+        "UPDATE contacts SET state = 'suppressed',
+             detail = 'on suppression list ' || (SELECT source FROM suppress s WHERE s.e164 = contacts.e164)
+         WHERE state = 'pending' AND e164 IN (SELECT e164 FROM suppress)",
+        [],
+    )?;
+    tx.commit()?;
+    Ok(n as u64)
 }
 
 /// Handle to the journal's writer thread. Cheap to clone.
@@ -186,6 +240,7 @@ impl Drop for JournalOwner {
 pub struct NewContact {
     pub row: u64,
     pub line: u64,
+    pub tz: Option<String>,
     pub e164: Option<String>,
     pub dial: Option<String>,
     pub invalid: Option<String>,
@@ -222,7 +277,8 @@ CREATE TABLE IF NOT EXISTS contacts (
     intent_at     INTEGER,               -- ms since the epoch
     dialed_at     INTEGER,
     finished_at   INTEGER,
-    removed       INTEGER NOT NULL DEFAULT 0
+    removed       INTEGER NOT NULL DEFAULT 0,
+    tz            TEXT                   -- the contact's IANA zone from the input; NULL: the campaign's
 );
 CREATE INDEX IF NOT EXISTS contacts_e164 ON contacts(e164) WHERE e164 IS NOT NULL;
 CREATE INDEX IF NOT EXISTS contacts_pending ON contacts(row) WHERE state = 'pending';
@@ -284,6 +340,7 @@ pub fn open<I>(
     input_digest: &str,
     input_name: &str,
     redial_unknown: bool,
+    suppressed: &crate::suppress::Suppressed,
     contacts: impl FnOnce() -> Result<I>,
 ) -> Result<(JournalOwner, Opened)>
 where
@@ -320,7 +377,7 @@ where
             tx.execute("DELETE FROM contacts", [])?;
             {
                 let mut insert = tx.prepare(
-                    "INSERT INTO contacts (row, line, e164, dialed_number, state, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO contacts (row, line, e164, dialed_number, state, detail, tz) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?;
                 let mut first_seen =
                     tx.prepare("SELECT line FROM contacts WHERE e164 = ?1 ORDER BY row LIMIT 1")?;
@@ -346,7 +403,8 @@ where
                         c.e164,
                         c.dial,
                         state.as_str(),
-                        detail
+                        detail,
+                        c.tz
                     ])?;
                 }
             }
@@ -371,6 +429,9 @@ where
             "UPDATE contacts SET state = 'pending', detail = NULL, finished_at = NULL WHERE state = 'unknown'",
             [],
         )? as u64;
+    }
+    if !suppressed.is_empty() {
+        opened.suppressed = suppress_pending(&mut conn, suppressed)?;
     }
     let campaign_id: String = conn.query_row(
         "SELECT value FROM meta WHERE key = 'campaign_id'",
@@ -458,6 +519,12 @@ fn apply_op(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<()> {
             )?
             .execute(params![*row as i64, at_ms])?;
         }
+        Op::Deferred { row, detail } => {
+            tx.prepare_cached(
+                "UPDATE contacts SET detail = ?2 WHERE row = ?1 AND state = 'pending'",
+            )?
+            .execute(params![*row as i64, detail])?;
+        }
         Op::NotScheduled { row, detail } => {
             tx.prepare_cached("UPDATE contacts SET state = 'pending', detail = ?2 WHERE row = ?1 AND state = 'intent'")?
                 .execute(params![*row as i64, detail])?;
@@ -527,18 +594,10 @@ impl Journal {
     ) -> Result<Vec<ContactRow>> {
         let after = after_row.map_or(-1, |r| r as i64);
         self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT row, line, dialed_number FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![after, limit as i64], |r| {
-                Ok(ContactRow {
-                    row: r.get::<_, i64>(0)? as u64,
-                    line: r.get::<_, i64>(1)? as u64,
-                    dialed_number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    req_id: None,
-                    dialed_at_ms: None,
-                })
-            })?;
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![after, limit as i64], contact_row)?;
             rows.collect()
         })
         .await
@@ -547,18 +606,10 @@ impl Journal {
     /// Contacts with a request id and no final result: to be polled, never redialed.
     pub async fn dialed(&self) -> Result<Vec<ContactRow>> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT row, line, dialed_number, req_id, dialed_at FROM contacts WHERE state = 'dialed' ORDER BY row",
-            )?;
-            let rows = st.query_map([], |r| {
-                Ok(ContactRow {
-                    row: r.get::<_, i64>(0)? as u64,
-                    line: r.get::<_, i64>(1)? as u64,
-                    dialed_number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    req_id: r.get(3)?,
-                    dialed_at_ms: r.get(4)?,
-                })
-            })?;
+            let mut st = c.prepare(&format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'dialed' ORDER BY row"
+            ))?;
+            let rows = st.query_map([], contact_row)?;
             rows.collect()
         })
         .await

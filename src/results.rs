@@ -25,6 +25,8 @@ pub enum Status {
     Error,
     Invalid,
     Duplicate,
+    Suppressed,
+    Capped,
     /// Called, no final answer yet: the run stopped while polling. A rerun resumes polling.
     InProgress,
     /// Not reached before the run stopped. A rerun dials it.
@@ -41,6 +43,8 @@ impl Status {
             Status::Error => "error",
             Status::Invalid => "invalid",
             Status::Duplicate => "duplicate",
+            Status::Suppressed => "suppressed",
+            Status::Capped => "capped",
             Status::InProgress => "in_progress",
             Status::NotAttempted => "not_attempted",
         }
@@ -59,6 +63,8 @@ impl Status {
             State::Error => Status::Error,
             State::Invalid => Status::Invalid,
             State::Duplicate => Status::Duplicate,
+            State::Suppressed => Status::Suppressed,
+            State::Capped => Status::Capped,
         }
     }
 
@@ -107,13 +113,14 @@ pub fn write(
     db_path: &Path,
     output: &Path,
     response_keys: &[String],
+    campaign_zone: Option<&str>,
 ) -> Result<BTreeMap<Status, u64>> {
     let input = &source.path;
     let mut reader = source.reader()?;
     let width = source.headers.len();
     let conn = journal::open_read_only(db_path)?;
     let mut stmt = conn.prepare(
-        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at
+        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz
          FROM contacts ORDER BY row",
     )?;
     let mut rows = stmt.query([])?;
@@ -143,6 +150,11 @@ pub fn write(
     }
     for k in response_keys {
         header.push_field(format!("response.{k}").as_bytes());
+    }
+    // With a calling window, say in which zone each row's window was judged and where that zone came from.
+    if campaign_zone.is_some() {
+        header.push_field(b"timezone");
+        header.push_field(b"timezone_source");
     }
     w.write_byte_record(&header).map_err(|e| out_err(&e))?;
 
@@ -182,6 +194,7 @@ pub fn write(
         let finished_at: Option<i64> = row.get(8)?;
         // A request whose answer was lost has no request id, but it was sent: show when and to what number.
         let intent_at: Option<i64> = row.get(9)?;
+        let tz: Option<String> = row.get(10)?;
         let dialed_at =
             dialed_at.or(intent_at.filter(|_| matches!(state, State::Unknown | State::Intent)));
         if state == State::Intent {
@@ -227,6 +240,18 @@ pub fn write(
             let parsed = Responses::parse(&responses);
             for k in response_keys {
                 out.push_field(neutralise(parsed.get(k).unwrap_or("")).as_bytes());
+            }
+        }
+        if let Some(zone) = campaign_zone {
+            match &tz {
+                Some(own) => {
+                    out.push_field(own.as_bytes());
+                    out.push_field(b"column");
+                }
+                None => {
+                    out.push_field(zone.as_bytes());
+                    out.push_field(b"campaign");
+                }
             }
         }
         w.write_byte_record(&out).map_err(|e| out_err(&e))?;

@@ -14,8 +14,10 @@ use crate::contacts::{self, Source, Verdict};
 use crate::error::{Error, Result, exit};
 use crate::gateway::Gateway;
 use crate::journal::{self, NewContact};
+use crate::ledger::Ledger;
 use crate::results::{self, Status};
 use crate::simulator::Simulator;
+use crate::suppress;
 
 /// What a run did.
 #[derive(Debug)]
@@ -60,8 +62,8 @@ fn judged_rows(
     cfg: &RunConfig,
 ) -> Result<impl Iterator<Item = Result<NewContact>> + use<>> {
     let mut reader = source.reader()?;
-    let width = source.headers.len();
-    let (phone, region, format) = (source.phone_index, cfg.default_region, cfg.number_format);
+    let (region, format) = (cfg.default_region, cfg.number_format);
+    let source = source.clone();
     let input = cfg.input.display().to_string();
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
@@ -73,21 +75,18 @@ fn judged_rows(
             Ok(false) => None,
             Err(e) => Some(Err(Error::Data(format!("contact list {input}: {e}")))),
             Ok(true) => {
-                let c = match contacts::judge(&record, width, phone, region, format) {
-                    Verdict::Call { e164, dial } => NewContact {
-                        row,
-                        line,
-                        e164: Some(e164),
-                        dial: Some(dial),
-                        invalid: None,
-                    },
-                    Verdict::Invalid(reason) => NewContact {
-                        row,
-                        line,
-                        e164: None,
-                        dial: None,
-                        invalid: Some(reason),
-                    },
+                let judged = source.judge(&record, region, format);
+                let (e164, dial, invalid) = match judged.verdict {
+                    Verdict::Call { e164, dial } => (Some(e164), Some(dial), None),
+                    Verdict::Invalid(reason) => (None, None, Some(reason)),
+                };
+                let c = NewContact {
+                    row,
+                    line,
+                    e164,
+                    dial,
+                    invalid,
+                    tz: judged.tz,
                 };
                 row += 1;
                 Some(Ok(c))
@@ -107,6 +106,17 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     for warning in &source.warnings {
         warn!("{warning}");
     }
+    let (suppressed, unreadable) = suppress::load(&cfg.suppress, cfg.default_region)?;
+    if unreadable > 0 {
+        warn!(
+            entries = unreadable,
+            "suppression list entries that are not phone numbers were ignored"
+        );
+    }
+    let ledger = match cfg.cap {
+        Some((cap, per)) => Some(Ledger::open(&cfg.ledger, cap, per)?),
+        None => None,
+    };
 
     let simulator = match &cfg.gateway {
         GatewayTarget::Simulator(settings) => Some(
@@ -135,6 +145,7 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
         &source.digest,
         &cfg.input.display().to_string(),
         cfg.redial_unknown,
+        &suppressed,
         || judged_rows(&source, &cfg),
     )?;
     if opened.created {
@@ -146,6 +157,12 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
         warn!(
             contacts = opened.interrupted_intents,
             "an earlier run stopped between deciding to call and hearing back; those contacts are marked unknown and not redialed"
+        );
+    }
+    if opened.suppressed > 0 {
+        info!(
+            contacts = opened.suppressed,
+            "contacts on a suppression list will not be called"
         );
     }
     if opened.redialing_unknown > 0 {
@@ -170,6 +187,7 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
         owner.campaign_id.clone(),
         stop,
         stats.clone(),
+        ledger,
     )
     .await;
     let db_path = owner.db_path.clone();
@@ -177,7 +195,8 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     owner.journal.read(|_| Ok(())).await?;
     // The lock is held until the results are written.
     let lock_holder = owner;
-    let written = results::write(&source, &db_path, &cfg.output, &cfg.response_keys);
+    let zone = cfg.window.as_ref().map(|_| cfg.timezone_name.as_str());
+    let written = results::write(&source, &db_path, &cfg.output, &cfg.response_keys, zone);
     drop(lock_holder);
     if let Some(sim) = simulator {
         sim.stop();

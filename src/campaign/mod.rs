@@ -25,6 +25,8 @@ use crate::gateway::PollError;
 use crate::gateway::protocol::{AttemptState, CallRequest, RemoveReply, StatusReply};
 use crate::gateway::{Gateway, PlaceError};
 use crate::journal::{ContactRow, Finish, Journal, Op, State};
+use crate::ledger::{Claim, Ledger};
+use crate::window::Window;
 use breaker::{Breaker, delays};
 
 /// Stop stages, sent through a `watch` channel by the signal handler.
@@ -66,9 +68,120 @@ struct Ctx {
     limiter: Option<DefaultDirectRateLimiter>,
     polls: Pacer,
     breaker: Breaker,
+    ledger: Option<Ledger>,
+    deferred: Deferred,
+    zones: std::sync::Mutex<std::collections::HashMap<String, jiff::tz::TimeZone>>,
     /// The run's own stop channel: signals are forwarded into it, and an outage past the limit stops it too.
     stop: watch::Receiver<u8>,
     stats: Arc<Stats>,
+}
+
+/// Contacts waiting for their calling window to open (`outside-window = wait`), soonest first.
+#[derive(Default)]
+struct Deferred {
+    queue: std::sync::Mutex<std::collections::BinaryHeap<std::cmp::Reverse<Waiting>>>,
+    changed: tokio::sync::Notify,
+}
+
+struct Waiting {
+    at: jiff::Timestamp,
+    contact: ContactRow,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.contact.row) == (o.at, o.contact.row)
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.contact.row).cmp(&(o.at, o.contact.row))
+    }
+}
+
+impl Deferred {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BinaryHeap<std::cmp::Reverse<Waiting>>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn push(&self, at: jiff::Timestamp, contact: ContactRow) {
+        self.lock().push(std::cmp::Reverse(Waiting { at, contact }));
+        self.changed.notify_waiters();
+    }
+    fn pop_due(&self, now: jiff::Timestamp) -> Option<ContactRow> {
+        let mut q = self.lock();
+        if q.peek().is_some_and(|w| w.0.at <= now) {
+            q.pop().map(|w| w.0.contact)
+        } else {
+            None
+        }
+    }
+    fn earliest(&self) -> Option<jiff::Timestamp> {
+        self.lock().peek().map(|w| w.0.at)
+    }
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Ctx {
+    fn zone(&self, contact: &ContactRow) -> jiff::tz::TimeZone {
+        let Some(name) = &contact.tz else {
+            return self.cfg.timezone.clone();
+        };
+        let mut zones = self.zones.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tz) = zones.get(name) {
+            return tz.clone();
+        }
+        // Validated at ingest; a zone that vanished from the system database falls back to the campaign's.
+        let tz = crate::window::zone(name).unwrap_or_else(|_| self.cfg.timezone.clone());
+        zones.insert(name.clone(), tz.clone());
+        tz
+    }
+
+    /// Whether `contact` may be called at `now`. When not, records why and, in wait mode, queues the contact
+    /// for its next opening; in stop mode it stays pending for the next run.
+    fn inside_window(&self, contact: &ContactRow, now: jiff::Timestamp) -> bool {
+        let Some(window) = &self.cfg.window else {
+            return true;
+        };
+        let tz = self.zone(contact);
+        if window.allows(now, &tz) {
+            return true;
+        }
+        let local = now.to_zoned_datetime(tz.clone());
+        let zone_name = contact
+            .tz
+            .clone()
+            .unwrap_or_else(|| self.cfg.timezone_name.clone());
+        let detail = outside_detail(window, &local, &zone_name);
+        self.journal.write_later(Op::Deferred {
+            row: contact.row,
+            detail,
+        });
+        if self.cfg.wait_for_window {
+            if let Some(at) = window.next_opening(now, &tz) {
+                self.deferred.push(at, contact.clone());
+            }
+        }
+        false
+    }
+}
+
+fn outside_detail(window: &Window, local: &jiff::ZonedDateTime, zone: &str) -> String {
+    format!(
+        "outside the calling window ({}, ending {} before its close) at {} local time in {zone}",
+        window.describe(),
+        humanize(window.margin),
+        local.strftime("%a %H:%M")
+    )
 }
 
 /// A rate limiter for call requests or polls.
@@ -141,6 +254,7 @@ pub async fn run(
     campaign_id: String,
     mut signals: watch::Receiver<u8>,
     stats: Arc<Stats>,
+    ledger: Option<Ledger>,
 ) -> Result<Ending> {
     let (halt, stop) = watch::channel(*signals.borrow());
     let halt = Arc::new(halt);
@@ -164,6 +278,9 @@ pub async fn run(
         limiter: limiter(cfg.rate),
         polls: Pacer::new(cfg.poll_rate),
         breaker: Breaker::new(cfg.max_outage),
+        ledger,
+        deferred: Deferred::default(),
+        zones: Default::default(),
         cfg,
         gateway,
         journal,
@@ -302,32 +419,60 @@ async fn dispatch(
     const BATCH: usize = 512;
     let mut stop_rx = ctx.stop.clone();
     let mut after: Option<u64> = None;
+    let mut buffer: std::collections::VecDeque<ContactRow> = std::collections::VecDeque::new();
+    let mut exhausted = false;
     loop {
-        let batch = ctx.journal.pending_after(after, BATCH).await?;
-        let Some(last) = batch.last() else {
+        if *stop_rx.borrow() != stop::RUN {
+            return Ok(());
+        }
+        let now = jiff::Timestamp::now();
+        let contact = if let Some(c) = ctx.deferred.pop_due(now) {
+            c
+        } else if let Some(c) = buffer.pop_front() {
+            c
+        } else if !exhausted {
+            let batch = ctx.journal.pending_after(after, BATCH).await?;
+            match batch.last() {
+                Some(last) => after = Some(last.row),
+                None => exhausted = true,
+            }
+            buffer.extend(batch);
+            continue;
+        } else if let Some(at) = ctx.deferred.earliest() {
+            // Everyone left is waiting for their window to open.
+            let wait = (at - now).unsigned_abs().min(Duration::from_secs(3600));
+            info!(contacts = ctx.deferred.len(), opens = %at, "waiting for the calling window to open");
+            tokio::select! {
+                _ = stop_rx.wait_for(|s| *s != stop::RUN) => return Ok(()),
+                _ = tokio::time::sleep(wait) => {}
+                _ = ctx.deferred.changed.notified() => {}
+            }
+            continue;
+        } else {
             return Ok(());
         };
-        after = Some(last.row);
-        for contact in batch {
-            let permit = tokio::select! {
+        // Checked before taking a line, so contacts outside their window never hold one.
+        if !ctx.inside_window(&contact, now) {
+            continue;
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = stop_rx.wait_for(|s| *s != stop::RUN) => return Ok(()),
+            p = lines.clone().acquire_owned() => p.map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        if let Some(l) = &ctx.limiter {
+            tokio::select! {
                 biased;
                 _ = stop_rx.wait_for(|s| *s != stop::RUN) => return Ok(()),
-                p = lines.clone().acquire_owned() => p.map_err(|e| Error::Internal(e.to_string()))?,
-            };
-            if let Some(l) = &ctx.limiter {
-                tokio::select! {
-                    biased;
-                    _ = stop_rx.wait_for(|s| *s != stop::RUN) => return Ok(()),
-                    _ = l.until_ready() => {}
-                }
+                _ = l.until_ready() => {}
             }
-            // Surface a journal failure from a finished task before placing more calls.
-            while let Some(r) = tasks.try_join_next() {
-                flatten(r)?;
-            }
-            let c = ctx.clone();
-            tasks.spawn(async move { call(&c, contact, permit).await });
         }
+        // Surface a journal failure from a finished task before placing more calls.
+        while let Some(r) = tasks.try_join_next() {
+            flatten(r)?;
+        }
+        let c = ctx.clone();
+        tasks.spawn(async move { call(&c, contact, permit).await });
     }
 }
 
@@ -348,6 +493,30 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
         // While the gateway is unreachable, wait here; leave the contact pending if the run stops meanwhile.
         if !ctx.breaker.admit(&mut stop_rx).await {
             return Ok(());
+        }
+        // The authoritative window check: the last moment before the intent (waiting for a line, the rate or
+        // the gateway may have taken a while).
+        if !ctx.inside_window(&contact, jiff::Timestamp::now()) {
+            return Ok(());
+        }
+        if let Some(ledger) = &ctx.ledger {
+            let (l, e164, campaign) = (
+                ledger.clone(),
+                contact.e164.clone(),
+                ctx.campaign_id.clone(),
+            );
+            let claim = tokio::task::spawn_blocking(move || l.claim(&e164, &campaign, row))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            if let Claim::Capped { calls } = claim {
+                let detail = format!(
+                    "{calls} call(s) to this number in the last {} (cap {}, ledger {})",
+                    humanize(ledger.per),
+                    ledger.cap,
+                    ledger.path.display()
+                );
+                return finish(ctx, row, State::Capped, String::new(), 0, detail).await;
+            }
         }
         // Durable before the request leaves: after a crash here the contact is `unknown`, never redialed.
         ctx.journal

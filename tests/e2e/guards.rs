@@ -18,8 +18,17 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
+    // Polled means its request id is in the journal (polling starts only after that write is durable).
+    let polled = |log: &[ivr_campaign::simulator::Recorded]| {
+        let ids: std::collections::HashSet<_> = log
+            .iter()
+            .filter(|r| r.path == ivr_campaign::gateway::protocol::STATUS_PATH)
+            .filter_map(|r| r.req_id.clone())
+            .collect();
+        ids.len() >= 3
+    };
     tokio::select! {
-        _ = sim.wait_for(|log| call_requests(log).len() >= 3) => {}
+        _ = sim.wait_for(polled) => {}
         st = first.wait() => panic!("the first run ended early: {st:?}"),
         _ = tokio::time::sleep(PATIENCE) => panic!("the first run placed no calls"),
     }

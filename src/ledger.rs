@@ -1,0 +1,158 @@
+//! The cap per number across runs and campaigns: a small SQLite ledger shared by every campaign on the host.
+//!
+//! Each call request claims its number in the ledger first, in one immediate transaction with the count, so
+//! two overlapping campaigns (or a rerun of tonight's list under another name) cannot both call the same person
+//! past the cap. A retry of the same campaign row is the same call, not a second one.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::error::{Error, Result};
+
+/// The default ledger: `$XDG_STATE_HOME/ivr-campaign/ledger.sqlite` (or `~/.local/state/...`).
+pub fn default_path() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("ivr-campaign").join("ledger.sqlite")
+}
+
+/// What the ledger says about a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    Granted,
+    /// The number has had `calls` calls within the period.
+    Capped {
+        calls: u32,
+    },
+}
+
+#[derive(Clone)]
+pub struct Ledger {
+    conn: Arc<Mutex<Connection>>,
+    pub path: PathBuf,
+    pub cap: u32,
+    pub per: Duration,
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+impl Ledger {
+    pub fn open(path: &Path, cap: u32, per: Duration) -> Result<Ledger> {
+        let fail = |e: &dyn std::fmt::Display| {
+            Error::Journal(format!("call ledger {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| fail(&e))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(|e| fail(&e))?;
+        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
+            .map_err(|e| fail(&e))?;
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL;
+             CREATE TABLE IF NOT EXISTS calls (
+                 e164 TEXT NOT NULL, at_ms INTEGER NOT NULL, campaign TEXT NOT NULL, row INTEGER NOT NULL,
+                 PRIMARY KEY (campaign, row)
+             );
+             CREATE INDEX IF NOT EXISTS calls_by_number ON calls(e164, at_ms);",
+        )
+        .map_err(|e| fail(&e))?;
+        Ok(Ledger {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+            cap,
+            per,
+        })
+    }
+
+    fn since_ms(&self) -> i64 {
+        now_ms() - i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX / 2)
+    }
+
+    /// Claims a call to `e164` for a campaign row, unless the number is at its cap. Blocking: call it from
+    /// `spawn_blocking`.
+    pub fn claim(&self, e164: &str, campaign: &str, row: u64) -> Result<Claim> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mine: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM calls WHERE campaign = ?1 AND row = ?2",
+                params![campaign, row as i64],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if mine.is_some() {
+            return Ok(Claim::Granted);
+        }
+        let calls: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM calls WHERE e164 = ?1 AND at_ms > ?2",
+            params![e164, self.since_ms()],
+            |r| r.get(0),
+        )?;
+        if calls >= i64::from(self.cap) {
+            return Ok(Claim::Capped {
+                calls: calls as u32,
+            });
+        }
+        tx.execute(
+            "INSERT INTO calls (e164, at_ms, campaign, row) VALUES (?1, ?2, ?3, ?4)",
+            params![e164, now_ms(), campaign, row as i64],
+        )?;
+        tx.commit()?;
+        Ok(Claim::Granted)
+    }
+
+    /// Calls to `e164` within the period, without claiming (dry runs).
+    pub fn count(&self, e164: &str) -> Result<u32> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let n: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM calls WHERE e164 = ?1 AND at_ms > ?2",
+            params![e164, self.since_ms()],
+            |r| r.get(0),
+        )?;
+        Ok(n as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_across_campaigns_and_counts_a_retry_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = Ledger::open(&dir.path().join("l.sqlite"), 1, Duration::from_secs(3600))
+            .expect("ledger");
+        assert_eq!(
+            l.claim("+14155550100", "a", 1).expect("claim"),
+            Claim::Granted
+        );
+        assert_eq!(
+            l.claim("+14155550100", "a", 1).expect("retry"),
+            Claim::Granted
+        );
+        assert_eq!(
+            l.claim("+14155550100", "b", 7).expect("other"),
+            Claim::Capped { calls: 1 }
+        );
+        assert_eq!(
+            l.claim("+14155550101", "b", 8).expect("other number"),
+            Claim::Granted
+        );
+        assert_eq!(l.count("+14155550100").expect("count"), 1);
+        let short = Ledger::open(&dir.path().join("l.sqlite"), 1, Duration::ZERO).expect("ledger");
+        assert_eq!(
+            short.claim("+14155550100", "c", 1).expect("expired"),
+            Claim::Granted
+        );
+    }
+}
