@@ -149,12 +149,13 @@ impl Window {
         }
         let mut date = now.to_zoned_datetime(tz.clone()).date();
         for _ in 0..9 {
-            if self.days[monday_index(date.weekday())] {
-                if let Some(opens) = self.opens(date, tz) {
-                    let candidate = if opens > now { opens } else { now };
-                    if candidate >= now && self.allows(candidate, tz) {
-                        return Some(candidate);
-                    }
+            let opens = self
+                .opens(date, tz)
+                .filter(|_| self.days[monday_index(date.weekday())]);
+            if let Some(opens) = opens {
+                let candidate = if opens > now { opens } else { now };
+                if self.allows(candidate, tz) {
+                    return Some(candidate);
                 }
             }
             date = date.tomorrow().ok()?;

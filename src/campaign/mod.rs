@@ -166,10 +166,11 @@ impl Ctx {
             row: contact.row,
             detail,
         });
-        if self.cfg.wait_for_window {
-            if let Some(at) = window.next_opening(now, &tz) {
-                self.deferred.push(at, contact.clone());
-            }
+        if let Some(at) = window
+            .next_opening(now, &tz)
+            .filter(|_| self.cfg.wait_for_window)
+        {
+            self.deferred.push(at, contact.clone());
         }
         false
     }
