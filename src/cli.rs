@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Call every contact of a list and write a results CSV. Running the same command again resumes.
     Run(Box<RunArgs>),
+    /// Apply every rule and forecast the run without calling anyone (the same as `run --dry-run`).
+    Validate(Box<RunArgs>),
     /// Serve a stand-in Voicent Gateway for rehearsals and tests.
     Simulate(Box<SimulateArgs>),
     /// Show a campaign's progress from its journal (also while it runs).

@@ -19,6 +19,7 @@ pub mod campaign;
 pub mod cli;
 pub mod config;
 pub mod contacts;
+pub mod dryrun;
 pub mod error;
 pub mod gateway;
 pub mod journal;

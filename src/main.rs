@@ -52,6 +52,10 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(*args).await,
+            Command::Validate(mut args) => {
+                args.dry_run = true;
+                run(*args).await
+            }
             Command::Simulate(args) => simulate(*args).await,
             Command::Status(args) => match status::locate(&args).and_then(|d| status::report(&d)) {
                 Ok(text) => {
@@ -136,6 +140,21 @@ fn watch_signals() -> watch::Receiver<u8> {
 
 async fn run(args: ivr_campaign::cli::RunArgs) -> Result<i32, Error> {
     let cfg = RunConfig::from_args(args)?;
+    if cfg.dry_run {
+        let report = ivr_campaign::dryrun::run(&cfg)?;
+        let parts: Vec<String> = report
+            .decisions
+            .iter()
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        println!(
+            "Dry run: {}. Decisions: {}",
+            parts.join(", "),
+            report.output.display()
+        );
+        println!("{}", report.forecast.text);
+        return Ok(exit::OK);
+    }
     let stop_rx = watch_signals();
     let summary = runner::run(cfg, stop_rx).await?;
     print_summary(&summary);

@@ -7,3 +7,4 @@ mod helpers;
 mod lists;
 mod outcomes;
 mod pacing;
+mod rules;

@@ -1,0 +1,347 @@
+//! Calling rules: suppression, the window in each recipient's zone, the cap per number across campaigns,
+//! safe output, and the dry run's forecast against a real run.
+
+use std::time::Instant;
+
+use jiff::tz::TimeZone;
+
+use crate::helpers::*;
+
+/// A zone where it is now between 02:00 and 20:59, and a window around its current hour.
+fn open_zone() -> (&'static str, String, &'static str) {
+    let zones = [
+        "Asia/Kolkata",
+        "America/Los_Angeles",
+        "Europe/London",
+        "Asia/Tokyo",
+        "America/New_York",
+    ];
+    let hour = |z: &str| {
+        jiff::Timestamp::now()
+            .to_zoned_datetime(TimeZone::get(z).expect("zone"))
+            .hour()
+    };
+    let open = zones
+        .iter()
+        .find(|z| (2..=20).contains(&hour(z)))
+        .expect("some zone is in daytime");
+    let h = hour(open);
+    let window = format!("{:02}:00-{:02}:00", h - 1, h + 3);
+    // A zone whose local hour is at least 5 hours away from the window, either way round the clock.
+    let closed = zones
+        .iter()
+        .find(|z| {
+            let k = i32::from(hour(z));
+            let d = (k - i32::from(h)).rem_euclid(24);
+            (5..=19).contains(&d)
+        })
+        .expect("some zone is far from it");
+    (open, window, closed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_is_judged_in_each_recipients_zone() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (open, window, closed) = open_zone();
+    let text = format!(
+        "name,phone,tz\nopen,646-555-1000,{open}\nclosed,646-555-1001,{closed}\ncampaign,646-555-1002,\nbad,646-555-1003,Mars/Olympus\n"
+    );
+    let input = write(dir.path(), "c.csv", &text);
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &[
+            "--window",
+            &window,
+            "--timezone-column",
+            "tz",
+            "--timezone",
+            open,
+            "--firstocc",
+            "1",
+            "--call-length",
+            "1s",
+        ],
+    ))
+    .await;
+    assert_eq!(
+        code(&out),
+        75,
+        "a contact is left for the next run: {}",
+        stderr(&out)
+    );
+    let rows = results(&output);
+    assert_eq!(rows[0]["status"], "made");
+    assert_eq!(
+        (
+            rows[0]["timezone"].as_str(),
+            rows[0]["timezone_source"].as_str()
+        ),
+        (open, "column")
+    );
+    assert_eq!(rows[1]["status"], "not_attempted");
+    assert!(
+        rows[1]["detail"].contains("outside the calling window"),
+        "{}",
+        rows[1]["detail"]
+    );
+    assert!(rows[1]["detail"].contains(closed), "{}", rows[1]["detail"]);
+    assert_eq!(rows[2]["status"], "made");
+    assert_eq!(
+        (
+            rows[2]["timezone"].as_str(),
+            rows[2]["timezone_source"].as_str()
+        ),
+        (open, "campaign")
+    );
+    assert_eq!(rows[3]["status"], "invalid");
+    assert!(rows[3]["detail"].contains("time zone"));
+    let sent: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    assert!(
+        !sent.contains(&"+16465551001".to_string()),
+        "the closed zone was called: {sent:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_mode_calls_when_the_window_opens() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A window opening at the next whole minute (UTC), long enough for the margin.
+    let now = jiff::Timestamp::now().to_zoned_datetime(TimeZone::UTC);
+    if now.hour() >= 22 {
+        return; // the window would cross midnight; the property test covers the arithmetic
+    }
+    let next = now.datetime() + jiff::SignedDuration::from_mins(1);
+    let start = jiff::civil::Time::new(next.hour(), next.minute(), 0, 0).expect("time");
+    let window = format!("{}-{:02}:00", start.strftime("%H:%M"), now.hour() + 2);
+    let input = write(dir.path(), "c.csv", &contacts(2));
+    let output = dir.path().join("r.csv");
+    let began = jiff::Timestamp::now();
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &[
+            "--window",
+            &window,
+            "--timezone",
+            "UTC",
+            "--outside-window",
+            "wait",
+            "--firstocc",
+            "1",
+            "--call-length",
+            "1s",
+        ],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let first = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.at_ms)
+        .min()
+        .expect("calls");
+    let opens = next.date().to_datetime(start);
+    let opens_ms = opens
+        .to_zoned_datetime(TimeZone::UTC)
+        .expect("instant")
+        .timestamp()
+        .as_millisecond();
+    assert!(
+        first >= opens_ms,
+        "called at {first} before the window opened at {opens_ms} (started {began})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suppressed_numbers_are_never_called_even_when_listed_between_runs() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(4));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let optout = write(dir.path(), "optout.txt", "# opt-outs\n(646) 555-1000\n");
+    // Night one: the window is closed (no allowed day today), so nobody is called yet.
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(TimeZone::UTC)
+        .weekday();
+    let other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [((today.to_monday_zero_offset() + 1) % 7) as usize];
+    let first = run(&with(
+        &base,
+        &[
+            "--suppress",
+            &optout.display().to_string(),
+            "--days",
+            other_day,
+            "--timezone",
+            "UTC",
+        ],
+    ))
+    .await;
+    assert_eq!(code(&first), 75, "{}", stderr(&first));
+    let rows = results(&output);
+    assert_eq!(rows[0]["status"], "suppressed");
+    assert!(rows[1..].iter().all(|r| r["status"] == "not_attempted"));
+    // Night two: another opt-out arrived meanwhile.
+    let later = write(dir.path(), "dnc.csv", "name;Phone\nx;+1 646 555 1002\n");
+    let second = run(&with(
+        &base,
+        &[
+            "--suppress",
+            &optout.display().to_string(),
+            "--suppress",
+            &later.display().to_string(),
+        ],
+    ))
+    .await;
+    assert_eq!(code(&second), 0, "{}", stderr(&second));
+    let rows = results(&output);
+    let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str()).collect();
+    assert_eq!(statuses, ["suppressed", "made", "suppressed", "made"]);
+    assert!(rows[2]["detail"].contains("dnc.csv"));
+    let mut sent: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["+16465551001", "+16465551003"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_per_number_holds_across_campaigns() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ledger = dir.path().join("ledger.sqlite").display().to_string();
+    let cap = [
+        "--max-calls-per-number",
+        "1",
+        "--per",
+        "24h",
+        "--ledger",
+        ledger.as_str(),
+    ];
+    let a = write(dir.path(), "a.csv", "phone\n646-555-1000\n646-555-1001\n");
+    let b = write(
+        dir.path(),
+        "b.csv",
+        "phone,note\n(646) 555-1000,again\n646-555-1002,new\n",
+    );
+    let out_a = run(&with(
+        &base_args(&sim, &a, &dir.path().join("ra.csv")),
+        &cap,
+    ))
+    .await;
+    assert_eq!(code(&out_a), 0, "{}", stderr(&out_a));
+    let out_b = run(&with(
+        &base_args(&sim, &b, &dir.path().join("rb.csv")),
+        &cap,
+    ))
+    .await;
+    assert_eq!(code(&out_b), 0, "{}", stderr(&out_b));
+    let rows = results(&dir.path().join("rb.csv"));
+    assert_eq!(rows[0]["status"], "capped");
+    assert!(
+        rows[0]["detail"].contains("1 call(s)"),
+        "{}",
+        rows[0]["detail"]
+    );
+    assert_eq!(rows[1]["status"], "made");
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_text_is_neutralised_and_input_cells_are_not() {
+    let scenario = "[[rule]]\nsteps = [{ status = \"made\", notes = \"=HYPERLINK(\\\"http://x\\\")\", responses = \"Q=-1+1\" }]\n";
+    let sim = sim(4, ms(5), ms(5), ms(5), scenario).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", "phone,formula\n646-555-1000,=1+2\n");
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--response-keys", "Q"],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows = results(&output);
+    assert_eq!(
+        rows[0]["formula"], "=1+2",
+        "input cells are written back unchanged"
+    );
+    assert_eq!(rows[0]["detail"], "'=HYPERLINK(\"http://x\")");
+    assert_eq!(rows[0]["response.Q"], "'-1+1");
+    assert_eq!(rows[0]["responses"], "Q=-1+1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_calls_nobody_leaves_no_journal_and_its_forecast_matches_a_real_run() {
+    let sim = sim(8, ms(150), ms(150), ms(10), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(
+        dir.path(),
+        "c.csv",
+        &format!("{}25,dup,646-555-1000\n26,bad,12\n", contacts(24)),
+    );
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let tuning = [
+        "--lines",
+        "4",
+        "--rate",
+        "20/s",
+        "--poll-interval",
+        "30ms",
+        "--call-length",
+        "320ms",
+    ];
+    let dry = run(&with(&base, &[&["--dry-run"][..], &tuning[..]].concat())).await;
+    assert_eq!(code(&dry), 0, "{}", stderr(&dry));
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        said.contains("would_call 24")
+            && said.contains("duplicate 1")
+            && said.contains("invalid 1"),
+        "{said}"
+    );
+    assert!(said.contains("Forecast: 24 calls"), "{said}");
+    assert!(sim.requests().is_empty(), "a dry run places no call");
+    assert!(
+        !dir.path().join("r.csv.state").exists(),
+        "a dry run leaves no journal"
+    );
+    let decisions = results(&dir.path().join("r.dry-run.csv"));
+    assert_eq!(decisions.len(), 26);
+    assert_eq!(decisions[24]["decision"], "duplicate");
+
+    // The same forecast from the library, then the real run on the simulator.
+    let args: Vec<String> = with(&base, &tuning)
+        .iter()
+        .skip(1)
+        .filter(|a| **a != "-q")
+        .map(|s| s.to_string())
+        .collect();
+    let cli = <ivr_campaign::cli::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("ivr-campaign".to_string())
+            .chain(std::iter::once("run".to_string()))
+            .chain(args),
+    )
+    .expect("flags parse");
+    let ivr_campaign::cli::Command::Run(run_args) = cli.command else {
+        panic!("run")
+    };
+    let cfg = ivr_campaign::config::RunConfig::from_args(*run_args).expect("config");
+    let forecast = ivr_campaign::dryrun::forecast(&cfg, 24);
+    let started = Instant::now();
+    let real = run(&with(&base, &tuning)).await;
+    let took = started.elapsed();
+    assert_eq!(code(&real), 0, "{}", stderr(&real));
+    let ratio = took.as_secs_f64() / forecast.duration.as_secs_f64();
+    assert!(
+        (0.5..2.0).contains(&ratio),
+        "forecast {:?}, real run {took:?}",
+        forecast.duration
+    );
+}
