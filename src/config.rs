@@ -124,6 +124,9 @@ pub struct SimSettings {
     pub record: Option<PathBuf>,
     /// Faults from `simulate` flags, applied over the scenario's.
     pub faults: crate::simulator::scenario::FaultFlags,
+    /// Keep every request in memory for [`crate::simulator::Simulator::requests`] (tests). Off for long
+    /// rehearsals and benchmarks, where it would grow without bound.
+    pub remember: bool,
 }
 
 impl Default for SimSettings {
@@ -136,6 +139,7 @@ impl Default for SimSettings {
             scenario: None,
             record: None,
             faults: Default::default(),
+            remember: false,
         }
     }
 }
@@ -655,6 +659,7 @@ fn sim_settings(t: SimulatorTable, base: Option<&Path>) -> Result<SimSettings> {
         scenario: t.scenario.map(|p| relative_to(base, p)),
         record: t.record.map(|p| relative_to(base, p)),
         faults: Default::default(),
+        remember: false,
     })
 }
 
@@ -687,6 +692,7 @@ impl SimSettings {
                 outages: a.fault_outage.clone(),
                 restart_after: a.fault_restart_after.clone(),
             },
+            remember: false,
         })
     }
 }

@@ -452,11 +452,16 @@ fn log_request(shared: &Shared, mut rec: Recorded) {
     let mut st = shared.state();
     st.seq += 1;
     rec.seq = st.seq;
-    if let (Some(f), Ok(line)) = (st.record_file.as_mut(), serde_json::to_string(&rec)) {
-        // Flushed per line: a test or an operator reading the file mid-run sees every request so far.
-        let _ = writeln!(f, "{line}").and_then(|_| f.flush());
+    if st.record_file.is_some() {
+        let line = serde_json::to_string(&rec).unwrap_or_default();
+        if let Some(f) = st.record_file.as_mut() {
+            // Flushed per line: a test or an operator reading the file mid-run sees every request so far.
+            let _ = writeln!(f, "{line}").and_then(|_| f.flush());
+        }
     }
-    st.log.push(rec);
+    if shared.settings.remember {
+        st.log.push(rec);
+    }
     drop(st);
     shared.seen.notify_waiters();
 }

@@ -39,6 +39,7 @@ pub async fn sim(
         scenario: None,
         record: None,
         faults: Default::default(),
+        remember: true,
     };
     Simulator::start(listener, settings, scenario).expect("simulator starts")
 }
