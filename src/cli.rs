@@ -22,6 +22,16 @@ pub struct Cli {
     /// Less log output (warnings and errors only).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Log line format: human, or json (one object per line, for journald and log shippers).
+    #[arg(long, global = true, default_value = "human")]
+    pub log_format: String,
+    /// Show whole phone numbers in logs (by default only their last four digits).
+    #[arg(long, global = true)]
+    pub log_full_numbers: bool,
+    /// Progress display: auto (a bar on a terminal, nothing otherwise), always (a line every 10 s when not on a
+    /// terminal), never.
+    #[arg(long, global = true, default_value = "auto")]
+    pub progress: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -34,6 +44,8 @@ pub enum Command {
     Simulate(Box<SimulateArgs>),
     /// Show a campaign's progress from its journal (also while it runs).
     Status(StatusArgs),
+    /// Write a self-contained HTML report of a campaign from its journal.
+    Report(ReportArgs),
 }
 
 /// Every flag here is also a key of the campaign TOML (`--poll-interval` is `poll-interval`); flags win.
@@ -144,6 +156,16 @@ pub struct RunArgs {
     /// Read everything and apply every rule, write each row's decision and a forecast, and call nobody.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write a machine-readable summary (JSON, fields documented in the README) to this file.
+    #[arg(long)]
+    pub summary_json: Option<PathBuf>,
+    /// User for a gateway behind a proxy with basic auth; the password comes from the environment variable
+    /// named by --gateway-password-env (never from a flag or file, so it stays out of `ps` and the shell history).
+    #[arg(long)]
+    pub gateway_user: Option<String>,
+    /// Environment variable holding the gateway password [default: IVR_GATEWAY_PASSWORD].
+    #[arg(long)]
+    pub gateway_password_env: Option<String>,
     /// Dial contacts left `unknown` by earlier runs again. Their call may already have been scheduled, so this
     /// can call a person twice: use it only after checking the gateway's own log.
     #[arg(long)]
@@ -200,6 +222,18 @@ pub struct SimulateArgs {
     /// Restart once after this long, forgetting every call record.
     #[arg(long)]
     pub fault_restart_after: Option<String>,
+    /// Require basic auth, as a gateway behind a protected proxy would: USER:PASSWORD.
+    #[arg(long)]
+    pub basic_auth: Option<String>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub campaign: StatusArgs,
+    /// Where to write the report [default: <output stem>.report.html next to the results].
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Args)]

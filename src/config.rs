@@ -124,6 +124,8 @@ pub struct SimSettings {
     pub record: Option<PathBuf>,
     /// Faults from `simulate` flags, applied over the scenario's.
     pub faults: crate::simulator::scenario::FaultFlags,
+    /// `USER:PASSWORD` the simulator demands as basic auth.
+    pub basic_auth: Option<String>,
     /// Keep every request in memory for [`crate::simulator::Simulator::requests`] (tests). Off for long
     /// rehearsals and benchmarks, where it would grow without bound.
     pub remember: bool,
@@ -139,6 +141,7 @@ impl Default for SimSettings {
             scenario: None,
             record: None,
             faults: Default::default(),
+            basic_auth: None,
             remember: false,
         }
     }
@@ -149,7 +152,7 @@ impl Default for SimSettings {
 pub enum GatewayTarget {
     Url(reqwest::Url),
     /// Start the simulator in-process on a free loopback port.
-    Simulator(SimSettings),
+    Simulator(Box<SimSettings>),
 }
 
 /// Everything `run` needs, validated.
@@ -192,6 +195,19 @@ pub struct RunConfig {
     pub cap: Option<(u32, Duration)>,
     pub ledger: PathBuf,
     pub dry_run: bool,
+    pub summary_json: Option<PathBuf>,
+    /// Basic-auth user and password for a gateway behind a proxy.
+    pub gateway_auth: Option<(String, Secret)>,
+}
+
+/// A password: never printed, not even by `{:?}`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
@@ -235,6 +251,9 @@ struct CampaignFile {
     per: Option<String>,
     ledger: Option<PathBuf>,
     dry_run: Option<bool>,
+    summary_json: Option<PathBuf>,
+    gateway_user: Option<String>,
+    gateway_password_env: Option<String>,
     simulator: Option<SimulatorTable>,
 }
 
@@ -383,9 +402,9 @@ impl RunConfig {
                 reqwest::Url::parse("http://localhost:8155")
                     .map_err(|e| Error::Internal(e.to_string()))?,
             ),
-            Some((g, _)) if g.trim().eq_ignore_ascii_case("sim") => {
-                GatewayTarget::Simulator(sim_settings(file.simulator.unwrap_or_default(), base)?)
-            }
+            Some((g, _)) if g.trim().eq_ignore_ascii_case("sim") => GatewayTarget::Simulator(
+                Box::new(sim_settings(file.simulator.unwrap_or_default(), base)?),
+            ),
             Some((g, what)) => GatewayTarget::Url(
                 parse_gateway_url(&g).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
             ),
@@ -581,6 +600,34 @@ impl RunConfig {
             .or_else(|| file.ledger.map(|p| relative_to(base, p)))
             .unwrap_or_else(crate::ledger::default_path);
         let dry_run = args.dry_run || file.dry_run.unwrap_or(false);
+        let summary_json = args
+            .summary_json
+            .or_else(|| file.summary_json.map(|p| relative_to(base, p)));
+        let url_user = match &gateway {
+            GatewayTarget::Url(u) if !u.username().is_empty() => Some(u.username().to_string()),
+            _ => None,
+        };
+        let gateway_user = pick(args.gateway_user, file.gateway_user, "gateway-user")
+            .map(|(u, _)| u)
+            .or(url_user);
+        let password_env = pick(
+            args.gateway_password_env,
+            file.gateway_password_env,
+            "gateway-password-env",
+        )
+        .map(|(v, _)| v)
+        .unwrap_or_else(|| "IVR_GATEWAY_PASSWORD".into());
+        let gateway_auth = match gateway_user {
+            None => None,
+            Some(user) => {
+                let password = std::env::var(&password_env).map_err(|_| {
+                    Error::Usage(format!(
+                        "gateway user {user:?} is set but the environment variable {password_env} (its password) is not"
+                    ))
+                })?;
+                Some((user, Secret(password)))
+            }
+        };
 
         Ok(RunConfig {
             input,
@@ -616,7 +663,18 @@ impl RunConfig {
             cap,
             ledger,
             dry_run,
+            summary_json,
+            gateway_auth,
         })
+    }
+}
+
+/// `http://user:secret@host` → `http://***@host`, for messages.
+fn redact_userinfo(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &text[..s + 3], &text[at..]),
+        (None, Some(at)) => format!("***{}", &text[at..]),
+        _ => text.to_string(),
     }
 }
 
@@ -629,12 +687,16 @@ pub fn parse_gateway_url(text: &str) -> Result<reqwest::Url, String> {
         format!("http://{t}")
     };
     let url = reqwest::Url::parse(&with_scheme)
-        .map_err(|e| format!("{text:?} is not a gateway URL ({e})"))?;
-    if url.scheme() != "http" {
-        return Err(format!("{text:?}: only http:// gateways are supported"));
+        .map_err(|e| format!("{:?} is not a gateway URL ({e})", redact_userinfo(text)))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("{:?}: use http:// or https://", url.scheme()));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{text:?} has no host"));
+        return Err(format!("{:?} has no host", url.host_str().unwrap_or("")));
+    }
+    if url.password().is_some() {
+        // Never echo it: the message names the problem, not the secret.
+        return Err("the gateway URL holds a password; give the user with --gateway-user and the password in IVR_GATEWAY_PASSWORD".into());
     }
     Ok(url)
 }
@@ -659,6 +721,7 @@ fn sim_settings(t: SimulatorTable, base: Option<&Path>) -> Result<SimSettings> {
         scenario: t.scenario.map(|p| relative_to(base, p)),
         record: t.record.map(|p| relative_to(base, p)),
         faults: Default::default(),
+        basic_auth: None,
         remember: false,
     })
 }
@@ -692,6 +755,7 @@ impl SimSettings {
                 outages: a.fault_outage.clone(),
                 restart_after: a.fault_restart_after.clone(),
             },
+            basic_auth: a.basic_auth.clone(),
             remember: false,
         })
     }
@@ -742,11 +806,39 @@ mod tests {
     }
 
     #[test]
+    fn the_example_campaigns_are_valid() {
+        let demo = RunConfig::from_args(RunArgs {
+            campaign: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/campaigns/demo.toml"
+            ))),
+            ..RunArgs::default()
+        })
+        .expect("demo.toml");
+        assert!(matches!(demo.gateway, GatewayTarget::Simulator(_)));
+        let nightly = RunConfig::from_args(RunArgs {
+            campaign: Some(PathBuf::from(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/campaigns/nightly/reminders.toml"
+            ))),
+            input: Some(PathBuf::from("/srv/ivr/lists/reminders-2026-11-26.csv")),
+            ..RunArgs::default()
+        })
+        .expect("nightly/reminders.toml");
+        assert!(nightly.window.is_some());
+        assert_eq!(nightly.cap.map(|c| c.0), Some(1));
+    }
+
+    #[test]
     fn gateway_urls() {
         assert!(parse_gateway_url("http://10.0.0.5:8155").is_ok());
         assert!(parse_gateway_url("gw.local:8155").is_ok());
         assert!(parse_gateway_url("http://").is_err());
         assert!(parse_gateway_url("ftp://x").is_err());
         assert!(parse_gateway_url("http://exa mple").is_err());
+        let err = parse_gateway_url("http://user:hunter2@gw:8155").expect_err("password in URL");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = parse_gateway_url("http://user:hunter2@exa mple").expect_err("bad URL");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

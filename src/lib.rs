@@ -2,11 +2,16 @@
 //!
 //! Layout:
 //! - [`cli`], [`config`]: flags and campaign TOML, merged and validated before any I/O.
-//! - [`contacts`]: reading the list and judging each row (phone numbers via libphonenumber).
+//! - [`contacts`]: reading the list (encoding, delimiter, columns) and judging each row (libphonenumber).
+//! - [`window`], [`suppress`], [`ledger`]: the calling rules (window per recipient zone, opt-outs, the cap
+//!   per number across campaigns).
 //! - [`gateway`]: the pure wire protocol and the HTTP client.
 //! - [`journal`]: the SQLite journal, the run lock, group commit.
-//! - [`campaign`]: the engine (dispatcher, call tasks, pollers); [`runner`] wraps it for `run`.
-//! - [`results`]: the results CSV, a view of the journal.
+//! - [`campaign`]: the engine (dispatcher, call tasks, pollers, circuit breaker); [`runner`] wraps it for
+//!   `run` (progress, summary).
+//! - [`results`]: the results CSV, a view of the journal; [`report`]: the HTML report; [`status`]: counts.
+//! - [`dryrun`]: `validate` / `run --dry-run` and the forecast.
+//! - [`logging`]: log formats, masked phone numbers, logs above the progress bar.
 //! - [`simulator`]: a stand-in gateway for rehearsals and tests.
 //!
 //! The life of a contact: `pending` → intent recorded (durable) → call request → `dialed(reqid)` (durable) →
@@ -24,6 +29,8 @@ pub mod error;
 pub mod gateway;
 pub mod journal;
 pub mod ledger;
+pub mod logging;
+pub mod report;
 pub mod results;
 pub mod runner;
 pub mod simulator;

@@ -4,14 +4,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 use ivr_campaign::campaign::stop;
 use ivr_campaign::cli::{Cli, Command};
 use ivr_campaign::config::{RunConfig, SimSettings};
 use ivr_campaign::error::{Error, exit};
 use ivr_campaign::runner::{self, Summary};
-use ivr_campaign::{simulator, status};
+use ivr_campaign::{logging, simulator, status};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -38,7 +37,15 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE as u8);
         }
     };
-    init_logging(cli.verbose, cli.quiet);
+    let (format, progress) = match (
+        cli.log_format.parse::<logging::Format>(),
+        cli.progress.parse::<runner::Progress>(),
+    ) {
+        (Ok(f), Ok(p)) => (f, p),
+        (Err(e), _) => return usage(&format!("--log-format: {e}")),
+        (_, Err(e)) => return usage(&format!("--progress: {e}")),
+    };
+    logging::init(cli.verbose, cli.quiet, format, cli.log_full_numbers);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -51,11 +58,12 @@ fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run(*args).await,
+            Command::Run(args) => run(*args, progress).await,
             Command::Validate(mut args) => {
                 args.dry_run = true;
-                run(*args).await
+                run(*args, progress).await
             }
+            Command::Report(args) => report(&args),
             Command::Simulate(args) => simulate(*args).await,
             Command::Status(args) => match status::locate(&args).and_then(|d| status::report(&d)) {
                 Ok(text) => {
@@ -74,23 +82,6 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
-}
-
-fn init_logging(verbose: u8, quiet: bool) {
-    let default = match (quiet, verbose) {
-        (true, _) => "warn",
-        (false, 0) => "info",
-        (false, 1) => "ivr_campaign=debug,info",
-        _ => "ivr_campaign=trace,debug",
-    };
-    let filter =
-        EnvFilter::try_from_env("IVR_CAMPAIGN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
 }
 
 /// First SIGINT/SIGTERM: drain. Second: stop now.
@@ -138,7 +129,34 @@ fn watch_signals() -> watch::Receiver<u8> {
     rx
 }
 
-async fn run(args: ivr_campaign::cli::RunArgs) -> Result<i32, Error> {
+fn usage(message: &str) -> ExitCode {
+    eprintln!("ivr-campaign: {message}");
+    ExitCode::from(exit::USAGE as u8)
+}
+
+fn report(args: &ivr_campaign::cli::ReportArgs) -> Result<i32, Error> {
+    let dir = status::locate(&args.campaign)?;
+    let html = ivr_campaign::report::build(&dir)?;
+    let path = args.html.clone().unwrap_or_else(|| {
+        // `results.csv.state` → `results.report.html` beside it.
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let output = name.strip_suffix(".state").unwrap_or("campaign");
+        let stem = std::path::Path::new(output)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        dir.with_file_name(format!("{stem}.report.html"))
+    });
+    std::fs::write(&path, html)
+        .map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))?;
+    println!("{}", path.display());
+    Ok(exit::OK)
+}
+
+async fn run(args: ivr_campaign::cli::RunArgs, progress: runner::Progress) -> Result<i32, Error> {
     let cfg = RunConfig::from_args(args)?;
     if cfg.dry_run {
         let report = ivr_campaign::dryrun::run(&cfg)?;
@@ -156,8 +174,15 @@ async fn run(args: ivr_campaign::cli::RunArgs) -> Result<i32, Error> {
         return Ok(exit::OK);
     }
     let stop_rx = watch_signals();
-    let summary = runner::run(cfg, stop_rx).await?;
+    let summary_path = cfg.summary_json.clone();
+    let summary = runner::run(cfg, stop_rx, progress).await?;
     print_summary(&summary);
+    if let Some(path) = summary_path {
+        let text = serde_json::to_string_pretty(&summary.to_json())
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        std::fs::write(&path, text + "\n")
+            .map_err(|e| Error::Output(format!("cannot write summary {}: {e}", path.display())))?;
+    }
     Ok(summary.exit_code())
 }
 
@@ -167,22 +192,23 @@ fn print_summary(s: &Summary) {
         .iter()
         .map(|(st, n)| format!("{} {n}", st.as_str()))
         .collect();
-    let secs = s.elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        s.requests as f64 / secs
-    } else {
-        0.0
+    let what = match s.exit_code() {
+        exit::OK => "done",
+        exit::NEEDS_ATTENTION => "done; some rows need a person (see their detail)",
+        _ => "stopped with work left; run the same command again to resume",
     };
     eprintln!(
-        "ivr-campaign: {} rows: {}. {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s). Results: {}",
+        "ivr-campaign: {} rows: {}. {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
         s.total(),
         parts.join(", "),
         s.requests,
         s.request_failures,
         s.polls,
         s.poll_errors,
-        secs,
-        rate,
+        s.elapsed.as_secs_f64(),
+        s.achieved_rate(),
+        s.configured_rate
+            .map_or(String::new(), |r| format!(", limit {r:.2}/s")),
         s.output.display()
     );
 }

@@ -34,6 +34,20 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 11] = [
+        Status::Made,
+        Status::Failed,
+        Status::Unresolved,
+        Status::Unknown,
+        Status::Error,
+        Status::Invalid,
+        Status::Duplicate,
+        Status::Suppressed,
+        Status::Capped,
+        Status::InProgress,
+        Status::NotAttempted,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Made => "made",

@@ -19,9 +19,16 @@ use crate::results::{self, Status};
 use crate::simulator::Simulator;
 use crate::suppress;
 
-/// What a run did.
+/// What a run did. Also written as JSON by `--summary-json` (see [`Summary::to_json`]).
 #[derive(Debug)]
 pub struct Summary {
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub campaign_id: String,
+    pub input: std::path::PathBuf,
+    pub state_dir: std::path::PathBuf,
+    pub configured_rate: Option<f64>,
+    pub outage_stop: bool,
     pub counts: BTreeMap<Status, u64>,
     pub ending: Ending,
     pub elapsed: Duration,
@@ -54,6 +61,155 @@ impl Summary {
     pub fn total(&self) -> u64 {
         self.counts.values().sum()
     }
+
+    /// Call requests per second over the run.
+    pub fn achieved_rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The `--summary-json` document. Schema `ivr-campaign/summary/v1`: fields are only ever added within v1.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows: serde_json::Map<String, serde_json::Value> = Status::ALL
+            .iter()
+            .map(|s| {
+                (
+                    s.as_str().to_string(),
+                    self.counts.get(s).copied().unwrap_or(0).into(),
+                )
+            })
+            .collect();
+        let n = |f: fn(Status) -> bool| {
+            self.counts
+                .iter()
+                .filter(|(s, _)| f(**s))
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
+        serde_json::json!({
+            "schema": "ivr-campaign/summary/v1",
+            "campaign_id": self.campaign_id,
+            "input": self.input.display().to_string(),
+            "output": self.output.display().to_string(),
+            "state": self.state_dir.display().to_string(),
+            "started_at": self.started_at.to_string(),
+            "finished_at": self.finished_at.to_string(),
+            "duration_seconds": self.elapsed.as_secs_f64(),
+            "exit_code": self.exit_code(),
+            "completed": self.ending == Ending::Completed && n(Status::is_open) == 0,
+            "rows": { "total": self.total(), "needs_attention": n(Status::needs_attention), "open": n(Status::is_open), "by_status": rows },
+            "gateway": {
+                "call_requests": self.requests,
+                "call_request_failures": self.request_failures,
+                "polls": self.polls,
+                "poll_errors": self.poll_errors,
+                "outage_stop": self.outage_stop,
+            },
+            "rate": { "configured_per_second": self.configured_rate, "achieved_per_second": self.achieved_rate() },
+        })
+    }
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// A bar on a terminal, nothing otherwise.
+    Auto,
+    /// A bar on a terminal, a log line every 10 s otherwise.
+    Always,
+    Never,
+}
+
+impl std::str::FromStr for Progress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Progress::Auto),
+            "always" => Ok(Progress::Always),
+            "never" => Ok(Progress::Never),
+            _ => Err(format!(
+                "{s:?} is not a progress mode; use auto, always or never"
+            )),
+        }
+    }
+}
+
+/// Shows progress until dropped.
+struct ProgressTask(
+    Option<tokio::task::JoinHandle<()>>,
+    Option<indicatif::ProgressBar>,
+);
+
+impl Drop for ProgressTask {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+        if let Some(b) = &self.1 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn show_progress(mode: Progress, total: u64, stats: Arc<Stats>) -> ProgressTask {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    if mode == Progress::Never || total == 0 {
+        return ProgressTask(None, None);
+    }
+    let started = Instant::now();
+    let line = move |s: &Stats| {
+        let (m, f, o) = (
+            s.made.load(Ordering::Relaxed),
+            s.failed.load(Ordering::Relaxed),
+            s.other_final.load(Ordering::Relaxed),
+        );
+        let rate =
+            s.dialed.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64().max(0.001);
+        (
+            m + f + o,
+            format!(
+                "dialed {} · made {m} · failed {f} · other {o} · in flight {} · {rate:.2} calls/s",
+                s.dialed.load(Ordering::Relaxed),
+                s.in_flight.load(Ordering::Relaxed)
+            ),
+        )
+    };
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr_with_hz(5));
+    if !bar.is_hidden() {
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} · {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        crate::logging::set_bar(bar.clone());
+        let b = bar.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (done, msg) = line(&stats);
+                b.set_position(done);
+                b.set_message(msg);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        return ProgressTask(Some(task), Some(bar));
+    }
+    if mode == Progress::Always {
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let (done, msg) = line(&stats);
+                info!("progress {done}/{total} · {msg}");
+            }
+        });
+        return ProgressTask(Some(task), None);
+    }
+    ProgressTask(None, None)
 }
 
 /// Reads every row and judges it, for the journal's creation.
@@ -96,8 +252,9 @@ fn judged_rows(
 }
 
 /// Runs a campaign to its end (or until stopped) and writes the results file.
-pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
+pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>, progress: Progress) -> Result<Summary> {
     let started = Instant::now();
+    let started_at = jiff::Timestamp::now();
     // Validate the input before anything else happens: no gateway contact for a list we cannot read.
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
     for note in &source.notes {
@@ -120,7 +277,7 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
 
     let simulator = match &cfg.gateway {
         GatewayTarget::Simulator(settings) => Some(
-            Simulator::start_with("127.0.0.1:0", settings.clone())
+            Simulator::start_with("127.0.0.1:0", (**settings).clone())
                 .await
                 .map_err(Error::Config)?,
         ),
@@ -138,7 +295,8 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     if simulator.is_some() {
         info!(url = %base, "using the built-in gateway simulator");
     }
-    let gateway = Gateway::new(base, cfg.request_timeout).map_err(Error::Internal)?;
+    let gateway = Gateway::new(base, cfg.request_timeout, cfg.gateway_auth.clone())
+        .map_err(Error::Internal)?;
 
     let (owner, opened) = journal::open(
         &cfg.state_dir,
@@ -180,6 +338,17 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     );
 
     let stats = Arc::new(Stats::default());
+    let to_do: u64 = owner
+        .journal
+        .read(|c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM contacts WHERE state IN ('pending', 'dialed')",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .await? as u64;
+    let shown = show_progress(progress, to_do, stats.clone());
     let ran = campaign::run(
         cfg.clone(),
         gateway,
@@ -190,7 +359,9 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
         ledger,
     )
     .await;
+    drop(shown);
     let db_path = owner.db_path.clone();
+    let campaign_id = owner.campaign_id.clone();
     // A barrier: every write queued so far is committed before the results are read from another connection.
     owner.journal.read(|_| Ok(())).await?;
     // The lock is held until the results are written.
@@ -203,7 +374,20 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>) -> Result<Summary> {
     }
     let ending = ran?;
     let counts = written?;
+    if stats.auth_refused.load(Ordering::Relaxed) {
+        return Err(Error::Config(format!(
+            "the gateway refused the credentials (HTTP 401/403); check --gateway-user and the password variable. Results so far are in {}",
+            cfg.output.display()
+        )));
+    }
     Ok(Summary {
+        started_at,
+        finished_at: jiff::Timestamp::now(),
+        campaign_id,
+        input: cfg.input.clone(),
+        state_dir: cfg.state_dir.clone(),
+        configured_rate: cfg.rate.per_second(),
+        outage_stop: stats.outage_stop.load(Ordering::Relaxed),
         counts,
         ending,
         elapsed: started.elapsed(),

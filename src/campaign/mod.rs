@@ -49,6 +49,32 @@ pub struct Stats {
     pub removes: AtomicU64,
     /// Set when the run stopped because the gateway stayed unreachable past `max-outage`.
     pub outage_stop: std::sync::atomic::AtomicBool,
+    /// Set when the gateway refused our credentials (HTTP 401/403/407) and the run stopped.
+    pub auth_refused: std::sync::atomic::AtomicBool,
+    /// Calls finished in this run, by outcome (for progress).
+    pub made: AtomicU64,
+    pub failed: AtomicU64,
+    pub other_final: AtomicU64,
+    /// Call requests answered with a request id in this run.
+    pub dialed: AtomicU64,
+    /// Calls being polled right now.
+    pub in_flight: AtomicU64,
+}
+
+/// Counts a call as in flight for as long as it is polled.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a AtomicU64) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// How the engine ended.
@@ -73,6 +99,7 @@ struct Ctx {
     zones: std::sync::Mutex<std::collections::HashMap<String, jiff::tz::TimeZone>>,
     /// The run's own stop channel: signals are forwarded into it, and an outage past the limit stops it too.
     stop: watch::Receiver<u8>,
+    halt: Arc<watch::Sender<u8>>,
     stats: Arc<Stats>,
 }
 
@@ -132,6 +159,16 @@ impl Deferred {
 }
 
 impl Ctx {
+    fn refuse_credentials(&self, why: &str) {
+        if !self.stats.auth_refused.swap(true, Ordering::Relaxed) {
+            tracing::error!(
+                reason = why,
+                "the gateway refused the credentials; stopping (check --gateway-user and the password variable)"
+            );
+        }
+        self.halt.send_replace(stop::NOW);
+    }
+
     fn zone(&self, contact: &ContactRow) -> jiff::tz::TimeZone {
         let Some(name) = &contact.tz else {
             return self.cfg.timezone.clone();
@@ -287,6 +324,7 @@ pub async fn run(
         journal,
         campaign_id,
         stop,
+        halt: halt.clone(),
         stats,
     });
     let watchdog = {
@@ -530,7 +568,9 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
         ctx.stats.requests.fetch_add(1, Ordering::Relaxed);
         let placed = ctx.gateway.place_call(&req).await;
         match &placed {
-            Ok(_) | Err(PlaceError::Rejected(_)) => ctx.breaker.reached(),
+            Ok(_) | Err(PlaceError::Rejected(_) | PlaceError::Unauthorized(_)) => {
+                ctx.breaker.reached()
+            }
             Err(e) => ctx.breaker.unreachable(&e.to_string()),
         }
         let e = match placed {
@@ -542,12 +582,24 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
                         sent_at_ms: sent_at,
                     })
                     .await?;
-                debug!(row = contact.line, %req_id, "call requested");
+                ctx.stats.dialed.fetch_add(1, Ordering::Relaxed);
+                debug!(row = contact.line, number = %crate::logging::number(&contact.dialed_number), %req_id, "call requested");
                 return poll(ctx, &contact, &req_id, sent_at, permit).await;
             }
             Err(e) => e,
         };
         ctx.stats.request_failures.fetch_add(1, Ordering::Relaxed);
+        if let PlaceError::Unauthorized(_) = e {
+            // Every request would be refused the same way: stop the run rather than burn through the list.
+            ctx.journal
+                .write(Op::NotScheduled {
+                    row,
+                    detail: e.to_string(),
+                })
+                .await?;
+            ctx.refuse_credentials(&e.to_string());
+            return Ok(());
+        }
         if let PlaceError::Ambiguous(_) = e {
             warn!(row = contact.line, error = %e, "call request answer lost; marking unknown, not redialing");
             return finish(ctx, row, State::Unknown, String::new(), 0, e.to_string()).await;
@@ -593,6 +645,7 @@ async fn poll(
     sent_at_ms: i64,
     permit: OwnedSemaphorePermit,
 ) -> Result<()> {
+    let _in_flight = InFlight::new(&ctx.stats.in_flight);
     let row = contact.row;
     let timeout_ms = i64::try_from(ctx.cfg.poll_timeout.as_millis()).unwrap_or(i64::MAX);
     let left_ms = sent_at_ms
@@ -630,6 +683,11 @@ async fn poll(
             Err(_) => {}
         }
         unreachable = matches!(reply, Err(PollError::Transport(_)));
+        if let Err(PollError::Unauthorized(code)) = reply {
+            // The call stays `dialed`: the next run, with working credentials, polls it again.
+            ctx.refuse_credentials(&format!("HTTP {code}"));
+            return Ok(());
+        }
         let attempts = match reply {
             Err(e) => {
                 ctx.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
@@ -703,6 +761,12 @@ async fn finish(
     attempts: u32,
     detail: String,
 ) -> Result<()> {
+    let counter = match state {
+        State::Made => &ctx.stats.made,
+        State::Failed => &ctx.stats.failed,
+        _ => &ctx.stats.other_final,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     ctx.journal
         .write(Op::Finish(Finish {
             row,

@@ -20,6 +20,10 @@ pub enum PlaceError {
     /// again, and a sign to back off.
     #[error("gateway unavailable: {0}")]
     Unavailable(String),
+    /// The gateway (or the proxy in front of it) refused our credentials (HTTP 401/403): nothing will work
+    /// until an operator fixes them, so the run stops.
+    #[error("the gateway refused the credentials: {0}")]
+    Unauthorized(String),
     /// The gateway answered without scheduling (HTTP 4xx, or a page without `[ReqId=…]`): safe to send again.
     #[error("gateway did not schedule the call: {0}")]
     Rejected(String),
@@ -37,6 +41,8 @@ pub enum PollError {
     Http(u16, String),
     #[error("not a status reply: {0}")]
     Malformed(String),
+    #[error("the gateway refused the credentials: HTTP {0}")]
+    Unauthorized(u16),
 }
 
 /// Connect timeout: a LAN gateway that has not answered a SYN in this long is down.
@@ -50,11 +56,21 @@ const POOL_IDLE: Duration = Duration::from_secs(15);
 pub struct Gateway {
     http: Client,
     base: Url,
+    auth: Option<(String, crate::config::Secret)>,
 }
 
 impl Gateway {
-    /// `timeout` bounds each request from connect to last body byte.
-    pub fn new(base: Url, timeout: Duration) -> Result<Gateway, String> {
+    /// `timeout` bounds each request from connect to last body byte; `auth` is sent as basic auth.
+    pub fn new(
+        base: Url,
+        timeout: Duration,
+        auth: Option<(String, crate::config::Secret)>,
+    ) -> Result<Gateway, String> {
+        // One process-wide TLS provider; a second install (another Gateway) is a no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut base = base;
+        // A user in the URL travels as basic auth, not in every logged URL.
+        let _ = base.set_username("");
         let http = Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
@@ -67,11 +83,18 @@ impl Gateway {
             .user_agent(concat!("ivr-campaign/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Gateway { http, base })
+        Ok(Gateway { http, base, auth })
     }
 
     pub fn base(&self) -> &Url {
         &self.base
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Some((user, password)) => req.basic_auth(user, Some(&password.0)),
+            None => req,
+        }
     }
 
     fn url(&self, path: &str) -> Url {
@@ -85,8 +108,7 @@ impl Gateway {
     /// Sends a call request; returns the request id.
     pub async fn place_call(&self, req: &CallRequest) -> Result<String, PlaceError> {
         let sent = self
-            .http
-            .post(self.url(protocol::CALL_PATH))
+            .authed(self.http.post(self.url(protocol::CALL_PATH)))
             .form(&req.form())
             .send()
             .await;
@@ -108,6 +130,12 @@ impl Gateway {
                 )));
             }
         };
+        if matches!(status.as_u16(), 401 | 403 | 407) {
+            return Err(PlaceError::Unauthorized(format!(
+                "HTTP {}",
+                status.as_u16()
+            )));
+        }
         if status.is_server_error() {
             return Err(PlaceError::Unavailable(format!(
                 "HTTP {}: {}",
@@ -144,14 +172,16 @@ impl Gateway {
 
     async fn post(&self, path: &str, req_id: &str) -> Result<String, PollError> {
         let resp = self
-            .http
-            .post(self.url(path))
+            .authed(self.http.post(self.url(path)))
             .form(&[("reqid", req_id)])
             .send()
             .await
             .map_err(|e| PollError::Transport(describe(&e)))?;
         let status = resp.status();
         let body = read_body(resp).await.map_err(PollError::Transport)?;
+        if matches!(status.as_u16(), 401 | 403 | 407) {
+            return Err(PollError::Unauthorized(status.as_u16()));
+        }
         if status != StatusCode::OK {
             return Err(PollError::Http(status.as_u16(), protocol::excerpt(&body)));
         }
@@ -231,7 +261,7 @@ mod tests {
             }
             answer(sock).await;
         });
-        Gateway::new(url, Duration::from_millis(800)).expect("client")
+        Gateway::new(url, Duration::from_millis(800), None).expect("client")
     }
 
     async fn one_shot<F, Fut>(answer: F) -> Gateway
@@ -258,6 +288,7 @@ mod tests {
         let gw = Gateway::new(
             Url::parse(&format!("http://{addr}")).expect("url"),
             Duration::from_secs(2),
+            None,
         )
         .expect("client");
         assert!(matches!(

@@ -400,6 +400,28 @@ async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DroppedReply> {
+    if let Some(expected) = &shared.settings.basic_auth {
+        use base64::Engine as _;
+        let want = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(expected)
+        );
+        let given = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if given != Some(want.as_str()) {
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                jsp("<html><body>401 Unauthorized</body></html>"),
+            );
+            r.headers_mut().insert(
+                hyper::header::WWW_AUTHENTICATE,
+                hyper::header::HeaderValue::from_static("Basic realm=\"gateway\""),
+            );
+            return Ok(r);
+        }
+    }
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);

@@ -33,6 +33,15 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
         _ = tokio::time::sleep(PATIENCE) => panic!("the first run placed no calls"),
     }
 
+    // `status` reads the journal while the run holds it.
+    let st = run(&["status", "--output", &output.display().to_string()]).await;
+    assert_eq!(code(&st), 0, "{}", stderr(&st));
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(
+        text.contains("a run is in progress") && text.contains("dialed (polling)"),
+        "{text}"
+    );
+
     let second = run(&args).await;
     assert_eq!(code(&second), 75, "{}", stderr(&second));
     let msg = stderr(&second);

@@ -27,6 +27,18 @@ pub async fn sim(
     retry: Duration,
     scenario: &str,
 ) -> Simulator {
+    sim_auth(lines, ring, talk, retry, scenario, None).await
+}
+
+/// A simulator that demands basic auth (`user:password`), as a gateway behind a protected proxy.
+pub async fn sim_auth(
+    lines: u32,
+    ring: Duration,
+    talk: Duration,
+    retry: Duration,
+    scenario: &str,
+    basic_auth: Option<&str>,
+) -> Simulator {
     let scenario: Scenario = toml::from_str(scenario).expect("test scenario parses");
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -39,6 +51,7 @@ pub async fn sim(
         scenario: None,
         record: None,
         faults: Default::default(),
+        basic_auth: basic_auth.map(str::to_string),
         remember: true,
     };
     Simulator::start(listener, settings, scenario).expect("simulator starts")

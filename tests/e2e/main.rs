@@ -5,6 +5,7 @@ mod faults;
 mod guards;
 mod helpers;
 mod lists;
+mod operator;
 mod outcomes;
 mod pacing;
 mod rules;

@@ -1,0 +1,9 @@
+#!/bin/sh
+# Runs (or resumes) the reminders for the next appointment day: tomorrow's list in the evening, today's in the
+# morning, so the 09:05 run finishes exactly the list the 17:05 run started. Exit codes are ivr-campaign's.
+set -eu
+if [ "$(date +%H)" -lt 12 ]; then day=$(date +%F); else day=$(date -d tomorrow +%F); fi
+exec /usr/local/bin/ivr-campaign --log-format json run /etc/ivr-campaign/reminders.toml \
+    --input "/srv/ivr/lists/reminders-$day.csv" \
+    --output "/srv/ivr/results/reminders-$day.csv" \
+    --summary-json "/srv/ivr/results/reminders-$day.summary.json"

@@ -1,0 +1,127 @@
+//! Logs and progress on stderr.
+//!
+//! Human-readable logs on a terminal, JSON lines (`--log-format json`) for journald and log shippers. Phone
+//! numbers are masked to their last four digits unless `--log-full-numbers` is given: logs travel further
+//! than results files. When a progress bar is shown, log lines are printed above it.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use indicatif::ProgressBar;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+static FULL_NUMBERS: AtomicBool = AtomicBool::new(false);
+static BAR: OnceLock<ProgressBar> = OnceLock::new();
+
+/// A phone number as logs show it: `+1*******0123`, or whole with `--log-full-numbers`.
+pub fn number(n: &str) -> String {
+    if FULL_NUMBERS.load(Ordering::Relaxed) {
+        return n.to_string();
+    }
+    let digits = n.chars().filter(char::is_ascii_digit).count();
+    let keep_from = digits.saturating_sub(4);
+    let mut seen = 0;
+    let mut out = String::with_capacity(n.len());
+    // Keep the country code's `+1`-style prefix only when it cannot narrow the number down: the first digit.
+    for c in n.chars() {
+        if c.is_ascii_digit() {
+            out.push(
+                if seen >= keep_from || (seen == 0 && n.starts_with('+') && digits > 8) {
+                    c
+                } else {
+                    '*'
+                },
+            );
+            seen += 1;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "human" | "text" => Ok(Format::Human),
+            "json" => Ok(Format::Json),
+            _ => Err(format!("{s:?} is not a log format; use human or json")),
+        }
+    }
+}
+
+/// Writes log lines to stderr, above the progress bar when there is one.
+#[derive(Clone, Copy)]
+pub struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match BAR.get() {
+            Some(bar) if !bar.is_hidden() => bar.suspend(|| io::stderr().write_all(buf))?,
+            _ => io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for Stderr {
+    type Writer = Stderr;
+    fn make_writer(&'a self) -> Stderr {
+        Stderr
+    }
+}
+
+/// Installs the subscriber. `verbose`/`quiet` pick the level; `IVR_CAMPAIGN_LOG` (an env-filter) overrides.
+pub fn init(verbose: u8, quiet: bool, format: Format, full_numbers: bool) {
+    FULL_NUMBERS.store(full_numbers, Ordering::Relaxed);
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "ivr_campaign=debug,info",
+        _ => "ivr_campaign=trace,debug",
+    };
+    let filter =
+        EnvFilter::try_from_env("IVR_CAMPAIGN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(Stderr)
+        .with_target(false);
+    match format {
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        Format::Human => builder.with_ansi(io::stderr().is_terminal()).init(),
+    }
+}
+
+/// Registers the progress bar that log lines must be printed above.
+pub fn set_bar(bar: ProgressBar) {
+    let _ = BAR.set(bar);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_their_last_four_digits() {
+        assert_eq!(number("+14155550123"), "+1******0123");
+        assert_eq!(number("02079460018"), "*******0018");
+        assert_eq!(number("123"), "123");
+    }
+}

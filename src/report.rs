@@ -1,0 +1,299 @@
+//! `ivr-campaign report`: a self-contained HTML report of a campaign, read from its journal.
+//!
+//! One file with no external assets (inline CSS and SVG), so it can be mailed or opened from a share. It shows
+//! the counts per outcome, calls over time by outcome, the answers to each IVR response key, and the rows that
+//! need a person.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::gateway::protocol::Responses;
+use crate::journal::{self, State};
+use crate::results::Status;
+
+/// Colours per outcome; final-and-fine in greens, needing attention in reds, open in greys.
+fn colour(s: Status) -> &'static str {
+    match s {
+        Status::Made => "#2e7d32",
+        Status::Failed => "#f9a825",
+        Status::Unresolved => "#ef6c00",
+        Status::Unknown => "#c62828",
+        Status::Error => "#8e0000",
+        Status::Invalid => "#6d4c41",
+        Status::Duplicate => "#8d6e63",
+        Status::Suppressed => "#5c6bc0",
+        Status::Capped => "#7e57c2",
+        Status::InProgress => "#90a4ae",
+        Status::NotAttempted => "#cfd8dc",
+    }
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            _ => o.push(c),
+        }
+    }
+    o
+}
+
+struct Row {
+    line: u64,
+    status: Status,
+    number: String,
+    detail: String,
+    responses: String,
+    finished_ms: Option<i64>,
+}
+
+/// Most attention rows listed in the report (the results CSV has them all).
+const ATTENTION_ROWS: usize = 500;
+
+/// Builds the report for the journal in `state_dir`.
+pub fn build(state_dir: &Path) -> Result<String> {
+    let conn = journal::open_read_only(&state_dir.join(journal::DB_FILE))?;
+    let meta = |k: &str| -> String {
+        conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| {
+            r.get::<_, String>(0)
+        })
+        .unwrap_or_default()
+    };
+    let (input, created, campaign) = (meta("input_name"), meta("created_at"), meta("campaign_id"));
+    let mut st = conn.prepare(
+        "SELECT line, state, dialed_number, detail, responses, finished_at FROM contacts ORDER BY row",
+    )?;
+    let mut counts: BTreeMap<Status, u64> = BTreeMap::new();
+    let mut attention: Vec<Row> = Vec::new();
+    let mut attention_total = 0u64;
+    let mut finished: Vec<(i64, Status)> = Vec::new();
+    // key → value → count, over made calls.
+    let mut answers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut made = 0u64;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let state_text: String = r.get(1)?;
+        let state = State::parse(&state_text)
+            .ok_or_else(|| Error::Journal(format!("unknown state {state_text:?}")))?;
+        let row = Row {
+            line: r.get::<_, i64>(0)? as u64,
+            status: Status::from_state(state),
+            number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            detail: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+            responses: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            finished_ms: r.get(5)?,
+        };
+        *counts.entry(row.status).or_insert(0) += 1;
+        if let (Some(t), true) = (
+            row.finished_ms,
+            state.is_final() && row.status != Status::Invalid,
+        ) {
+            finished.push((t, row.status));
+        }
+        if row.status == Status::Made {
+            made += 1;
+            for (k, v) in Responses::parse(&row.responses).iter() {
+                *answers
+                    .entry(k.to_string())
+                    .or_default()
+                    .entry(v.to_string())
+                    .or_insert(0) += 1;
+            }
+        }
+        if row.status.needs_attention() {
+            attention_total += 1;
+            if attention.len() < ATTENTION_ROWS {
+                attention.push(row);
+            }
+        }
+    }
+    let total: u64 = counts.values().sum();
+
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Campaign report: {title}</title>
+<style>
+body{{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1000px;color:#212121;padding:0 1rem}}
+h1{{font-size:1.5rem;margin-bottom:.2rem}} h2{{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #e0e0e0;padding-bottom:.3rem}}
+.meta{{color:#616161}} table{{border-collapse:collapse;width:100%}} td,th{{padding:.3rem .5rem;text-align:left;border-bottom:1px solid #eeeeee}}
+th{{background:#fafafa}} td.n{{text-align:right;font-variant-numeric:tabular-nums}} .sw{{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.4rem;vertical-align:-1px}}
+.cards{{display:flex;gap:1rem;flex-wrap:wrap}} .card{{border:1px solid #e0e0e0;border-radius:6px;padding:.6rem 1rem;min-width:8rem}} .card b{{display:block;font-size:1.6rem}}
+svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .warn{{color:#c62828}}
+</style></head><body>
+<h1>Campaign report</h1><p class="meta">List <b>{title}</b> · campaign {campaign} · journal created {created} · report made {now}</p>
+"#,
+        title = esc(&input),
+        campaign = esc(&campaign),
+        created = esc(&created),
+        now = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
+    );
+
+    let n = |s: Status| counts.get(&s).copied().unwrap_or(0);
+    let open = n(Status::InProgress) + n(Status::NotAttempted);
+    let _ = write!(
+        h,
+        r#"<div class="cards"><div class="card">Rows<b>{total}</b></div><div class="card">Reached<b class="ok">{made}</b></div><div class="card">Need a person<b class="{att_class}">{attention_total}</b></div><div class="card">Left for a rerun<b>{open}</b></div></div>"#,
+        att_class = if attention_total > 0 { "warn" } else { "ok" },
+    );
+
+    // Counts per outcome: a table with a horizontal bar per status.
+    h.push_str("<h2>Outcomes</h2><table><tr><th>Status</th><th class=\"n\">Rows</th><th class=\"n\">Share</th><th style=\"width:45%\"></th></tr>");
+    for s in Status::ALL {
+        let c = n(s);
+        if c == 0 {
+            continue;
+        }
+        let share = c as f64 / total.max(1) as f64;
+        let _ = write!(
+            h,
+            r#"<tr><td><span class="sw" style="background:{col}"></span>{name}</td><td class="n">{c}</td><td class="n">{pct:.1}%</td><td><svg width="100%" height="14" viewBox="0 0 100 14" preserveAspectRatio="none" role="img" aria-label="{pct:.1}%"><rect width="{w:.2}" height="14" fill="{col}"/></svg></td></tr>"#,
+            col = colour(s),
+            name = s.as_str(),
+            pct = share * 100.0,
+            w = share * 100.0,
+        );
+    }
+    h.push_str("</table>");
+
+    h.push_str("<h2>Calls over time</h2>");
+    h.push_str(&timeline(&finished));
+
+    h.push_str("<h2>Answers</h2>");
+    if answers.is_empty() {
+        h.push_str("<p class=\"meta\">No IVR responses were collected.</p>");
+    }
+    for (key, values) in &answers {
+        let answered: u64 = values.values().sum();
+        let _ = write!(
+            h,
+            "<h3>{}</h3><p class=\"meta\">{answered} of {made} reached calls answered</p><table><tr><th>Answer</th><th class=\"n\">Calls</th><th style=\"width:55%\"></th></tr>",
+            esc(key)
+        );
+        let most = values.values().copied().max().unwrap_or(1).max(1);
+        for (value, count) in values {
+            let w = *count as f64 / most as f64 * 100.0;
+            let _ = write!(
+                h,
+                r##"<tr><td>{}</td><td class="n">{count}</td><td><svg width="100%" height="14" viewBox="0 0 100 14" preserveAspectRatio="none"><rect width="{w:.2}" height="14" fill="#1565c0"/></svg></td></tr>"##,
+                esc(value)
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    h.push_str("<h2>Rows that need a person</h2>");
+    if attention.is_empty() {
+        h.push_str("<p class=\"ok\">None.</p>");
+    } else {
+        if attention_total > attention.len() as u64 {
+            let _ = write!(
+                h,
+                "<p class=\"meta\">The first {} of {attention_total}; the results file lists them all.</p>",
+                attention.len()
+            );
+        }
+        h.push_str(
+            "<table><tr><th class=\"n\">Row</th><th>Status</th><th>Number</th><th>Why</th></tr>",
+        );
+        for r in &attention {
+            let _ = write!(
+                h,
+                r#"<tr><td class="n">{}</td><td><span class="sw" style="background:{}"></span>{}</td><td>{}</td><td>{}</td></tr>"#,
+                r.line,
+                colour(r.status),
+                r.status.as_str(),
+                esc(&r.number),
+                esc(&r.detail)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<p class=\"meta\" style=\"margin-top:2rem\">Made by ivr-campaign from the campaign journal. Statuses are explained in the README.</p></body></html>\n");
+    Ok(h)
+}
+
+/// Stacked columns of finished calls per time bucket, by outcome, as inline SVG.
+fn timeline(finished: &[(i64, Status)]) -> String {
+    let Some(first) = finished.iter().map(|f| f.0).min() else {
+        return "<p class=\"meta\">No call has finished yet.</p>".to_string();
+    };
+    let last = finished.iter().map(|f| f.0).max().unwrap_or(first);
+    let span = (last - first).max(1);
+    const BUCKETS: usize = 48;
+    let width_ms = (span / BUCKETS as i64).max(1) + 1;
+    let mut buckets: Vec<BTreeMap<Status, u64>> = vec![BTreeMap::new(); BUCKETS];
+    for (t, s) in finished {
+        let i = (((t - first) / width_ms) as usize).min(BUCKETS - 1);
+        *buckets[i].entry(*s).or_insert(0) += 1;
+    }
+    let tallest = buckets
+        .iter()
+        .map(|b| b.values().sum::<u64>())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let (w, ht, left, bottom) = (960.0, 220.0, 40.0, 24.0);
+    let col_w = (w - left) / BUCKETS as f64;
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {w} {total_h}" width="100%" role="img" aria-label="finished calls over time by outcome">"#,
+        total_h = ht + bottom
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="{ht}" x2="{w}" y2="{ht}" stroke="#9e9e9e"/><text x="0" y="12">{tallest}</text><text x="0" y="{ht}">0</text>"##
+    );
+    for (i, b) in buckets.iter().enumerate() {
+        let mut y = ht;
+        for s in Status::ALL {
+            let c = b.get(&s).copied().unwrap_or(0);
+            if c == 0 {
+                continue;
+            }
+            let hh = c as f64 / tallest as f64 * (ht - 4.0);
+            y -= hh;
+            let _ = write!(
+                svg,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{cw:.1}" height="{hh:.1}" fill="{col}"><title>{c} {name}</title></rect>"#,
+                x = left + i as f64 * col_w + 1.0,
+                cw = (col_w - 2.0).max(1.0),
+                col = colour(s),
+                name = s.as_str()
+            );
+        }
+    }
+    let label = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.strftime("%H:%M:%S").to_string())
+            .unwrap_or_default()
+    };
+    let _ = write!(
+        svg,
+        r#"<text x="{left}" y="{y}">{a}</text><text x="{w}" y="{y}" text-anchor="end">{b} UTC</text></svg>"#,
+        y = ht + 18.0,
+        a = label(first),
+        b = label(last)
+    );
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_gateway_text() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"q\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
+        );
+    }
+}

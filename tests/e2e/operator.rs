@@ -1,0 +1,162 @@
+//! What operators and monitoring read: the JSON summary, the logs, the HTML report; and a gateway behind a
+//! password-protected proxy.
+
+use crate::helpers::*;
+
+const SCENARIO: &str = "[[rule]]\nnumbers = [\"+16465551000\"]\nsteps = [{ status = \"failed\", notes = \"No Answer\" }]\n[[rule]]\nnumbers = [\"+16465551001\"]\nsteps = [\"forget\"]\n[[rule]]\nsteps = [{ status = \"made\", responses = \"Confirm=1\" }]\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn summary_json_has_the_documented_fields() {
+    let sim = sim(4, ms(5), ms(5), ms(5), SCENARIO).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(5));
+    let output = dir.path().join("r.csv");
+    let summary = dir.path().join("summary.json");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--summary-json", &summary.display().to_string()],
+    ))
+    .await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary written"))
+            .expect("json");
+    assert_eq!(v["schema"], "ivr-campaign/summary/v1");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["rows"]["total"], 5);
+    assert_eq!(v["rows"]["by_status"]["made"], 3);
+    assert_eq!(v["rows"]["by_status"]["failed"], 1);
+    assert_eq!(v["rows"]["by_status"]["error"], 1);
+    assert_eq!(v["rows"]["by_status"]["not_attempted"], 0);
+    assert_eq!(v["rows"]["needs_attention"], 1);
+    assert_eq!(v["gateway"]["call_requests"], 5);
+    assert!(v["duration_seconds"].as_f64().is_some_and(|d| d > 0.0));
+    assert!(v["started_at"].as_str().is_some_and(|s| s.ends_with('Z')));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_mask_phone_numbers_unless_asked() {
+    let sim = sim(4, ms(5), ms(5), ms(5), SCENARIO).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    for (extra, masked) in [(&[][..], true), (&["--log-full-numbers"][..], false)] {
+        let output = dir.path().join(format!("r{masked}.csv"));
+        let base = base_args(&sim, &input, &output);
+        let mut args: Vec<&str> = with(&base, &["-v", "--log-format", "json"])
+            .into_iter()
+            .filter(|a| *a != "-q")
+            .collect();
+        args.extend_from_slice(extra);
+        let out = run(&args).await;
+        let err = stderr(&out);
+        let logs: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.starts_with("ivr-campaign: "))
+            .collect();
+        assert!(logs.len() >= 3, "{err}");
+        for line in &logs {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(
+                v["level"].is_string() && v["timestamp"].is_string(),
+                "{line}"
+            );
+        }
+        let requested: Vec<&&str> = logs.iter().filter(|l| l.contains("call requested")).collect();
+        assert_eq!(requested.len(), 3, "{err}");
+        if masked {
+            for number in ["6465551000", "6465551001", "6465551002"] {
+                assert!(!err.contains(number), "a whole number leaked: {err}");
+            }
+            assert!(requested.iter().any(|l| l.contains("\"+1******1002\"")), "the last four digits stay: {requested:?}");
+        } else {
+            assert!(requested.iter().any(|l| l.contains("\"+16465551002\"")), "{requested:?}");
+        }
+        // Not a terminal: no progress bar.
+        assert!(!err.contains("ETA"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_behind_basic_auth_and_refused_credentials() {
+    let sim = sim_auth(4, ms(5), ms(5), ms(5), "", Some("ivr:s3cret")).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(6));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--gateway-user", "ivr", "--lines", "2"]);
+    let wrong = tokio::process::Command::new(BIN)
+        .args(&args)
+        .env("IVR_GATEWAY_PASSWORD", "wrong")
+        .output()
+        .await
+        .expect("run");
+    let err = String::from_utf8_lossy(&wrong.stderr).into_owned();
+    assert_eq!(wrong.status.code(), Some(78), "{err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(
+        !err.contains("wrong") && !err.contains("s3cret"),
+        "a password was printed: {err}"
+    );
+    // Stopped at once: nobody scheduled, at most one refused request per line, everyone left for a rerun.
+    assert!(call_requests(&sim.requests()).is_empty());
+    assert!(
+        results(&output)
+            .iter()
+            .all(|r| r["status"] == "not_attempted")
+    );
+
+    let right = tokio::process::Command::new(BIN)
+        .args(&args)
+        .env("IVR_GATEWAY_PASSWORD", "s3cret")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(
+        right.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&right.stderr)
+    );
+    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+
+    // A password in the URL is refused before anything happens, without echoing it.
+    let url = sim.url().replace("http://", "http://ivr:s3cret@");
+    let o = run(&with(&base, &["--gateway", &url])).await;
+    assert_eq!(code(&o), 64);
+    assert!(!stderr(&o).contains("s3cret"));
+    // A user without the password variable is a usage error.
+    let o = tokio::process::Command::new(BIN)
+        .args(&args)
+        .env_remove("IVR_GATEWAY_PASSWORD")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(o.status.code(), Some(64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_is_self_contained() {
+    let sim = sim(4, ms(5), ms(5), ms(5), SCENARIO).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(5));
+    let output = dir.path().join("r.csv");
+    assert_eq!(
+        code(&run(&with(&base_args(&sim, &input, &output), &[])).await),
+        3
+    );
+    let out = run(&["report", "--output", &output.display().to_string()]).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let path = dir.path().join("r.report.html");
+    let html = std::fs::read_to_string(&path).expect("report written");
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("<svg"), "inline charts");
+    assert!(
+        html.contains("Confirm"),
+        "the answers section lists the response key"
+    );
+    assert!(html.contains("Rows that need a person") && html.contains("no record of request"));
+    for external in ["src=", "href=", "@import", "url("] {
+        assert!(!html.contains(external), "external asset: {external}");
+    }
+}
