@@ -67,7 +67,11 @@ pub fn build(state_dir: &Path) -> Result<String> {
         })
         .unwrap_or_default()
     };
-    let (input, created, campaign) = (meta("input_name"), meta("created_at"), meta("campaign_id"));
+    let (input, campaign) = (meta("input_name"), meta("campaign_id"));
+    let created = meta("created_at")
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
     let mut st = conn.prepare(
         "SELECT line, state, dialed_number, detail, responses, finished_at FROM contacts ORDER BY row",
     )?;
@@ -125,7 +129,7 @@ pub fn build(state_dir: &Path) -> Result<String> {
 body{{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1000px;color:#212121;padding:0 1rem}}
 h1{{font-size:1.5rem;margin-bottom:.2rem}} h2{{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #e0e0e0;padding-bottom:.3rem}}
 .meta{{color:#616161}} table{{border-collapse:collapse;width:100%}} td,th{{padding:.3rem .5rem;text-align:left;border-bottom:1px solid #eeeeee}}
-th{{background:#fafafa}} td.n{{text-align:right;font-variant-numeric:tabular-nums}} .sw{{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.4rem;vertical-align:-1px}}
+th{{background:#fafafa}} td{{vertical-align:top}} td:nth-child(2){{white-space:nowrap}} td.n{{text-align:right;font-variant-numeric:tabular-nums}} .sw{{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.4rem;vertical-align:-1px}}
 .cards{{display:flex;gap:1rem;flex-wrap:wrap}} .card{{border:1px solid #e0e0e0;border-radius:6px;padding:.6rem 1rem;min-width:8rem}} .card b{{display:block;font-size:1.6rem}}
 svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .warn{{color:#c62828}}
 </style></head><body>

@@ -731,7 +731,13 @@ async fn poll(
                     last.notes.clone(),
                 )
                 .await?;
-                debug!(row = contact.line, %req_id, status = st.as_str(), "call finished");
+                debug!(
+                    row = contact.line,
+                    number = %crate::logging::number(&contact.dialed_number),
+                    %req_id,
+                    status = st.as_str(),
+                    "call finished"
+                );
                 // The line is free once the result is durable; removal is housekeeping.
                 drop(permit);
                 if !ctx.cfg.keep_records {
