@@ -396,3 +396,85 @@ async fn sigterm_drains_calls_in_progress_and_a_rerun_completes() {
     assert!(made_all(&results(&output)));
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_stops_at_once_and_the_rerun_polls_what_was_placed() {
+    use tokio::io::AsyncBufReadExt;
+    // Six-second calls: a drain would wait for them; the second signal must not.
+    let sim = sim(8, ms(3000), ms(3000), ms(10), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(6));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(
+        &base,
+        &[
+            "--lines",
+            "3",
+            "--poll-interval",
+            "50ms",
+            "--drain-timeout",
+            "60s",
+        ],
+    );
+    let mut child = tokio::process::Command::new(BIN)
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid").to_string();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // Polled means the request id is durable.
+    sim.wait_for(|log| log.iter().filter(|r| r.outcome == "no-attempt").count() >= 3)
+        .await;
+    let term = || {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+    };
+    assert!(term().success());
+    // Wait for the runner to say it is draining, then signal again.
+    loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("a log line")
+            .expect("read");
+        let line = line.expect("the runner logs the first stop before exiting");
+        if line.contains("stop requested") {
+            break;
+        }
+    }
+    let started = std::time::Instant::now();
+    assert!(term().success());
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert_eq!(status.code(), Some(75));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "it drained instead of stopping"
+    );
+    let rows = results(&output);
+    let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "in_progress",
+            "in_progress",
+            "in_progress",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted"
+        ]
+    );
+
+    // The rerun polls the three calls already placed (never requesting them again) and dials the rest.
+    let again = run(&args).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(made_all(&results(&output)));
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+    assert_eq!(call_requests(&sim.requests()).len(), 6);
+}

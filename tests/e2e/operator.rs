@@ -62,15 +62,24 @@ async fn json_logs_mask_phone_numbers_unless_asked() {
                 "{line}"
             );
         }
-        let requested: Vec<&&str> = logs.iter().filter(|l| l.contains("call requested")).collect();
+        let requested: Vec<&&str> = logs
+            .iter()
+            .filter(|l| l.contains("call requested"))
+            .collect();
         assert_eq!(requested.len(), 3, "{err}");
         if masked {
             for number in ["6465551000", "6465551001", "6465551002"] {
                 assert!(!err.contains(number), "a whole number leaked: {err}");
             }
-            assert!(requested.iter().any(|l| l.contains("\"+1******1002\"")), "the last four digits stay: {requested:?}");
+            assert!(
+                requested.iter().any(|l| l.contains("\"+1******1002\"")),
+                "the last four digits stay: {requested:?}"
+            );
         } else {
-            assert!(requested.iter().any(|l| l.contains("\"+16465551002\"")), "{requested:?}");
+            assert!(
+                requested.iter().any(|l| l.contains("\"+16465551002\"")),
+                "{requested:?}"
+            );
         }
         // Not a terminal: no progress bar.
         assert!(!err.contains("ETA"), "{err}");
