@@ -166,6 +166,9 @@ pub struct RunArgs {
     /// Environment variable holding the gateway password [default: IVR_GATEWAY_PASSWORD].
     #[arg(long)]
     pub gateway_password_env: Option<String>,
+    /// A CA certificate (PEM) to trust, besides the system's, for an https gateway behind a proxy.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
     /// Dial contacts left `unknown` by earlier runs again. Their call may already have been scheduled, so this
     /// can call a person twice: use it only after checking the gateway's own log.
     #[arg(long)]
@@ -225,6 +228,12 @@ pub struct SimulateArgs {
     /// Require basic auth, as a gateway behind a protected proxy would: USER:PASSWORD.
     #[arg(long)]
     pub basic_auth: Option<String>,
+    /// Serve https with this certificate chain (PEM; needs --tls-key).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Args)]

@@ -126,6 +126,8 @@ pub struct SimSettings {
     pub faults: crate::simulator::scenario::FaultFlags,
     /// `USER:PASSWORD` the simulator demands as basic auth.
     pub basic_auth: Option<String>,
+    /// Serve https with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
     /// Keep every request in memory for [`crate::simulator::Simulator::requests`] (tests). Off for long
     /// rehearsals and benchmarks, where it would grow without bound.
     pub remember: bool,
@@ -142,6 +144,7 @@ impl Default for SimSettings {
             record: None,
             faults: Default::default(),
             basic_auth: None,
+            tls: None,
             remember: false,
         }
     }
@@ -196,6 +199,8 @@ pub struct RunConfig {
     pub ledger: PathBuf,
     pub dry_run: bool,
     pub summary_json: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for an https gateway, e.g. a proxy with an internal CA.
+    pub ca_cert: Option<PathBuf>,
     /// Basic-auth user and password for a gateway behind a proxy.
     pub gateway_auth: Option<(String, Secret)>,
 }
@@ -252,6 +257,7 @@ struct CampaignFile {
     ledger: Option<PathBuf>,
     dry_run: Option<bool>,
     summary_json: Option<PathBuf>,
+    ca_cert: Option<PathBuf>,
     gateway_user: Option<String>,
     gateway_password_env: Option<String>,
     simulator: Option<SimulatorTable>,
@@ -603,6 +609,9 @@ impl RunConfig {
         let summary_json = args
             .summary_json
             .or_else(|| file.summary_json.map(|p| relative_to(base, p)));
+        let ca_cert = args
+            .ca_cert
+            .or_else(|| file.ca_cert.map(|p| relative_to(base, p)));
         let url_user = match &gateway {
             GatewayTarget::Url(u) if !u.username().is_empty() => Some(u.username().to_string()),
             _ => None,
@@ -664,6 +673,7 @@ impl RunConfig {
             ledger,
             dry_run,
             summary_json,
+            ca_cert,
             gateway_auth,
         })
     }
@@ -722,6 +732,7 @@ fn sim_settings(t: SimulatorTable, base: Option<&Path>) -> Result<SimSettings> {
         record: t.record.map(|p| relative_to(base, p)),
         faults: Default::default(),
         basic_auth: None,
+        tls: None,
         remember: false,
     })
 }
@@ -756,6 +767,11 @@ impl SimSettings {
                 restart_after: a.fault_restart_after.clone(),
             },
             basic_auth: a.basic_auth.clone(),
+            tls: match (&a.tls_cert, &a.tls_key) {
+                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+                (None, None) => None,
+                _ => return Err(Error::Usage("--tls-cert and --tls-key go together".into())),
+            },
             remember: false,
         })
     }

@@ -295,8 +295,19 @@ pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>, progress: Progress) 
     if simulator.is_some() {
         info!(url = %base, "using the built-in gateway simulator");
     }
-    let gateway = Gateway::new(base, cfg.request_timeout, cfg.gateway_auth.clone())
-        .map_err(Error::Internal)?;
+    let ca_pem = match &cfg.ca_cert {
+        Some(p) => Some(std::fs::read(p).map_err(|e| {
+            Error::NoInput(format!("cannot read CA certificate {}: {e}", p.display()))
+        })?),
+        None => None,
+    };
+    let gateway = Gateway::new(
+        base,
+        cfg.request_timeout,
+        cfg.gateway_auth.clone(),
+        ca_pem.as_deref(),
+    )
+    .map_err(Error::Config)?;
 
     let (owner, opened) = journal::open(
         &cfg.state_dir,

@@ -65,13 +65,20 @@ impl Gateway {
         base: Url,
         timeout: Duration,
         auth: Option<(String, crate::config::Secret)>,
+        ca_pem: Option<&[u8]>,
     ) -> Result<Gateway, String> {
         // One process-wide TLS provider; a second install (another Gateway) is a no-op error.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut base = base;
         // A user in the URL travels as basic auth, not in every logged URL.
         let _ = base.set_username("");
-        let http = Client::builder()
+        let mut builder = Client::builder();
+        if let Some(pem) = ca_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| format!("the CA certificate is not PEM: {e}"))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .pool_idle_timeout(POOL_IDLE)
@@ -261,7 +268,7 @@ mod tests {
             }
             answer(sock).await;
         });
-        Gateway::new(url, Duration::from_millis(800), None).expect("client")
+        Gateway::new(url, Duration::from_millis(800), None, None).expect("client")
     }
 
     async fn one_shot<F, Fut>(answer: F) -> Gateway
@@ -288,6 +295,7 @@ mod tests {
         let gw = Gateway::new(
             Url::parse(&format!("http://{addr}")).expect("url"),
             Duration::from_secs(2),
+            None,
             None,
         )
         .expect("client");

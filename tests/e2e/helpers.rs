@@ -52,6 +52,7 @@ pub async fn sim_auth(
         record: None,
         faults: Default::default(),
         basic_auth: basic_auth.map(str::to_string),
+        tls: None,
         remember: true,
     };
     Simulator::start(listener, settings, scenario).expect("simulator starts")

@@ -169,3 +169,62 @@ async fn the_html_report_is_self_contained() {
         assert!(!html.contains(external), "external asset: {external}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_gateway_with_an_internal_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A clinic's internal CA and the proxy's certificate for 127.0.0.1.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Clinic internal CA");
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &issuer).expect("cert");
+    let ca_pem = write(dir.path(), "ca.pem", &ca.pem());
+    let cert_pem = write(dir.path(), "proxy.pem", &cert.pem());
+    let key_pem = write(dir.path(), "proxy.key", &key.serialize_pem());
+
+    let settings = ivr_campaign::config::SimSettings {
+        ring_delay: ms(5),
+        call_duration: ms(5),
+        retry_delay: ms(5),
+        tls: Some((cert_pem, key_pem)),
+        remember: true,
+        ..Default::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sim = ivr_campaign::simulator::Simulator::start(listener, settings, Default::default())
+        .expect("sim");
+    assert!(sim.url().starts_with("https://"));
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+
+    // Without the CA the certificate is not trusted: nobody is called, and the run stops with work left.
+    let untrusted = run(&with(&base, &["--max-outage", "1s"])).await;
+    assert_eq!(code(&untrusted), 75, "{}", stderr(&untrusted));
+    assert!(
+        stderr(&untrusted).to_lowercase().contains("certificate"),
+        "{}",
+        stderr(&untrusted)
+    );
+    assert!(call_requests(&sim.requests()).is_empty());
+
+    let trusted = run(&with(&base, &["--ca-cert", &ca_pem.display().to_string()])).await;
+    assert_eq!(code(&trusted), 0, "{}", stderr(&trusted));
+    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+    assert_eq!(call_requests(&sim.requests()).len(), 3);
+}
