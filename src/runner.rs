@@ -40,15 +40,18 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Rows whose status satisfies `f`.
+    pub fn count_where(&self, f: fn(Status) -> bool) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(s, _)| f(**s))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     /// 0 when every row is final and none needs a person; 3 when some do; 75 when work is left.
     pub fn exit_code(&self) -> i32 {
-        let n = |f: fn(Status) -> bool| {
-            self.counts
-                .iter()
-                .filter(|(s, _)| f(**s))
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        };
+        let n = |f| self.count_where(f);
         if self.ending == Ending::Interrupted || n(Status::is_open) > 0 {
             exit::TEMPFAIL
         } else if n(Status::needs_attention) > 0 {
@@ -83,13 +86,7 @@ impl Summary {
                 )
             })
             .collect();
-        let n = |f: fn(Status) -> bool| {
-            self.counts
-                .iter()
-                .filter(|(s, _)| f(**s))
-                .map(|(_, n)| n)
-                .sum::<u64>()
-        };
+        let n = |f| self.count_where(f);
         serde_json::json!({
             "schema": "ivr-campaign/summary/v1",
             "campaign_id": self.campaign_id,

@@ -66,18 +66,20 @@ impl Breaker {
         self.lock().open_since.is_some()
     }
 
-    /// Waits until a call request may go out. Returns false if the run is stopping instead.
-    pub async fn admit(&self, stop_rx: &mut watch::Receiver<u8>) -> bool {
+    /// Waits until a call request may go out: `Some(waited)`, where `waited` says whether the breaker held the
+    /// caller back (its place in the rate schedule is then stale); `None` if the run is stopping instead.
+    pub async fn admit(&self, stop_rx: &mut watch::Receiver<u8>) -> Option<bool> {
+        let mut waited = false;
         loop {
             let changed = self.changed.notified();
             let wake = {
                 let mut s = self.lock();
                 if s.open_since.is_none() {
-                    return true;
+                    return Some(waited);
                 }
                 if !s.probing && Instant::now() >= s.next_probe {
                     s.probing = true;
-                    return true;
+                    return Some(true);
                 }
                 // While a probe is out, wait for its verdict rather than for a time.
                 if s.probing {
@@ -86,9 +88,10 @@ impl Breaker {
                     s.next_probe
                 }
             };
+            waited = true;
             tokio::select! {
                 biased;
-                _ = stop_rx.wait_for(|s| *s != stop::RUN) => return false,
+                _ = stop_rx.wait_for(|s| *s != stop::RUN) => return None,
                 _ = changed => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
@@ -163,11 +166,11 @@ mod tests {
     async fn one_probe_at_a_time_while_open() {
         let b = Breaker::new(Duration::from_secs(60));
         let (_tx, mut rx) = watch::channel(stop::RUN);
-        assert!(b.admit(&mut rx).await);
+        assert_eq!(b.admit(&mut rx).await, Some(false));
         b.unreachable("refused");
         assert!(b.is_open());
         // The probe goes after the backoff; a second caller waits for its verdict.
-        assert!(b.admit(&mut rx).await);
+        assert_eq!(b.admit(&mut rx).await, Some(true));
         let second = tokio::time::timeout(Duration::from_millis(300), b.admit(&mut rx)).await;
         assert!(
             second.is_err(),
@@ -175,7 +178,7 @@ mod tests {
         );
         b.reached();
         assert!(!b.is_open());
-        assert!(b.admit(&mut rx).await);
+        assert_eq!(b.admit(&mut rx).await, Some(false));
     }
 
     #[tokio::test]

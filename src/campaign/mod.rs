@@ -527,12 +527,25 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
     };
     let mut stop_rx = ctx.stop.clone();
     let mut refusals = 0u32;
+    let mut attempt = 0u32;
     let mut waits = delays(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         // While the gateway is unreachable, wait here; leave the contact pending if the run stops meanwhile.
-        if !ctx.breaker.admit(&mut stop_rx).await {
+        let Some(held_back) = ctx.breaker.admit(&mut stop_rx).await else {
             return Ok(());
+        };
+        // The dispatcher's rate cell covers the first attempt only if it goes out now. A retry, or an attempt
+        // the breaker held back (with every other line's, all released at once when the gateway returns),
+        // takes a fresh one: requests never exceed the rate, outage or not.
+        if held_back || attempt > 0 {
+            if let Some(l) = &ctx.limiter {
+                tokio::select! {
+                    _ = l.until_ready() => {}
+                    _ = stop_rx.wait_for(|s| *s != stop::RUN) => return Ok(()),
+                }
+            }
         }
+        attempt += 1;
         // The authoritative window check: the last moment before the intent (waiting for a line, the rate or
         // the gateway may have taken a while).
         if !ctx.inside_window(&contact, jiff::Timestamp::now()) {
@@ -626,9 +639,6 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
         warn!(row = contact.line, error = %e, retry_in = ?wait, "call request not scheduled; will retry");
         if !sleep_unless_stopping(&mut stop_rx, wait).await {
             return Ok(()); // stays pending: `not_attempted`, dialed by the next run
-        }
-        if let Some(l) = &ctx.limiter {
-            l.until_ready().await;
         }
     }
 }

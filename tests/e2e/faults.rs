@@ -478,3 +478,44 @@ async fn a_second_signal_stops_at_once_and_the_rerun_polls_what_was_placed() {
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
     assert_eq!(call_requests(&sim.requests()).len(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_held_back_by_an_outage_still_keep_to_the_rate() {
+    let sim = sim(8, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(10));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--lines", "8", "--rate", "2/s"]);
+    let mut child = tokio::process::Command::new(BIN)
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    tokio::select! {
+        _ = sim.wait_for(|log| call_requests(log).len() >= 2) => {}
+        st = child.wait() => panic!("finished before the outage: {st:?}"),
+    }
+    sim.go_away();
+    // While the gateway is away, contacts keep being handed out at 2/s and wait for it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    sim.come_back().await.expect("listen again");
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("finishes")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let times: Vec<i64> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.at_ms)
+        .collect();
+    assert_eq!(times.len(), 10);
+    // At 2/s with a burst of 1, never more than 3 call requests in any second, outage or not.
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..].iter().take_while(|u| **u < t + 1000).count();
+        assert!(
+            in_window <= 3,
+            "{in_window} requests in the second from {t}: {times:?}"
+        );
+    }
+}
