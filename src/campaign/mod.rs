@@ -537,12 +537,10 @@ async fn call(ctx: &Ctx, contact: ContactRow, permit: OwnedSemaphorePermit) -> R
         // The dispatcher's rate cell covers the first attempt only if it goes out now. A retry, or an attempt
         // the breaker held back (with every other line's, all released at once when the gateway returns),
         // takes a fresh one: requests never exceed the rate, outage or not.
-        if held_back || attempt > 0 {
-            if let Some(l) = &ctx.limiter {
-                tokio::select! {
-                    _ = l.until_ready() => {}
-                    _ = stop_rx.wait_for(|s| *s != stop::RUN) => return Ok(()),
-                }
+        if let Some(l) = ctx.limiter.as_ref().filter(|_| held_back || attempt > 0) {
+            tokio::select! {
+                _ = l.until_ready() => {}
+                _ = stop_rx.wait_for(|s| *s != stop::RUN) => return Ok(()),
             }
         }
         attempt += 1;
