@@ -51,6 +51,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// us; reusing a socket the server is closing turns a call request into an ambiguous one.
 const POOL_IDLE: Duration = Duration::from_secs(15);
 
+/// Installs the process-wide TLS provider (ring) that HTTP clients need; later calls do nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A gateway at a base URL.
 #[derive(Clone, Debug)]
 pub struct Gateway {
@@ -67,8 +72,7 @@ impl Gateway {
         auth: Option<(String, crate::config::Secret)>,
         ca_pem: Option<&[u8]>,
     ) -> Result<Gateway, String> {
-        // One process-wide TLS provider; a second install (another Gateway) is a no-op error.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let mut base = base;
         // A user in the URL travels as basic auth, not in every logged URL.
         let _ = base.set_username("");

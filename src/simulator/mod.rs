@@ -395,7 +395,7 @@ fn tls_acceptor(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(cert, &e))?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, &e))?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::gateway::client::install_tls_provider();
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key_der)

@@ -9,3 +9,4 @@ mod operator;
 mod outcomes;
 mod pacing;
 mod rules;
+mod simulator;
