@@ -61,12 +61,10 @@ async fn handlers_answer_get_with_the_gateways_shapes_and_are_recorded() {
     // The retry history ends made; poll for it the way a client does (the status handler is what is tested).
     let history = async {
         loop {
-            if let Ok(StatusReply::Attempts(a)) = protocol::parse_status_reply(
-                &get(protocol::STATUS_PATH, &format!("reqid={id}")).await,
-            ) {
-                if a.len() == 2 {
-                    break a;
-                }
+            let body = get(protocol::STATUS_PATH, &format!("reqid={id}")).await;
+            match protocol::parse_status_reply(&body) {
+                Ok(StatusReply::Attempts(a)) if a.len() == 2 => break a,
+                _ => {}
             }
             tokio::time::sleep(ms(20)).await;
         }
