@@ -111,11 +111,18 @@ async fn the_window_is_judged_in_each_recipients_zone() {
 async fn wait_mode_calls_when_the_window_opens() {
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
     let dir = tempfile::tempdir().expect("tempdir");
-    // A window opening at the next whole minute (UTC), long enough for the margin.
-    let now = jiff::Timestamp::now().to_zoned_datetime(TimeZone::UTC);
-    if now.hour() >= 22 {
-        return; // the window would cross midnight; the property test covers the arithmetic
-    }
+    // A window opening at the next whole minute, in a zone where it still has hours to run before midnight.
+    let zone = ["UTC", "Asia/Tokyo", "America/Los_Angeles"]
+        .into_iter()
+        .find(|z| {
+            jiff::Timestamp::now()
+                .to_zoned_datetime(TimeZone::get(z).expect("zone"))
+                .hour()
+                < 21
+        })
+        .expect("one of three zones 8+ hours apart is before 21:00");
+    let tz = TimeZone::get(zone).expect("zone");
+    let now = jiff::Timestamp::now().to_zoned_datetime(tz.clone());
     let next = now.datetime() + jiff::SignedDuration::from_mins(1);
     let start = jiff::civil::Time::new(next.hour(), next.minute(), 0, 0).expect("time");
     let window = format!("{}-{:02}:00", start.strftime("%H:%M"), now.hour() + 2);
@@ -128,7 +135,7 @@ async fn wait_mode_calls_when_the_window_opens() {
             "--window",
             &window,
             "--timezone",
-            "UTC",
+            zone,
             "--outside-window",
             "wait",
             "--firstocc",
@@ -146,7 +153,7 @@ async fn wait_mode_calls_when_the_window_opens() {
         .expect("calls");
     let opens = next.date().to_datetime(start);
     let opens_ms = opens
-        .to_zoned_datetime(TimeZone::UTC)
+        .to_zoned_datetime(tz)
         .expect("instant")
         .timestamp()
         .as_millisecond();
