@@ -121,6 +121,25 @@ fn rfc3339(ms: Option<i64>) -> String {
         .unwrap_or_default()
 }
 
+/// Checks, before any call is placed, that the results file can be written where it is meant to go.
+pub fn check_writable(output: &Path) -> Result<()> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".ivr-campaign-probe-{}", std::process::id()));
+    match File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::Output(format!(
+            "cannot write results into {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
 /// Writes the results file from the journal; returns the count of each status.
 pub fn write(
     source: &Source,

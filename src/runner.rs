@@ -252,8 +252,10 @@ fn judged_rows(
 pub async fn run(cfg: RunConfig, stop: watch::Receiver<u8>, progress: Progress) -> Result<Summary> {
     let started = Instant::now();
     let started_at = jiff::Timestamp::now();
-    // Validate the input before anything else happens: no gateway contact for a list we cannot read.
+    // Validate the input and the output before anything else happens: no call for a list we cannot read or
+    // whose results we could not write.
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
+    results::check_writable(&cfg.output)?;
     for note in &source.notes {
         info!("{note}");
     }

@@ -197,6 +197,25 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
+    // A results file that cannot be written is found out before any call, not after the campaign.
+    let state = dir.path().join("elsewhere.state").display().to_string();
+    let nowhere = dir.path().join("no/such/dir/out.csv").display().to_string();
+    let o = run(&[
+        "run",
+        "--input",
+        &good_s,
+        "--output",
+        &nowhere,
+        "--state",
+        &state,
+        "--gateway",
+        &url,
+        "--app",
+        "A",
+    ])
+    .await;
+    assert_eq!(code(&o), 73, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no/such/dir"), "{}", stderr(&o));
     assert!(sim.requests().is_empty(), "no request reached the gateway");
     assert!(
         !dir.path().join("out.csv.state").exists(),
