@@ -245,3 +245,34 @@ async fn number_formats_reach_the_gateway_as_configured() {
         assert_eq!(sent, want, "{format}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_kept_on_request_and_a_later_run_cleans_them_up() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let removes = |sim: &ivr_campaign::simulator::Simulator| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.path == ivr_campaign::gateway::protocol::REMOVE_PATH)
+            .count()
+    };
+    let kept = run(&with(&base, &["--keep-records"])).await;
+    assert_eq!(code(&kept), 0, "{}", stderr(&kept));
+    assert_eq!(
+        removes(&sim),
+        0,
+        "--keep-records leaves the gateway's records alone"
+    );
+    // The journal knows which records are still on the gateway: a later run without the flag removes them,
+    // and calls nobody.
+    let later = run(&with(&base, &[])).await;
+    assert_eq!(code(&later), 0, "{}", stderr(&later));
+    assert_eq!(removes(&sim), 3);
+    assert_eq!(call_requests(&sim.requests()).len(), 3);
+    let again = run(&with(&base, &[])).await;
+    assert_eq!(code(&again), 0);
+    assert_eq!(removes(&sim), 3, "each record is removed once");
+}

@@ -319,6 +319,14 @@ async fn a_dry_run_calls_nobody_leaves_no_journal_and_its_forecast_matches_a_rea
         !dir.path().join("r.csv.state").exists(),
         "a dry run leaves no journal"
     );
+    // `validate` is the same dry run.
+    let validate: Vec<&str> = with(&base, &tuning)
+        .into_iter()
+        .map(|a| if a == "run" { "validate" } else { a })
+        .collect();
+    let v = run(&validate).await;
+    assert_eq!(code(&v), 0, "{}", stderr(&v));
+    assert_eq!(String::from_utf8_lossy(&v.stdout), said);
     let decisions = results(&dir.path().join("r.dry-run.csv"));
     assert_eq!(decisions.len(), 26);
     assert_eq!(decisions[24]["decision"], "duplicate");
