@@ -22,11 +22,13 @@ async fn sigkill_and_rerun_never_calls_twice_and_loses_nothing() {
             .expect("spawn");
         // Kill once this run has placed a few calls of its own, while others are still in flight.
         let target = 8 * round;
-        tokio::select! {
-            _ = sim.wait_for(|log| call_requests(log).len() >= target) => {}
-            st = child.wait() => panic!("round {round}: the run ended before it was killed: {st:?}"),
-            _ = tokio::time::sleep(PATIENCE) => panic!("round {round}: calls were not placed"),
-        }
+        wait_while_running(
+            &sim,
+            &mut child,
+            |log| call_requests(log).len() >= target,
+            &format!("round {round}: calls placed before the kill"),
+        )
+        .await;
         child.start_kill().expect("SIGKILL");
         let status = child.wait().await.expect("reaped");
         assert!(!status.success(), "the run was killed, not finished");

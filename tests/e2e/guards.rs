@@ -27,11 +27,7 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
             .collect();
         ids.len() >= 3
     };
-    tokio::select! {
-        _ = sim.wait_for(polled) => {}
-        st = first.wait() => panic!("the first run ended early: {st:?}"),
-        _ = tokio::time::sleep(PATIENCE) => panic!("the first run placed no calls"),
-    }
+    wait_while_running(&sim, &mut first, polled, "the first run's calls polled").await;
 
     // `status` reads the journal while the run holds it.
     let st = run(&["status", "--output", &output.display().to_string()]).await;

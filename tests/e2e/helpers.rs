@@ -191,3 +191,33 @@ pub fn with<'a>(base: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
         .chain(extra.iter().copied())
         .collect()
 }
+
+/// Waits until what the gateway saw satisfies `done`, while `child` (a run) is still going. A run that exits
+/// first, or a wait past [`PATIENCE`], fails the test with `what`.
+pub async fn wait_while_running(
+    sim: &Simulator,
+    child: &mut tokio::process::Child,
+    done: impl Fn(&[Recorded]) -> bool,
+    what: &str,
+) {
+    tokio::select! {
+        _ = sim.wait_for(done) => {}
+        st = child.wait() => panic!("{what}: the run ended first ({st:?})"),
+        _ = tokio::time::sleep(PATIENCE) => panic!("{what}: not seen in time"),
+    }
+}
+
+/// Most of `times` (milliseconds) that fall in any one-second window.
+pub fn busiest_second(times: &[i64]) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    (0..sorted.len())
+        .map(|i| {
+            sorted[i..]
+                .iter()
+                .take_while(|u| **u < sorted[i] + 1000)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
