@@ -49,7 +49,7 @@ pub enum Command {
 }
 
 /// Every flag here is also a key of the campaign TOML (`--poll-interval` is `poll-interval`); flags win.
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
     /// Campaign file (TOML). Relative paths inside it are relative to the file.
     pub campaign: Option<PathBuf>,
@@ -204,9 +204,18 @@ pub struct SimulateArgs {
     /// Share of call requests answered 503 without scheduling (0 to 1).
     #[arg(long)]
     pub fault_call_unavailable: Option<f64>,
+    /// Share of call requests answered 400 without scheduling.
+    #[arg(long)]
+    pub fault_call_refused: Option<f64>,
     /// Share of call requests scheduled and then left without an answer (connection closed).
     #[arg(long)]
     pub fault_call_drop: Option<f64>,
+    /// Share of call requests scheduled and then answered 500.
+    #[arg(long)]
+    pub fault_call_error: Option<f64>,
+    /// Share of call requests scheduled and answered with a page without [ReqId=…].
+    #[arg(long)]
+    pub fault_call_reworded: Option<f64>,
     /// Share of status polls answered 500.
     #[arg(long)]
     pub fault_status_error: Option<f64>,

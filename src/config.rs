@@ -3,152 +3,14 @@
 //! to a default without anyone noticing.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::cli::{RunArgs, SimulateArgs};
 use crate::error::{Error, Result};
-
-/// A pace: `count` events per `per`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Rate {
-    Limited {
-        count: u32,
-        per: Duration,
-    },
-    /// No pacing at all (benchmarks, or a gateway that paces itself).
-    Unlimited,
-}
-
-impl Rate {
-    /// Time between events, `None` when unlimited.
-    pub fn interval(self) -> Option<Duration> {
-        match self {
-            Rate::Limited { count, per } => Some(per / count),
-            Rate::Unlimited => None,
-        }
-    }
-
-    pub fn per_second(self) -> Option<f64> {
-        match self {
-            Rate::Limited { count, per } => Some(f64::from(count) / per.as_secs_f64()),
-            Rate::Unlimited => None,
-        }
-    }
-}
-
-impl FromStr for Rate {
-    type Err = String;
-    /// `5/s`, `90/m`, `100/h`, or `unlimited`.
-    fn from_str(s: &str) -> Result<Rate, String> {
-        let s = s.trim();
-        if s.eq_ignore_ascii_case("unlimited") {
-            return Ok(Rate::Unlimited);
-        }
-        let (n, unit) = s
-            .split_once('/')
-            .ok_or_else(|| format!("{s:?} is not a rate; write it like 5/s or 90/m"))?;
-        let count: i64 = n
-            .trim()
-            .parse()
-            .map_err(|_| format!("{s:?} is not a rate; write it like 5/s or 90/m"))?;
-        if count <= 0 {
-            return Err(format!("{s:?}: the rate must be above zero"));
-        }
-        let count = u32::try_from(count).map_err(|_| format!("{s:?}: the rate is too large"))?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            other => return Err(format!("{s:?}: unknown unit {other:?}; use /s, /m or /h")),
-        };
-        Ok(Rate::Limited { count, per })
-    }
-}
-
-/// Parses `200ms`, `5s`, `2m`, `1h` (decimals allowed: `1.5s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(|| format!("{s:?} has no unit; write it like 200ms, 5s or 2m"))?;
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; write it like 200ms, 5s or 2m"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => return Err(format!("{s:?}: unknown unit {other:?}; use ms, s, m or h")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is out of range"))
-}
-
-/// How the dialled number is written in the call request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NumberFormat {
-    /// `+14155550123`: unambiguous across trunks and countries; the default.
-    E164,
-    /// `4155550123`, `02079460002`: the national form as dialled inside the country, digits only.
-    National,
-    /// `14155550123`: E.164 without the plus, for dial plans that reject `+`.
-    Digits,
-}
-
-impl FromStr for NumberFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "e164" | "e.164" => Ok(NumberFormat::E164),
-            "national" => Ok(NumberFormat::National),
-            "digits" => Ok(NumberFormat::Digits),
-            _ => Err(format!(
-                "{s:?} is not a number format; use e164, national or digits"
-            )),
-        }
-    }
-}
-
-/// Settings of the built-in simulator (`simulate`, or `run --gateway sim`).
-#[derive(Debug, Clone)]
-pub struct SimSettings {
-    pub lines: u32,
-    pub ring_delay: Duration,
-    pub call_duration: Duration,
-    pub retry_delay: Duration,
-    pub scenario: Option<PathBuf>,
-    pub record: Option<PathBuf>,
-    /// Faults from `simulate` flags, applied over the scenario's.
-    pub faults: crate::simulator::scenario::FaultFlags,
-    /// `USER:PASSWORD` the simulator demands as basic auth.
-    pub basic_auth: Option<String>,
-    /// Serve https with this certificate chain and key (PEM files).
-    pub tls: Option<(PathBuf, PathBuf)>,
-    /// Keep every request in memory for [`crate::simulator::Simulator::requests`] (tests). Off for long
-    /// rehearsals and benchmarks, where it would grow without bound.
-    pub remember: bool,
-}
-
-impl Default for SimSettings {
-    fn default() -> Self {
-        SimSettings {
-            lines: 4,
-            ring_delay: Duration::from_secs(2),
-            call_duration: Duration::from_secs(5),
-            retry_delay: Duration::from_secs(60),
-            scenario: None,
-            record: None,
-            faults: Default::default(),
-            basic_auth: None,
-            tls: None,
-            remember: false,
-        }
-    }
-}
+use crate::simulator::SimSettings;
+pub use crate::types::{NumberFormat, Rate, Secret, parse_duration};
 
 /// Where the calls go.
 #[derive(Debug, Clone)]
@@ -186,7 +48,7 @@ pub struct RunConfig {
     pub redial_unknown: bool,
     pub request_timeout: Duration,
     /// The calling window; its margin is `firstocc` + `call_length`.
-    pub window: Option<crate::window::Window>,
+    pub window: Option<crate::rules::window::Window>,
     pub timezone: jiff::tz::TimeZone,
     /// The zone's IANA name (or `local` when the system zone has none).
     pub timezone_name: String,
@@ -203,16 +65,6 @@ pub struct RunConfig {
     pub ca_cert: Option<PathBuf>,
     /// Basic-auth user and password for a gateway behind a proxy.
     pub gateway_auth: Option<(String, Secret)>,
-}
-
-/// A password: never printed, not even by `{:?}`.
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
 }
 
 /// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
@@ -243,7 +95,8 @@ struct CampaignFile {
     request_retries: Option<i64>,
     drain_timeout: Option<String>,
     max_outage: Option<String>,
-    redial_unknown: Option<bool>,
+    /// Refused with a reason: redialing is a one-off action of one run, never a standing setting.
+    redial_unknown: Option<toml::Value>,
     request_timeout: Option<String>,
     window: Option<String>,
     days: Option<String>,
@@ -510,7 +363,12 @@ impl RunConfig {
             pick(args.max_outage, file.max_outage, "max-outage"),
             Duration::from_secs(600),
         )?;
-        let redial_unknown = args.redial_unknown || file.redial_unknown.unwrap_or(false);
+        if file.redial_unknown.is_some() {
+            return Err(Error::Config(
+                "campaign key redial-unknown is not a setting: redialing unknown contacts is a one-off action that can call people twice. Remove the key, and give --redial-unknown on the command line of the one run that should do it".into(),
+            ));
+        }
+        let redial_unknown = args.redial_unknown;
         let request_timeout = duration_of(
             pick(
                 args.request_timeout,
@@ -529,24 +387,25 @@ impl RunConfig {
         let days = match pick(args.days, file.days, "days") {
             None => None,
             Some((t, what)) => Some(
-                crate::window::parse_days(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+                crate::rules::window::parse_days(&t)
+                    .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
             ),
         };
         let margin = Duration::from_secs(u64::from(firstocc) * 60) + call_length;
         let window = match (pick(args.window, file.window, "window"), days) {
             (None, None) => None,
             (None, Some(d)) => Some(
-                crate::window::Window::parse("00:00-24:00", d, margin)
+                crate::rules::window::Window::parse("00:00-24:00", d, margin)
                     .map_err(|e| Error::Internal(e.to_string()))?,
             ),
             (Some((t, what)), d) => Some(
-                crate::window::Window::parse(&t, d.unwrap_or([true; 7]), margin)
+                crate::rules::window::Window::parse(&t, d.unwrap_or([true; 7]), margin)
                     .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
             ),
         };
         let (timezone, timezone_name) = match pick(args.timezone, file.timezone, "timezone") {
             Some((t, what)) => (
-                crate::window::zone(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+                crate::rules::window::zone(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
                 t.trim().to_string(),
             ),
             None => {
@@ -604,7 +463,7 @@ impl RunConfig {
         let ledger = args
             .ledger
             .or_else(|| file.ledger.map(|p| relative_to(base, p)))
-            .unwrap_or_else(crate::ledger::default_path);
+            .unwrap_or_else(crate::rules::ledger::default_path);
         let dry_run = args.dry_run || file.dry_run.unwrap_or(false);
         let summary_json = args
             .summary_json
@@ -737,79 +596,50 @@ fn sim_settings(t: SimulatorTable, base: Option<&Path>) -> Result<SimSettings> {
     })
 }
 
-impl SimSettings {
-    /// Settings for `ivr-campaign simulate`.
-    pub fn from_args(a: &SimulateArgs) -> Result<SimSettings> {
-        let d = SimSettings::default();
-        let lines = match &a.lines {
-            None => d.lines,
-            Some(t) => positive_u32(int(t, "--lines")?, "--lines")?,
-        };
-        let dur = |v: &Option<String>, key: &str, default: Duration| {
-            duration_of(v.clone().map(|s| (s, format!("--{key}"))), default)
-        };
-        Ok(SimSettings {
-            lines,
-            ring_delay: dur(&a.ring_delay, "ring-delay", d.ring_delay)?,
-            call_duration: dur(&a.call_duration, "call-duration", d.call_duration)?,
-            retry_delay: dur(&a.retry_delay, "retry-delay", d.retry_delay)?,
-            scenario: a.scenario.clone(),
-            record: a.record.clone(),
-            faults: crate::simulator::scenario::FaultFlags {
-                seed: a.seed,
-                call_unavailable: a.fault_call_unavailable,
-                call_drop: a.fault_call_drop,
-                status_error: a.fault_status_error,
-                status_garbage: a.fault_status_garbage,
-                slow: a.fault_slow.clone(),
-                slow_rate: a.fault_slow_rate,
-                outages: a.fault_outage.clone(),
-                restart_after: a.fault_restart_after.clone(),
-            },
-            basic_auth: a.basic_auth.clone(),
-            tls: match (&a.tls_cert, &a.tls_key) {
-                (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-                (None, None) => None,
-                _ => return Err(Error::Usage("--tls-cert and --tls-key go together".into())),
-            },
-            remember: false,
-        })
-    }
+/// Settings for `ivr-campaign simulate`.
+pub fn sim_settings_from_args(a: &SimulateArgs) -> Result<SimSettings> {
+    let d = SimSettings::default();
+    let lines = match &a.lines {
+        None => d.lines,
+        Some(t) => positive_u32(int(t, "--lines")?, "--lines")?,
+    };
+    let dur = |v: &Option<String>, key: &str, default: Duration| {
+        duration_of(v.clone().map(|s| (s, format!("--{key}"))), default)
+    };
+    Ok(SimSettings {
+        lines,
+        ring_delay: dur(&a.ring_delay, "ring-delay", d.ring_delay)?,
+        call_duration: dur(&a.call_duration, "call-duration", d.call_duration)?,
+        retry_delay: dur(&a.retry_delay, "retry-delay", d.retry_delay)?,
+        scenario: a.scenario.clone(),
+        record: a.record.clone(),
+        faults: crate::simulator::scenario::FaultFlags {
+            seed: a.seed,
+            call_unavailable: a.fault_call_unavailable,
+            call_refused: a.fault_call_refused,
+            call_drop: a.fault_call_drop,
+            call_error: a.fault_call_error,
+            call_reworded: a.fault_call_reworded,
+            status_error: a.fault_status_error,
+            status_garbage: a.fault_status_garbage,
+            slow: a.fault_slow.clone(),
+            slow_rate: a.fault_slow_rate,
+            outages: a.fault_outage.clone(),
+            restart_after: a.fault_restart_after.clone(),
+        },
+        basic_auth: a.basic_auth.clone(),
+        tls: match (&a.tls_cert, &a.tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) => None,
+            _ => return Err(Error::Usage("--tls-cert and --tls-key go together".into())),
+        },
+        remember: false,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(
-            "5/s".parse::<Rate>(),
-            Ok(Rate::Limited {
-                count: 5,
-                per: Duration::from_secs(1)
-            })
-        );
-        assert_eq!(
-            "90/m".parse::<Rate>().map(|r| r.interval()),
-            Ok(Some(Duration::from_secs(60) / 90))
-        );
-        assert_eq!("unlimited".parse::<Rate>(), Ok(Rate::Unlimited));
-        for bad in ["0/s", "-1/s", "5", "5/d", "x/s", ""] {
-            assert!(bad.parse::<Rate>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        for bad in ["5", "s", "5x", "-1s", ""] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn default_paths() {

@@ -16,8 +16,8 @@ use phonenumber::Mode;
 use phonenumber::country::Id as Region;
 use sha2::{Digest, Sha256};
 
-use crate::config::NumberFormat;
 use crate::error::{Error, Result};
+use crate::types::NumberFormat;
 
 /// Names tried, in order, when no phone column is named.
 pub const PHONE_CANDIDATES: [&str; 14] = [
@@ -382,10 +382,12 @@ impl Source {
             .map(|c| String::from_utf8_lossy(c).trim().to_string())
             .filter(|c| !c.is_empty());
         match (verdict, cell) {
-            (Verdict::Call { .. }, Some(name)) if crate::window::zone(&name).is_err() => Judged {
-                verdict: Verdict::Invalid(format!("{name:?} is not a known IANA time zone")),
-                tz: None,
-            },
+            (Verdict::Call { .. }, Some(name)) if crate::rules::window::zone(&name).is_err() => {
+                Judged {
+                    verdict: Verdict::Invalid(format!("{name:?} is not a known IANA time zone")),
+                    tz: None,
+                }
+            }
             (verdict, tz) => Judged { verdict, tz },
         }
     }

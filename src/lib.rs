@@ -1,39 +1,31 @@
 //! ivr-campaign: run IVR phone campaigns on a Voicent Gateway from a contact CSV.
 //!
-//! Layout:
+//! Layout (each concern has one home; ask of any change where a contact's state changes, and the answer is
+//! [`store::contact`]):
+//! - [`types`]: value types (rates, durations, the number format, secrets); a leaf that imports nothing here.
 //! - [`cli`], [`config`]: flags and campaign TOML, merged and validated before any I/O.
 //! - [`contacts`]: reading the list (encoding, delimiter, columns) and judging each row (libphonenumber).
-//! - [`window`], [`suppress`], [`ledger`]: the calling rules (window per recipient zone, opt-outs, the cap
-//!   per number across campaigns).
-//! - [`gateway`]: the pure wire protocol and the HTTP client.
-//! - [`journal`]: the SQLite journal, the run lock, group commit.
-//! - [`campaign`]: the engine (dispatcher, call tasks, pollers, circuit breaker); [`runner`] wraps it for
-//!   `run` (progress, summary).
-//! - [`results`]: the results CSV, a view of the journal; [`report`]: the HTML report; [`status`]: counts.
-//! - [`dryrun`]: `validate` / `run --dry-run` and the forecast.
+//! - [`rules`]: one pipeline for `run` and `validate`: admission (invalid, duplicate), suppression, the window
+//!   in each recipient's zone, the cap per number across campaigns.
+//! - [`store`]: the contact life cycle (states, events, the only allowed transitions) and the SQLite journal
+//!   that applies it as compare-and-set, with the run lock and group commit.
+//! - [`gateway`]: the pure wire protocol and the HTTP client with its failure classes.
+//! - [`engine`]: the coordinator (one loop owning scheduling), call tasks, pacing, the circuit breaker.
+//! - [`output`]: views of the journal: results CSV, HTML report, summary, `status`, progress.
+//! - [`commands`]: `run` and `validate`.
 //! - [`logging`]: log formats, masked phone numbers, logs above the progress bar.
 //! - [`simulator`]: a stand-in gateway for rehearsals and tests.
-//!
-//! The life of a contact: `pending` → intent recorded (durable) → call request → `dialed(reqid)` (durable) →
-//! polled until the last record is `made` or `failed` (durable) → gateway record removed. A request that was
-//! refused or answered without a request id goes back to `pending` and is retried a bounded number of times;
-//! one whose answer was lost becomes `unknown` and is never redialed automatically. After a crash, contacts
-//! with a request id are polled again and contacts with only an intent become `unknown`.
 
-pub mod campaign;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod contacts;
-pub mod dryrun;
+pub mod engine;
 pub mod error;
 pub mod gateway;
-pub mod journal;
-pub mod ledger;
 pub mod logging;
-pub mod report;
-pub mod results;
-pub mod runner;
+pub mod output;
+pub mod rules;
 pub mod simulator;
-pub mod status;
-pub mod suppress;
-pub mod window;
+pub mod store;
+pub mod types;

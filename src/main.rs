@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio::sync::watch;
 
-use ivr_campaign::campaign::stop;
 use ivr_campaign::cli::{Cli, Command};
-use ivr_campaign::config::{RunConfig, SimSettings};
+use ivr_campaign::config::{RunConfig, sim_settings_from_args};
+use ivr_campaign::engine::Stage;
 use ivr_campaign::error::{Error, exit};
-use ivr_campaign::runner::{self, Summary};
-use ivr_campaign::{logging, simulator, status};
+use ivr_campaign::output::progress::Progress;
+use ivr_campaign::output::status;
+use ivr_campaign::{logging, simulator};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
     };
     let (format, progress) = match (
         cli.log_format.parse::<logging::Format>(),
-        cli.progress.parse::<runner::Progress>(),
+        cli.progress.parse::<Progress>(),
     ) {
         (Ok(f), Ok(p)) => (f, p),
         (Err(e), _) => return usage(&format!("--log-format: {e}")),
@@ -84,9 +85,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// First SIGINT/SIGTERM: drain. Second: stop now.
-fn watch_signals() -> watch::Receiver<u8> {
-    let (tx, rx) = watch::channel(stop::RUN);
+/// First SIGINT/SIGTERM: drain. Second: stop now. A third: give up on what is still being recorded.
+fn watch_signals() -> watch::Receiver<Stage> {
+    let (tx, rx) = watch::channel(Stage::Run);
     tokio::spawn(async move {
         #[cfg(unix)]
         let mut term =
@@ -107,23 +108,20 @@ fn watch_signals() -> watch::Receiver<u8> {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term_fut => {}
             }
-            let next = if *tx.borrow() == stop::RUN {
-                stop::DRAIN
-            } else {
-                stop::NOW
-            };
-            if next == stop::DRAIN {
+            let was = *tx.borrow();
+            if was == Stage::Run {
                 tracing::warn!(
                     "stop requested: no new calls; waiting for calls in progress (signal again to stop at once)"
                 );
             } else {
                 tracing::warn!("stopping now; calls in progress are polled again by the next run");
             }
-            let _ = tx.send(next);
-            if next == stop::NOW {
-                // Keep the sender alive so receivers do not see a closed channel.
-                std::future::pending::<()>().await;
-            }
+            // A repeated `Now` still wakes the receivers: the engine takes it as "give up now".
+            tx.send_replace(Stage::Drain.max(if was == Stage::Run {
+                Stage::Drain
+            } else {
+                Stage::Now
+            }));
         }
     });
     rx
@@ -136,7 +134,7 @@ fn usage(message: &str) -> ExitCode {
 
 fn report(args: &ivr_campaign::cli::ReportArgs) -> Result<i32, Error> {
     let dir = status::locate(&args.campaign)?;
-    let html = ivr_campaign::report::build(&dir)?;
+    let html = ivr_campaign::output::report::build(&dir)?;
     let path = args.html.clone().unwrap_or_else(|| {
         // `results.csv.state` → `results.report.html` beside it.
         let name = dir
@@ -156,10 +154,10 @@ fn report(args: &ivr_campaign::cli::ReportArgs) -> Result<i32, Error> {
     Ok(exit::OK)
 }
 
-async fn run(args: ivr_campaign::cli::RunArgs, progress: runner::Progress) -> Result<i32, Error> {
+async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32, Error> {
     let cfg = RunConfig::from_args(args)?;
     if cfg.dry_run {
-        let report = ivr_campaign::dryrun::run(&cfg)?;
+        let report = ivr_campaign::commands::validate::run(&cfg)?;
         let parts: Vec<String> = report
             .decisions
             .iter()
@@ -175,8 +173,11 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: runner::Progress) -> Re
     }
     let stop_rx = watch_signals();
     let summary_path = cfg.summary_json.clone();
-    let summary = runner::run(cfg, stop_rx, progress).await?;
-    print_summary(&summary);
+    let summary = ivr_campaign::commands::run::run(cfg, stop_rx, progress).await?;
+    eprintln!("ivr-campaign: {}", summary.line());
+    if let Some(m) = summary.ending.message() {
+        eprintln!("ivr-campaign: {m}");
+    }
     if let Some(path) = summary_path {
         let text = serde_json::to_string_pretty(&summary.to_json())
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -186,35 +187,8 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: runner::Progress) -> Re
     Ok(summary.exit_code())
 }
 
-fn print_summary(s: &Summary) {
-    let parts: Vec<String> = s
-        .counts
-        .iter()
-        .map(|(st, n)| format!("{} {n}", st.as_str()))
-        .collect();
-    let what = match s.exit_code() {
-        exit::OK => "done",
-        exit::NEEDS_ATTENTION => "done; some rows need a person (see their detail)",
-        _ => "stopped with work left; run the same command again to resume",
-    };
-    eprintln!(
-        "ivr-campaign: {} rows: {}. {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
-        s.total(),
-        parts.join(", "),
-        s.requests,
-        s.request_failures,
-        s.polls,
-        s.poll_errors,
-        s.elapsed.as_secs_f64(),
-        s.achieved_rate(),
-        s.configured_rate
-            .map_or(String::new(), |r| format!(", limit {r:.2}/s")),
-        s.output.display()
-    );
-}
-
 async fn simulate(args: ivr_campaign::cli::SimulateArgs) -> Result<i32, Error> {
-    let settings = SimSettings::from_args(&args)?;
+    let settings = sim_settings_from_args(&args)?;
     let listen = args
         .listen
         .clone()

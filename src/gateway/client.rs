@@ -6,44 +6,94 @@
 
 use std::time::Duration;
 
-use reqwest::{Client, StatusCode, Url};
+use reqwest::{Client, Url};
 
 use super::protocol::{self, CallRequest, RemoveReply, StatusReply};
 
 /// Why a call request did not yield a request id.
+///
+/// The classes are drawn by one question: could the gateway have scheduled the call? Only an answer that
+/// proves it did not ([`NotSent`](PlaceError::NotSent), [`Unavailable`](PlaceError::Unavailable),
+/// [`Refused`](PlaceError::Refused), and the two configuration stops) lets the contact be requested again;
+/// anything else after the request was sent leaves it `unknown`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlaceError {
     /// The request never reached the gateway (refused, DNS, connect timeout): safe to send again.
     #[error("gateway not reached: {0}")]
     NotSent(String),
-    /// The gateway answered with a server error (5xx: overloaded, restarting): not scheduled, safe to send
-    /// again, and a sign to back off.
+    /// HTTP 503: the gateway (or its proxy) is not serving. Nothing was scheduled; back off and send again.
     #[error("gateway unavailable: {0}")]
     Unavailable(String),
-    /// The gateway (or the proxy in front of it) refused our credentials (HTTP 401/403): nothing will work
-    /// until an operator fixes them, so the run stops.
+    /// A refusal the HTTP status documents (400, 429, 413, …: the request was not processed): safe to send
+    /// again, a bounded number of times.
+    #[error("the gateway refused the call request: {0}")]
+    Refused(String),
+    /// HTTP 401/403/407: nothing will work until an operator fixes the credentials, so the run stops.
     #[error("the gateway refused the credentials: {0}")]
     Unauthorized(String),
-    /// The gateway answered without scheduling (HTTP 4xx, or a page without `[ReqId=…]`): safe to send again.
-    #[error("gateway did not schedule the call: {0}")]
-    Rejected(String),
-    /// The request was sent and the answer was lost (reset, read timeout): the call may be scheduled.
-    #[error("no answer to the call request (the call may have been scheduled): {0}")]
-    Ambiguous(String),
+    /// A 404, 405 or redirect from the handler: the gateway URL is wrong (it ends in a handler path, or
+    /// points at another server). Nothing was scheduled; the run stops.
+    #[error("the gateway URL does not lead to the call handler: {0}")]
+    Misconfigured(String),
+    /// Sent, and the answer was lost (connection reset or closed, timeout, a body cut short): the call may
+    /// have been scheduled.
+    #[error("the answer to the call request was lost (the call may have been scheduled): {0}")]
+    Lost(String),
+    /// Sent, and answered with something that does not say whether the call was scheduled: a 500, 502 or 504
+    /// (from the gateway or a proxy in front of it), or a page without `[ReqId=…]`. `down`: the answer says
+    /// the gateway behind a proxy cannot be reached (502, 504).
+    #[error(
+        "the answer to the call request cannot be read (the call may have been scheduled): {reason}"
+    )]
+    Unreadable { reason: String, down: bool },
+}
+
+impl PlaceError {
+    /// The gateway's own (or its proxy's) answer came back: it is up, whatever it said.
+    pub fn gateway_answered(&self) -> bool {
+        !matches!(
+            self,
+            PlaceError::NotSent(_)
+                | PlaceError::Unavailable(_)
+                | PlaceError::Lost(_)
+                | PlaceError::Unreadable { down: true, .. }
+        )
+    }
+
+    /// The answer says the gateway cannot be reached, so requests should pause.
+    pub fn gateway_down(&self) -> bool {
+        matches!(
+            self,
+            PlaceError::NotSent(_)
+                | PlaceError::Unavailable(_)
+                | PlaceError::Unreadable { down: true, .. }
+        )
+    }
 }
 
 /// Why a status or remove request gave no usable answer. Always safe to ask again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PollError {
+    /// The gateway could not be reached at all (refused, DNS, connect timeout).
     #[error("gateway not reached: {0}")]
-    Transport(String),
-    #[error("gateway answered HTTP {0}")]
+    Unreachable(String),
+    /// Reached, and the answer was lost (reset, timeout, a body cut short).
+    #[error("no answer: {0}")]
+    Lost(String),
+    #[error("gateway answered HTTP {0}: {1}")]
     Http(u16, String),
     #[error("not a status reply: {0}")]
     Malformed(String),
     #[error("the gateway refused the credentials: HTTP {0}")]
     Unauthorized(u16),
+    /// A 404, 405 or redirect: the gateway URL does not lead to the handler.
+    #[error("the gateway URL does not lead to the status handler: HTTP {0}")]
+    Misconfigured(u16),
 }
+
+/// Most bytes read from any gateway reply. Real replies are a few hundred bytes; a page this large is not a
+/// reply (and an unbounded read lets a broken proxy exhaust memory).
+pub const MAX_REPLY: usize = 1 << 20;
 
 /// Connect timeout: a LAN gateway that has not answered a SYN in this long is down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,7 +111,7 @@ pub fn install_tls_provider() {
 pub struct Gateway {
     http: Client,
     base: Url,
-    auth: Option<(String, crate::config::Secret)>,
+    auth: Option<(String, crate::types::Secret)>,
 }
 
 impl Gateway {
@@ -69,7 +119,7 @@ impl Gateway {
     pub fn new(
         base: Url,
         timeout: Duration,
-        auth: Option<(String, crate::config::Secret)>,
+        auth: Option<(String, crate::types::Secret)>,
         ca_pem: Option<&[u8]>,
     ) -> Result<Gateway, String> {
         install_tls_provider();
@@ -128,45 +178,45 @@ impl Gateway {
             Err(e) if e.is_connect() || e.is_builder() => {
                 return Err(PlaceError::NotSent(describe(&e)));
             }
-            Err(e) => return Err(PlaceError::Ambiguous(describe(&e))),
+            Err(e) => return Err(PlaceError::Lost(describe(&e))),
         };
         let status = resp.status();
-        let body = match read_body(resp).await {
-            Ok(b) => b,
-            Err(e) if status.is_success() => return Err(PlaceError::Ambiguous(e)),
-            Err(e) => {
-                return Err(PlaceError::Rejected(format!(
-                    "HTTP {}: {e}",
-                    status.as_u16()
-                )));
-            }
+        let code = status.as_u16();
+        let body = read_body(resp).await;
+        let text = |b: &Result<String, BodyError>| match b {
+            Ok(t) => protocol::excerpt(t),
+            Err(e) => e.to_string(),
         };
-        if matches!(status.as_u16(), 401 | 403 | 407) {
-            return Err(PlaceError::Unauthorized(format!(
-                "HTTP {}",
-                status.as_u16()
-            )));
+        match code {
+            401 | 403 | 407 => Err(PlaceError::Unauthorized(format!("HTTP {code}"))),
+            300..=399 | 404 | 405 => Err(PlaceError::Misconfigured(format!(
+                "HTTP {code} from {}: {}",
+                self.url(protocol::CALL_PATH),
+                text(&body)
+            ))),
+            503 => Err(PlaceError::Unavailable(format!(
+                "HTTP 503: {}",
+                text(&body)
+            ))),
+            400..=499 => Err(PlaceError::Refused(format!("HTTP {code}: {}", text(&body)))),
+            200 => match body {
+                Err(BodyError::Read(e)) => Err(PlaceError::Lost(e)),
+                Err(e @ BodyError::TooLarge) => Err(PlaceError::Unreadable {
+                    reason: e.to_string(),
+                    down: false,
+                }),
+                Ok(body) => {
+                    protocol::parse_call_reply(&body).ok_or_else(|| PlaceError::Unreadable {
+                        reason: format!("no [ReqId=…] in the reply: {}", protocol::excerpt(&body)),
+                        down: false,
+                    })
+                }
+            },
+            _ => Err(PlaceError::Unreadable {
+                reason: format!("HTTP {code}: {}", text(&body)),
+                down: matches!(code, 502 | 504),
+            }),
         }
-        if status.is_server_error() {
-            return Err(PlaceError::Unavailable(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                protocol::excerpt(&body)
-            )));
-        }
-        if !status.is_success() {
-            return Err(PlaceError::Rejected(format!(
-                "HTTP {}: {}",
-                status.as_u16(),
-                protocol::excerpt(&body)
-            )));
-        }
-        protocol::parse_call_reply(&body).ok_or_else(|| {
-            PlaceError::Rejected(format!(
-                "no [ReqId=…] in the reply: {}",
-                protocol::excerpt(&body)
-            ))
-        })
     }
 
     /// Asks for a call's status.
@@ -187,32 +237,64 @@ impl Gateway {
             .form(&[("reqid", req_id)])
             .send()
             .await
-            .map_err(|e| PollError::Transport(describe(&e)))?;
-        let status = resp.status();
-        let body = read_body(resp).await.map_err(PollError::Transport)?;
-        if matches!(status.as_u16(), 401 | 403 | 407) {
-            return Err(PollError::Unauthorized(status.as_u16()));
+            .map_err(|e| {
+                if e.is_connect() || e.is_builder() {
+                    PollError::Unreachable(describe(&e))
+                } else {
+                    PollError::Lost(describe(&e))
+                }
+            })?;
+        let code = resp.status().as_u16();
+        let body = read_body(resp).await;
+        match code {
+            401 | 403 | 407 => Err(PollError::Unauthorized(code)),
+            300..=399 | 404 | 405 => Err(PollError::Misconfigured(code)),
+            200 => body.map_err(|e| match e {
+                BodyError::Read(e) => PollError::Lost(e),
+                e @ BodyError::TooLarge => PollError::Malformed(e.to_string()),
+            }),
+            _ => Err(PollError::Http(
+                code,
+                body.map(|b| protocol::excerpt(&b))
+                    .unwrap_or_else(|e| e.to_string()),
+            )),
         }
-        if status != StatusCode::OK {
-            return Err(PollError::Http(status.as_u16(), protocol::excerpt(&body)));
-        }
-        Ok(body)
     }
 }
 
-/// Reads a body as text. Servlet containers default to ISO-8859-1; every protocol token is ASCII, so a body
-/// that is not declared UTF-8 is decoded byte for byte as Latin-1 and nothing is ever replaced.
-async fn read_body(resp: reqwest::Response) -> Result<String, String> {
-    let utf8 = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("charset=utf-8"));
-    let bytes = resp.bytes().await.map_err(|e| describe(&e))?;
-    Ok(if utf8 {
-        String::from_utf8_lossy(&bytes).into_owned()
-    } else {
-        bytes.iter().map(|&b| char::from(b)).collect()
+/// Why a reply body could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BodyError {
+    #[error("{0}")]
+    Read(String),
+    #[error("the reply is larger than {} KiB", MAX_REPLY / 1024)]
+    TooLarge,
+}
+
+/// Reads a body as text, at most [`MAX_REPLY`] bytes. UTF-8 when it is UTF-8; otherwise Windows-1252, what
+/// a Windows gateway's servlet container sends by default (every protocol token is ASCII either way, and no
+/// byte is ever replaced: 0x93 is a left quote, not a control character).
+async fn read_body(mut resp: reqwest::Response) -> Result<String, BodyError> {
+    if resp.content_length().is_some_and(|n| n > MAX_REPLY as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut bytes: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(describe(&e)))?
+    {
+        if bytes.len() + chunk.len() > MAX_REPLY {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(e.as_bytes())
+            .0
+            .into_owned(),
     })
 }
 
@@ -303,24 +385,25 @@ mod tests {
             None,
         )
         .expect("client");
+        let e = gw.place_call(&request()).await.expect_err("refused");
+        assert!(matches!(e, PlaceError::NotSent(_)), "{e:?}");
+        assert!(e.gateway_down() && !e.gateway_answered());
         assert!(matches!(
-            gw.place_call(&request()).await,
-            Err(PlaceError::NotSent(_))
+            gw.status("1").await,
+            Err(PollError::Unreachable(_))
         ));
-        assert!(matches!(gw.status("1").await, Err(PollError::Transport(_))));
     }
 
     #[tokio::test]
-    async fn closed_after_the_request_is_ambiguous() {
+    async fn closed_after_the_request_is_lost_and_does_not_say_the_gateway_is_down() {
         let gw = one_shot(|sock| async move { drop(sock) }).await;
-        assert!(matches!(
-            gw.place_call(&request()).await,
-            Err(PlaceError::Ambiguous(_))
-        ));
+        let e = gw.place_call(&request()).await.expect_err("closed");
+        assert!(matches!(e, PlaceError::Lost(_)), "{e:?}");
+        assert!(!e.gateway_down());
     }
 
     #[tokio::test]
-    async fn no_answer_in_time_is_ambiguous() {
+    async fn no_answer_in_time_is_lost() {
         let gw = one_shot(|sock| async move {
             tokio::time::sleep(Duration::from_secs(3)).await;
             drop(sock);
@@ -328,63 +411,104 @@ mod tests {
         .await;
         assert!(matches!(
             gw.place_call(&request()).await,
-            Err(PlaceError::Ambiguous(_))
+            Err(PlaceError::Lost(_))
         ));
     }
 
-    #[tokio::test]
-    async fn server_error_is_unavailable() {
-        let gw = one_shot(|mut sock| async move {
-            let _ = sock
-                .write_all(&http("503 Service Unavailable", "busy"))
-                .await;
+    async fn answer_call(status: &'static str, body: &'static str) -> Result<String, PlaceError> {
+        let gw = one_shot(move |mut sock| async move {
+            let _ = sock.write_all(&http(status, body)).await;
         })
         .await;
-        assert!(matches!(
-            gw.place_call(&request()).await,
-            Err(PlaceError::Unavailable(_))
-        ));
+        gw.place_call(&request()).await
     }
 
     #[tokio::test]
-    async fn client_error_and_pages_without_an_id_are_rejected() {
-        let gw = one_shot(|mut sock| async move {
-            let _ = sock.write_all(&http("404 Not Found", "nope")).await;
-        })
-        .await;
-        assert!(matches!(
-            gw.place_call(&request()).await,
-            Err(PlaceError::Rejected(_))
-        ));
-        let gw = one_shot(|mut sock| async move {
-            let _ = sock
-                .write_all(&http("200 OK", "ERROR: missing parameter phoneno"))
-                .await;
-        })
-        .await;
-        match gw.place_call(&request()).await {
-            Err(PlaceError::Rejected(text)) => {
-                assert!(text.contains("missing parameter phoneno"), "{text}")
+    async fn only_answers_that_prove_nothing_was_scheduled_may_be_retried() {
+        // 503: not serving. Retried after a pause, and the breaker opens.
+        let e = answer_call("503 Service Unavailable", "busy")
+            .await
+            .expect_err("503");
+        assert!(
+            matches!(e, PlaceError::Unavailable(_)) && e.gateway_down(),
+            "{e:?}"
+        );
+        // 4xx: the request was refused, so nothing was scheduled.
+        for status in [
+            "400 Bad Request",
+            "429 Too Many Requests",
+            "413 Payload Too Large",
+        ] {
+            let e = answer_call(status, "no").await.expect_err(status);
+            assert!(matches!(e, PlaceError::Refused(_)), "{status}: {e:?}");
+        }
+        // A 500 may come after the record was created; a proxy's 502/504 too, and they say the gateway is down.
+        let e = answer_call("500 Internal Server Error", "NPE")
+            .await
+            .expect_err("500");
+        assert!(
+            matches!(e, PlaceError::Unreadable { down: false, .. }),
+            "{e:?}"
+        );
+        for status in ["502 Bad Gateway", "504 Gateway Timeout"] {
+            let e = answer_call(status, "proxy").await.expect_err(status);
+            assert!(
+                matches!(e, PlaceError::Unreadable { down: true, .. }),
+                "{status}: {e:?}"
+            );
+        }
+        // A page without an id: a gateway that words its page differently must not get everyone called again.
+        match answer_call("200 OK", "Your call is queued as number 17").await {
+            Err(PlaceError::Unreadable {
+                reason,
+                down: false,
+            }) => {
+                assert!(reason.contains("queued as number 17"), "{reason}")
             }
             other => panic!("{other:?}"),
         }
+        // A wrong URL is a configuration error, never a retry.
+        for status in ["404 Not Found", "302 Found", "405 Method Not Allowed"] {
+            let e = answer_call(status, "x").await.expect_err(status);
+            assert!(matches!(e, PlaceError::Misconfigured(_)), "{status}: {e:?}");
+        }
+        let e = answer_call("401 Unauthorized", "x").await.expect_err("401");
+        assert!(matches!(e, PlaceError::Unauthorized(_)));
     }
 
     #[tokio::test]
     async fn a_page_with_an_id_is_scheduled() {
-        let gw = one_shot(|mut sock| async move {
-            let _ = sock
-                .write_all(&http(
-                    "200 OK",
-                    "\r\n\r\nscheduled [ReqId=1208775078314]\r\n",
-                ))
-                .await;
-        })
-        .await;
         assert_eq!(
-            gw.place_call(&request()).await,
+            answer_call("200 OK", "\r\n\r\nscheduled [ReqId=1208775078314]\r\n").await,
             Ok("1208775078314".to_string())
         );
+    }
+
+    #[tokio::test]
+    async fn a_huge_reply_is_unreadable_without_being_held_in_memory() {
+        let gw = one_shot(|mut sock| async move {
+            // Chunked, so no Content-Length gives it away: the cap must hold while reading.
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..(MAX_REPLY / chunk.len() + 4) {
+                let head = format!("{:x}\r\n", chunk.len());
+                if sock.write_all(head.as_bytes()).await.is_err()
+                    || sock.write_all(&chunk).await.is_err()
+                    || sock.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        match gw.place_call(&request()).await {
+            Err(PlaceError::Unreadable { reason, .. }) => {
+                assert!(reason.contains("larger"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -403,5 +527,34 @@ mod tests {
         })
         .await;
         assert!(matches!(gw.status("1").await, Err(PollError::Malformed(_))));
+        let gw = one_shot_for("reqid=", |mut sock| async move {
+            let _ = sock.write_all(&http("404 Not Found", "no")).await;
+        })
+        .await;
+        assert!(matches!(
+            gw.status("1").await,
+            Err(PollError::Misconfigured(404))
+        ));
+    }
+
+    #[tokio::test]
+    async fn bytes_that_are_not_utf8_are_read_as_windows_1252() {
+        let gw = one_shot_for("reqid=", |mut sock| async move {
+            let body = b"[0^null^made^2026 10 1 9 0^2026 10 1 9 0^\x93Call succeeded\x94^^^^^\r\n]";
+            let mut reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            reply.extend_from_slice(body);
+            let _ = sock.write_all(&reply).await;
+        })
+        .await;
+        match gw.status("1").await {
+            Ok(StatusReply::Attempts(a)) => {
+                assert_eq!(a[0].notes, "\u{201c}Call succeeded\u{201d}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -5,8 +5,8 @@
 //! Decisions where the protocol reference leaves things open (its §8):
 //! - replies are `text/html;charset=UTF-8`, HTTP 200 for every protocol outcome (including errors), with the
 //!   blank lines JSP output carries before the body and CRLF line ends;
-//! - a call request without `phoneno`, a numeric `firstocc` or a content parameter gets an `ERROR:` line and
-//!   no `[ReqId=…]`;
+//! - a call request without `phoneno`, a numeric `firstocc` or a content parameter gets HTTP 400 with an
+//!   `ERROR:` line and no `[ReqId=…]` (a refusal the status code documents: nothing was scheduled);
 //! - request ids are epoch milliseconds, bumped by one when two requests share a millisecond;
 //! - no record is written while an attempt is ringing: the body stays `[]` (or the earlier attempts) until the
 //!   attempt ends; IVR responses sit in the attempt that collected them;
@@ -35,11 +35,47 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 
-use crate::config::SimSettings;
 use crate::gateway::protocol::{self, GatewayTime};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use scenario::{FaultPlan, Picker, Reply, Scenario, Script};
+
+/// Settings of the built-in simulator (`simulate`, or `run --gateway sim`).
+#[derive(Debug, Clone)]
+pub struct SimSettings {
+    pub lines: u32,
+    pub ring_delay: Duration,
+    pub call_duration: Duration,
+    pub retry_delay: Duration,
+    pub scenario: Option<std::path::PathBuf>,
+    pub record: Option<std::path::PathBuf>,
+    /// Faults from `simulate` flags, applied over the scenario's.
+    pub faults: scenario::FaultFlags,
+    /// `USER:PASSWORD` the simulator demands as basic auth.
+    pub basic_auth: Option<String>,
+    /// Serve https with this certificate chain and key (PEM files).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Keep every request in memory for [`Simulator::requests`] (tests). Off for long rehearsals and
+    /// benchmarks, where it would grow without bound.
+    pub remember: bool,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings {
+            lines: 4,
+            ring_delay: Duration::from_secs(2),
+            call_duration: Duration::from_secs(5),
+            retry_delay: Duration::from_secs(60),
+            scenario: None,
+            record: None,
+            faults: Default::default(),
+            basic_auth: None,
+            tls: None,
+            remember: false,
+        }
+    }
+}
 
 /// One request as the simulator saw it, and what it answered.
 #[derive(Debug, Clone, Serialize)]
@@ -47,11 +83,16 @@ pub struct Recorded {
     pub seq: u64,
     /// Milliseconds since the epoch when the request was handled.
     pub at_ms: i64,
+    /// When the request arrived, since the simulator started, on tokio's clock (exact virtual time in tests
+    /// that pause it).
+    #[serde(skip)]
+    pub arrived: Duration,
     pub method: String,
     pub path: String,
     pub params: BTreeMap<String, String>,
-    /// `scheduled`, `dropped` (scheduled, then no answer), `rejected`, `no-attempt`, `attempts`,
-    /// `no-such-record`, `removed`, `not-found`.
+    /// `scheduled`, `dropped` (scheduled, then no answer), `scheduled-error` (scheduled, then a 500 or 502),
+    /// `scheduled-reworded` (scheduled, answered without `[ReqId=…]`), `rejected`, `unavailable`, `no-attempt`,
+    /// `attempts`, `no-such-record`, `removed`, `not-found`.
     pub outcome: String,
     /// The request id this request created or asked about.
     pub req_id: Option<String>,
@@ -87,6 +128,9 @@ impl State {
 struct Shared {
     /// Woken on every recorded request, so tests wait on what the gateway saw instead of sleeping.
     seen: tokio::sync::Notify,
+    started: tokio::time::Instant,
+    /// Call requests received and not yet answered (a test can stop a run while requests are in flight).
+    calls_in_flight: std::sync::atomic::AtomicU64,
     addr: SocketAddr,
     faults: FaultPlan,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -154,6 +198,8 @@ impl Simulator {
         };
         let shared = Arc::new(Shared {
             seen: tokio::sync::Notify::new(),
+            started: tokio::time::Instant::now(),
+            calls_in_flight: Default::default(),
             addr,
             faults,
             tls,
@@ -213,6 +259,24 @@ impl Simulator {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.state().log.clone()
+    }
+
+    /// Call requests received whose answer has not gone out yet.
+    pub fn calls_in_flight(&self) -> u64 {
+        self.shared
+            .calls_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` call requests are being answered at once.
+    pub async fn wait_for_calls_in_flight(&self, n: u64) {
+        loop {
+            let seen = self.shared.seen.notified();
+            if self.calls_in_flight() >= n {
+                return;
+            }
+            seen.await;
+        }
     }
 
     /// Waits until the requests received so far satisfy `done`.
@@ -473,6 +537,7 @@ async fn handle(
             return Ok(r);
         }
     }
+    let arrived = shared.started.elapsed();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
@@ -482,6 +547,7 @@ async fn handle(
     };
     let form_body: &[u8] = if method == Method::POST { &body } else { b"" };
     let params = params_of(query.as_deref(), form_body);
+    let _in_flight = (path == protocol::CALL_PATH).then(|| InFlight::new(&shared));
     if let Some((delay, rate)) = shared.faults.slow {
         let slow = shared.state().chance(rate);
         if slow {
@@ -492,6 +558,7 @@ async fn handle(
     let mut rec = Recorded {
         seq: 0,
         at_ms: now_ms(),
+        arrived,
         method: method.to_string(),
         path: path.clone(),
         params: params.clone(),
@@ -519,6 +586,28 @@ async fn handle(
     };
     log_request(&shared, rec);
     result
+}
+
+/// Counts a call request as being answered, and wakes waiters both ways.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared
+            .calls_in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        shared.seen.notify_waiters();
+        InFlight(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .calls_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.seen.notify_waiters();
+    }
 }
 
 fn log_request(shared: &Shared, mut rec: Recorded) {
@@ -571,12 +660,12 @@ fn call_request(
     };
     if let Some(p) = problem {
         rec.outcome = "rejected".into();
-        return Ok(reply(StatusCode::OK, jsp(&format!("ERROR: {p}"))));
+        return Ok(reply(StatusCode::BAD_REQUEST, jsp(&format!("ERROR: {p}"))));
     }
     let firstocc = firstocc.unwrap_or(10);
     let selfdelete = params.get("selfdelete").is_some_and(|v| v.trim() == "1");
 
-    let (id, script, drop_reply) = {
+    let (id, script, fault_reply) = {
         let mut st = shared.state();
         if st.chance(shared.faults.call_unavailable) {
             rec.outcome = "unavailable".into();
@@ -585,7 +674,23 @@ fn call_request(
                 jsp("<html><body><h1>HTTP Status 503 - Service Unavailable</h1></body></html>"),
             ));
         }
-        let drop_reply = st.chance(shared.faults.call_drop);
+        if st.chance(shared.faults.call_refused) {
+            rec.outcome = "rejected".into();
+            return Ok(reply(
+                StatusCode::BAD_REQUEST,
+                jsp("ERROR: the scheduler refused the request"),
+            ));
+        }
+        // Faults that come after the record is created, the dangerous kind: the call goes ahead either way.
+        let fault_reply = if st.chance(shared.faults.call_drop) {
+            Some(Reply::Drop)
+        } else if st.chance(shared.faults.call_error) {
+            Some(Reply::Error)
+        } else if st.chance(shared.faults.call_reworded) {
+            Some(Reply::Reworded)
+        } else {
+            None
+        };
         let id = now_ms().max(st.last_id + 1);
         st.last_id = id;
         let script = st.picker.pick(phoneno);
@@ -597,13 +702,9 @@ fn call_request(
                 task: None,
             },
         );
-        (id, script, drop_reply)
+        (id, script, fault_reply)
     };
-    let reply_kind = if drop_reply {
-        Reply::Drop
-    } else {
-        script.reply
-    };
+    let reply_kind = fault_reply.unwrap_or(script.reply);
     let task = tokio::spawn(run_call(
         shared.clone(),
         id.clone(),
@@ -615,19 +716,48 @@ fn call_request(
         call.task = Some(task.abort_handle());
     }
     rec.req_id = Some(id.clone());
-    if reply_kind == Reply::Drop {
-        rec.outcome = "dropped".into();
-        return Err(DroppedReply);
-    }
-    rec.outcome = "scheduled".into();
     let (_, z) = gateway_now();
     let when = z.strftime("%a %b %d %H:%M:%S %Z %Y").to_string();
-    Ok(reply(
-        StatusCode::OK,
-        jsp(&format!(
-            "<html><head><title>Voicent Gateway</title></head><body>\r\nYour call is scheduled for {when}. [ReqId={id}]\r\n</body></html>"
-        )),
-    ))
+    match reply_kind {
+        Reply::Drop => {
+            rec.outcome = "dropped".into();
+            Err(DroppedReply)
+        }
+        Reply::Error => {
+            rec.outcome = "scheduled-error".into();
+            Ok(reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                jsp(
+                    "<html><body><h1>HTTP Status 500 - java.lang.NullPointerException</h1></body></html>",
+                ),
+            ))
+        }
+        Reply::BadGateway => {
+            rec.outcome = "scheduled-error".into();
+            Ok(reply(
+                StatusCode::BAD_GATEWAY,
+                jsp("<html><body><h1>502 Bad Gateway</h1></body></html>"),
+            ))
+        }
+        Reply::Reworded => {
+            rec.outcome = "scheduled-reworded".into();
+            Ok(reply(
+                StatusCode::OK,
+                jsp(&format!(
+                    "<html><head><title>Voicent Gateway</title></head><body>\r\nCall request {id} accepted for {when}.\r\n</body></html>"
+                )),
+            ))
+        }
+        Reply::Normal => {
+            rec.outcome = "scheduled".into();
+            Ok(reply(
+                StatusCode::OK,
+                jsp(&format!(
+                    "<html><head><title>Voicent Gateway</title></head><body>\r\nYour call is scheduled for {when}. [ReqId={id}]\r\n</body></html>"
+                )),
+            ))
+        }
+    }
 }
 
 /// Plays one call's script: each attempt waits for a free line, rings, and appends its record.

@@ -15,8 +15,10 @@
 //! A step is one dial attempt and appends one record: a status word (`made`, `failed`, `retry`, or any other
 //! word, which the gateway would report as is) with optional `notes` and `responses`. The special step
 //! `forget` makes the gateway lose the record (later polls get `ERROR: no such call record`). A script that
-//! ends on a step that is not `made`/`failed` leaves the call unfinished forever. `reply = "drop"` schedules
-//! the call and then closes the connection without answering the call request.
+//! ends on a step that is not `made`/`failed` leaves the call unfinished forever. `reply` says how the call
+//! request is answered once the call is scheduled: `normal`, `drop` (the connection closes without an answer),
+//! `error` (HTTP 500), `bad-gateway` (HTTP 502, as a proxy in front of it would) or `reworded` (a page
+//! without `[ReqId=…]`, as a gateway release that words its page differently would).
 
 use std::path::Path;
 
@@ -40,7 +42,10 @@ pub struct Scenario {
 /// ```toml
 /// [faults]
 /// call-unavailable = 0.2   # call requests answered 503, nothing scheduled
+/// call-refused = 0.1       # call requests answered 400, nothing scheduled
 /// call-drop = 0.1          # call requests scheduled, then the connection closed without an answer
+/// call-error = 0.1         # call requests scheduled, then answered 500
+/// call-reworded = 0.1      # call requests scheduled, answered with a page without [ReqId=…]
 /// status-error = 0.1       # status polls answered 500
 /// status-garbage = 0.1     # status polls answered 200 with a page that is not a status reply
 /// slow = "2s"              # answers delayed this long...
@@ -54,7 +59,13 @@ pub struct Faults {
     #[serde(default)]
     pub call_unavailable: f64,
     #[serde(default)]
+    pub call_refused: f64,
+    #[serde(default)]
     pub call_drop: f64,
+    #[serde(default)]
+    pub call_error: f64,
+    #[serde(default)]
+    pub call_reworded: f64,
     #[serde(default)]
     pub status_error: f64,
     #[serde(default)]
@@ -81,7 +92,10 @@ pub struct OutageSpec {
 pub struct FaultFlags {
     pub seed: Option<u64>,
     pub call_unavailable: Option<f64>,
+    pub call_refused: Option<f64>,
     pub call_drop: Option<f64>,
+    pub call_error: Option<f64>,
+    pub call_reworded: Option<f64>,
     pub status_error: Option<f64>,
     pub status_garbage: Option<f64>,
     pub slow: Option<String>,
@@ -100,7 +114,10 @@ impl Scenario {
         }
         for (slot, v) in [
             (&mut faults.call_unavailable, f.call_unavailable),
+            (&mut faults.call_refused, f.call_refused),
             (&mut faults.call_drop, f.call_drop),
+            (&mut faults.call_error, f.call_error),
+            (&mut faults.call_reworded, f.call_reworded),
             (&mut faults.status_error, f.status_error),
             (&mut faults.status_garbage, f.status_garbage),
         ] {
@@ -140,7 +157,10 @@ impl Scenario {
 #[derive(Debug, Clone, Default)]
 pub struct FaultPlan {
     pub call_unavailable: f64,
+    pub call_refused: f64,
     pub call_drop: f64,
+    pub call_error: f64,
+    pub call_reworded: f64,
     pub status_error: f64,
     pub status_garbage: f64,
     pub slow: Option<(std::time::Duration, f64)>,
@@ -158,11 +178,14 @@ impl Faults {
             }
         };
         let dur = |name: &str, v: &str| {
-            crate::config::parse_duration(v).map_err(|e| format!("faults.{name}: {e}"))
+            crate::types::parse_duration(v).map_err(|e| format!("faults.{name}: {e}"))
         };
         Ok(FaultPlan {
             call_unavailable: rate("call-unavailable", self.call_unavailable)?,
+            call_refused: rate("call-refused", self.call_refused)?,
             call_drop: rate("call-drop", self.call_drop)?,
+            call_error: rate("call-error", self.call_error)?,
+            call_reworded: rate("call-reworded", self.call_reworded)?,
             status_error: rate("status-error", self.status_error)?,
             status_garbage: rate("status-garbage", self.status_garbage)?,
             slow: match &self.slow {
@@ -208,13 +231,20 @@ fn one() -> u32 {
     1
 }
 
+/// How a call request is answered once its call is scheduled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Reply {
     #[default]
     Normal,
-    /// Schedule the call, then drop the connection without an answer.
+    /// Drop the connection without an answer.
     Drop,
+    /// HTTP 500 (the gateway failed after creating the record).
+    Error,
+    /// HTTP 502, as a proxy in front of the gateway answers when it loses the gateway's answer.
+    BadGateway,
+    /// HTTP 200 with a page that does not carry `[ReqId=…]`.
+    Reworded,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -150,14 +150,7 @@ async fn requests_answered_503_are_retried_and_scheduled_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_beyond_the_retry_budget_end_error_with_the_gateways_words() {
-    let sim = sim(
-        8,
-        ms(10),
-        ms(10),
-        ms(10),
-        "[faults]\ncall-unavailable = 1.0\n",
-    )
-    .await;
+    let sim = sim(8, ms(10), ms(10), ms(10), "[faults]\ncall-refused = 1.0\n").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write(dir.path(), "c.csv", &contacts(1));
     let output = dir.path().join("r.csv");
@@ -169,11 +162,16 @@ async fn refusals_beyond_the_retry_budget_end_error_with_the_gateways_words() {
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let rows = results(&output);
     assert_eq!(rows[0]["status"], "error");
-    assert!(rows[0]["detail"].contains("503"), "{}", rows[0]["detail"]);
+    assert!(rows[0]["detail"].contains("400"), "{}", rows[0]["detail"]);
+    assert!(
+        rows[0]["detail"].contains("the scheduler refused"),
+        "{}",
+        rows[0]["detail"]
+    );
     let tries = sim
         .requests()
         .iter()
-        .filter(|r| r.outcome == "unavailable")
+        .filter(|r| r.outcome == "rejected")
         .count();
     assert_eq!(tries, 3, "one request and two retries");
 }

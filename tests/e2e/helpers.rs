@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use ivr_campaign::config::SimSettings;
 use ivr_campaign::gateway::protocol;
+use ivr_campaign::simulator::SimSettings;
 use ivr_campaign::simulator::scenario::Scenario;
 use ivr_campaign::simulator::{Recorded, Simulator};
 use tokio::net::TcpListener;
@@ -115,7 +115,8 @@ pub fn results(path: &Path) -> Vec<HashMap<String, String>> {
 pub fn call_requests(log: &[Recorded]) -> Vec<&Recorded> {
     log.iter()
         .filter(|r| {
-            r.path == protocol::CALL_PATH && (r.outcome == "scheduled" || r.outcome == "dropped")
+            r.path == protocol::CALL_PATH
+                && (r.outcome.starts_with("scheduled") || r.outcome == "dropped")
         })
         .collect()
 }

@@ -195,7 +195,7 @@ async fn an_https_gateway_with_an_internal_ca() {
     let cert_pem = write(dir.path(), "proxy.pem", &cert.pem());
     let key_pem = write(dir.path(), "proxy.key", &key.serialize_pem());
 
-    let settings = ivr_campaign::config::SimSettings {
+    let settings = ivr_campaign::simulator::SimSettings {
         ring_delay: ms(5),
         call_duration: ms(5),
         retry_delay: ms(5),

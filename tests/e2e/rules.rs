@@ -348,7 +348,7 @@ async fn a_dry_run_calls_nobody_leaves_no_journal_and_its_forecast_matches_a_rea
         panic!("run")
     };
     let cfg = ivr_campaign::config::RunConfig::from_args(*run_args).expect("config");
-    let forecast = ivr_campaign::dryrun::forecast(&cfg, 24);
+    let forecast = ivr_campaign::commands::validate::forecast(&cfg, 24);
     let started = Instant::now();
     let real = run(&with(&base, &tuning)).await;
     let took = started.elapsed();

@@ -1,8 +1,8 @@
 //! The simulator as operators use it: the handlers over GET (as the captured browser session drove them), the
 //! request record, and `gateway = "sim"` from a campaign file.
 
-use ivr_campaign::config::SimSettings;
 use ivr_campaign::gateway::protocol::{self, StatusReply};
+use ivr_campaign::simulator::SimSettings;
 use ivr_campaign::simulator::Simulator;
 
 use crate::helpers::*;

@@ -8,12 +8,11 @@ use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::campaign::humanize;
 use crate::config::RunConfig;
 use crate::contacts::{self, Verdict};
 use crate::error::{Error, Result};
-use crate::ledger::Ledger;
-use crate::suppress;
+use crate::rules::{Admission, Candidate, Decision, admit};
+use crate::types::humanize;
 
 /// The decision file: `results.csv` → `results.dry-run.csv`.
 pub fn output_path(output: &Path) -> PathBuf {
@@ -134,14 +133,11 @@ pub fn forecast(cfg: &RunConfig, calls: u64) -> Forecast {
     }
 }
 
-/// Runs the dry run.
+/// Runs the dry run: every row through the same rules a run applies, in the same order.
 pub fn run(cfg: &RunConfig) -> Result<Report> {
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
-    let (suppressed, _) = suppress::load(&cfg.suppress, cfg.default_region)?;
-    let ledger = match cfg.cap {
-        Some((cap, per)) if cfg.ledger.exists() => Some(Ledger::open(&cfg.ledger, cap, per)?),
-        _ => None,
-    };
+    // The ledger is only read, and only if it exists: a dry run leaves nothing behind.
+    let mut rules = super::run::rules_for(cfg, true)?;
     let output = output_path(&cfg.output);
     let out_err = |e: &dyn std::fmt::Display| {
         Error::Output(format!("cannot write {}: {e}", output.display()))
@@ -166,81 +162,66 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
     let mut decisions: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut reader = source.reader()?;
     let mut record = csv::ByteRecord::new();
-    let mut row = 0u64;
+    let mut line = 0u64;
     let mut would_call = 0u64;
     while reader
         .read_byte_record(&mut record)
         .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
     {
-        row += 1;
+        line += 1;
         let judged = source.judge(&record, cfg.default_region, cfg.number_format);
-        let zone_name = judged
-            .tz
-            .clone()
-            .unwrap_or_else(|| cfg.timezone_name.clone());
-        let (decision, detail, dial) = match judged.verdict {
-            Verdict::Invalid(reason) => ("invalid", reason, String::new()),
-            Verdict::Call { e164, dial } => {
-                if let Some(first) = seen.get(&e164) {
-                    (
-                        "duplicate",
-                        format!("same number as row {first}"),
-                        String::new(),
-                    )
-                } else {
-                    seen.insert(e164.clone(), row);
-                    let calls = match &ledger {
-                        Some(l) => l.count(&e164)?,
-                        None => 0,
-                    };
-                    if let Some(list) = suppressed.get(&e164) {
-                        ("suppressed", format!("on suppression list {list}"), dial)
-                    } else if let Some((cap, per)) = cfg.cap.filter(|(cap, _)| calls >= *cap) {
-                        (
-                            "capped",
-                            format!("{calls} call(s) in the last {} (cap {cap})", humanize(per)),
-                            dial,
-                        )
-                    } else {
-                        match &cfg.window {
-                            None => ("would_call", String::new(), dial),
-                            Some(win) => {
-                                let tz = crate::window::zone(&zone_name)
-                                    .unwrap_or_else(|_| cfg.timezone.clone());
-                                if win.allows(now, &tz) {
-                                    ("would_call", String::new(), dial)
-                                } else {
-                                    let opens = win
-                                        .next_opening(now, &tz)
-                                        .map(|t| {
-                                            t.to_zoned_datetime(tz.clone())
-                                                .strftime("%a %H:%M")
-                                                .to_string()
-                                        })
-                                        .unwrap_or_else(|| "never in the next week".into());
-                                    if cfg.wait_for_window {
-                                        (
-                                            "would_call",
-                                            format!(
-                                                "waits for the calling window: opens {opens} {zone_name}"
-                                            ),
-                                            dial,
-                                        )
-                                    } else {
-                                        (
-                                            "outside_window",
-                                            format!(
-                                                "outside the calling window now; opens {opens} {zone_name}"
-                                            ),
-                                            dial,
-                                        )
-                                    }
-                                }
-                            }
+        let admission = admit(&judged.verdict, |e164| {
+            Ok::<_, Error>(match seen.get(e164) {
+                Some(first) => Some(*first),
+                None => {
+                    seen.insert(e164.to_string(), line);
+                    None
+                }
+            })
+        })?;
+        let (e164, dial) = match &judged.verdict {
+            Verdict::Call { e164, dial } => (Some(e164.as_str()), dial.clone()),
+            Verdict::Invalid(_) => (None, String::new()),
+        };
+        let (decision, detail, dial) = match (&admission, e164) {
+            (Admission::Callable, Some(e164)) => {
+                let cand = Candidate {
+                    e164,
+                    tz: judged.tz.as_deref(),
+                };
+                match rules.decide(cand, now) {
+                    Decision::Call => match rules.cap(e164, "", line - 1, false)? {
+                        Some(detail) => ("capped", detail, dial),
+                        None => ("would_call", String::new(), dial),
+                    },
+                    Decision::OutsideWindow { detail, opens } => {
+                        let opens =
+                            opens.map_or("never in the next week".to_string(), |t| t.to_string());
+                        if cfg.wait_for_window {
+                            (
+                                "would_call",
+                                format!("waits for the calling window (opens {opens}): {detail}"),
+                                dial,
+                            )
+                        } else {
+                            ("outside_window", format!("{detail}; opens {opens}"), dial)
                         }
                     }
+                    Decision::Suppressed(list) => {
+                        ("suppressed", format!("on suppression list {list}"), dial)
+                    }
+                    Decision::Unplaceable(reason) => ("invalid", reason, dial),
                 }
             }
+            (a, _) => (
+                if matches!(a, Admission::Duplicate { .. }) {
+                    "duplicate"
+                } else {
+                    "invalid"
+                },
+                a.detail().unwrap_or_default(),
+                String::new(),
+            ),
         };
         if decision == "would_call" {
             would_call += 1;
@@ -255,6 +236,10 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
         out.push_field(detail.as_bytes());
         out.push_field(dial.as_bytes());
         if cfg.window.is_some() {
+            let zone_name = judged
+                .tz
+                .clone()
+                .unwrap_or_else(|| cfg.timezone_name.clone());
             out.push_field(zone_name.as_bytes());
             out.push_field(if judged.tz.is_some() {
                 b"column" as &[u8]

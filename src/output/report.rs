@@ -10,23 +10,23 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gateway::protocol::Responses;
-use crate::journal::{self, State};
-use crate::results::Status;
+use crate::store::State;
+use crate::store::journal;
 
 /// Colours per outcome; final-and-fine in greens, needing attention in reds, open in greys.
-fn colour(s: Status) -> &'static str {
-    match s {
-        Status::Made => "#2e7d32",
-        Status::Failed => "#f9a825",
-        Status::Unresolved => "#ef6c00",
-        Status::Unknown => "#c62828",
-        Status::Error => "#8e0000",
-        Status::Invalid => "#6d4c41",
-        Status::Duplicate => "#8d6e63",
-        Status::Suppressed => "#5c6bc0",
-        Status::Capped => "#7e57c2",
-        Status::InProgress => "#90a4ae",
-        Status::NotAttempted => "#cfd8dc",
+fn colour(s: State) -> &'static str {
+    match s.result() {
+        State::Made => "#2e7d32",
+        State::Failed => "#f9a825",
+        State::Unresolved => "#ef6c00",
+        State::Unknown | State::Intent => "#c62828",
+        State::Error => "#8e0000",
+        State::Invalid => "#6d4c41",
+        State::Duplicate => "#8d6e63",
+        State::Suppressed => "#5c6bc0",
+        State::Capped => "#7e57c2",
+        State::Dialed => "#90a4ae",
+        State::Pending => "#cfd8dc",
     }
 }
 
@@ -48,7 +48,7 @@ pub fn esc(s: &str) -> String {
 
 struct Row {
     line: u64,
-    status: Status,
+    status: State,
     number: String,
     detail: String,
     responses: String,
@@ -75,10 +75,10 @@ pub fn build(state_dir: &Path) -> Result<String> {
     let mut st = conn.prepare(
         "SELECT line, state, dialed_number, detail, responses, finished_at FROM contacts ORDER BY row",
     )?;
-    let mut counts: BTreeMap<Status, u64> = BTreeMap::new();
+    let mut counts: BTreeMap<State, u64> = BTreeMap::new();
     let mut attention: Vec<Row> = Vec::new();
     let mut attention_total = 0u64;
-    let mut finished: Vec<(i64, Status)> = Vec::new();
+    let mut finished: Vec<(i64, State)> = Vec::new();
     // key → value → count, over made calls.
     let mut answers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut made = 0u64;
@@ -89,7 +89,7 @@ pub fn build(state_dir: &Path) -> Result<String> {
             .ok_or_else(|| Error::Journal(format!("unknown state {state_text:?}")))?;
         let row = Row {
             line: r.get::<_, i64>(0)? as u64,
-            status: Status::from_state(state),
+            status: state.result(),
             number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
             detail: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
             responses: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
@@ -98,11 +98,11 @@ pub fn build(state_dir: &Path) -> Result<String> {
         *counts.entry(row.status).or_insert(0) += 1;
         if let (Some(t), true) = (
             row.finished_ms,
-            state.is_final() && row.status != Status::Invalid,
+            state.is_final() && row.status != State::Invalid,
         ) {
             finished.push((t, row.status));
         }
-        if row.status == Status::Made {
+        if row.status == State::Made {
             made += 1;
             for (k, v) in Responses::parse(&row.responses).iter() {
                 *answers
@@ -141,8 +141,8 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
         now = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
     );
 
-    let n = |s: Status| counts.get(&s).copied().unwrap_or(0);
-    let open = n(Status::InProgress) + n(Status::NotAttempted);
+    let n = |s: State| counts.get(&s).copied().unwrap_or(0);
+    let open = n(State::Dialed) + n(State::Pending);
     let _ = write!(
         h,
         r#"<div class="cards"><div class="card">Rows<b>{total}</b></div><div class="card">Reached<b class="ok">{made}</b></div><div class="card">Need a person<b class="{att_class}">{attention_total}</b></div><div class="card">Left for a rerun<b>{open}</b></div></div>"#,
@@ -151,7 +151,7 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
 
     // Counts per outcome: a table with a horizontal bar per status.
     h.push_str("<h2>Outcomes</h2><table><tr><th>Status</th><th class=\"n\">Rows</th><th class=\"n\">Share</th><th style=\"width:45%\"></th></tr>");
-    for s in Status::ALL {
+    for s in State::RESULTS {
         let c = n(s);
         if c == 0 {
             continue;
@@ -161,7 +161,7 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
             h,
             r#"<tr><td><span class="sw" style="background:{col}"></span>{name}</td><td class="n">{c}</td><td class="n">{pct:.1}%</td><td><svg width="100%" height="14" viewBox="0 0 100 14" preserveAspectRatio="none" role="img" aria-label="{pct:.1}%"><rect width="{w:.2}" height="14" fill="{col}"/></svg></td></tr>"#,
             col = colour(s),
-            name = s.as_str(),
+            name = s.result_name(),
             pct = share * 100.0,
             w = share * 100.0,
         );
@@ -214,7 +214,7 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
                 r#"<tr><td class="n">{}</td><td><span class="sw" style="background:{}"></span>{}</td><td>{}</td><td>{}</td></tr>"#,
                 r.line,
                 colour(r.status),
-                r.status.as_str(),
+                r.status.result_name(),
                 esc(&r.number),
                 esc(&r.detail)
             );
@@ -226,7 +226,7 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
 }
 
 /// Stacked columns of finished calls per time bucket, by outcome, as inline SVG.
-fn timeline(finished: &[(i64, Status)]) -> String {
+fn timeline(finished: &[(i64, State)]) -> String {
     let Some(first) = finished.iter().map(|f| f.0).min() else {
         return "<p class=\"meta\">No call has finished yet.</p>".to_string();
     };
@@ -234,7 +234,7 @@ fn timeline(finished: &[(i64, Status)]) -> String {
     let span = (last - first).max(1);
     const BUCKETS: usize = 48;
     let width_ms = (span / BUCKETS as i64).max(1) + 1;
-    let mut buckets: Vec<BTreeMap<Status, u64>> = vec![BTreeMap::new(); BUCKETS];
+    let mut buckets: Vec<BTreeMap<State, u64>> = vec![BTreeMap::new(); BUCKETS];
     for (t, s) in finished {
         let i = (((t - first) / width_ms) as usize).min(BUCKETS - 1);
         *buckets[i].entry(*s).or_insert(0) += 1;
@@ -257,7 +257,7 @@ fn timeline(finished: &[(i64, Status)]) -> String {
     );
     for (i, b) in buckets.iter().enumerate() {
         let mut y = ht;
-        for s in Status::ALL {
+        for s in State::RESULTS {
             let c = b.get(&s).copied().unwrap_or(0);
             if c == 0 {
                 continue;
@@ -270,7 +270,7 @@ fn timeline(finished: &[(i64, Status)]) -> String {
                 x = left + i as f64 * col_w + 1.0,
                 cw = (col_w - 2.0).max(1.0),
                 col = colour(s),
-                name = s.as_str()
+                name = s.result_name()
             );
         }
     }

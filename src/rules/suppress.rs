@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use phonenumber::country::Id as Region;
 
-use crate::config::NumberFormat;
 use crate::contacts::{self, ReadOptions, Verdict};
 use crate::error::{Error, Result};
+use crate::types::NumberFormat;
 
 /// E.164 number → the file that suppresses it.
 pub type Suppressed = HashMap<String, String>;

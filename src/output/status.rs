@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use crate::cli::{RunArgs, StatusArgs};
 use crate::config::{RunConfig, default_output, default_state_dir};
 use crate::error::{Error, Result};
-use crate::journal::{self, State};
+use crate::store::State;
+use crate::store::journal;
 
 /// Finds the journal directory the way `run` would.
 pub fn locate(args: &StatusArgs) -> Result<PathBuf> {
@@ -73,7 +74,7 @@ pub fn report(dir: &Path) -> Result<String> {
             .map_or(0, |(_, n)| *n);
         if n > 0 {
             let label = match state {
-                State::Pending => "pending (not yet dialed)",
+                State::Pending => "pending (not yet requested)",
                 State::Intent => "requesting",
                 State::Dialed => "dialed (polling)",
                 s => s.as_str(),

@@ -111,6 +111,36 @@ impl Ledger {
         Ok(Claim::Granted)
     }
 
+    /// The cap for one call. With `claim` (a run, just before the request) the call is counted and recorded in
+    /// one transaction; without (a dry run) it is only counted. `Some(detail)`: at the cap, not called.
+    /// Blocking: call it off the async threads.
+    pub fn check(
+        &self,
+        e164: &str,
+        campaign: &str,
+        row: u64,
+        claim: bool,
+    ) -> Result<Option<String>> {
+        let calls = if claim {
+            match self.claim(e164, campaign, row)? {
+                Claim::Granted => return Ok(None),
+                Claim::Capped { calls } => calls,
+            }
+        } else {
+            let calls = self.count(e164)?;
+            if calls < self.cap {
+                return Ok(None);
+            }
+            calls
+        };
+        Ok(Some(format!(
+            "{calls} call(s) to this number in the last {} (cap {}, ledger {})",
+            crate::types::humanize(self.per),
+            self.cap,
+            self.path.display()
+        )))
+    }
+
     /// Calls to `e164` within the period, without claiming (dry runs).
     pub fn count(&self, e164: &str) -> Result<u32> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());

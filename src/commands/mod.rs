@@ -1,0 +1,4 @@
+//! The subcommands that do more than read: `run` and `validate` (`run --dry-run`).
+
+pub mod run;
+pub mod validate;

@@ -1,0 +1,195 @@
+//! The circuit breaker: while the gateway cannot be reached, call requests stop.
+//!
+//! A gateway restarting, or a network away for five minutes, must not turn a whole list into `error`. So
+//! when a request finds the gateway unreachable (refused, connect timeout, 503, a proxy's 502/504), the
+//! breaker opens: no call request goes out but one probe at a time, after a capped exponential backoff. The
+//! first answer closes it again. If it stays open past `max-outage`, the run stops cleanly with work left
+//! (exit 75; the next run resumes).
+//!
+//! The coordinator owns it outright (no lock, no shared wake-ups): it asks [`Breaker::may_send`] before each
+//! call request, and tells it every verdict, including a probe whose task ended without asking the gateway
+//! anything (capped, stopped), so the probe slot can never be left taken.
+
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::types::Dur;
+
+/// Delays that double from `min`, with up to +100% jitter, never above `max`.
+pub fn delays(min: Duration, max: Duration) -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(min)
+        // Jitter adds up to the delay again, so the cap before jitter is half the promised maximum.
+        .with_max_delay((max / 2).max(min))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+const PROBE_MIN: Duration = Duration::from_millis(500);
+const PROBE_MAX: Duration = Duration::from_secs(30);
+
+pub struct Breaker {
+    open_since: Option<Instant>,
+    next_probe: Instant,
+    /// The row whose request is the probe now out, if any.
+    probe: Option<u64>,
+    delays: ExponentialBackoff,
+    max_outage: Duration,
+    /// Time spent open, over the run (for the summary).
+    pub outage_total: Duration,
+}
+
+/// Why a call request may not go out yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// The next probe may go at this instant.
+    Until(Instant),
+    /// A probe is out: wait for its verdict.
+    Verdict,
+}
+
+impl Breaker {
+    pub fn new(max_outage: Duration) -> Breaker {
+        Breaker {
+            open_since: None,
+            next_probe: Instant::now(),
+            probe: None,
+            delays: delays(PROBE_MIN, PROBE_MAX),
+            max_outage,
+            outage_total: Duration::ZERO,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open_since.is_some()
+    }
+
+    /// Whether a call request may go out at `now`.
+    pub fn may_send(&self, now: Instant) -> Result<(), Wait> {
+        if self.open_since.is_none() {
+            return Ok(());
+        }
+        if self.probe.is_some() {
+            return Err(Wait::Verdict);
+        }
+        if now < self.next_probe {
+            return Err(Wait::Until(self.next_probe));
+        }
+        Ok(())
+    }
+
+    /// A call request for `row` went out (after [`Breaker::may_send`] allowed it).
+    pub fn sent(&mut self, row: u64) {
+        if self.open_since.is_some() {
+            self.probe = Some(row);
+        }
+    }
+
+    /// The gateway answered (anything, even an error page: it is there).
+    pub fn answered(&mut self, now: Instant) {
+        if let Some(since) = self.open_since.take() {
+            let down = now.saturating_duration_since(since);
+            self.outage_total += down;
+            info!(
+                after = %Dur(down),
+                "the gateway answers again; resuming call requests"
+            );
+            self.delays = delays(PROBE_MIN, PROBE_MAX);
+        }
+        self.probe = None;
+    }
+
+    /// The gateway could not be reached.
+    pub fn unreachable(&mut self, now: Instant, why: &str) {
+        if self.open_since.is_none() {
+            self.open_since = Some(now);
+            warn!(
+                reason = why,
+                max_outage = %Dur(self.max_outage),
+                "the gateway cannot be reached; pausing call requests and probing it"
+            );
+        }
+        let wait = self.delays.next().unwrap_or(PROBE_MAX);
+        self.next_probe = now + wait;
+        self.probe = None;
+    }
+
+    /// The task for `row` ended. If it was the probe and gave no verdict (it never asked the gateway), the
+    /// next probe may go at once.
+    pub fn task_ended(&mut self, row: u64) {
+        if self.probe == Some(row) {
+            self.probe = None;
+        }
+    }
+
+    /// When the outage, if one is going on, passes `max-outage`.
+    pub fn outage_deadline(&self) -> Option<Instant> {
+        self.open_since.map(|s| s + self.max_outage)
+    }
+
+    /// Time spent open so far, including an outage still going on.
+    pub fn outage_so_far(&self, now: Instant) -> Duration {
+        self.outage_total
+            + self
+                .open_since
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_with_jitter_and_stay_under_the_cap() {
+        let d: Vec<Duration> = delays(Duration::from_millis(100), Duration::from_secs(1))
+            .take(12)
+            .collect();
+        assert!(d[0] >= Duration::from_millis(100) && d[0] < Duration::from_millis(200));
+        assert!(d[1] >= Duration::from_millis(200));
+        assert!(d.iter().all(|x| *x <= Duration::from_secs(1)));
+        assert!(d[11] >= Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_probe_at_a_time_and_a_probe_that_gives_no_verdict_frees_the_slot() {
+        let mut b = Breaker::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(b.may_send(t0), Ok(()));
+        b.unreachable(t0, "refused");
+        assert!(b.is_open());
+        let Err(Wait::Until(at)) = b.may_send(t0) else {
+            panic!("a request went out at once while open");
+        };
+        assert!(at > t0);
+        assert_eq!(b.may_send(at), Ok(()));
+        b.sent(7);
+        assert_eq!(b.may_send(at), Err(Wait::Verdict));
+        // The probe's task ended without asking the gateway (say it was capped): the slot is free again.
+        b.task_ended(7);
+        assert_eq!(b.may_send(at), Ok(()));
+        b.sent(8);
+        b.answered(at + Duration::from_secs(1));
+        assert!(!b.is_open());
+        assert_eq!(b.may_send(at), Ok(()));
+        assert_eq!(
+            b.outage_so_far(at + Duration::from_secs(5)),
+            at + Duration::from_secs(1) - t0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_outage_deadline_is_max_outage_after_it_began() {
+        let mut b = Breaker::new(Duration::from_secs(50));
+        assert_eq!(b.outage_deadline(), None);
+        let t0 = Instant::now();
+        b.unreachable(t0, "refused");
+        b.unreachable(t0 + Duration::from_secs(3), "refused again");
+        assert_eq!(b.outage_deadline(), Some(t0 + Duration::from_secs(50)));
+    }
+}

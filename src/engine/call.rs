@@ -1,0 +1,513 @@
+//! One contact on one line: the cap, the intent, the call request, the polls, the result, the removal of the
+//! gateway record. Each step is durable in the journal before the next one acts on it, and every journal
+//! write is a life-cycle event ([`crate::store::contact`]).
+//!
+//! A task never decides anything about the run: it reports what it saw of the gateway over the coordinator's
+//! channel, and returns how it ended ([`End`]). Stopping is cooperative: a poll stops at once when told; a
+//! call request already sent is always answered and recorded first, so a stop never leaves a contact
+//! `unknown` that was not sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::breaker::delays;
+use super::pacing::Pacer;
+use super::{Ending, Settings, Stage, Stats};
+use crate::gateway::protocol::{AttemptState, CallRequest, RemoveReply, StatusReply};
+use crate::gateway::{Gateway, PlaceError, PollError};
+use crate::logging::number;
+use crate::rules::ledger::Ledger;
+use crate::store::{Answer, Applied, ContactRow, Event, Journal, Op, State, WriteError};
+use crate::types::Dur;
+
+/// What a task saw of the gateway, for the coordinator's breaker and its count of unreadable replies.
+#[derive(Debug, Clone)]
+pub enum Report {
+    /// The gateway answered (anything: it is there).
+    Answered,
+    /// The gateway could not be reached.
+    Unreachable(String),
+    /// A call-request reply was read (`None`) or could not be (`Some(why)`).
+    CallReply(Option<String>),
+}
+
+/// How a task ended.
+#[derive(Debug)]
+pub enum End {
+    /// The contact reached this final state in this run.
+    Final(State),
+    /// The gateway gave this contact a request id another open contact holds; that one is `unknown` now and
+    /// its task must stop.
+    Clash { other_row: u64 },
+    /// Dialed and still open: polling stopped (a stop, or status unreadable for `max-outage`). The next run
+    /// polls it.
+    LeftOpen,
+    /// Pending again without a request having been sent (stopped first).
+    NotSent,
+    /// Pending again: the gateway provably did not schedule it. The coordinator requests it again.
+    Retry(Retry),
+    /// The run must stop (the contact is pending again, or still dialed).
+    Stop(Ending),
+}
+
+/// A contact waiting to be requested again.
+#[derive(Debug)]
+pub struct Retry {
+    pub contact: ContactRow,
+    /// Documented refusals so far (outages do not count: they are not this contact's fault).
+    pub refusals: u32,
+    /// When to try again: `None` means as soon as the breaker lets a request out.
+    pub after: Option<Duration>,
+    pub why: String,
+}
+
+/// What every call task shares.
+pub struct Ctx {
+    pub settings: Settings,
+    pub gateway: Gateway,
+    pub journal: Journal,
+    pub ledger: Option<Ledger>,
+    pub polls: Pacer,
+    /// Call requests go out on their own slots, taken after the intent is durable: however long each fsync
+    /// takes, the gateway never sees more than the rate (plus one) in any second.
+    pub sends: Pacer,
+    pub stage: watch::Receiver<Stage>,
+    pub reports: mpsc::Sender<Report>,
+    pub stats: Arc<Stats>,
+}
+
+impl Ctx {
+    async fn report(&self, r: Report) {
+        let _ = self.reports.send(r).await;
+    }
+
+    fn stage(&self) -> Stage {
+        *self.stage.borrow()
+    }
+
+    /// The engine's clock, in the journal's unit.
+    fn now_ms(&self) -> i64 {
+        self.settings.clock.now().as_millisecond()
+    }
+
+    async fn write(&self, row: u64, event: Event) -> Result<Applied, WriteError> {
+        self.journal
+            .write(Op::Apply {
+                row,
+                event,
+                at_ms: self.now_ms(),
+            })
+            .await
+    }
+
+    /// Applies an event durably. A refusal is a bug; a write that cannot be made is a journal failure.
+    async fn apply(&self, row: u64, event: Event) -> Result<Applied, End> {
+        match self.write(row, event).await {
+            Ok(a) => Ok(a),
+            Err(WriteError::Refused(r)) => Err(End::Stop(Ending::Internal(r.to_string()))),
+            Err(WriteError::Io(e)) => Err(End::Stop(Ending::JournalFailed(e))),
+        }
+    }
+}
+
+/// Requests a call for `contact` (its `refusals` so far), then polls it to the end.
+pub async fn request(ctx: Arc<Ctx>, contact: ContactRow, refusals: u32) -> End {
+    match request_inner(&ctx, contact, refusals).await {
+        Ok(end) | Err(end) => end,
+    }
+}
+
+async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<End, End> {
+    let row = contact.row;
+    if let Some(ledger) = ctx.ledger.clone() {
+        let (e164, campaign) = (contact.e164.clone(), ctx.settings.campaign_id.clone());
+        let capped = tokio::task::spawn_blocking(move || ledger.check(&e164, &campaign, row, true))
+            .await
+            .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
+            .map_err(|e| End::Stop(Ending::JournalFailed(e.to_string())))?;
+        if let Some(detail) = capped {
+            ctx.apply(row, Event::Cap { detail }).await?;
+            return Ok(End::Final(State::Capped));
+        }
+    }
+    if ctx.stage() != Stage::Run {
+        return Ok(End::NotSent);
+    }
+    // Durable before the request leaves: after a crash here the contact is `unknown`, never redialed.
+    ctx.apply(row, Event::Intent).await?;
+    let mut stage = ctx.stage.clone();
+    if !ctx.sends.ready(&mut stage, |s| *s != Stage::Run).await || ctx.stage() != Stage::Run {
+        // Nothing left the process: the contact goes back to pending, not to `unknown`.
+        ctx.apply(
+            row,
+            Event::NotScheduled {
+                detail: "the run stopped before the call request was sent".into(),
+            },
+        )
+        .await?;
+        return Ok(End::NotSent);
+    }
+    let req = CallRequest {
+        // Unique per campaign and row, so a gateway record can be traced back to its row.
+        info: format!(
+            "ivr-campaign {} row {}",
+            ctx.settings.campaign_id, contact.line
+        ),
+        phoneno: contact.dialed_number.clone(),
+        firstocc: ctx.settings.firstocc,
+        startapp: ctx.settings.app.clone(),
+    };
+    Stats::add(&ctx.stats.requests);
+    // Not raced against the stop: once sent, the answer is awaited (bounded by the request timeout) so the
+    // contact ends with what the gateway said rather than as `unknown`.
+    let placed = ctx.gateway.place_call(&req).await;
+    let e = match placed {
+        Ok(req_id) => {
+            ctx.report(Report::Answered).await;
+            ctx.report(Report::CallReply(None)).await;
+            return scheduled(ctx, contact, req_id).await;
+        }
+        Err(e) => e,
+    };
+    Stats::add(&ctx.stats.request_failures);
+    if e.gateway_down() {
+        ctx.report(Report::Unreachable(e.to_string())).await;
+    } else if e.gateway_answered() {
+        ctx.report(Report::Answered).await;
+    }
+    let not_scheduled = |detail: String| Event::NotScheduled { detail };
+    match e {
+        PlaceError::NotSent(_) | PlaceError::Unavailable(_) => {
+            // An outage is not this contact's fault: it waits for the breaker and spends none of its retries.
+            ctx.apply(row, not_scheduled(e.to_string())).await?;
+            debug!(row = contact.line, error = %e, "call request not scheduled; waiting for the gateway");
+            Ok(End::Retry(Retry {
+                contact,
+                refusals,
+                after: None,
+                why: e.to_string(),
+            }))
+        }
+        PlaceError::Refused(_) => {
+            let refusals = refusals + 1;
+            if refusals > ctx.settings.request_retries {
+                warn!(row = contact.line, error = %e, "the gateway refused this call {refusals} times; giving up on it");
+                let detail = format!("{e} (refused {refusals} times)");
+                ctx.apply(row, Event::GaveUp { detail }).await?;
+                return Ok(End::Final(State::Error));
+            }
+            ctx.apply(row, not_scheduled(e.to_string())).await?;
+            let wait = delays(Duration::from_secs(1), Duration::from_secs(30))
+                .nth(refusals as usize - 1)
+                .unwrap_or(Duration::from_secs(30));
+            warn!(row = contact.line, error = %e, retry_in = %Dur(wait), "call request refused; will retry");
+            Ok(End::Retry(Retry {
+                contact,
+                refusals,
+                after: Some(wait),
+                why: e.to_string(),
+            }))
+        }
+        PlaceError::Unauthorized(ref why) => {
+            ctx.apply(row, not_scheduled(e.to_string())).await?;
+            Ok(End::Stop(Ending::CredentialsRefused(why.clone())))
+        }
+        PlaceError::Misconfigured(ref why) => {
+            ctx.apply(row, not_scheduled(e.to_string())).await?;
+            Ok(End::Stop(Ending::Misconfigured(why.clone())))
+        }
+        PlaceError::Lost(_) => {
+            warn!(row = contact.line, error = %e, "the answer to one call request was lost; marking it unknown, not redialing");
+            ctx.apply(
+                row,
+                Event::Ambiguous {
+                    detail: e.to_string(),
+                },
+            )
+            .await?;
+            Ok(End::Final(State::Unknown))
+        }
+        PlaceError::Unreadable { ref reason, .. } => {
+            warn!(row = contact.line, error = %e, "the answer to a call request cannot be read; marking it unknown, not redialing");
+            ctx.report(Report::CallReply(Some(reason.clone()))).await;
+            ctx.apply(
+                row,
+                Event::Ambiguous {
+                    detail: e.to_string(),
+                },
+            )
+            .await?;
+            Ok(End::Final(State::Unknown))
+        }
+    }
+}
+
+/// Records the request id, then polls.
+async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String) -> Result<End, End> {
+    let row = contact.row;
+    let dialed_at = ctx.now_ms();
+    let written = ctx
+        .journal
+        .write(Op::Apply {
+            row,
+            event: Event::Scheduled {
+                req_id: req_id.clone(),
+            },
+            at_ms: dialed_at,
+        })
+        .await;
+    match written {
+        Ok(Applied::Done) => {}
+        Ok(Applied::Clash {
+            other_row,
+            other_open,
+        }) => {
+            warn!(row = contact.line, %req_id, "the gateway gave a request id another contact already has; both are unknown now");
+            return Ok(if other_open {
+                End::Clash { other_row }
+            } else {
+                End::Final(State::Unknown)
+            });
+        }
+        Err(WriteError::Refused(r)) => return Err(End::Stop(Ending::Internal(r.to_string()))),
+        Err(WriteError::Io(e)) => {
+            // The gateway holds a call the journal could not record: say where to find it.
+            tracing::error!(row = contact.line, number = %number(&contact.dialed_number), %req_id, error = %e, "the request id of a scheduled call could not be saved");
+            return Err(End::Stop(Ending::JournalFailed(e)));
+        }
+    }
+    Stats::add(&ctx.stats.dialed);
+    debug!(row = contact.line, number = %number(&contact.dialed_number), %req_id, "call requested");
+    poll_inner(ctx, &contact, &req_id, dialed_at, false).await
+}
+
+/// Polls a call placed by an earlier run.
+pub async fn resume(ctx: Arc<Ctx>, contact: ContactRow) -> End {
+    let Some(req_id) = contact.req_id.clone() else {
+        return End::Stop(Ending::Internal(format!(
+            "row {} is dialed without a request id",
+            contact.line
+        )));
+    };
+    let dialed_at = contact.dialed_at_ms.unwrap_or_else(|| ctx.now_ms());
+    match poll_inner(&ctx, &contact, &req_id, dialed_at, true).await {
+        Ok(end) | Err(end) => end,
+    }
+}
+
+/// Counts a call as in flight for as long as it is polled.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a std::sync::atomic::AtomicU64) -> Self {
+        Stats::add(c);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Polls one call until its last record is final, the gateway forgets it, or it is read at or after its
+/// deadline and still not final.
+///
+/// The deadline applies only to answers that say "not final yet". While the status cannot be read (the
+/// gateway unreachable, errors, pages that are not status replies) the call stays open, because its result
+/// may be sitting on the gateway; after `max-outage` of that, polling stops and the next run polls it again.
+async fn poll_inner(
+    ctx: &Ctx,
+    contact: &ContactRow,
+    req_id: &str,
+    dialed_at_ms: i64,
+    resumed: bool,
+) -> Result<End, End> {
+    let _in_flight = InFlight::new(&ctx.stats.in_flight);
+    let row = contact.row;
+    let s = &ctx.settings;
+    let timeout_ms = i64::try_from(s.poll_timeout.as_millis()).unwrap_or(i64::MAX);
+    let deadline_ms = dialed_at_ms.saturating_add(timeout_ms);
+    let interval = s.poll_interval;
+    let mut stage = ctx.stage.clone();
+    // A resumed call is read at once: its deadline may be long past, and it is written off only after a read.
+    let mut delay = if resumed { Duration::ZERO } else { interval };
+    let mut failing: Option<backon::ExponentialBackoff> = None;
+    let mut unreadable_since: Option<Instant> = None;
+    let mut reported_words: Vec<String> = Vec::new();
+    loop {
+        let to_deadline =
+            Duration::from_millis(deadline_ms.saturating_sub(ctx.now_ms()).max(0) as u64);
+        // Never sleep past the deadline: the read that may write the call off happens on time.
+        let wait = if to_deadline.is_zero() {
+            delay
+        } else {
+            delay.min(to_deadline)
+        };
+        let wake = Instant::now() + wait;
+        tokio::select! {
+            biased;
+            _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        if !ctx.polls.ready(&mut stage, |s| *s == Stage::Now).await {
+            return Ok(End::LeftOpen);
+        }
+        Stats::add(&ctx.stats.polls);
+        let reply = tokio::select! {
+            biased;
+            _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
+            r = ctx.gateway.status(req_id) => r,
+        };
+        let read_at_ms = ctx.now_ms();
+        match &reply {
+            Err(PollError::Unreachable(e)) => ctx.report(Report::Unreachable(e.clone())).await,
+            Err(PollError::Lost(_)) => {}
+            Ok(_) | Err(_) => ctx.report(Report::Answered).await,
+        }
+        let attempts = match reply {
+            Err(PollError::Unauthorized(code)) => {
+                // The call stays `dialed`: the next run, with working credentials, polls it again.
+                return Ok(End::Stop(Ending::CredentialsRefused(format!(
+                    "HTTP {code}"
+                ))));
+            }
+            Err(PollError::Misconfigured(code)) => {
+                return Ok(End::Stop(Ending::Misconfigured(format!(
+                    "HTTP {code} from the status handler"
+                ))));
+            }
+            Err(e) => {
+                Stats::add(&ctx.stats.poll_errors);
+                let since = *unreadable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > s.max_outage {
+                    warn!(row = contact.line, %req_id, error = %e, "status unreadable for longer than max-outage; the next run polls this call again");
+                    return Ok(End::LeftOpen);
+                }
+                let waits = failing
+                    .get_or_insert_with(|| delays(interval, Duration::from_secs(60).max(interval)));
+                delay = waits.next().unwrap_or(interval);
+                warn!(row = contact.line, %req_id, error = %e, retry_in = %Dur(delay), "status poll failed; will keep polling");
+                continue;
+            }
+            Ok(StatusReply::NoSuchRecord) => {
+                let detail = format!(
+                    "the gateway has no record of request {req_id} (deleted on the gateway, or lost in a restart)"
+                );
+                warn!(row = contact.line, %req_id, "gateway has no such call record");
+                return finish(ctx, row, Event::RecordLost { detail }, State::Error).await;
+            }
+            Ok(StatusReply::NoAttemptYet) => Vec::new(),
+            Ok(StatusReply::Attempts(a)) => a,
+        };
+        failing = None;
+        unreadable_since = None;
+        delay = interval;
+        let n = attempts.len() as u32;
+        let last_seen = match attempts.last() {
+            None => "no attempt recorded".to_string(),
+            Some(last) => match last.state() {
+                state @ (AttemptState::Made | AttemptState::Failed) => {
+                    let answer = Answer {
+                        responses: last.responses.to_string(),
+                        attempts: n,
+                        notes: last.notes.clone(),
+                    };
+                    let (event, st) = if state == AttemptState::Made {
+                        (Event::Made(answer), State::Made)
+                    } else {
+                        (Event::Failed(answer), State::Failed)
+                    };
+                    let end = finish(ctx, row, event, st).await?;
+                    if matches!(end, End::Final(State::Unknown)) {
+                        // A request-id clash made it unknown meanwhile: whose record this is, nobody knows.
+                        return Ok(end);
+                    }
+                    debug!(
+                        row = contact.line,
+                        number = %number(&contact.dialed_number),
+                        %req_id,
+                        status = st.as_str(),
+                        "call finished"
+                    );
+                    if !s.keep_records {
+                        remove_record(ctx, row, req_id).await;
+                    }
+                    return Ok(end);
+                }
+                AttemptState::Other(word) => {
+                    if !reported_words.contains(&word) {
+                        warn!(row = contact.line, %req_id, status = %word, notes = %last.notes, "unknown status word; still polling");
+                        reported_words.push(word.clone());
+                    }
+                    format!("{n} attempt(s), last status {word:?}")
+                }
+                AttemptState::Retry | AttemptState::Pending => {
+                    format!("{n} attempt(s), last {:?}: {}", last.status, last.notes)
+                }
+            },
+        };
+        if read_at_ms >= deadline_ms {
+            // Read at or after the deadline and still not final: written off, and the record removed so the
+            // gateway makes no further attempt.
+            warn!(row = contact.line, %req_id, "giving up polling: {last_seen}");
+            let detail = format!(
+                "no final status {} after the request ({last_seen})",
+                Dur(s.poll_timeout)
+            );
+            let end = finish(
+                ctx,
+                row,
+                Event::WrittenOff {
+                    detail,
+                    attempts: n,
+                },
+                State::Unresolved,
+            )
+            .await?;
+            if matches!(end, End::Final(State::Unresolved)) {
+                remove_record(ctx, row, req_id).await;
+            }
+            return Ok(end);
+        }
+    }
+}
+
+/// Records a final result of a dialed call. A contact a request-id clash made `unknown` meanwhile ends so.
+async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, End> {
+    let counter = match state {
+        State::Made => &ctx.stats.made,
+        State::Failed => &ctx.stats.failed,
+        _ => &ctx.stats.other_final,
+    };
+    match ctx.write(row, event).await {
+        Ok(_) => {
+            Stats::add(counter);
+            Ok(End::Final(state))
+        }
+        Err(WriteError::Refused(r)) if r.from == State::Unknown => Ok(End::Final(State::Unknown)),
+        Err(WriteError::Refused(r)) => Err(End::Stop(Ending::Internal(r.to_string()))),
+        Err(WriteError::Io(e)) => Err(End::Stop(Ending::JournalFailed(e))),
+    }
+}
+
+/// Removes a final call's record; a failure only leaves a record behind, which the next run retries.
+pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str) {
+    Stats::add(&ctx.stats.removes);
+    match ctx.gateway.remove(req_id).await {
+        Ok(RemoveReply::Removed | RemoveReply::NoSuchRecord) => {
+            ctx.journal.write_later(Op::Removed { row })
+        }
+        Ok(RemoveReply::Unexpected(body)) => {
+            warn!(%req_id, reply = %body, "unexpected reply to remove; record left on the gateway")
+        }
+        Err(e) => {
+            warn!(%req_id, error = %e, "could not remove the gateway record; the next run retries")
+        }
+    }
+}

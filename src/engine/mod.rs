@@ -1,0 +1,252 @@
+//! The campaign engine: request a call for every pending contact under the rate and the lines, poll each call
+//! to a final answer, and record every transition in the journal before acting on it.
+//!
+//! Shape (nextest's runner is the model):
+//! - [`coordinator`]: one loop that owns the scheduling state — the supply of contacts (calls to resume,
+//!   the list in input order, contacts waiting for their window), the retries, the lines, the call-request
+//!   schedule, the circuit breaker, and why the run is ending. Nothing else decides what happens next.
+//! - [`call`]: one task per contact on a line: intent, request, poll, result, removal, in that order, each
+//!   durable before the next. Tasks report what they saw over a bounded channel and return how they ended.
+//! - [`pacing`]: the absolute schedule for call requests (owned by the coordinator) and for polls (shared).
+//! - [`breaker`]: the circuit breaker's state, owned by the coordinator.
+//!
+//! The entry point takes its parts ([`run`]), so tests drive the engine in-process against the simulator.
+
+pub mod breaker;
+pub mod call;
+pub mod coordinator;
+pub mod pacing;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::error::{Result, exit};
+use crate::gateway::Gateway;
+use crate::rules::Rules;
+use crate::store::Journal;
+use crate::types::Rate;
+
+/// How far the run is told to go, by signals or by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Keep going.
+    Run,
+    /// No new call requests; keep polling calls already placed until the drain timeout.
+    Drain,
+    /// Stop polling now. Call requests already sent are answered and recorded first, so no contact is left
+    /// `unknown` by the stop itself; placed calls are polled again by the next run.
+    Now,
+}
+
+/// How the run ended. One value, decided by the coordinator; the exit code follows from it and the counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Nothing left to do in this run (contacts outside their window in stop mode are left for the next).
+    Completed,
+    /// A signal: stopped dialing and drained the calls in progress.
+    Interrupted,
+    /// A signal, and the calls in progress outlasted `drain-timeout` (they are polled by the next run).
+    DrainTimeout,
+    /// The gateway stayed unreachable past `max-outage`.
+    Outage,
+    /// The gateway refused the credentials (HTTP 401/403/407).
+    CredentialsRefused(String),
+    /// The gateway URL does not lead to the handlers (404, 405, a redirect).
+    Misconfigured(String),
+    /// Several call-request replies in a row could not be read.
+    UnreadableGateway(String),
+    /// The journal could not be written.
+    JournalFailed(String),
+    /// A bug, such as a transition the life cycle does not allow.
+    Internal(String),
+}
+
+impl Ending {
+    /// Which of two reasons to stop is reported: the one that needs a person more.
+    fn severity(&self) -> u8 {
+        match self {
+            Ending::Completed => 0,
+            Ending::Interrupted => 1,
+            Ending::DrainTimeout => 2,
+            Ending::Outage => 3,
+            Ending::UnreadableGateway(_) => 4,
+            Ending::Misconfigured(_) => 5,
+            Ending::CredentialsRefused(_) => 6,
+            Ending::JournalFailed(_) => 7,
+            Ending::Internal(_) => 8,
+        }
+    }
+
+    /// The more severe of the two.
+    pub fn worst(self, other: Ending) -> Ending {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The exit code for this ending, given whether rows are left open and whether some need a person.
+    pub fn exit_code(&self, open_rows: bool, attention: bool) -> i32 {
+        match self {
+            Ending::Completed if open_rows => exit::TEMPFAIL,
+            Ending::Completed if attention => exit::NEEDS_ATTENTION,
+            Ending::Completed => exit::OK,
+            Ending::Interrupted | Ending::DrainTimeout | Ending::Outage => exit::TEMPFAIL,
+            Ending::CredentialsRefused(_) | Ending::Misconfigured(_) => exit::CONFIG,
+            Ending::UnreadableGateway(_) => exit::PROTOCOL,
+            Ending::JournalFailed(_) => exit::IOERR,
+            Ending::Internal(_) => exit::SOFTWARE,
+        }
+    }
+
+    /// A short name for logs and the summary.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Ending::Completed => "completed",
+            Ending::Interrupted => "interrupted",
+            Ending::DrainTimeout => "drain-timeout",
+            Ending::Outage => "outage",
+            Ending::CredentialsRefused(_) => "credentials-refused",
+            Ending::Misconfigured(_) => "misconfigured",
+            Ending::UnreadableGateway(_) => "unreadable-gateway",
+            Ending::JournalFailed(_) => "journal-failed",
+            Ending::Internal(_) => "internal-error",
+        }
+    }
+
+    /// What an operator is told about it, if anything beyond the counts.
+    pub fn message(&self) -> Option<String> {
+        match self {
+            Ending::Completed | Ending::Interrupted => None,
+            Ending::DrainTimeout => Some(
+                "calls still in progress outlasted the drain timeout; the next run polls them".into(),
+            ),
+            Ending::Outage => Some(
+                "the gateway stayed unreachable longer than max-outage; rerun the same command to resume"
+                    .into(),
+            ),
+            Ending::CredentialsRefused(why) => Some(format!(
+                "the gateway refused the credentials ({why}); check --gateway-user and the password variable"
+            )),
+            Ending::Misconfigured(why) => Some(format!(
+                "{why}; give the gateway's base URL (like http://host:8155), not a handler's"
+            )),
+            Ending::UnreadableGateway(why) => Some(format!(
+                "the gateway's answers to {UNREADABLE_IN_A_ROW} call requests in a row could not be read (last: {why}); stopped before calling more people without a request id. Check the gateway's version and log; those contacts are unknown"
+            )),
+            Ending::JournalFailed(why) => Some(format!(
+                "the journal could not be written ({why}); check the disk, then rerun"
+            )),
+            Ending::Internal(why) => Some(format!("internal error: {why}")),
+        }
+    }
+}
+
+/// Call-request replies in a row that could not be read before the run stops.
+pub const UNREADABLE_IN_A_ROW: u32 = 3;
+
+/// The current time, from the system (a run) or from tokio's clock (tests under paused time).
+#[derive(Debug, Clone)]
+pub enum Clock {
+    System,
+    /// Wall time that follows tokio's (possibly paused) clock from a starting point.
+    Virtual {
+        base: jiff::Timestamp,
+        at: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    pub fn virtual_from(base: jiff::Timestamp) -> Clock {
+        Clock::Virtual {
+            base,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> jiff::Timestamp {
+        match self {
+            Clock::System => jiff::Timestamp::now(),
+            Clock::Virtual { base, at } => {
+                let elapsed = jiff::SignedDuration::try_from(at.elapsed())
+                    .unwrap_or(jiff::SignedDuration::MAX);
+                base.saturating_add(elapsed).unwrap_or(*base)
+            }
+        }
+    }
+
+    /// The monotonic instant at which wall time reaches `t` (now, if it already has).
+    pub fn instant_at(&self, t: jiff::Timestamp) -> tokio::time::Instant {
+        let ahead = Duration::try_from(t - self.now()).unwrap_or(Duration::ZERO);
+        tokio::time::Instant::now() + ahead
+    }
+}
+
+/// What the engine needs to know, validated (a slice of the run settings).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub app: String,
+    pub campaign_id: String,
+    pub firstocc: u32,
+    pub rate: Rate,
+    pub lines: u32,
+    pub poll_interval: Duration,
+    pub poll_rate: Rate,
+    pub poll_timeout: Duration,
+    pub keep_records: bool,
+    pub request_retries: u32,
+    pub drain_timeout: Duration,
+    pub max_outage: Duration,
+    pub request_timeout: Duration,
+    /// Wait for a closed window to open instead of leaving its contacts for the next run.
+    pub wait_for_window: bool,
+    pub clock: Clock,
+}
+
+/// Counters, for the progress display and the summary. Only counts: how the run ended is [`Ending`].
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub requests: AtomicU64,
+    pub request_failures: AtomicU64,
+    pub polls: AtomicU64,
+    pub poll_errors: AtomicU64,
+    pub removes: AtomicU64,
+    /// Calls finished in this run, by outcome.
+    pub made: AtomicU64,
+    pub failed: AtomicU64,
+    pub other_final: AtomicU64,
+    /// Call requests answered with a request id in this run.
+    pub dialed: AtomicU64,
+    /// Calls being polled right now.
+    pub in_flight: AtomicU64,
+    /// Milliseconds the gateway was unreachable, over the run.
+    pub outage_ms: AtomicU64,
+}
+
+impl Stats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    fn add(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the campaign until nothing is left to do in this run, or it is stopped.
+pub async fn run(
+    settings: Settings,
+    rules: Rules,
+    gateway: Gateway,
+    journal: Journal,
+    signals: watch::Receiver<Stage>,
+    stats: Arc<Stats>,
+) -> Result<Ending> {
+    coordinator::Coordinator::new(settings, rules, gateway, journal, signals, stats)
+        .run()
+        .await
+}

@@ -1,0 +1,184 @@
+//! Pacing on an absolute schedule.
+//!
+//! Each event gets a slot: the previous slot plus the interval, or now, whichever is later. An event never
+//! goes before its slot. A timer that wakes a little late does not cost rate (the next slot is still one
+//! interval after the previous *slot*, so the schedule catches up), and a stall does not turn into a burst
+//! (after a wait longer than an interval the schedule restarts from now, allowing at most one event
+//! immediately). So in any window of one second there are at most `rate + 1` events: of the n events inside
+//! a window of length W, every one after the first has its slot inside the window too (a slot is never
+//! earlier than the event before it), those n - 1 slots are an interval apart, and so `(n - 2) * interval
+//! < W`.
+//!
+//! This is oha's and vegeta's constant pacer with catch-up limited to one slot, written on `tokio::time` so
+//! tests can drive it under paused time.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::types::Rate;
+
+/// The slots of a rate.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    interval: Duration,
+    next: Instant,
+}
+
+impl Schedule {
+    /// `None` for an unlimited rate.
+    pub fn new(rate: Rate, start: Instant) -> Option<Schedule> {
+        Some(Schedule {
+            interval: rate.interval()?,
+            next: start,
+        })
+    }
+
+    /// The earliest instant the next event may happen.
+    pub fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// Records an event at `now` (at or after [`Schedule::next`]) and sets the next slot.
+    pub fn take(&mut self, now: Instant) {
+        self.next = (self.next + self.interval).max(now);
+    }
+}
+
+/// A schedule shared by many waiters (every call's polls): one task owns it and answers waiters in turn, so
+/// thousands of pollers never wake together to race for one slot.
+#[derive(Clone)]
+pub struct Pacer {
+    tx: Option<mpsc::Sender<oneshot::Sender<()>>>,
+}
+
+impl Pacer {
+    pub fn new(rate: Rate) -> Pacer {
+        let Some(mut schedule) = Schedule::new(rate, Instant::now()) else {
+            return Pacer { tx: None };
+        };
+        let (tx, mut rx) = mpsc::channel::<oneshot::Sender<()>>(1024);
+        tokio::spawn(async move {
+            while let Some(waiter) = rx.recv().await {
+                tokio::time::sleep_until(schedule.next()).await;
+                // A waiter that gave up (its call was stopped) does not use the slot.
+                if waiter.send(()).is_ok() {
+                    schedule.take(Instant::now());
+                }
+            }
+        });
+        Pacer { tx: Some(tx) }
+    }
+
+    /// Waits for a slot. Returns false if `stop` says to stop first.
+    pub async fn ready<T>(
+        &self,
+        stop: &mut watch::Receiver<T>,
+        stopping: impl Fn(&T) -> bool,
+    ) -> bool {
+        let Some(tx) = &self.tx else {
+            return !stopping(&stop.borrow());
+        };
+        let (go, wait) = oneshot::channel();
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| stopping(s)) => false,
+            _ = async {
+                if tx.send(go).await.is_ok() {
+                    let _ = wait.await;
+                }
+            } => true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busiest(times: &[Instant], window: Duration) -> usize {
+        (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t < times[i] + window)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_most_rate_plus_one_in_any_second_and_no_rate_lost_to_late_wakeups() {
+        for per_second in [1u32, 3, 25, 200] {
+            let rate = Rate::Limited {
+                count: per_second,
+                per: Duration::from_secs(1),
+            };
+            let start = Instant::now();
+            let mut s = Schedule::new(rate, start).expect("limited");
+            let mut sent = Vec::new();
+            for i in 0..(per_second as usize * 10) {
+                // Every third wake-up is late by most of an interval; every tenth stalls for three.
+                let interval = Duration::from_secs(1) / per_second;
+                let late = match i {
+                    i if i % 10 == 9 => interval * 3,
+                    i if i % 3 == 2 => interval * 9 / 10,
+                    _ => Duration::ZERO,
+                };
+                tokio::time::sleep_until(s.next() + late).await;
+                let now = Instant::now();
+                s.take(now);
+                sent.push(now);
+            }
+            let busiest = busiest(&sent, Duration::from_secs(1));
+            assert!(
+                busiest <= per_second as usize + 1,
+                "{per_second}/s: {busiest} in one second"
+            );
+            // Late wake-ups are caught up: only the stalls (3 intervals every 10 events) cost time.
+            let elapsed = sent.last().copied().unwrap_or(start) - start;
+            let ideal = Duration::from_secs(10) - Duration::from_secs(1) / per_second;
+            let stalls = Duration::from_secs(1) / per_second * 3 * per_second;
+            assert!(elapsed <= ideal + stalls, "{per_second}/s took {elapsed:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn on_time_events_keep_exactly_to_the_rate() {
+        let rate: Rate = "25/s".parse().expect("rate");
+        let start = Instant::now();
+        let mut s = Schedule::new(rate, start).expect("limited");
+        let mut sent = Vec::new();
+        for _ in 0..250 {
+            tokio::time::sleep_until(s.next()).await;
+            s.take(Instant::now());
+            sent.push(Instant::now());
+        }
+        assert_eq!(sent[249] - sent[0], Duration::from_millis(40 * 249));
+        assert_eq!(busiest(&sent, Duration::from_secs(1)), 25);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_shared_pacer_serves_waiters_one_slot_each() {
+        let pacer = Pacer::new("10/s".parse().expect("rate"));
+        let (_tx, rx) = watch::channel(false);
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for _ in 0..20 {
+            let (p, mut rx) = (pacer.clone(), rx.clone());
+            handles.push(tokio::spawn(async move {
+                p.ready(&mut rx, |s| *s).await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for h in handles {
+            times.push(h.await.expect("waiter"));
+        }
+        times.sort();
+        assert_eq!(times[19] - start, Duration::from_millis(1900));
+        assert_eq!(busiest(&times, Duration::from_secs(1)), 10);
+    }
+}

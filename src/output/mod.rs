@@ -1,0 +1,8 @@
+//! Views of the journal for people and programs: the results CSV, the HTML report, the summary, `status`,
+//! and progress on the terminal. None of them changes a contact's state.
+
+pub mod progress;
+pub mod report;
+pub mod results;
+pub mod status;
+pub mod summary;

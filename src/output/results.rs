@@ -1,0 +1,289 @@
+//! The results CSV: a view of the journal, one row per input row in input order.
+//!
+//! Every cell comes from the journal: the input's own columns from the copy of each row the journal took when
+//! the campaign started (so a list edited or deleted since cannot put one person's result on another's row),
+//! ours from the contact's state. The file is written to a temporary file beside the target, fsynced, renamed
+//! over it, and the directory fsynced, so there is always exactly one complete results file.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use csv::ByteRecord;
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::gateway::protocol::Responses;
+use crate::store::State;
+use crate::store::journal::{self, decode_record};
+
+/// Columns appended after the input's own.
+pub const COLUMNS: [&str; 8] = [
+    "status",
+    "req_id",
+    "responses",
+    "attempts",
+    "detail",
+    "dialed_number",
+    "dialed_at",
+    "finished_at",
+];
+
+/// Spreadsheets evaluate cells starting with these (OWASP CSV injection); gateway text gets a leading `'`.
+pub fn neutralise(cell: &str) -> String {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}")
+    } else {
+        cell.to_string()
+    }
+}
+
+/// RFC 3339 in UTC with a fixed millisecond width, so the column sorts as text.
+pub fn rfc3339(ms: Option<i64>) -> String {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_default()
+}
+
+/// The directory a file goes in (`.` for a bare name).
+fn dir_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Checks, before any call is placed, that the results file can be written where it is meant to go.
+pub fn check_writable(output: &Path) -> Result<()> {
+    let dir = dir_of(output);
+    let probe = dir.join(format!(".ivr-campaign-probe-{}", std::process::id()));
+    match File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(Error::Output(format!(
+            "cannot write results into {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
+/// What the results file shows besides the input's columns.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    /// IVR response names that get a `response.<name>` column.
+    pub response_keys: Vec<String>,
+    /// With a calling window: the campaign's zone name, shown for rows without their own.
+    pub campaign_zone: Option<String>,
+}
+
+/// A temporary file beside the target, renamed over it when complete and removed if anything fails.
+struct Atomic {
+    tmp: PathBuf,
+    target: PathBuf,
+    done: bool,
+}
+
+impl Atomic {
+    fn new(target: &Path) -> Atomic {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "results.csv".into());
+        Atomic {
+            tmp: dir_of(target).join(format!(".{name}.tmp-{}", std::process::id())),
+            target: target.to_path_buf(),
+            done: false,
+        }
+    }
+
+    fn commit(mut self, file: File) -> std::io::Result<()> {
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target)?;
+        self.done = true;
+        if let Ok(d) = File::open(dir_of(&self.target)) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Atomic {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `path` atomically from what `fill` writes into it.
+pub fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
+) -> Result<()> {
+    let out_err =
+        |e: &dyn std::fmt::Display| Error::Output(format!("cannot write {}: {e}", path.display()));
+    let atomic = Atomic::new(path);
+    let file = File::create(&atomic.tmp).map_err(|e| out_err(&e))?;
+    let mut w = BufWriter::with_capacity(1 << 16, file);
+    fill(&mut w)?;
+    let file = w.into_inner().map_err(|e| out_err(&e.error()))?;
+    atomic.commit(file).map_err(|e| out_err(&e))
+}
+
+/// Writes the results file from the journal on `conn`; returns the count of each result status.
+pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<State, u64>> {
+    let (headers, delimiter) = journal::layout(conn)?;
+    let width = headers.len();
+    let mut stmt = conn.prepare(
+        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record
+         FROM contacts ORDER BY row",
+    )?;
+    let mut rows = stmt.query([])?;
+    let out_err = |e: &dyn std::fmt::Display| {
+        Error::Output(format!("cannot write results {}: {e}", output.display()))
+    };
+    let mut counts = BTreeMap::new();
+    write_atomically(output, |file| {
+        let mut w = csv::WriterBuilder::new()
+            .flexible(true)
+            // The results open in the same spreadsheet as the input: keep its delimiter.
+            .delimiter(delimiter)
+            .from_writer(file);
+        let mut header: ByteRecord = headers
+            .iter()
+            .enumerate()
+            // A BOM a decoder left on the first name is not part of it.
+            .map(|(i, h)| {
+                if i == 0 {
+                    h.strip_prefix("\u{feff}".as_bytes()).unwrap_or(h)
+                } else {
+                    h
+                }
+            })
+            .collect();
+        for c in COLUMNS {
+            header.push_field(c.as_bytes());
+        }
+        for k in &view.response_keys {
+            header.push_field(format!("response.{k}").as_bytes());
+        }
+        // With a calling window, say in which zone each row's window was judged and where that zone came from.
+        if view.campaign_zone.is_some() {
+            header.push_field(b"timezone");
+            header.push_field(b"timezone_source");
+        }
+        w.write_byte_record(&header).map_err(|e| out_err(&e))?;
+
+        let mut expected: i64 = 0;
+        while let Some(row) = rows.next()? {
+            let index: i64 = row.get(0)?;
+            if index != expected {
+                return Err(Error::Journal(format!(
+                    "journal row {index} where row {expected} was expected"
+                )));
+            }
+            expected += 1;
+            let state_text: String = row.get(1)?;
+            let state = State::parse(&state_text).ok_or_else(|| {
+                Error::Journal(format!("unknown state {state_text:?} in row {index}"))
+            })?;
+            *counts.entry(state.result()).or_insert(0) += 1;
+            let req_id: Option<String> = row.get(2)?;
+            let responses: String = row.get::<_, Option<String>>(3)?.unwrap_or_default();
+            let attempts: Option<i64> = row.get(4)?;
+            let mut detail: Option<String> = row.get(5)?;
+            let dialed_number: Option<String> = row.get(6)?;
+            let dialed_at: Option<i64> = row.get(7)?;
+            let finished_at: Option<i64> = row.get(8)?;
+            // A request whose answer was lost has no request id, but it was sent: show when and to what number.
+            let intent_at: Option<i64> = row.get(9)?;
+            let tz: Option<String> = row.get(10)?;
+            let record: Option<Vec<u8>> = row.get(11)?;
+            let dialed_at =
+                dialed_at.or(intent_at.filter(|_| matches!(state, State::Unknown | State::Intent)));
+            match state {
+                State::Intent => {
+                    detail = Some("the run stopped while the call request was in flight; the call may have been scheduled".into());
+                }
+                State::Dialed => {
+                    detail = Some(
+                        "called; no final status yet (rerun the same command to resume polling)"
+                            .into(),
+                    );
+                }
+                _ => {}
+            }
+            // Input columns as read, unchanged (ragged rows keep their own fields).
+            let mut out = record.as_deref().and_then(decode_record).ok_or_else(|| {
+                Error::Journal(format!("the journal has no copy of row {}", index + 1))
+            })?;
+            // A short row is padded so the appended columns stay under their headers.
+            for _ in out.len()..width {
+                out.push_field(b"");
+            }
+            if out.len() > width {
+                // A long row cannot keep its extra fields in place without shifting our columns; they are named
+                // in `detail` of the invalid row and left out of the cells.
+                out.truncate(width);
+            }
+            out.push_field(state.result_name().as_bytes());
+            out.push_field(req_id.unwrap_or_default().as_bytes());
+            out.push_field(neutralise(&responses).as_bytes());
+            out.push_field(
+                attempts
+                    .filter(|a| *a > 0)
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            out.push_field(neutralise(&detail.unwrap_or_default()).as_bytes());
+            out.push_field(
+                dialed_number
+                    .filter(|_| dialed_at.is_some())
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            out.push_field(rfc3339(dialed_at).as_bytes());
+            out.push_field(rfc3339(finished_at.filter(|_| state.is_final())).as_bytes());
+            if !view.response_keys.is_empty() {
+                let parsed = Responses::parse(&responses);
+                for k in &view.response_keys {
+                    out.push_field(neutralise(parsed.get(k).unwrap_or("")).as_bytes());
+                }
+            }
+            if let Some(zone) = &view.campaign_zone {
+                match &tz {
+                    Some(own) => {
+                        out.push_field(own.as_bytes());
+                        out.push_field(b"column");
+                    }
+                    None => {
+                        out.push_field(zone.as_bytes());
+                        out.push_field(b"campaign");
+                    }
+                }
+            }
+            w.write_byte_record(&out).map_err(|e| out_err(&e))?;
+        }
+        w.flush().map_err(|e| out_err(&e))?;
+        Ok(())
+    })?;
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_cells_are_neutralised() {
+        assert_eq!(neutralise("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(neutralise("-1"), "'-1");
+        assert_eq!(neutralise("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(neutralise("Q1=2"), "Q1=2");
+        assert_eq!(neutralise(""), "");
+    }
+}

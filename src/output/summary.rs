@@ -1,0 +1,136 @@
+//! What a run did: the line on stderr at the end, and `--summary-json`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::engine::Ending;
+use crate::store::State;
+
+/// What a run did. Also written as JSON by `--summary-json` (see [`Summary::to_json`]).
+#[derive(Debug)]
+pub struct Summary {
+    pub started_at: jiff::Timestamp,
+    pub finished_at: jiff::Timestamp,
+    pub campaign_id: String,
+    pub input: std::path::PathBuf,
+    pub state_dir: std::path::PathBuf,
+    pub configured_rate: Option<f64>,
+    /// Rows per result status ([`State::result`]).
+    pub counts: BTreeMap<State, u64>,
+    pub ending: Ending,
+    pub elapsed: Duration,
+    pub requests: u64,
+    pub request_failures: u64,
+    pub polls: u64,
+    pub poll_errors: u64,
+    pub outage: Duration,
+    pub output: std::path::PathBuf,
+}
+
+impl Summary {
+    /// Rows whose status satisfies `f`.
+    pub fn count_where(&self, f: fn(State) -> bool) -> u64 {
+        self.counts
+            .iter()
+            .filter(|(s, _)| f(**s))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// From the ending and the counts: 0 when every row is final and none needs a person; 3 when some do;
+    /// 75 when work is left; the ending's own code when it stopped the run.
+    pub fn exit_code(&self) -> i32 {
+        self.ending.exit_code(
+            self.count_where(State::is_open) > 0,
+            self.count_where(State::needs_attention) > 0,
+        )
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// Call requests per second over the run.
+    pub fn achieved_rate(&self) -> f64 {
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            self.requests as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The `--summary-json` document. Schema `ivr-campaign/summary/v1`: fields are only ever added within v1.
+    pub fn to_json(&self) -> serde_json::Value {
+        let rows: serde_json::Map<String, serde_json::Value> = State::RESULTS
+            .iter()
+            .map(|s| {
+                (
+                    s.result_name().to_string(),
+                    self.counts.get(s).copied().unwrap_or(0).into(),
+                )
+            })
+            .collect();
+        let n = |f| self.count_where(f);
+        serde_json::json!({
+            "schema": "ivr-campaign/summary/v1",
+            "campaign_id": self.campaign_id,
+            "input": self.input.display().to_string(),
+            "output": self.output.display().to_string(),
+            "state": self.state_dir.display().to_string(),
+            "started_at": self.started_at.to_string(),
+            "finished_at": self.finished_at.to_string(),
+            "duration_seconds": self.elapsed.as_secs_f64(),
+            "exit_code": self.exit_code(),
+            "ending": self.ending.as_str(),
+            "completed": self.ending == Ending::Completed && n(State::is_open) == 0,
+            "rows": { "total": self.total(), "needs_attention": n(State::needs_attention), "open": n(State::is_open), "by_status": rows },
+            "gateway": {
+                "call_requests": self.requests,
+                "call_request_failures": self.request_failures,
+                "polls": self.polls,
+                "poll_errors": self.poll_errors,
+                "outage_stop": self.ending == Ending::Outage,
+                "outage_seconds": self.outage.as_secs_f64(),
+            },
+            "rate": { "configured_per_second": self.configured_rate, "achieved_per_second": self.achieved_rate() },
+        })
+    }
+
+    /// The one line printed at the end of a run.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = State::RESULTS
+            .iter()
+            .filter_map(|s| {
+                self.counts
+                    .get(s)
+                    .filter(|n| **n > 0)
+                    .map(|n| format!("{} {n}", s.result_name()))
+            })
+            .collect();
+        let what = match self.exit_code() {
+            crate::error::exit::OK => "done".to_string(),
+            crate::error::exit::NEEDS_ATTENTION => {
+                "done; some rows need a person (see their detail)".to_string()
+            }
+            crate::error::exit::TEMPFAIL => {
+                "stopped with work left; run the same command again to resume".to_string()
+            }
+            _ => format!("stopped: {}", self.ending.as_str()),
+        };
+        format!(
+            "{} rows: {}. {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
+            self.total(),
+            parts.join(", "),
+            self.requests,
+            self.request_failures,
+            self.polls,
+            self.poll_errors,
+            self.elapsed.as_secs_f64(),
+            self.achieved_rate(),
+            self.configured_rate
+                .map_or(String::new(), |r| format!(", limit {r:.2}/s")),
+            self.output.display()
+        )
+    }
+}

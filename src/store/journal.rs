@@ -1,0 +1,1034 @@
+//! The journal: the campaign's truth, in SQLite (WAL, `synchronous=FULL`).
+//!
+//! Every contact's transition ([`super::contact`]) is committed here before the runner acts on it: the intent
+//! before the call request is sent, the request id as soon as it arrives, the final result before the gateway
+//! record is removed. One thread owns the connection and commits whatever has queued up in one transaction
+//! (group commit), acknowledging each write only after its commit is on disk. Each transition is a
+//! compare-and-set against the life-cycle rules; one that does not apply is refused (and reported to the
+//! writer, or on the health channel) without touching the rest of its group.
+//!
+//! The journal also keeps a copy of every input row, so the results are written from what was read when the
+//! campaign started, never from a list someone edited since.
+//!
+//! A run holds an OS lock (`flock`) on `lock` in the state directory for its whole life. The kernel drops it
+//! when the process dies, however it dies, so a crash never blocks the next run.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use csv::ByteRecord;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use super::contact::{Event, Refused, State};
+use crate::error::{Error, Result};
+
+/// Journal file inside the state directory.
+pub const DB_FILE: &str = "journal.sqlite";
+pub const LOCK_FILE: &str = "lock";
+/// Most queued operations applied in one transaction.
+const MAX_GROUP: usize = 4096;
+/// The journal layout this build writes. 1: the first release (no row copies); 2: row copies, wait times,
+/// operator actions.
+const SCHEMA_VERSION: i64 = 2;
+
+/// A write. Each is applied inside the current group's transaction.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// A life-cycle event for one contact, at `at_ms`.
+    Apply { row: u64, event: Event, at_ms: i64 },
+    /// The gateway record of a final contact was removed (or was already gone). Housekeeping, not a state.
+    Removed { row: u64 },
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// `Scheduled` found its request id held by another contact: this contact is `unknown` now, and so is the
+    /// other one (`other_row`) if it was still open.
+    Clash {
+        other_row: u64,
+        other_open: bool,
+    },
+}
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// The transition is not allowed from the contact's current state.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The journal could not be written (and was given up on).
+    #[error("journal: {0}")]
+    Io(String),
+}
+
+type Reader = Box<dyn FnOnce(&Connection) + Send>;
+type Ack = oneshot::Sender<std::result::Result<Applied, WriteError>>;
+
+enum Job {
+    Write(Op, Option<Ack>),
+    Read(Reader),
+    /// Commit what is queued and end the writer.
+    Stop,
+}
+
+/// How the journal is doing, for the engine to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// A commit failed; the writer keeps retrying it and nothing queued is lost yet.
+    Failing(String),
+    /// A write nobody waited for was refused by the life-cycle rules: a bug.
+    Refused(String),
+}
+
+/// A contact read back from the journal, for the engine.
+#[derive(Debug, Clone)]
+pub struct ContactRow {
+    pub row: u64,
+    pub line: u64,
+    pub e164: String,
+    /// The contact's own zone (from the time zone column); `None` means the campaign's.
+    pub tz: Option<String>,
+    pub dialed_number: String,
+    pub req_id: Option<String>,
+    pub dialed_at_ms: Option<i64>,
+}
+
+const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz";
+
+fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
+    Ok(ContactRow {
+        row: r.get::<_, i64>(0)? as u64,
+        line: r.get::<_, i64>(1)? as u64,
+        dialed_number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+        req_id: r.get(3)?,
+        dialed_at_ms: r.get(4)?,
+        e164: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        tz: r.get(6)?,
+    })
+}
+
+/// What opening found and did.
+#[derive(Debug, Clone, Default)]
+pub struct Opened {
+    /// The journal was created by this open (first run).
+    pub created: bool,
+    /// Contacts that had an intent and no request id: now `unknown`.
+    pub interrupted_intents: u64,
+    /// `unknown` contacts put back to pending because the operator asked for it.
+    pub redialing_unknown: u64,
+    /// An older journal was brought up to this build's layout.
+    pub migrated_from: Option<i64>,
+}
+
+/// One row to store when the journal is created.
+pub struct NewContact {
+    pub row: u64,
+    pub line: u64,
+    /// The input row's fields as read ([`encode_record`]).
+    pub record: Vec<u8>,
+    pub tz: Option<String>,
+    pub verdict: crate::contacts::Verdict,
+}
+
+/// What the journal is bound to and told when it is opened.
+pub struct Binding<'a> {
+    /// SHA-256 of the input file's bytes.
+    pub digest: &'a str,
+    pub input_name: &'a str,
+    /// The input's header row and delimiter, for writing the results from the journal alone.
+    pub headers: &'a ByteRecord,
+    pub delimiter: u8,
+    /// The operator asked for `unknown` contacts to be dialed again (a journaled, one-off action).
+    pub redial_unknown: bool,
+}
+
+/// Stores a row's fields exactly: each as a little-endian u32 length and its bytes.
+pub fn encode_record(rec: &ByteRecord) -> Vec<u8> {
+    let mut out = Vec::with_capacity(rec.as_slice().len() + 4 * rec.len());
+    for f in rec {
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(f);
+    }
+    out
+}
+
+/// The inverse of [`encode_record`]; `None` for bytes it did not write.
+pub fn decode_record(mut bytes: &[u8]) -> Option<ByteRecord> {
+    let mut rec = ByteRecord::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        rec.push_field(&rest[..len]);
+        bytes = &rest[len..];
+    }
+    Some(rec)
+}
+
+/// Handle to the journal's writer. Cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::UnboundedSender<Job>,
+    health: watch::Receiver<Health>,
+}
+
+/// Set when the process is ending: a commit that keeps failing is then given up on instead of retried.
+type GiveUp = std::sync::Arc<std::sync::atomic::AtomicBool>;
+
+/// Owns the run lock and the writer; [`JournalOwner::close`] ends them after the queued writes.
+pub struct JournalOwner {
+    pub journal: Journal,
+    give_up: GiveUp,
+    /// The writer task; it holds the run lock, so the lock outlives every write it commits.
+    writer: Option<JoinHandle<()>>,
+    pub db_path: PathBuf,
+    pub campaign_id: String,
+}
+
+impl JournalOwner {
+    /// Commits every queued write (a write that keeps failing gets one more try, not an hour of them: the
+    /// process is ending), closes the connection, and releases the lock.
+    pub async fn close(mut self) {
+        self.give_up
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.journal.tx.send(Job::Stop);
+        if let Some(w) = self.writer.take() {
+            let _ = w.await;
+        }
+    }
+}
+
+impl Drop for JournalOwner {
+    fn drop(&mut self) {
+        // Not closed (an error path): the writer still commits what is queued, on its own.
+        self.give_up
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.journal.tx.send(Job::Stop);
+    }
+}
+
+fn open_connection(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .map_err(|e| Error::Journal(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::Journal(format!(
+            "{} cannot use WAL mode (got {mode})",
+            path.display()
+        )));
+    }
+    // FULL: a commit is fsynced before it returns, so "intent recorded" survives power loss, not just kill -9.
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
+    Ok(conn)
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS contacts (
+    row           INTEGER PRIMARY KEY,   -- 0-based data row of the input
+    line          INTEGER NOT NULL,      -- 1-based data row number, as operators and the results file count
+    e164          TEXT,
+    dialed_number TEXT,
+    state         TEXT NOT NULL,
+    req_id        TEXT,
+    responses     TEXT,
+    attempts      INTEGER,
+    detail        TEXT,
+    intent_at     INTEGER,               -- ms since the epoch
+    dialed_at     INTEGER,
+    finished_at   INTEGER,
+    removed       INTEGER NOT NULL DEFAULT 0,
+    tz            TEXT,                  -- the contact's IANA zone from the input; NULL: the campaign's
+    record        BLOB,                  -- the input row as read (encode_record)
+    not_before    INTEGER                -- a pending contact outside its window is looked at again from then
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,           -- ms since the epoch
+    action   TEXT NOT NULL,
+    contacts INTEGER NOT NULL,
+    detail   TEXT
+);
+CREATE INDEX IF NOT EXISTS contacts_e164 ON contacts(e164) WHERE e164 IS NOT NULL;
+CREATE INDEX IF NOT EXISTS contacts_req_id ON contacts(req_id) WHERE req_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS contacts_open ON contacts(state, row) WHERE state IN ('pending', 'intent', 'dialed');
+CREATE INDEX IF NOT EXISTS contacts_waiting ON contacts(not_before, row) WHERE state = 'pending' AND not_before IS NOT NULL;
+";
+
+/// Takes the run lock on a state directory (creating it), or says who holds it.
+fn lock(dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::Journal(format!(
+            "cannot create state directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Journal(format!("cannot open lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            return Err(Error::Busy(format!(
+                "another ivr-campaign run is using {}{who}; wait for it to finish",
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(Error::Journal(format!(
+                "cannot lock {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    // The pid is information for the message above; the flock is the lock.
+    let _ = file.set_len(0);
+    let _ = writeln!(file, "{}", std::process::id());
+    let _ = file.sync_data();
+    Ok(file)
+}
+
+fn meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+/// Opens (or creates) the journal in `dir`, bound to the input whose digest is in `binding`.
+///
+/// On creation, `contacts` is drained into the journal in the same transaction as the binding, so a crash
+/// mid-creation leaves no half-made journal. On reopen, contacts caught between intent and request id become
+/// `unknown` (the request may have been scheduled; calling again could call a person twice).
+pub fn open<I>(
+    dir: &Path,
+    binding: &Binding<'_>,
+    contacts: impl FnOnce() -> Result<I>,
+) -> Result<(JournalOwner, Opened)>
+where
+    I: Iterator<Item = Result<NewContact>>,
+{
+    let lock = lock(dir)?;
+    let db_path = dir.join(DB_FILE);
+    let mut conn = open_connection(&db_path)?;
+    let existed: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'contacts'",
+        [],
+        |r| r.get(0),
+    )?;
+    let old_version: Option<i64> = if existed {
+        match meta(&conn, "schema")? {
+            Some(v) => v.parse().ok(),
+            None => Some(1),
+        }
+    } else {
+        None
+    };
+    if let Some(v) = old_version.filter(|v| *v > SCHEMA_VERSION) {
+        return Err(Error::Config(format!(
+            "the journal in {} was written by a newer ivr-campaign (layout {v}); run that version",
+            dir.display()
+        )));
+    }
+    if old_version == Some(1) {
+        // Columns the first release did not have. The row copies are filled in below, once the input is
+        // known to be the one the journal was made from.
+        conn.execute_batch(
+            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER;",
+        )?;
+    }
+    conn.execute_batch(SCHEMA)?;
+    let stored = meta(&conn, "input_digest")?;
+    let mut opened = Opened {
+        migrated_from: old_version.filter(|v| *v < SCHEMA_VERSION),
+        ..Opened::default()
+    };
+    match stored {
+        Some(d) if d == binding.digest => {
+            if old_version == Some(1) {
+                let tx = conn.transaction()?;
+                {
+                    let mut set = tx.prepare("UPDATE contacts SET record = ?2 WHERE row = ?1")?;
+                    for c in contacts()? {
+                        let c = c?;
+                        set.execute(params![c.row as i64, c.record])?;
+                    }
+                }
+                store_layout(&tx, binding)?;
+                tx.commit()?;
+            }
+        }
+        Some(_) => {
+            let was = meta(&conn, "input_name")?;
+            return Err(Error::Config(format!(
+                "the journal in {} belongs to a different contact list (made from {}); the rows of {} have changed since. Use another --state or --output for a new campaign",
+                dir.display(),
+                was.unwrap_or_else(|| "another file".into()),
+                binding.input_name
+            )));
+        }
+        None => {
+            let tx = conn.transaction()?;
+            tx.execute("DELETE FROM contacts", [])?;
+            ingest(&tx, contacts()?)?;
+            let campaign_id = new_campaign_id();
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('input_digest', ?1), ('input_name', ?2), ('campaign_id', ?3), ('created_at', ?4)",
+                params![binding.digest, binding.input_name, campaign_id, jiff::Timestamp::now().to_string()],
+            )?;
+            store_layout(&tx, binding)?;
+            tx.commit()?;
+            opened.created = true;
+        }
+    }
+    let now = crate::types::now_ms();
+    let tx = conn.transaction()?;
+    opened.interrupted_intents = bulk(&tx, &Event::Interrupted, now)?;
+    if binding.redial_unknown {
+        let n: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM contacts WHERE state = 'unknown'",
+            [],
+            |r| r.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO actions (at, action, contacts, detail) VALUES (?1, 'redial-unknown', ?2, 'run --redial-unknown')",
+            params![now, n],
+        )?;
+        let action = tx.last_insert_rowid();
+        opened.redialing_unknown = bulk(&tx, &Event::Redial { action }, now)?;
+    }
+    tx.commit()?;
+    let campaign_id: String = meta(&conn, "campaign_id")?
+        .ok_or_else(|| Error::Journal(format!("{} has no campaign id", db_path.display())))?;
+
+    let (tx, rx) = mpsc::unbounded_channel::<Job>();
+    let (health_tx, health) = watch::channel(Health::Ok);
+    let give_up = GiveUp::default();
+    let writer = tokio::spawn(writer(conn, rx, health_tx, give_up.clone(), lock));
+    Ok((
+        JournalOwner {
+            journal: Journal { tx, health },
+            give_up,
+            writer: Some(writer),
+            db_path,
+            campaign_id,
+        },
+        opened,
+    ))
+}
+
+fn store_layout(tx: &rusqlite::Transaction<'_>, binding: &Binding<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1), ('headers', ?2), ('delimiter', ?3)",
+        params![
+            SCHEMA_VERSION.to_string(),
+            encode_record(binding.headers),
+            i64::from(binding.delimiter)
+        ],
+    )?;
+    Ok(())
+}
+
+/// Stores every row, admitted by the rules ([`crate::rules::admit`]): a duplicate is judged against the rows
+/// stored before it, so the first row with a number keeps it.
+fn ingest<I>(tx: &rusqlite::Transaction<'_>, contacts: I) -> Result<()>
+where
+    I: Iterator<Item = Result<NewContact>>,
+{
+    use crate::contacts::Verdict;
+    use crate::rules::{Admission, admit};
+    let mut insert = tx.prepare(
+        "INSERT INTO contacts (row, line, e164, dialed_number, state, detail, tz, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    let mut first_seen =
+        tx.prepare("SELECT line FROM contacts WHERE e164 = ?1 ORDER BY row LIMIT 1")?;
+    for c in contacts {
+        let c = c?;
+        let admission = admit(&c.verdict, |e164| {
+            first_seen
+                .query_row([e164], |r| r.get::<_, i64>(0))
+                .optional()
+                .map(|l| l.map(|l| l as u64))
+        })?;
+        let state = match admission {
+            Admission::Callable => State::Pending,
+            Admission::Invalid(_) => State::Invalid,
+            Admission::Duplicate { .. } => State::Duplicate,
+        };
+        let (e164, dial) = match &c.verdict {
+            Verdict::Call { e164, dial } => (Some(e164.as_str()), Some(dial.as_str())),
+            Verdict::Invalid(_) => (None, None),
+        };
+        insert.execute(params![
+            c.row as i64,
+            c.line as i64,
+            e164,
+            dial,
+            state.as_str(),
+            admission.detail(),
+            c.tz,
+            c.record
+        ])?;
+    }
+    Ok(())
+}
+
+/// Applies `event` to every contact it can apply to.
+fn bulk(tx: &rusqlite::Transaction<'_>, event: &Event, at_ms: i64) -> rusqlite::Result<u64> {
+    // Bulk events carry no operator text, so their values can be inlined as SQL literals.
+    let set = columns(event, at_ms)
+        .iter()
+        .map(|(c, v)| format!("{c} = {}", literal(v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE contacts SET {set} WHERE {}",
+        event.kind().from_sql()
+    );
+    Ok(tx.execute(&sql, [])? as u64)
+}
+
+/// The columns an event sets, besides `state`, and their values.
+fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Value)> {
+    use rusqlite::types::Value as V;
+    let to = event.kind().rule().1;
+    let text = |s: &str| V::Text(s.to_string());
+    let mut cols: Vec<(&str, V)> = vec![("state", text(to.as_str()))];
+    match event {
+        Event::Defer { detail, until_ms } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("not_before", until_ms.map_or(V::Null, V::Integer)));
+        }
+        Event::Suppress { list } => {
+            cols.push(("detail", text(&format!("on suppression list {list}"))));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::Cap { detail } | Event::Unplace { reason: detail } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::Intent => {
+            cols.push(("intent_at", V::Integer(at_ms)));
+            cols.push(("not_before", V::Null));
+        }
+        Event::Scheduled { req_id } => {
+            cols.push(("req_id", text(req_id)));
+            cols.push(("dialed_at", V::Integer(at_ms)));
+            cols.push(("detail", V::Null));
+        }
+        Event::NotScheduled { detail } => cols.push(("detail", text(detail))),
+        Event::GaveUp { detail } | Event::Ambiguous { detail } | Event::RecordLost { detail } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::IdClash { detail } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::Interrupted => {
+            cols.push((
+                "detail",
+                text(
+                    "the run stopped after deciding to call and before the gateway answered; the call may have been scheduled, so it is not redialed",
+                ),
+            ));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::Made(a) | Event::Failed(a) => {
+            cols.push(("responses", text(&a.responses)));
+            cols.push(("attempts", V::Integer(i64::from(a.attempts))));
+            cols.push(("detail", text(&a.notes)));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::WrittenOff { detail, attempts } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("attempts", V::Integer(i64::from(*attempts))));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::Redial { action } => {
+            cols.push((
+                "detail",
+                text(&format!(
+                    "dialed again by operator action {action} (--redial-unknown)"
+                )),
+            ));
+            cols.push(("finished_at", V::Null));
+            cols.push(("req_id", V::Null));
+            cols.push(("dialed_at", V::Null));
+        }
+    }
+    cols
+}
+
+fn literal(v: &rusqlite::types::Value) -> String {
+    use rusqlite::types::Value as V;
+    match v {
+        V::Null => "NULL".into(),
+        V::Integer(i) => i.to_string(),
+        V::Real(f) => f.to_string(),
+        V::Text(t) => format!("'{}'", t.replace('\'', "''")),
+        V::Blob(_) => "NULL".into(),
+    }
+}
+
+fn new_campaign_id() -> String {
+    use rand::Rng;
+    let n: u64 = rand::rng().random();
+    format!("{:012x}", n & 0xffff_ffff_ffff)
+}
+
+/// The writer loop: take everything queued, apply the writes in one transaction, commit (fsync), acknowledge,
+/// then run the reads (so a read never reports a write that could still roll back).
+///
+/// The SQLite work of each group runs on tokio's blocking pool, with the connection moved in and back out:
+/// async tasks never block on a disk, and (in tests on tokio's paused clock) virtual time stands still while a
+/// group is being written, as it would for an instant fsync.
+async fn writer(
+    mut conn: Connection,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+    health: watch::Sender<Health>,
+    give_up: GiveUp,
+    _lock: File,
+) {
+    let mut stop = false;
+    while !stop {
+        let Some(first) = rx.recv().await else { break };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let (health, give_up) = (health.clone(), give_up.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let stop = process(&mut conn, jobs, &health, &give_up);
+            (conn, stop)
+        })
+        .await;
+        match done {
+            Ok((c, s)) => {
+                conn = c;
+                stop = s;
+            }
+            // The connection went with the panicking group; later writes fail with "the writer has stopped".
+            Err(e) => {
+                tracing::error!(error = %e, "the journal writer failed");
+                return;
+            }
+        }
+    }
+}
+
+/// One group: the writes in one transaction, their acknowledgements, then the reads. Returns whether to stop.
+fn process(
+    conn: &mut Connection,
+    jobs: Vec<Job>,
+    health: &watch::Sender<Health>,
+    give_up: &GiveUp,
+) -> bool {
+    let mut stop = false;
+    let mut writes = Vec::new();
+    let mut reads = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Write(op, ack) => writes.push((op, ack)),
+            Job::Read(f) => reads.push(f),
+            Job::Stop => stop = true,
+        }
+    }
+    if !writes.is_empty() {
+        let results = commit_retrying(conn, &writes, health, give_up);
+        for ((op, ack), result) in writes.into_iter().zip(results) {
+            match ack {
+                Some(ack) => {
+                    let _ = ack.send(result);
+                }
+                None => {
+                    if let Err(e) = result {
+                        tracing::error!(op = ?op, error = %e, "journal write refused");
+                        health.send_replace(Health::Refused(e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    for f in reads {
+        f(conn);
+    }
+    stop
+}
+
+/// Commits a group, retrying a failed commit (a full disk, a locked file) with a growing pause, so that no
+/// acknowledged write is ever lost and no request id is dropped while the disk has no room. The engine sees
+/// [`Health::Failing`] meanwhile and stops placing calls.
+fn commit_retrying(
+    conn: &mut Connection,
+    writes: &[(Op, Option<Ack>)],
+    health: &watch::Sender<Health>,
+    give_up: &GiveUp,
+) -> Vec<std::result::Result<Applied, WriteError>> {
+    let mut pause = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        match commit(conn, writes) {
+            Ok(results) => {
+                if failures > 0 {
+                    tracing::warn!(
+                        attempts = failures + 1,
+                        "the journal write went through after failing"
+                    );
+                    health.send_if_modified(|h| {
+                        let failing = matches!(h, Health::Failing(_));
+                        if failing {
+                            *h = Health::Ok;
+                        }
+                        failing
+                    });
+                }
+                return results;
+            }
+            Err(e) => {
+                failures += 1;
+                let reason = e.to_string();
+                if failures == 1 {
+                    tracing::error!(error = %reason, "the journal cannot be written; retrying");
+                }
+                health.send_replace(Health::Failing(reason.clone()));
+                if give_up.load(std::sync::atomic::Ordering::Relaxed) || failures > MAX_COMMIT_TRIES
+                {
+                    return writes
+                        .iter()
+                        .map(|_| Err(WriteError::Io(reason.clone())))
+                        .collect();
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// About an hour of retries at the 5 s cap: long enough for an operator to free disk space.
+const MAX_COMMIT_TRIES: u32 = 720;
+
+fn commit(
+    conn: &mut Connection,
+    writes: &[(Op, Option<Ack>)],
+) -> rusqlite::Result<Vec<std::result::Result<Applied, WriteError>>> {
+    let tx = conn.transaction()?;
+    let mut results = Vec::with_capacity(writes.len());
+    for (op, _) in writes {
+        results.push(apply_op(&tx, op)?);
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+fn current_state(tx: &rusqlite::Transaction<'_>, row: u64) -> rusqlite::Result<(State, u64)> {
+    let (s, line): (String, i64) = tx
+        .prepare_cached("SELECT state, line FROM contacts WHERE row = ?1")?
+        .query_row([row as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok((State::parse(&s).unwrap_or(State::Error), line as u64))
+}
+
+/// Applies one event as a compare-and-set: exactly one row must change, or the event is refused.
+fn apply_event(
+    tx: &rusqlite::Transaction<'_>,
+    row: u64,
+    event: &Event,
+    at_ms: i64,
+) -> rusqlite::Result<std::result::Result<Applied, WriteError>> {
+    let kind = event.kind();
+    let refused = |tx: &rusqlite::Transaction<'_>| -> rusqlite::Result<_> {
+        let (from, line) = current_state(tx, row)?;
+        Ok(Err(WriteError::Refused(Refused {
+            line,
+            from,
+            kind: kind.as_str(),
+        })))
+    };
+    if let Event::Scheduled { req_id } = event {
+        let holder: Option<(i64, String, i64)> = tx
+            .prepare_cached(
+                "SELECT row, state, line FROM contacts WHERE req_id = ?1 AND row != ?2 LIMIT 1",
+            )?
+            .query_row(params![req_id, row as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        if let Some((other, other_state, other_line)) = holder {
+            let (_, line) = current_state(tx, row)?;
+            let other_open = State::parse(&other_state).is_some_and(|s| !s.is_final());
+            let mine = Event::IdClash {
+                detail: format!(
+                    "the gateway answered with request id {req_id}, which row {other_line} already has: a gateway fault. The call may have been placed; check the gateway before calling again"
+                ),
+            };
+            if let Err(e) = apply_event(tx, row, &mine, at_ms)? {
+                return Ok(Err(e));
+            }
+            if other_open {
+                let theirs = Event::IdClash {
+                    detail: format!(
+                        "the gateway gave this call's request id {req_id} to row {line} too, so its status can no longer be told apart; check the gateway"
+                    ),
+                };
+                if let Err(e) = apply_event(tx, other as u64, &theirs, at_ms)? {
+                    return Ok(Err(e));
+                }
+            }
+            return Ok(Ok(Applied::Clash {
+                other_row: other as u64,
+                other_open,
+            }));
+        }
+    }
+    let cols = columns(event, at_ms);
+    // Bound, not inlined: one cached statement per event kind, whatever the values.
+    let set: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("{c} = ?{}", i + 2))
+        .collect();
+    let sql = format!(
+        "UPDATE contacts SET {} WHERE row = ?1 AND {}",
+        set.join(", "),
+        kind.from_sql()
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut bound = vec![rusqlite::types::Value::Integer(row as i64)];
+    bound.extend(cols.into_iter().map(|(_, v)| v));
+    let changed = stmt.execute(rusqlite::params_from_iter(bound))?;
+    if changed == 1 {
+        Ok(Ok(Applied::Done))
+    } else {
+        refused(tx)
+    }
+}
+
+fn apply_op(
+    tx: &rusqlite::Transaction<'_>,
+    op: &Op,
+) -> rusqlite::Result<std::result::Result<Applied, WriteError>> {
+    match op {
+        Op::Apply { row, event, at_ms } => apply_event(tx, *row, event, *at_ms),
+        Op::Removed { row } => {
+            tx.prepare_cached("UPDATE contacts SET removed = 1 WHERE row = ?1")?
+                .execute(params![*row as i64])?;
+            Ok(Ok(Applied::Done))
+        }
+    }
+}
+
+fn stopped() -> Error {
+    Error::Journal("the journal writer has stopped".into())
+}
+
+impl Journal {
+    /// Queues a write and waits until it is committed to disk.
+    pub async fn write(&self, op: Op) -> std::result::Result<Applied, WriteError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Job::Write(op, Some(ack)))
+            .map_err(|_| WriteError::Io("the journal writer has stopped".into()))?;
+        done.await
+            .map_err(|_| WriteError::Io("the journal writer has stopped".into()))?
+    }
+
+    /// Applies an event to a contact, durably, now.
+    pub async fn apply(&self, row: u64, event: Event) -> std::result::Result<Applied, WriteError> {
+        self.write(Op::Apply {
+            row,
+            event,
+            at_ms: crate::types::now_ms(),
+        })
+        .await
+    }
+
+    /// Queues a write whose durability nobody waits for (it still commits with its group, in order). A
+    /// refusal shows on the health channel.
+    pub fn write_later(&self, op: Op) {
+        let _ = self.tx.send(Job::Write(op, None));
+    }
+
+    /// How the journal is doing.
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.health.clone()
+    }
+
+    /// Runs a query on the writer's connection, after every write queued before it has committed.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Job::Read(Box::new(move |c| {
+                let _ = tx.send(f(c));
+            })))
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Up to `limit` pending contacts after `after_row`, in input order.
+    pub async fn pending_after(
+        &self,
+        after_row: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ContactRow>> {
+        let after = after_row.map_or(-1, |r| r as i64);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![after, limit as i64], contact_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Pending contacts told to wait whose time has come (`not_before <= now_ms`), soonest first.
+    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<ContactRow>> {
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL AND not_before <= ?1 ORDER BY not_before, row LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![now_ms, limit as i64], contact_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// The earliest time a waiting contact is to be looked at again, and how many are waiting.
+    pub async fn next_wait(&self) -> Result<Option<(i64, u64)>> {
+        self.read(|c| {
+            let (at, n): (Option<i64>, i64) = c.query_row(
+                "SELECT MIN(not_before), COUNT(*) FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(at.map(|a| (a, n as u64)))
+        })
+        .await
+    }
+
+    /// Up to `limit` contacts with a request id and no final result after `after_row`: to be polled, never
+    /// redialed.
+    pub async fn dialed_after(
+        &self,
+        after_row: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<ContactRow>> {
+        let after = after_row.map_or(-1, |r| r as i64);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'dialed' AND row > ?1 ORDER BY row LIMIT ?2"
+            ))?;
+            let rows = st.query_map(params![after, limit as i64], contact_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Final contacts whose gateway record was never removed (a run stopped between the two).
+    pub async fn unremoved(&self) -> Result<Vec<(u64, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT row, req_id FROM contacts
+                 WHERE removed = 0 AND req_id IS NOT NULL AND state IN ('made', 'failed', 'unresolved')",
+            )?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Contacts per state.
+    pub async fn counts(&self) -> Result<Vec<(State, u64)>> {
+        self.read(counts_on).await
+    }
+}
+
+/// Counts per state on a connection.
+pub fn counts_on(conn: &Connection) -> Result<Vec<(State, u64)>> {
+    let mut st = conn.prepare("SELECT state, COUNT(*) FROM contacts GROUP BY state")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for r in rows {
+        let (s, n) = r?;
+        let state = State::parse(&s)
+            .ok_or_else(|| Error::Journal(format!("unknown state {s:?} in the journal")))?;
+        out.push((state, n as u64));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Counts per state, read with a separate read-only connection (works while another process runs the
+/// campaign: WAL readers do not block the writer).
+pub fn counts(db_path: &Path) -> Result<Vec<(State, u64)>> {
+    counts_on(&open_read_only(db_path)?)
+}
+
+/// Opens the journal for reading only.
+pub fn open_read_only(db_path: &Path) -> Result<Connection> {
+    if !db_path.exists() {
+        return Err(Error::NoInput(format!(
+            "no journal at {}",
+            db_path.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(
+        db_path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::Journal(format!("cannot open {}: {e}", db_path.display())))?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// The input's header row and delimiter as the journal stored them.
+pub fn layout(conn: &Connection) -> Result<(ByteRecord, u8)> {
+    let headers: Option<Vec<u8>> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'headers'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let delimiter: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'delimiter'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let headers = headers
+        .and_then(|h| decode_record(&h))
+        .ok_or_else(|| Error::Journal("the journal holds no header row".into()))?;
+    Ok((
+        headers,
+        delimiter.and_then(|d| u8::try_from(d).ok()).unwrap_or(b','),
+    ))
+}
+
+#[cfg(test)]
+mod tests;

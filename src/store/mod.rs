@@ -1,0 +1,8 @@
+//! Where a contact's state lives and changes: the life cycle ([`contact`]) and the journal that applies it
+//! ([`journal`]).
+
+pub mod contact;
+pub mod journal;
+
+pub use contact::{Answer, Event, Kind, State};
+pub use journal::{Applied, ContactRow, Journal, JournalOwner, Op, WriteError};

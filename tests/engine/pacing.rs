@@ -1,0 +1,121 @@
+//! Rate, lines, poll spacing and the forecast, on virtual time.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ivr_campaign::gateway::protocol;
+
+use crate::*;
+
+async fn rate_at_the_gateway(per_second: u32, n: usize) {
+    // Instant calls and more lines than needed: only the rate paces the requests.
+    let sim = sim(4000, ms(0), ms(0), ms(0), "").await;
+    let c = Campaign::new(&contacts(n));
+    let mut args = c.args(&sim);
+    args.rate = Some(format!("{per_second}/s"));
+    args.lines = Some("2000".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let log = sim.requests();
+    let times: Vec<Duration> = call_requests(&log).iter().map(|r| r.arrived).collect();
+    assert_eq!(times.len(), n);
+    // An operator's trunk limit of N calls per second means at most N (plus the one catch-up slot) in any
+    // second, counted where it matters: on arrival at the gateway.
+    let most = busiest(&times, Duration::from_secs(1));
+    assert!(
+        most <= per_second as usize + 1,
+        "{most} call requests in one second at {per_second}/s"
+    );
+    let first = times.iter().min().copied().unwrap_or_default();
+    let last = times.iter().max().copied().unwrap_or_default();
+    let achieved = (n - 1) as f64 / (last - first).as_secs_f64();
+    assert!(
+        (achieved / f64::from(per_second) - 1.0).abs() < 0.01,
+        "{achieved:.3}/s against {per_second}/s"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_requests_reach_the_gateway_at_the_rate_25() {
+    rate_at_the_gateway(25, 250).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn call_requests_reach_the_gateway_at_the_rate_200() {
+    rate_at_the_gateway(200, 1000).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_call_waits_the_poll_interval_between_polls() {
+    let sim = sim(8, ms(400), ms(200), ms(10), "").await;
+    let c = Campaign::new(&contacts(4));
+    let s = run(c.args(&sim)).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let mut polls: HashMap<String, Vec<Duration>> = HashMap::new();
+    for r in sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == protocol::STATUS_PATH)
+    {
+        polls
+            .entry(r.req_id.clone().unwrap_or_default())
+            .or_default()
+            .push(r.arrived);
+    }
+    assert_eq!(polls.len(), 4);
+    for (id, times) in polls {
+        // A 600 ms call polled every 100 ms: six polls, none sooner than the interval after the last.
+        assert!(times.len() >= 6, "{id}: {times:?}");
+        for w in times.windows(2) {
+            assert!(
+                w[1] - w[0] >= ms(100),
+                "{id}: polls {:?} apart",
+                w[1] - w[0]
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_poll_rate_caps_polls_across_all_calls() {
+    let sim = sim(40, ms(2000), ms(0), ms(10), "").await;
+    let c = Campaign::new(&contacts(40));
+    let mut args = c.args(&sim);
+    args.lines = Some("40".into());
+    args.poll_interval = Some("50ms".into());
+    args.poll_rate = Some("20/s".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let times: Vec<Duration> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == protocol::STATUS_PATH)
+        .map(|r| r.arrived)
+        .collect();
+    assert!(times.len() >= 40);
+    let most = busiest(&times, Duration::from_secs(1));
+    assert!(most <= 21, "{most} polls in one second at poll-rate 20/s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_forecast_matches_a_run() {
+    let sim = sim(8, ms(150), ms(150), ms(10), "").await;
+    let c = Campaign::new(&format!("{}25,dup,646-555-1000\n26,bad,12\n", contacts(24)));
+    let mut args = c.args(&sim);
+    args.lines = Some("4".into());
+    args.rate = Some("20/s".into());
+    args.poll_interval = Some("30ms".into());
+    args.call_length = Some("320ms".into());
+    let cfg = ivr_campaign::config::RunConfig::from_args(args.clone()).expect("settings");
+    let forecast = ivr_campaign::commands::validate::forecast(&cfg, 24);
+    let started = tokio::time::Instant::now();
+    let s = run(args).await;
+    let took = started.elapsed();
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let ratio = took.as_secs_f64() / forecast.duration.as_secs_f64();
+    assert!(
+        (0.8..1.25).contains(&ratio),
+        "forecast {:?}, the run took {took:?}",
+        forecast.duration
+    );
+}
