@@ -136,6 +136,11 @@ fn open_file(path: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// The SHA-256 of a file's bytes, as the journal binds it.
+pub fn digest(path: &Path) -> Result<String> {
+    scan(path).map(|(d, _, _)| d)
+}
+
 /// One pass over the bytes: the digest, and where (if anywhere) they stop being UTF-8.
 fn scan(path: &Path) -> Result<(String, Option<u64>, bool)> {
     let mut file = open_file(path)?;

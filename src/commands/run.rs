@@ -231,6 +231,12 @@ pub async fn run_with_clock(
     )
     .await;
     drop(shown);
+    if contacts::digest(&cfg.input).ok().as_deref() != Some(source.digest.as_str()) {
+        warn!(
+            input = %cfg.input.display(),
+            "the contact list changed while the campaign ran (or is gone); the results follow the list as it was read when the campaign started"
+        );
+    }
     let campaign_id = owner.campaign_id.clone();
     // Written from the journal's own connection, after every write queued so far: the results come out even
     // when the state directory was deleted under the run. The lock is held until they are written.

@@ -135,6 +135,11 @@ pub fn forecast(cfg: &RunConfig, calls: u64) -> Forecast {
 
 /// Runs the dry run: every row through the same rules a run applies, in the same order.
 pub fn run(cfg: &RunConfig) -> Result<Report> {
+    run_at(cfg, jiff::Timestamp::now())
+}
+
+/// The dry run as of `now` (tests compare it with a run on the same clock).
+pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
     // The ledger is only read, and only if it exists: a dry run leaves nothing behind.
     let mut rules = super::run::rules_for(cfg, true)?;
@@ -157,7 +162,6 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
     }
     w.write_byte_record(&header).map_err(|e| out_err(&e))?;
 
-    let now = jiff::Timestamp::now();
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut decisions: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut reader = source.reader()?;

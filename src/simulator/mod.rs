@@ -261,6 +261,21 @@ impl Simulator {
         self.shared.state().log.clone()
     }
 
+    /// Calls whose last attempt record is final (made or failed), whether or not anyone has asked.
+    pub fn calls_final(&self) -> usize {
+        self.shared
+            .state()
+            .calls
+            .values()
+            .filter(|c| {
+                c.records
+                    .last()
+                    .and_then(|r| r.split('^').nth(2))
+                    .is_some_and(|w| w == "made" || w == "failed")
+            })
+            .count()
+    }
+
     /// Call requests received whose answer has not gone out yet.
     pub fn calls_in_flight(&self) -> u64 {
         self.shared

@@ -15,7 +15,7 @@ async fn sigkill_and_rerun_never_calls_twice_and_loses_nothing() {
 
     let mut kills = 0;
     for round in 1..=4 {
-        let mut child = tokio::process::Command::new(BIN)
+        let mut child = tokio::process::Command::new(bin())
             .args(&args)
             .kill_on_drop(true)
             .spawn()
@@ -78,4 +78,85 @@ async fn sigkill_and_rerun_never_calls_twice_and_loses_nothing() {
         requested <= n && requested >= n - unknown,
         "{requested} requests for {n} contacts, {unknown} unknown"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_rerun_reads_every_call_before_writing_it_off() {
+    // The calls are made 2.5 s after their request, with their keypad answers. The first run is killed once
+    // it has recorded their request ids (it has polled each once), before their 2 s deadline; the rerun comes
+    // after the deadline, when the results are on the gateway: they must be read, not written off unread.
+    let scenario = "[[rule]]\nsteps = [{ status = \"made\", responses = \"Confirm=1\" }]\n";
+    let sim = sim(8, ms(2500), ms(0), ms(10), scenario).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 4;
+    let input = write(dir.path(), "c.csv", &contacts(n));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(
+        &base,
+        &[
+            "--lines",
+            "8",
+            "--poll-interval",
+            "500ms",
+            "--poll-timeout",
+            "2s",
+        ],
+    );
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| {
+            let polled: std::collections::HashSet<_> = log
+                .iter()
+                .filter(|r| r.outcome == "no-attempt")
+                .map(|r| r.req_id.clone())
+                .collect();
+            polled.len() >= n
+        },
+        "every call polled once",
+    )
+    .await;
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    let killed_at = sim.requests().len();
+    // The gateway makes the calls (2.5 s after their requests), and the poll deadline passes meanwhile.
+    tokio::time::timeout(PATIENCE, async {
+        while sim.calls_final() < n {
+            tokio::time::sleep(ms(50)).await;
+        }
+    })
+    .await
+    .expect("the gateway made the calls");
+    let out = run(&args).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows = results(&output);
+    for r in &rows {
+        assert_eq!(r["status"], "made", "row {}: {}", r["id"], r["detail"]);
+        assert_eq!(r["responses"], "Confirm=1");
+    }
+    // Every record was read as final before it was removed.
+    let log = sim.requests();
+    for req in call_requests(&log) {
+        let id = req.req_id.as_deref();
+        let later: Vec<_> = log[killed_at..]
+            .iter()
+            .filter(|r| r.req_id.as_deref() == id)
+            .collect();
+        let read = later
+            .iter()
+            .position(|r| r.path == ivr_campaign::gateway::protocol::STATUS_PATH && r.is_final);
+        let removed = later
+            .iter()
+            .position(|r| r.path == ivr_campaign::gateway::protocol::REMOVE_PATH);
+        assert!(
+            matches!((read, removed), (Some(a), Some(b)) if a < b),
+            "{id:?}: read {read:?}, removed {removed:?}"
+        );
+    }
 }

@@ -13,7 +13,7 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
     let output = dir.path().join("r.csv");
     let base = base_args(&sim, &input, &output);
     let args = with(&base, &["--poll-timeout", "60s"]);
-    let mut first = tokio::process::Command::new(BIN)
+    let mut first = tokio::process::Command::new(bin())
         .args(&args)
         .kill_on_drop(true)
         .spawn()
@@ -103,6 +103,15 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
             sim.url()
         ),
     );
+    let standing_redial = write(
+        dir.path(),
+        "redial.toml",
+        &format!(
+            "input = {:?}\napp = \"x\"\nredial-unknown = true\ngateway = {:?}\n",
+            good.display().to_string(),
+            sim.url()
+        ),
+    );
     let out = dir.path().join("out.csv").display().to_string();
     let good_s = good.display().to_string();
     let url = sim.url();
@@ -179,6 +188,12 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
             "no phone column",
         ),
         (vec!["run".into(), toml_s], 78, "unknown field `rat`"),
+        // Crash safety cannot be switched off for good by one line of a campaign file.
+        (
+            vec!["run".into(), standing_redial.display().to_string()],
+            78,
+            "redial-unknown is not a setting",
+        ),
     ];
     for (args, want, says) in cases {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -11,7 +11,12 @@ use ivr_campaign::simulator::scenario::Scenario;
 use ivr_campaign::simulator::{Recorded, Simulator};
 use tokio::net::TcpListener;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_ivr-campaign");
+/// The binary under test: this build's, or another one named by `IVR_CAMPAIGN_TEST_BIN` (to check that a test
+/// fails on an older release).
+pub fn bin() -> String {
+    std::env::var("IVR_CAMPAIGN_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_ivr-campaign").to_string())
+}
 
 /// Outer bound for anything a test waits on; reaching it is a failure, not a synchronisation.
 pub const PATIENCE: Duration = Duration::from_secs(60);
@@ -77,7 +82,7 @@ pub fn contacts(n: usize) -> String {
 pub async fn run(args: &[&str]) -> Output {
     tokio::time::timeout(
         PATIENCE,
-        tokio::process::Command::new(BIN)
+        tokio::process::Command::new(bin())
             .args(args)
             .kill_on_drop(true)
             .output(),
@@ -221,4 +226,37 @@ pub fn busiest_second(times: &[i64]) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// Sends SIGTERM to a run started with piped stderr, waits until it says it is draining, and sends another,
+/// which stops it at once. Returns the stderr lines read so far.
+pub async fn stop_twice(child: &mut tokio::process::Child) -> Vec<String> {
+    use tokio::io::AsyncBufReadExt;
+    let pid = child.id().expect("pid").to_string();
+    let term = || {
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+    };
+    let mut lines =
+        tokio::io::BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+    assert!(term().success());
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("a log line")
+            .expect("read")
+            .expect("the runner logs the first stop before exiting");
+        let draining = line.contains("stop requested");
+        seen.push(line);
+        if draining {
+            break;
+        }
+    }
+    assert!(term().success());
+    // Keep reading so the runner never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    seen
 }

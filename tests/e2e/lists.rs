@@ -145,3 +145,55 @@ async fn header_only_and_empty_files_are_bad_data() {
     }
     assert!(sim.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_edited_during_the_run_does_not_move_results_between_people() {
+    // Answers take a while, so the run is still going when someone rewrites the list in reverse order.
+    let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\nslow = \"300ms\"\n").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 6;
+    let list = contacts(n);
+    let input = write(dir.path(), "c.csv", &list);
+    let output = dir.path().join("r.csv");
+    let args = base_args(&sim, &input, &output);
+    let args = with(&args, &["--lines", "2"]);
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| !call_requests(log).is_empty(),
+        "the first call",
+    )
+    .await;
+    let mut lines: Vec<&str> = list.lines().collect();
+    lines[1..].reverse();
+    std::fs::write(&input, lines.join("\n") + "\n").expect("rewrite the list");
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("finishes")
+        .expect("output");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed while the campaign ran"),
+        "{}",
+        stderr(&out)
+    );
+    // Each result is on the row of the person called, as the list was when the run read it.
+    let rows = results(&output);
+    assert_eq!(rows.len(), n);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["name"], format!("Person {i}"));
+        assert_eq!(r["dialed_number"], format!("+1646555{:04}", 1000 + i));
+        assert_eq!(r["status"], "made");
+    }
+    // The same command again refuses the edited list rather than mixing two campaigns.
+    let before = std::fs::read(&output).expect("results");
+    let again = run(&args).await;
+    assert_eq!(code(&again), 78, "{}", stderr(&again));
+    assert_eq!(std::fs::read(&output).expect("results"), before);
+}

@@ -94,7 +94,7 @@ async fn a_gateway_behind_basic_auth_and_refused_credentials() {
     let output = dir.path().join("r.csv");
     let base = base_args(&sim, &input, &output);
     let args = with(&base, &["--gateway-user", "ivr", "--lines", "2"]);
-    let wrong = tokio::process::Command::new(BIN)
+    let wrong = tokio::process::Command::new(bin())
         .args(&args)
         .env("IVR_GATEWAY_PASSWORD", "wrong")
         .output()
@@ -115,7 +115,7 @@ async fn a_gateway_behind_basic_auth_and_refused_credentials() {
             .all(|r| r["status"] == "not_attempted")
     );
 
-    let right = tokio::process::Command::new(BIN)
+    let right = tokio::process::Command::new(bin())
         .args(&args)
         .env("IVR_GATEWAY_PASSWORD", "s3cret")
         .output()
@@ -135,7 +135,7 @@ async fn a_gateway_behind_basic_auth_and_refused_credentials() {
     assert_eq!(code(&o), 64);
     assert!(!stderr(&o).contains("s3cret"));
     // A user without the password variable is a usage error.
-    let o = tokio::process::Command::new(BIN)
+    let o = tokio::process::Command::new(bin())
         .args(&args)
         .env_remove("IVR_GATEWAY_PASSWORD")
         .output()

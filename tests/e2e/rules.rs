@@ -1,8 +1,6 @@
 //! Calling rules: suppression, the window in each recipient's zone, the cap per number across campaigns,
 //! safe output, and the dry run's forecast against a real run.
 
-use std::time::Instant;
-
 use jiff::tz::TimeZone;
 
 use crate::helpers::*;
@@ -104,62 +102,6 @@ async fn the_window_is_judged_in_each_recipients_zone() {
     assert!(
         !sent.contains(&"+16465551001".to_string()),
         "the closed zone was called: {sent:?}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wait_mode_calls_when_the_window_opens() {
-    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    // A window opening at the next whole minute, in a zone where it still has hours to run before midnight.
-    let zone = ["UTC", "Asia/Tokyo", "America/Los_Angeles"]
-        .into_iter()
-        .find(|z| {
-            jiff::Timestamp::now()
-                .to_zoned_datetime(TimeZone::get(z).expect("zone"))
-                .hour()
-                < 21
-        })
-        .expect("one of three zones 8+ hours apart is before 21:00");
-    let tz = TimeZone::get(zone).expect("zone");
-    let now = jiff::Timestamp::now().to_zoned_datetime(tz.clone());
-    let next = now.datetime() + jiff::SignedDuration::from_mins(1);
-    let start = jiff::civil::Time::new(next.hour(), next.minute(), 0, 0).expect("time");
-    let window = format!("{}-{:02}:00", start.strftime("%H:%M"), now.hour() + 2);
-    let input = write(dir.path(), "c.csv", &contacts(2));
-    let output = dir.path().join("r.csv");
-    let began = jiff::Timestamp::now();
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &[
-            "--window",
-            &window,
-            "--timezone",
-            zone,
-            "--outside-window",
-            "wait",
-            "--firstocc",
-            "1",
-            "--call-length",
-            "1s",
-        ],
-    ))
-    .await;
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let first = call_requests(&sim.requests())
-        .iter()
-        .map(|r| r.at_ms)
-        .min()
-        .expect("calls");
-    let opens = next.date().to_datetime(start);
-    let opens_ms = opens
-        .to_zoned_datetime(tz)
-        .expect("instant")
-        .timestamp()
-        .as_millisecond();
-    assert!(
-        first >= opens_ms,
-        "called at {first} before the window opened at {opens_ms} (started {began})"
     );
 }
 
@@ -330,33 +272,4 @@ async fn a_dry_run_calls_nobody_leaves_no_journal_and_its_forecast_matches_a_rea
     let decisions = results(&dir.path().join("r.dry-run.csv"));
     assert_eq!(decisions.len(), 26);
     assert_eq!(decisions[24]["decision"], "duplicate");
-
-    // The same forecast from the library, then the real run on the simulator.
-    let args: Vec<String> = with(&base, &tuning)
-        .iter()
-        .skip(1)
-        .filter(|a| **a != "-q")
-        .map(|s| s.to_string())
-        .collect();
-    let cli = <ivr_campaign::cli::Cli as clap::Parser>::try_parse_from(
-        std::iter::once("ivr-campaign".to_string())
-            .chain(std::iter::once("run".to_string()))
-            .chain(args),
-    )
-    .expect("flags parse");
-    let ivr_campaign::cli::Command::Run(run_args) = cli.command else {
-        panic!("run")
-    };
-    let cfg = ivr_campaign::config::RunConfig::from_args(*run_args).expect("config");
-    let forecast = ivr_campaign::commands::validate::forecast(&cfg, 24);
-    let started = Instant::now();
-    let real = run(&with(&base, &tuning)).await;
-    let took = started.elapsed();
-    assert_eq!(code(&real), 0, "{}", stderr(&real));
-    let ratio = took.as_secs_f64() / forecast.duration.as_secs_f64();
-    assert!(
-        (0.5..2.0).contains(&ratio),
-        "forecast {:?}, real run {took:?}",
-        forecast.duration
-    );
 }

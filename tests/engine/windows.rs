@@ -94,3 +94,116 @@ async fn an_outage_that_outlasts_the_window_does_not_stall_the_run() {
     let calls = call_requests(&sim.requests()).len();
     assert_eq!(calls, 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_zone_missing_from_the_tz_database_is_never_replaced_by_the_campaigns() {
+    let sim = sim(4, ms(50), ms(50), ms(10), "").await;
+    let mut list = String::from("id,name,phone,tz\n");
+    for i in 0..3 {
+        list.push_str(&format!(
+            "{},P{i},646-555-{:04},America/New_York\n",
+            i + 1,
+            1000 + i
+        ));
+    }
+    let c = Campaign::new(&list);
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/Los_Angeles".into());
+    args.timezone_column = Some("tz".into());
+    let s = run_at(args.clone(), before_nine_in_new_york()).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    // The first contact's zone is gone from the database (a renamed zone, an older build).
+    let journal = rusqlite::Connection::open(c.dir.path().join("r.csv.state/journal.sqlite"))
+        .expect("journal");
+    journal
+        .execute("UPDATE contacts SET tz = 'Mars/Olympus' WHERE row = 0", [])
+        .expect("edit");
+    drop(journal);
+    let ten: Timestamp = "2026-12-02T15:00:00Z".parse().expect("timestamp");
+    let s = run_at(args, ten).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "invalid");
+    assert!(
+        rows[0]["detail"].contains("Mars/Olympus"),
+        "{}",
+        rows[0]["detail"]
+    );
+    assert!(rows[1..].iter().all(|r| r["status"] == "made"));
+    let called: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    assert!(!called.contains(&"+16465551000".to_string()), "{called:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_decides_every_row_as_the_run_does() {
+    let sim = sim(8, ms(20), ms(20), ms(10), "").await;
+    // One earlier campaign on the same ledger called +16465551005 already: it is at its cap.
+    let earlier = Campaign::new("id,phone\n1,646-555-1005\n");
+    let ledger = earlier.dir.path().join("shared-ledger.sqlite");
+    let mut e = earlier.args(&sim);
+    e.ledger = Some(ledger.clone());
+    e.max_calls_per_number = Some("1".into());
+    e.per = Some("24h".into());
+    assert_eq!(run(e).await.exit_code(), 0);
+
+    let list = "id,phone,tz\n\
+        1,646-555-1000,America/New_York\n\
+        2,646-555-1001,America/Los_Angeles\n\
+        3,646-555-1000,\n\
+        4,12,\n\
+        5,646-555-1004,\n\
+        6,646-555-1005,\n\
+        7,646-555-1006,Asia/Tokyo\n";
+    let c = Campaign::new(list);
+    let dnc = c.dir.path().join("dnc.txt");
+    std::fs::write(&dnc, "646-555-1004\n").expect("dnc");
+    let mut args = c.args(&sim);
+    args.ledger = Some(ledger);
+    args.max_calls_per_number = Some("1".into());
+    args.per = Some("24h".into());
+    args.suppress = vec![dnc];
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    args.timezone_column = Some("tz".into());
+    // 10:00 in New York: open there, closed in Los Angeles (07:00) and in Tokyo (midnight).
+    let ten: Timestamp = "2026-12-02T15:00:00Z".parse().expect("timestamp");
+    let cfg = ivr_campaign::config::RunConfig::from_args(args.clone()).expect("settings");
+    let dry = ivr_campaign::commands::validate::run_at(&cfg, ten).expect("dry run");
+    let decisions = results(&dry.output);
+    let s = run_at(args, ten).await;
+    let rows = c.results();
+    fn expected(decision: &str) -> &str {
+        match decision {
+            "would_call" => "made",
+            "outside_window" => "not_attempted",
+            other => other,
+        }
+    }
+    let got: Vec<(String, String)> = decisions
+        .iter()
+        .zip(&rows)
+        .map(|(d, r)| (expected(&d["decision"]).to_string(), r["status"].clone()))
+        .collect();
+    for (want, status) in &got {
+        assert_eq!(want, status, "{got:?}");
+    }
+    let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "made",
+            "not_attempted",
+            "duplicate",
+            "invalid",
+            "suppressed",
+            "capped",
+            "not_attempted"
+        ],
+        "{}",
+        s.line()
+    );
+}
