@@ -299,10 +299,22 @@ impl RunConfig {
             None => 10,
             Some((t, what)) => positive_u32(int(&t, &what)?, &what)?,
         };
+        let timeout_given = pick(args.poll_timeout, file.poll_timeout, "poll-timeout");
+        let timeout_named = timeout_given
+            .as_ref()
+            .map_or("poll-timeout".to_string(), |(_, w)| w.clone());
         let poll_timeout = duration_of(
-            pick(args.poll_timeout, file.poll_timeout, "poll-timeout"),
+            timeout_given,
             Duration::from_secs(u64::from(firstocc) * 60) + POLL_GRACE,
         )?;
+        if poll_timeout < poll_interval || poll_timeout.is_zero() {
+            // Every call would be requested and written off before its first status read.
+            return Err(Error::Usage(format!(
+                "{timeout_named} ({}) must be at least the poll interval ({}): a call is written off only after a status read",
+                crate::types::Dur(poll_timeout),
+                crate::types::Dur(poll_interval)
+            )));
+        }
         let phone_column = pick(args.phone_column, file.phone_column, "phone-column")
             .map(|(c, _)| c.trim().to_string())
             .filter(|c| !c.is_empty());
@@ -497,6 +509,7 @@ impl RunConfig {
             }
         };
 
+        refuse_overwriting(&input, &output, &suppress, summary_json.as_deref())?;
         Ok(RunConfig {
             input,
             output,
@@ -536,6 +549,44 @@ impl RunConfig {
             gateway_auth,
         })
     }
+}
+
+/// Whether two paths name the same file (or would: a path that does not exist yet is compared as written,
+/// made absolute).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => {
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            abs(a) == abs(b)
+        }
+    }
+}
+
+/// The files a run writes must not be the files it reads: a typo in `--output` must not overwrite the list.
+fn refuse_overwriting(
+    input: &Path,
+    output: &Path,
+    suppress: &[PathBuf],
+    summary: Option<&Path>,
+) -> Result<()> {
+    let mut written: Vec<(&str, &Path)> = vec![("--output", output)];
+    if let Some(s) = summary {
+        written.push(("--summary-json", s));
+    }
+    let mut read: Vec<(&str, &Path)> = vec![("the contact list", input)];
+    read.extend(suppress.iter().map(|p| ("a suppression list", p.as_path())));
+    for (what_w, w) in &written {
+        for (what_r, r) in &read {
+            if same_file(w, r) {
+                return Err(Error::Usage(format!(
+                    "{what_w} {} is {what_r}: it would be overwritten; write the results elsewhere",
+                    w.display()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `http://user:secret@host` → `http://***@host`, for messages.

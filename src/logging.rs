@@ -65,15 +65,18 @@ impl std::str::FromStr for Format {
 pub struct Stderr;
 
 impl Write for Stderr {
+    /// A line that cannot be written (stderr closed: `2>&1 | head`, a journald restart) is dropped: logging
+    /// must never stop a run.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match BAR.get() {
-            Some(bar) if !bar.is_hidden() => bar.suspend(|| io::stderr().write_all(buf))?,
-            _ => io::stderr().write_all(buf)?,
-        }
+        let _ = match BAR.get() {
+            Some(bar) if !bar.is_hidden() => bar.suspend(|| io::stderr().write_all(buf)),
+            _ => io::stderr().write_all(buf),
+        };
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }
 
@@ -98,6 +101,8 @@ pub fn init(verbose: u8, quiet: bool, format: Format, full_numbers: bool) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Stderr)
+        // Its own report of a failed write goes through `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false)
         .with_target(false);
     match format {
         Format::Json => builder

@@ -13,6 +13,23 @@ use ivr_campaign::output::progress::Progress;
 use ivr_campaign::output::status;
 use ivr_campaign::{logging, simulator};
 
+/// A line on stderr. Never panics: a closed stderr (`2>&1 | head`, a log reader that went away) must not
+/// stop a run, so a line that cannot be written is dropped.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// A line on stdout, dropped likewise when nobody reads it.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -34,7 +51,7 @@ fn main() -> ExitCode {
                 .next()
                 .unwrap_or("invalid command line")
                 .trim_start_matches("error: ");
-            eprintln!("ivr-campaign: {first} (see --help)");
+            say!("ivr-campaign: {first} (see --help)");
             return ExitCode::from(exit::USAGE as u8);
         }
     };
@@ -53,7 +70,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("ivr-campaign: cannot start the async runtime: {e}");
+            say!("ivr-campaign: cannot start the async runtime: {e}");
             return ExitCode::from(exit::SOFTWARE as u8);
         }
     };
@@ -68,7 +85,7 @@ fn main() -> ExitCode {
             Command::Simulate(args) => simulate(*args).await,
             Command::Status(args) => match status::locate(&args).and_then(|d| status::report(&d)) {
                 Ok(text) => {
-                    print!("{text}");
+                    out!("{}", text.trim_end());
                     Ok(exit::OK)
                 }
                 Err(e) => Err(e),
@@ -79,7 +96,7 @@ fn main() -> ExitCode {
     match code {
         Ok(c) => ExitCode::from(c as u8),
         Err(e) => {
-            eprintln!("ivr-campaign: {e}");
+            say!("ivr-campaign: {e}");
             ExitCode::from(e.exit_code() as u8)
         }
     }
@@ -128,7 +145,7 @@ fn watch_signals() -> watch::Receiver<Stage> {
 }
 
 fn usage(message: &str) -> ExitCode {
-    eprintln!("ivr-campaign: {message}");
+    say!("ivr-campaign: {message}");
     ExitCode::from(exit::USAGE as u8)
 }
 
@@ -150,7 +167,7 @@ fn report(args: &ivr_campaign::cli::ReportArgs) -> Result<i32, Error> {
     });
     std::fs::write(&path, html)
         .map_err(|e| Error::Output(format!("cannot write {}: {e}", path.display())))?;
-    println!("{}", path.display());
+    out!("{}", path.display());
     Ok(exit::OK)
 }
 
@@ -163,20 +180,20 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
             .iter()
             .map(|(d, n)| format!("{d} {n}"))
             .collect();
-        println!(
+        out!(
             "Dry run: {}. Decisions: {}",
             parts.join(", "),
             report.output.display()
         );
-        println!("{}", report.forecast.text);
+        out!("{}", report.forecast.text);
         return Ok(exit::OK);
     }
     let stop_rx = watch_signals();
     let summary_path = cfg.summary_json.clone();
     let summary = ivr_campaign::commands::run::run(cfg, stop_rx, progress).await?;
-    eprintln!("ivr-campaign: {}", summary.line());
+    say!("ivr-campaign: {}", summary.line());
     if let Some(m) = summary.ending.message() {
-        eprintln!("ivr-campaign: {m}");
+        say!("ivr-campaign: {m}");
     }
     if let Some(path) = summary_path {
         let text = serde_json::to_string_pretty(&summary.to_json())

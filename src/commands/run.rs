@@ -57,7 +57,12 @@ pub fn judged_rows(
 }
 
 /// The engine's slice of the settings.
-pub fn engine_settings(cfg: &RunConfig, campaign_id: String, clock: Clock) -> engine::Settings {
+pub fn engine_settings(
+    cfg: &RunConfig,
+    campaign_id: String,
+    clock: Clock,
+    journal_path: Option<std::path::PathBuf>,
+) -> engine::Settings {
     engine::Settings {
         app: cfg.app.clone(),
         campaign_id,
@@ -74,6 +79,7 @@ pub fn engine_settings(cfg: &RunConfig, campaign_id: String, clock: Clock) -> en
         request_timeout: cfg.request_timeout,
         wait_for_window: cfg.wait_for_window,
         clock,
+        journal_path,
     }
 }
 
@@ -139,6 +145,24 @@ pub fn rules_for(cfg: &RunConfig, ledger_must_exist: bool) -> Result<Rules> {
     ))
 }
 
+/// A results file this list's campaign wrote, with no usable journal beside it: the journal was deleted or
+/// emptied, and a new one would call everyone again and overwrite the results. Refused before anything.
+fn refuse_a_lost_journal(cfg: &RunConfig, source: &Source) -> Result<()> {
+    let db = cfg.state_dir.join(journal::DB_FILE);
+    if journal::usable(&db) {
+        return Ok(());
+    }
+    if !results::written_for(&cfg.output, &source.clean_headers(), source.delimiter) {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{} holds results of this list, but its journal {} is missing or empty: a new run would call everyone again. Restore the journal, or move {} away to start the campaign over",
+        cfg.output.display(),
+        db.display(),
+        cfg.output.display()
+    )))
+}
+
 /// Runs a campaign to its end (or until stopped) and writes the results file.
 pub async fn run(
     cfg: RunConfig,
@@ -170,6 +194,7 @@ pub async fn run_with_clock(
     let rules = rules_for(&cfg, false)?;
     let (gateway, simulator) = gateway_for(&cfg).await?;
 
+    refuse_a_lost_journal(&cfg, &source)?;
     let input_name = cfg.input.display().to_string();
     let binding = Binding {
         digest: &source.digest,
@@ -222,7 +247,12 @@ pub async fn run_with_clock(
         .sum();
     let shown = progress::show(progress, to_do, stats.clone());
     let ended = engine::run(
-        engine_settings(&cfg, owner.campaign_id.clone(), clock),
+        engine_settings(
+            &cfg,
+            owner.campaign_id.clone(),
+            clock,
+            Some(owner.db_path.clone()),
+        ),
         rules,
         gateway,
         owner.journal.clone(),

@@ -102,6 +102,8 @@ pub struct Coordinator {
     blocked: Blocked,
     /// When the waiting contacts are next due, while in [`Phase::Waiting`].
     wait_until: Option<Instant>,
+    /// Something may have changed who is waiting (a task ended, a contact was deferred): look again now.
+    wait_dirty: bool,
     drain_deadline: Option<Instant>,
     now_since: Option<Instant>,
     /// The last wait announced, so the log says it once.
@@ -109,7 +111,29 @@ pub struct Coordinator {
     housekeeping: Option<tokio::task::JoinHandle<()>>,
     /// Whether the signal and health channels are still open (a closed one would wake the loop forever).
     listening: (bool, bool),
+    /// The journal file's identity when the run began, and when to look at it again.
+    journal_file: Option<(std::path::PathBuf, FileId)>,
+    next_file_check: Instant,
 }
+
+/// Device and inode: a file deleted (or replaced) under an open connection no longer has the same pair at its
+/// path.
+type FileId = (u64, u64);
+
+fn file_id(path: &std::path::Path) -> Option<FileId> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::metadata(path).ok().map(|m| (0, m.len()))
+    }
+}
+
+/// How often the journal file is checked for being deleted under the run.
+const FILE_CHECK: Duration = Duration::from_secs(1);
 
 impl Coordinator {
     pub fn new(
@@ -127,6 +151,10 @@ impl Coordinator {
         let breaker = Breaker::new(settings.max_outage);
         let lines_free = settings.lines;
         let health = journal.health();
+        let journal_file = settings
+            .journal_path
+            .clone()
+            .and_then(|p| file_id(&p).map(|id| (p, id)));
         let ctx = Arc::new(Ctx {
             polls: Pacer::new(settings.poll_rate),
             sends: Pacer::new(settings.rate),
@@ -158,11 +186,14 @@ impl Coordinator {
             queue: VecDeque::new(),
             blocked: Blocked::Nothing,
             wait_until: None,
+            wait_dirty: true,
             drain_deadline: None,
             now_since: None,
             announced_wait: None,
             housekeeping: None,
             listening: (true, true),
+            journal_file,
+            next_file_check: Instant::now() + FILE_CHECK,
         }
     }
 
@@ -244,6 +275,19 @@ impl Coordinator {
     /// Moves the stage on when a reason to stop has come up.
     fn advance_stage(&mut self) {
         let now = Instant::now();
+        if now >= self.next_file_check {
+            self.next_file_check = now + FILE_CHECK;
+            if let Some((path, id)) = &self.journal_file
+                && file_id(path) != Some(*id)
+            {
+                let why = format!(
+                    "the journal {} was deleted or replaced while the run held it; nothing more is called, and the results come from the copy still open",
+                    path.display()
+                );
+                self.journal_file = None;
+                self.ending = self.ending.clone().worst(Ending::JournalFailed(why));
+            }
+        }
         if let Some(deadline) = self.breaker.outage_deadline()
             && now >= deadline
             && self.stage_now() != Stage::Now
@@ -358,6 +402,7 @@ impl Coordinator {
         };
         self.owned.remove(&row);
         self.breaker.task_ended(row);
+        self.wait_dirty = true;
         match end {
             End::Final(_) | End::LeftOpen | End::NotSent => self.lines_free += 1,
             End::Clash { other_row } => {
@@ -413,6 +458,9 @@ impl Coordinator {
         }
         consider(self.drain_deadline);
         consider(self.breaker.outage_deadline());
+        if self.journal_file.is_some() {
+            consider(Some(self.next_file_check));
+        }
         consider(
             self.now_since
                 .map(|t| t + self.ctx.settings.request_timeout + STOP_GRACE),
@@ -508,12 +556,15 @@ impl Coordinator {
             Decision::Call => return,
             Decision::Suppressed(list) => Event::Suppress { list },
             Decision::Unplaceable(reason) => Event::Unplace { reason },
-            Decision::OutsideWindow { detail, opens } => Event::Defer {
-                detail,
-                until_ms: opens
-                    .filter(|_| self.ctx.settings.wait_for_window)
-                    .map(|t| t.as_millisecond()),
-            },
+            Decision::OutsideWindow { detail, opens } => {
+                self.wait_dirty = true;
+                Event::Defer {
+                    detail,
+                    until_ms: opens
+                        .filter(|_| self.ctx.settings.wait_for_window)
+                        .map(|t| t.as_millisecond()),
+                }
+            }
         };
         self.ctx.journal.write_later(Op::Apply {
             row: c.row,
@@ -583,6 +634,10 @@ impl Coordinator {
                     }
                 }
                 Phase::Waiting => {
+                    if self.wait_until.is_some_and(|t| Instant::now() < t) && !self.wait_dirty {
+                        return Ok(None);
+                    }
+                    self.wait_dirty = false;
                     self.wait_until = None;
                     let clock = &self.ctx.settings.clock;
                     let now_ms = clock.now().as_millisecond();

@@ -205,6 +205,9 @@ pub struct Settings {
     /// Wait for a closed window to open instead of leaving its contacts for the next run.
     pub wait_for_window: bool,
     pub clock: Clock,
+    /// The journal file: if it is deleted or replaced under the run, the run stops (its results are still
+    /// written, from the connection the run holds).
+    pub journal_path: Option<std::path::PathBuf>,
 }
 
 /// Counters, for the progress display and the summary. Only counts: how the run ended is [`Ending`].

@@ -992,6 +992,16 @@ pub fn counts(db_path: &Path) -> Result<Vec<(State, u64)>> {
     counts_on(&open_read_only(db_path)?)
 }
 
+/// Whether `db_path` is a journal this program made (it exists, is not empty, and has its binding).
+pub fn usable(db_path: &Path) -> bool {
+    if std::fs::metadata(db_path).map_or(true, |m| m.len() == 0) {
+        return false;
+    }
+    open_read_only(db_path)
+        .and_then(|c| Ok(meta(&c, "input_digest")?))
+        .is_ok_and(|d| d.is_some())
+}
+
 /// Opens the journal for reading only.
 pub fn open_read_only(db_path: &Path) -> Result<Connection> {
     if !db_path.exists() {

@@ -233,3 +233,137 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
         "no journal was made"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let args = base_args(&sim, &input, &output);
+    let args = with(&args, &[]);
+    assert_eq!(code(&run(&args).await), 0);
+    let done = std::fs::read(&output).expect("results");
+    let state = dir.path().join("r.csv.state");
+    let requests = call_requests(&sim.requests()).len();
+
+    // Someone cleans up the state directory, or the journal is truncated to nothing.
+    for damage in ["deleted", "emptied"] {
+        if damage == "deleted" {
+            std::fs::remove_dir_all(&state).expect("rm state");
+        } else {
+            std::fs::create_dir_all(&state).expect("mkdir");
+            std::fs::write(state.join("journal.sqlite"), b"").expect("truncate");
+        }
+        let o = run(&args).await;
+        let err = stderr(&o);
+        assert_eq!(code(&o), 78, "{damage}: {err}");
+        assert!(
+            err.contains("journal") && err.contains("missing or empty"),
+            "{err}"
+        );
+        assert!(err.contains(&output.display().to_string()), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_eq!(
+            call_requests(&sim.requests()).len(),
+            requests,
+            "{damage}: a call was placed"
+        );
+        assert_eq!(
+            std::fs::read(&output).expect("results"),
+            done,
+            "the results were touched"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_deleted_during_the_run_stops_it_with_its_results_written() {
+    // Slow answers keep the run going while the state directory is deleted under it.
+    let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\nslow = \"400ms\"\n").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(10));
+    let output = dir.path().join("r.csv");
+    let args = base_args(&sim, &input, &output);
+    let args = with(&args, &["--lines", "1"]);
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| {
+            log.iter()
+                .any(|r| r.path == ivr_campaign::gateway::protocol::REMOVE_PATH)
+        },
+        "one call finished",
+    )
+    .await;
+    std::fs::remove_dir_all(dir.path().join("r.csv.state")).expect("rm state");
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("stops")
+        .expect("output");
+    assert_eq!(out.status.code(), Some(74), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted or replaced"),
+        "{}",
+        stderr(&out)
+    );
+    // The calls made before it noticed are in the results, from the journal the process still held.
+    let rows = results(&output);
+    assert_eq!(rows.len(), 10);
+    let made = rows.iter().filter(|r| r["status"] == "made").count();
+    assert!(made >= 1, "{rows:?}");
+    let requested = call_requests(&sim.requests()).len();
+    assert!(requested < 10, "it kept calling: {requested}");
+    assert_eq!(
+        made + rows.iter().filter(|r| r["status"] == "in_progress").count(),
+        requested,
+        "{rows:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_that_would_wreck_a_campaign_are_refused_or_stop_it_at_once() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(5));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    // --output naming the list would overwrite it.
+    let input_s = input.display().to_string();
+    let o = run(&with(&base, &["--output", &input_s])).await;
+    assert_eq!(code(&o), 64, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("would be overwritten"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read_to_string(&input).expect("list"), contacts(5));
+    // A poll timeout shorter than the poll interval: every call written off before it is read.
+    for t in ["0s", "20ms"] {
+        let o = run(&with(&base, &["--poll-timeout", t])).await;
+        assert_eq!(code(&o), 64, "{t}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("must be at least the poll interval"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(sim.requests().is_empty());
+    // A gateway URL that ends in a handler path: the handler answers 404. One request, then a stop.
+    let wrong = format!("{}/ocall/callreqHandler.jsp", sim.url());
+    let o = run(&with(&base, &["--gateway", &wrong, "--lines", "1"])).await;
+    assert_eq!(code(&o), 78, "{}", stderr(&o));
+    assert!(stderr(&o).contains("base URL"), "{}", stderr(&o));
+    assert_eq!(sim.requests().len(), 1);
+    assert!(
+        results(&output)
+            .iter()
+            .all(|r| r["status"] == "not_attempted")
+    );
+}

@@ -228,3 +228,40 @@ async fn an_https_gateway_with_an_internal_ca() {
     assert!(results(&output).iter().all(|r| r["status"] == "made"));
     assert_eq!(call_requests(&sim.requests()).len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stderr_never_stops_the_run() {
+    use tokio::io::AsyncBufReadExt;
+    // `ivr-campaign run … 2>&1 | head -2`: the reader goes away after two lines, the run goes on logging.
+    let sim = sim(4, ms(20), ms(20), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(12));
+    let output = dir.path().join("r.csv");
+    let args: Vec<String> = base_args(&sim, &input, &output)
+        .into_iter()
+        .filter(|a| a != "-q")
+        .chain(["-v".to_string(), "--lines".into(), "2".into()])
+        .collect();
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    {
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        for _ in 0..2 {
+            let _ = tokio::time::timeout(PATIENCE, lines.next_line()).await;
+        }
+        // Dropped here: the pipe's read end closes while calls are still being made and logged.
+    }
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("finishes")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    let rows = results(&output);
+    assert_eq!(rows.len(), 12);
+    assert!(rows.iter().all(|r| r["status"] == "made"));
+    assert_eq!(call_requests(&sim.requests()).len(), 12);
+}
