@@ -144,6 +144,9 @@ pub struct RunArgs {
     /// Suppression list: a CSV with a phone column or one number per line (repeatable).
     #[arg(long)]
     pub suppress: Vec<PathBuf>,
+    /// Region for numbers without a country code in the suppression lists [default: --default-region].
+    #[arg(long)]
+    pub suppress_region: Option<String>,
     /// Most calls to one number within --per, across campaigns (needs --per).
     #[arg(long)]
     pub max_calls_per_number: Option<String>,

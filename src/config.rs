@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub encoding: crate::contacts::EncodingChoice,
     pub delimiter: Option<u8>,
     pub default_region: phonenumber::country::Id,
+    /// Region for numbers without a country code in the suppression lists.
+    pub suppress_region: phonenumber::country::Id,
     pub firstocc: u32,
     pub number_format: NumberFormat,
     pub response_keys: Vec<String>,
@@ -88,6 +90,7 @@ struct CampaignFile {
     encoding: Option<String>,
     delimiter: Option<String>,
     default_region: Option<String>,
+    suppress_region: Option<String>,
     firstocc: Option<i64>,
     number_format: Option<String>,
     response_keys: Option<Vec<String>>,
@@ -331,15 +334,28 @@ impl RunConfig {
                     .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
             ),
         };
-        let default_region = match pick(args.default_region, file.default_region, "default-region")
-        {
-            None => phonenumber::country::Id::US,
-            Some((r, what)) => r.trim().to_ascii_uppercase().parse().map_err(|_| {
-                Error::Usage(format!(
-                    "{what}: {r:?} is not a region code; use a two-letter ISO code like US or GB"
-                ))
-            })?,
+        let region = |v: Option<(String, String)>| -> Result<Option<phonenumber::country::Id>> {
+            match v {
+                None => Ok(None),
+                Some((r, what)) => r.trim().to_ascii_uppercase().parse().map(Some).map_err(|_| {
+                    Error::Usage(format!(
+                        "{what}: {r:?} is not a region code; use a two-letter ISO code like US or GB"
+                    ))
+                }),
+            }
         };
+        let default_region = region(pick(
+            args.default_region,
+            file.default_region,
+            "default-region",
+        ))?
+        .unwrap_or(phonenumber::country::Id::US);
+        let suppress_region = region(pick(
+            args.suppress_region,
+            file.suppress_region,
+            "suppress-region",
+        ))?
+        .unwrap_or(default_region);
         let number_format = match pick(args.number_format, file.number_format, "number-format") {
             None => NumberFormat::E164,
             Some((t, what)) => t
@@ -525,6 +541,7 @@ impl RunConfig {
             encoding,
             delimiter,
             default_region,
+            suppress_region,
             firstocc,
             number_format,
             response_keys,

@@ -381,6 +381,16 @@ impl Source {
     /// Judges one row: its number and, when the list has a time zone column, its zone.
     pub fn judge(&self, record: &ByteRecord, region: Region, format: NumberFormat) -> Judged {
         let verdict = judge(record, self.headers.len(), self.phone_index, region, format);
+        let note = match &verdict {
+            Verdict::Call { .. } => record
+                .get(self.phone_index)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .and_then(|t| split_extension(t).1)
+                .map(|ext| {
+                    format!("extension {ext} is not dialed: the gateway calls the number only")
+                }),
+            Verdict::Invalid(_) => None,
+        };
         let cell = self
             .timezone_index
             .and_then(|i| record.get(i))
@@ -391,9 +401,10 @@ impl Source {
                 Judged {
                     verdict: Verdict::Invalid(format!("{name:?} is not a known IANA time zone")),
                     tz: None,
+                    note: None,
                 }
             }
-            (verdict, tz) => Judged { verdict, tz },
+            (verdict, tz) => Judged { verdict, tz, note },
         }
     }
 
@@ -418,6 +429,32 @@ impl Source {
 pub struct Judged {
     pub verdict: Verdict,
     pub tz: Option<String>,
+    /// Something about the row the operator should know, kept with its result (an extension not dialed).
+    pub note: Option<String>,
+}
+
+/// A trailing extension (`x123`, `ext. 123`, `extension 123`, `#123`): the number before it, and the
+/// extension's digits.
+pub fn split_extension(text: &str) -> (&str, Option<&str>) {
+    let t = text.trim_end();
+    let digits_from = t
+        .rfind(|c: char| !c.is_ascii_digit())
+        .map_or(0, |i| i + t[i..].chars().next().map_or(1, char::len_utf8));
+    let digits = &t[digits_from..];
+    if digits.is_empty() || digits_from == 0 {
+        return (text, None);
+    }
+    let before = t[..digits_from].trim_end_matches([' ', '.', ':']);
+    let lower = before.to_ascii_lowercase();
+    for marker in ["extension", "ext", "x", "#"] {
+        if lower.ends_with(marker) {
+            let main = before[..before.len() - marker.len()].trim_end_matches([' ', ',', ';']);
+            if main.chars().any(|c| c.is_ascii_digit()) {
+                return (main, Some(digits));
+            }
+        }
+    }
+    (text, None)
 }
 
 /// What to do with one row.
@@ -452,11 +489,19 @@ pub fn judge(
     normalise(text, region, format)
 }
 
-/// Parses a phone cell with libphonenumber's rules and the default region.
+/// Parses a phone cell with libphonenumber's rules and the default region. An extension is left off (the
+/// caller notes it); any other letter makes the cell invalid, because libphonenumber reads letters as keypad
+/// digits, and in a contact list a letter is a typo far more often than a vanity number: `646-555-10O1` would
+/// call 646-555-1061, a stranger.
 pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
-    let t = text.trim();
+    let t = split_extension(text.trim()).0.trim();
     if t.is_empty() {
         return Verdict::Invalid("no phone number".into());
+    }
+    if !looks_scientific(t) && t.chars().any(|c| c.is_alphabetic()) {
+        return Verdict::Invalid(format!(
+            "{t:?} has letters in it; write the number in digits (a letter would be dialed as a keypad digit)"
+        ));
     }
     if looks_scientific(t) {
         // 4.15555E+09: a spreadsheet turned the number into a float and dropped digits. Guessing would dial a
@@ -561,6 +606,33 @@ mod tests {
             Verdict::Invalid(r) => assert!(r.contains("scientific")),
             v => panic!("{v:?}"),
         }
+    }
+
+    #[test]
+    fn letters_are_typos_and_extensions_are_noted() {
+        match normalise("646-555-10O1", Region::US, NumberFormat::E164) {
+            Verdict::Invalid(r) => assert!(r.contains("letters"), "{r}"),
+            v => panic!("{v:?}"),
+        }
+        assert!(matches!(
+            normalise("1-800-FLOWERS", Region::US, NumberFormat::E164),
+            Verdict::Invalid(_)
+        ));
+        for (text, ext) in [
+            ("(415) 555-2671 x123", "123"),
+            ("415 555 2671 ext. 9", "9"),
+            ("415-555-2671 extension 45", "45"),
+            ("+1 415 555 2671#77", "77"),
+        ] {
+            assert_eq!(split_extension(text).1, Some(ext), "{text}");
+            assert_eq!(
+                call(text, Region::US, NumberFormat::E164).0,
+                "+14155552671",
+                "{text}"
+            );
+        }
+        assert_eq!(split_extension("4155552671").1, None);
+        assert_eq!(split_extension("x123").1, None);
     }
 
     #[test]

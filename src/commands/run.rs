@@ -48,6 +48,7 @@ pub fn judged_rows(
                     record: encode_record(&record),
                     tz: judged.tz,
                     verdict: judged.verdict,
+                    note: judged.note,
                 };
                 row += 1;
                 Some(Ok(c))
@@ -123,13 +124,7 @@ pub async fn gateway_for(cfg: &RunConfig) -> Result<(Gateway, Option<Simulator>)
 
 /// The rules of the settings, with the suppression lists and the ledger loaded.
 pub fn rules_for(cfg: &RunConfig, ledger_must_exist: bool) -> Result<Rules> {
-    let (suppressed, unreadable) = suppress::load(&cfg.suppress, cfg.default_region)?;
-    if unreadable > 0 {
-        warn!(
-            entries = unreadable,
-            "suppression list entries that are not phone numbers were ignored"
-        );
-    }
+    let suppressed = suppress::load(&cfg.suppress, cfg.suppress_region)?;
     let ledger = match cfg.cap {
         Some((cap, per)) if !ledger_must_exist || cfg.ledger.exists() => {
             Some(Ledger::open(&cfg.ledger, cap, per)?)

@@ -141,6 +141,16 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
 /// The dry run as of `now` (tests compare it with a run on the same clock).
 pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
+    // A run refuses unreadable opt-outs; the dry run lists every one of them, so they can all be fixed at once.
+    let (_, unreadable) = crate::rules::suppress::read(&cfg.suppress, cfg.suppress_region)?;
+    if !unreadable.is_empty() {
+        let lines: Vec<String> = unreadable.iter().map(|u| format!("  {u}")).collect();
+        return Err(Error::Data(format!(
+            "{} suppression list entries are not phone numbers; a run refuses them until they are fixed:\n{}",
+            unreadable.len(),
+            lines.join("\n")
+        )));
+    }
     // The ledger is only read, and only if it exists: a dry run leaves nothing behind.
     let mut rules = super::run::rules_for(cfg, true)?;
     let output = output_path(&cfg.output);

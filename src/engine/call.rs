@@ -21,6 +21,7 @@ use crate::gateway::protocol::{AttemptState, CallRequest, RemoveReply, StatusRep
 use crate::gateway::{Gateway, PlaceError, PollError};
 use crate::logging::number;
 use crate::rules::ledger::Ledger;
+use crate::store::journal::Health;
 use crate::store::{Answer, Applied, ContactRow, Event, Journal, Op, State, WriteError};
 use crate::types::Dur;
 
@@ -250,16 +251,33 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
 async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String) -> Result<End, End> {
     let row = contact.row;
     let dialed_at = ctx.now_ms();
-    let written = ctx
-        .journal
-        .write(Op::Apply {
-            row,
-            event: Event::Scheduled {
-                req_id: req_id.clone(),
-            },
-            at_ms: dialed_at,
-        })
-        .await;
+    let write = ctx.journal.write(Op::Apply {
+        row,
+        event: Event::Scheduled {
+            req_id: req_id.clone(),
+        },
+        at_ms: dialed_at,
+    });
+    tokio::pin!(write);
+    // The gateway holds a call now. If the journal cannot save its id (a full disk), say at once where to find
+    // the call, and keep waiting: the writer retries until it is saved or the process must end.
+    let mut health = ctx.journal.health();
+    let mut said = false;
+    let written = loop {
+        let failing = matches!(*health.borrow_and_update(), Health::Failing(_));
+        if failing && !said {
+            said = true;
+            tracing::error!(row = contact.line, number = %number(&contact.dialed_number), %req_id, "the gateway scheduled this call, and the journal cannot save its request id yet; retrying (if the run ends first, find the call on the gateway by this id)");
+        }
+        tokio::select! {
+            r = &mut write => break r,
+            changed = health.changed(), if !said => {
+                if changed.is_err() {
+                    said = true;
+                }
+            }
+        }
+    };
     match written {
         Ok(Applied::Done) => {}
         Ok(Applied::Clash {

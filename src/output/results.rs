@@ -39,6 +39,19 @@ pub fn neutralise(cell: &str) -> String {
     }
 }
 
+/// Gateway text without NUL bytes (spreadsheets and many CSV readers stop at one, hiding the rest of the file)
+/// or other control characters but tab.
+pub fn clean(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.chars().any(|c| c.is_control() && c != '\t') {
+        cell.chars()
+            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        cell.into()
+    }
+}
+
 /// RFC 3339 in UTC with a fixed millisecond width, so the column sorts as text.
 pub fn rfc3339(ms: Option<i64>) -> String {
     ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
@@ -167,7 +180,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
     let mut stmt = conn.prepare(
-        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record
+        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note
          FROM contacts ORDER BY row",
     )?;
     let mut rows = stmt.query([])?;
@@ -231,6 +244,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
             let intent_at: Option<i64> = row.get(9)?;
             let tz: Option<String> = row.get(10)?;
             let record: Option<Vec<u8>> = row.get(11)?;
+            let note: Option<String> = row.get(12)?;
             let dialed_at =
                 dialed_at.or(intent_at.filter(|_| matches!(state, State::Unknown | State::Intent)));
             match state {
@@ -260,7 +274,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
             }
             out.push_field(state.result_name().as_bytes());
             out.push_field(req_id.unwrap_or_default().as_bytes());
-            out.push_field(neutralise(&responses).as_bytes());
+            out.push_field(clean(&neutralise(&responses)).as_bytes());
             out.push_field(
                 attempts
                     .filter(|a| *a > 0)
@@ -268,7 +282,11 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
                     .unwrap_or_default()
                     .as_bytes(),
             );
-            out.push_field(neutralise(&detail.unwrap_or_default()).as_bytes());
+            let detail = match (detail.filter(|d| !d.is_empty()), note) {
+                (Some(d), Some(n)) => format!("{d}; {n}"),
+                (d, n) => d.or(n).unwrap_or_default(),
+            };
+            out.push_field(clean(&neutralise(&detail)).as_bytes());
             out.push_field(
                 dialed_number
                     .filter(|_| dialed_at.is_some())
@@ -280,7 +298,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
             if !view.response_keys.is_empty() {
                 let parsed = Responses::parse(&responses);
                 for k in &view.response_keys {
-                    out.push_field(neutralise(parsed.get(k).unwrap_or("")).as_bytes());
+                    out.push_field(clean(&neutralise(parsed.get(k).unwrap_or(""))).as_bytes());
                 }
             }
             if let Some(zone) = &view.campaign_zone {

@@ -706,17 +706,24 @@ fn call_request(
         } else {
             None
         };
-        let id = now_ms().max(st.last_id + 1);
-        st.last_id = id;
         let script = st.picker.pick(phoneno);
+        let id = if script.reply == Reply::ReuseId && st.last_id > 0 {
+            st.last_id
+        } else {
+            now_ms().max(st.last_id + 1)
+        };
+        st.last_id = id;
         let id = id.to_string();
-        st.calls.insert(
+        let replaced = st.calls.insert(
             id.clone(),
             Call {
                 records: Vec::new(),
                 task: None,
             },
         );
+        if let Some(task) = replaced.and_then(|c| c.task) {
+            task.abort();
+        }
         (id, script, fault_reply)
     };
     let reply_kind = fault_reply.unwrap_or(script.reply);
@@ -763,7 +770,7 @@ fn call_request(
                 )),
             ))
         }
-        Reply::Normal => {
+        Reply::Normal | Reply::ReuseId => {
             rec.outcome = "scheduled".into();
             Ok(reply(
                 StatusCode::OK,

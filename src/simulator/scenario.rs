@@ -17,8 +17,9 @@
 //! `forget` makes the gateway lose the record (later polls get `ERROR: no such call record`). A script that
 //! ends on a step that is not `made`/`failed` leaves the call unfinished forever. `reply` says how the call
 //! request is answered once the call is scheduled: `normal`, `drop` (the connection closes without an answer),
-//! `error` (HTTP 500), `bad-gateway` (HTTP 502, as a proxy in front of it would) or `reworded` (a page
-//! without `[ReqId=…]`, as a gateway release that words its page differently would).
+//! `error` (HTTP 500), `bad-gateway` (HTTP 502, as a proxy in front of it would), `reworded` (a page
+//! without `[ReqId=…]`, as a gateway release that words its page differently would) or `reuse-id` (the
+//! previous request's id, as a gateway whose counter went back would).
 
 use std::path::Path;
 
@@ -245,6 +246,9 @@ pub enum Reply {
     BadGateway,
     /// HTTP 200 with a page that does not carry `[ReqId=…]`.
     Reworded,
+    /// The id of the previous call request, which this call's record replaces (a gateway whose counter went
+    /// back after a restart).
+    ReuseId,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -135,6 +135,8 @@ pub struct NewContact {
     pub record: Vec<u8>,
     pub tz: Option<String>,
     pub verdict: crate::contacts::Verdict,
+    /// Kept with the row's result (an extension not dialed).
+    pub note: Option<String>,
 }
 
 /// What the journal is bound to and told when it is opened.
@@ -250,7 +252,8 @@ CREATE TABLE IF NOT EXISTS contacts (
     removed       INTEGER NOT NULL DEFAULT 0,
     tz            TEXT,                  -- the contact's IANA zone from the input; NULL: the campaign's
     record        BLOB,                  -- the input row as read (encode_record)
-    not_before    INTEGER                -- a pending contact outside its window is looked at again from then
+    not_before    INTEGER,               -- a pending contact outside its window is looked at again from then
+    note          TEXT                   -- about the row, shown with its result whatever happens (an extension)
 );
 CREATE TABLE IF NOT EXISTS actions (
     id       INTEGER PRIMARY KEY,
@@ -354,7 +357,7 @@ where
         // Columns the first release did not have. The row copies are filled in below, once the input is
         // known to be the one the journal was made from.
         conn.execute_batch(
-            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER;",
+            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER; ALTER TABLE contacts ADD COLUMN note TEXT;",
         )?;
     }
     conn.execute_batch(SCHEMA)?;
@@ -458,7 +461,7 @@ where
     use crate::contacts::Verdict;
     use crate::rules::{Admission, admit};
     let mut insert = tx.prepare(
-        "INSERT INTO contacts (row, line, e164, dialed_number, state, detail, tz, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO contacts (row, line, e164, dialed_number, state, detail, tz, record, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?;
     let mut first_seen =
         tx.prepare("SELECT line FROM contacts WHERE e164 = ?1 ORDER BY row LIMIT 1")?;
@@ -487,7 +490,8 @@ where
             state.as_str(),
             admission.detail(),
             c.tz,
-            c.record
+            c.record,
+            c.note
         ])?;
     }
     Ok(())

@@ -622,3 +622,47 @@ async fn a_stop_while_requests_are_in_flight_leaves_nobody_unknown() {
     assert_eq!(by("in_progress") + by("made"), 4, "{rows:?}");
     assert_eq!(by("not_attempted"), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_given_twice_makes_both_contacts_unknown() {
+    // The first call rings for a while; the second request (half a second later) gets its id back.
+    let scenario = r#"
+[[rule]]
+numbers = ["+16465551000"]
+steps = ["retry", "retry", "made"]
+[[rule]]
+numbers = ["+16465551001"]
+steps = ["made"]
+reply = "reuse-id"
+"#;
+    let sim = sim(8, ms(200), ms(5), ms(300), scenario).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--lines", "2", "--rate", "2/s"],
+    ))
+    .await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("request id another contact already has"),
+        "{}",
+        stderr(&out)
+    );
+    let rows = results(&output);
+    assert_eq!(rows[0]["status"], "unknown", "{}", rows[0]["detail"]);
+    assert!(
+        rows[0]["detail"].contains("row 2 too"),
+        "{}",
+        rows[0]["detail"]
+    );
+    assert_eq!(rows[1]["status"], "unknown", "{}", rows[1]["detail"]);
+    assert!(
+        rows[1]["detail"].contains("gateway fault"),
+        "{}",
+        rows[1]["detail"]
+    );
+    assert_eq!(rows[2]["status"], "made");
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+}

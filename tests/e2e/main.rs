@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binary against the project's gateway simulator over loopback HTTP.
 
 mod crash;
+mod damage;
 mod faults;
 mod guards;
 mod helpers;

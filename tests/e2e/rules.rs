@@ -273,3 +273,60 @@ async fn a_dry_run_calls_nobody_leaves_no_journal_and_its_forecast_matches_a_rea
     assert_eq!(decisions.len(), 26);
     assert_eq!(decisions[24]["decision"], "duplicate");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_that_cannot_be_read_refuses_the_run() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let optout = write(
+        dir.path(),
+        "optout.txt",
+        "Opt-outs\n# front desk\n646-555-1000\n\n646-555-10O1\n+44 20 7946 0018\n",
+    );
+    let uk = write(dir.path(), "uk.txt", "020 7946 0019\n");
+    let optout_s = optout.display().to_string();
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--suppress", &optout_s]);
+    let o = run(&args).await;
+    let err = stderr(&o);
+    assert_eq!(code(&o), 65, "{err}");
+    assert!(
+        err.contains("optout.txt line 5") && err.contains("646-555-10O1"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(sim.requests().is_empty(), "a call was placed");
+    // `validate` lists every entry it cannot read.
+    let v: Vec<&str> = args
+        .iter()
+        .map(|a| if *a == "run" { "validate" } else { a })
+        .collect();
+    let o = run(&v).await;
+    assert_eq!(code(&o), 65);
+    assert!(
+        stderr(&o).contains("1 suppression list entries"),
+        "{}",
+        stderr(&o)
+    );
+    // Fixed, it runs; a list of UK numbers is read with its own region.
+    std::fs::write(&optout, "+1 646-555-1000\n+44 20 7946 0018\n").expect("fix");
+    let uk_s = uk.display().to_string();
+    let o = run(&with(
+        &base,
+        &[
+            "--suppress",
+            &optout_s,
+            "--suppress",
+            &uk_s,
+            "--suppress-region",
+            "GB",
+        ],
+    ))
+    .await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let rows = results(&output);
+    assert_eq!(rows[0]["status"], "suppressed");
+    assert!(rows[1..].iter().all(|r| r["status"] == "made"));
+}

@@ -28,6 +28,7 @@ fn contacts(n: u64) -> Vec<NewContact> {
                 e164: format!("+1646555{:04}", 1000 + i),
                 dial: format!("+1646555{:04}", 1000 + i),
             },
+            note: None,
         })
         .collect()
 }
