@@ -140,8 +140,12 @@ fn read_campaign(path: &Path) -> Result<CampaignFile> {
         }
     })?;
     toml::from_str(&text).map_err(|e| {
-        let msg = e.message().trim().to_string();
-        Error::Config(format!("campaign file {}: {msg}", path.display()))
+        Error::Config(format!(
+            "campaign file {}{}: {}",
+            path.display(),
+            crate::types::toml_place(&text, e.span()),
+            e.message().trim()
+        ))
     })
 }
 

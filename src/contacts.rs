@@ -7,7 +7,7 @@
 //! cannot be called is data (an `invalid` result with its reason), never an abort.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -42,6 +42,9 @@ pub const PHONE_CANDIDATES: [&str; 14] = [
 pub enum Encoding {
     Utf8,
     Windows1252,
+    /// What Excel saves as "Unicode Text"; recognised by its byte order mark.
+    Utf16Le,
+    Utf16Be,
 }
 
 /// `--encoding`.
@@ -126,14 +129,34 @@ fn no_input(path: &Path, e: &std::io::Error) -> Error {
 }
 
 fn open_file(path: &Path) -> Result<File> {
-    let file = File::open(path).map_err(|e| no_input(path, &e))?;
-    if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+    // Looked at before opening: opening a pipe blocks until something writes to it.
+    let meta = std::fs::metadata(path).map_err(|e| no_input(path, &e))?;
+    if meta.is_dir() {
         return Err(Error::NoInput(format!(
             "contact list {} is a directory",
             path.display()
         )));
     }
-    Ok(file)
+    if !meta.is_file() {
+        // A pipe or `<(…)` can be read once; the list is read several times (digest, header, rows).
+        return Err(Error::NoInput(format!(
+            "contact list {} is not a regular file (a pipe or a device); save it to a file first",
+            path.display()
+        )));
+    }
+    File::open(path).map_err(|e| no_input(path, &e))
+}
+
+/// The byte order mark a UTF-16 file starts with.
+fn utf16_bom(path: &Path) -> Result<Option<Encoding>> {
+    let mut head = [0u8; 2];
+    let mut f = open_file(path)?;
+    let n = f.read(&mut head).map_err(|e| no_input(path, &e))?;
+    Ok(match (n, head) {
+        (2, [0xff, 0xfe]) => Some(Encoding::Utf16Le),
+        (2, [0xfe, 0xff]) => Some(Encoding::Utf16Be),
+        _ => None,
+    })
 }
 
 /// The SHA-256 of a file's bytes, as the journal binds it.
@@ -183,15 +206,19 @@ fn scan(path: &Path) -> Result<(String, Option<u64>, bool)> {
 }
 
 fn decoded(file: File, encoding: Encoding) -> Box<dyn Read + Send> {
-    match encoding {
-        Encoding::Utf8 => Box::new(BufReader::with_capacity(1 << 16, file)),
-        Encoding::Windows1252 => Box::new(BufReader::with_capacity(
-            1 << 16,
-            encoding_rs_io::DecodeReaderBytesBuilder::new()
-                .encoding(Some(encoding_rs::WINDOWS_1252))
-                .build(file),
-        )),
-    }
+    let other = match encoding {
+        Encoding::Utf8 => return Box::new(BufReader::with_capacity(1 << 16, file)),
+        Encoding::Windows1252 => encoding_rs::WINDOWS_1252,
+        // The decoder drops the byte order mark itself.
+        Encoding::Utf16Le => encoding_rs::UTF_16LE,
+        Encoding::Utf16Be => encoding_rs::UTF_16BE,
+    };
+    Box::new(BufReader::with_capacity(
+        1 << 16,
+        encoding_rs_io::DecodeReaderBytesBuilder::new()
+            .encoding(Some(other))
+            .build(file),
+    ))
 }
 
 /// Picks the delimiter from the header line: the most frequent of `,` `;` tab outside quotes (comma on a tie).
@@ -256,7 +283,16 @@ pub fn inspect(path: &Path, opts: &ReadOptions) -> Result<Source> {
             path.display()
         )));
     }
+    // A byte order mark says UTF-16 whatever `--encoding` says: no other reading of those bytes makes sense.
+    let utf16 = utf16_bom(path)?;
+    if utf16.is_some() {
+        notes.push(format!(
+            "{} is UTF-16 (Excel's \"Unicode Text\"); reading it as such",
+            path.display()
+        ));
+    }
     let encoding = match (opts.encoding, first_bad) {
+        _ if let Some(e) = utf16 => e,
         (EncodingChoice::Fixed(Encoding::Utf8), Some(at)) => {
             return Err(Error::Data(format!(
                 "contact list {} is not valid UTF-8 (first bad byte at offset {at}); if Excel saved it, try --encoding windows-1252",
@@ -277,16 +313,24 @@ pub fn inspect(path: &Path, opts: &ReadOptions) -> Result<Source> {
         Some(d) => d,
         None => sniff_delimiter(&first_line(path, encoding)?),
     };
-    let mut reader = reader_for(path, encoding, delimiter)?;
-    let headers = reader
-        .byte_headers()
-        .map_err(|e| {
-            Error::Data(format!(
+    let mut reader = Records::open(path, encoding, delimiter)?;
+    let mut headers = ByteRecord::new();
+    match reader.next(&mut headers) {
+        Err(e) => {
+            return Err(Error::Data(format!(
                 "contact list {}: cannot read the header row: {e}",
                 path.display()
-            ))
-        })?
-        .clone();
+            )));
+        }
+        Ok(Some(Row::TooLong { bytes })) => {
+            return Err(Error::Data(format!(
+                "contact list {}: the header row is {bytes} bytes, more than {} KiB: this is not a contact list",
+                path.display(),
+                MAX_ROW / 1024
+            )));
+        }
+        Ok(_) => {}
+    }
     if headers.is_empty()
         || headers
             .iter()
@@ -336,8 +380,9 @@ pub fn inspect(path: &Path, opts: &ReadOptions) -> Result<Source> {
     };
     let mut record = ByteRecord::new();
     let has_rows = reader
-        .read_byte_record(&mut record)
-        .map_err(|e| Error::Data(format!("contact list {}: {e}", path.display())))?;
+        .next(&mut record)
+        .map_err(|e| Error::Data(format!("contact list {}: {e}", path.display())))?
+        .is_some();
     if !has_rows {
         return Err(Error::Data(format!(
             "contact list {} has a header and no contacts",
@@ -357,29 +402,139 @@ pub fn inspect(path: &Path, opts: &ReadOptions) -> Result<Source> {
     })
 }
 
-fn reader_for(
-    path: &Path,
-    encoding: Encoding,
-    delimiter: u8,
-) -> Result<csv::Reader<Box<dyn Read + Send>>> {
-    Ok(csv::ReaderBuilder::new()
-        .flexible(true)
-        .has_headers(true)
-        .delimiter(delimiter)
-        .from_reader(decoded(open_file(path)?, encoding)))
+/// The most bytes one row may have. A real row is a few hundred bytes; without a cap, one unterminated quote
+/// or a 1 GB cell would be read into memory whole.
+pub const MAX_ROW: usize = 1 << 20;
+/// The most fields one row may have (`,,,,…` is otherwise small in bytes but not in memory).
+pub const MAX_FIELDS: usize = 10_000;
+
+/// What reading one row found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Row {
+    Whole,
+    /// Larger than [`MAX_ROW`] (or with more than [`MAX_FIELDS`] fields): the record holds what fitted, and
+    /// the rest was read past.
+    TooLong {
+        bytes: u64,
+    },
+}
+
+/// CSV records with a cap on their size (csv-core underneath, as the csv crate has, but bounded).
+pub struct Records {
+    core: csv_core::Reader,
+    input: Box<dyn BufRead + Send>,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    scratch: Vec<u8>,
+    scratch_ends: Vec<usize>,
+}
+
+impl Records {
+    fn open(path: &Path, encoding: Encoding, delimiter: u8) -> Result<Records> {
+        Ok(Records {
+            core: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            input: Box::new(BufReader::with_capacity(
+                1 << 16,
+                decoded(open_file(path)?, encoding),
+            )),
+            out: vec![0; 1024],
+            ends: vec![0; 64],
+            scratch: vec![0; 1 << 14],
+            scratch_ends: vec![0; 1024],
+        })
+    }
+
+    /// Reads the next row into `rec`; `None` at the end of the list.
+    pub fn next(&mut self, rec: &mut ByteRecord) -> std::io::Result<Option<Row>> {
+        use csv_core::ReadRecordResult as R;
+        rec.clear();
+        let (mut outlen, mut endlen) = (0usize, 0usize);
+        // Once over the cap, the rest of the row goes through the scratch buffers and is only counted.
+        let mut over: Option<u64> = None;
+        loop {
+            let (res, nin, nout, nend) = {
+                let input = self.input.fill_buf()?;
+                match over {
+                    None => self.core.read_record(
+                        input,
+                        &mut self.out[outlen..],
+                        &mut self.ends[endlen..],
+                    ),
+                    Some(_) => {
+                        self.core
+                            .read_record(input, &mut self.scratch, &mut self.scratch_ends)
+                    }
+                }
+            };
+            self.input.consume(nin);
+            match &mut over {
+                None => {
+                    outlen += nout;
+                    endlen += nend;
+                }
+                Some(bytes) => *bytes += nout as u64,
+            }
+            match res {
+                R::InputEmpty => {}
+                R::OutputFull | R::OutputEndsFull if over.is_some() => {}
+                R::OutputFull if self.out.len() < MAX_ROW => {
+                    let grown = (self.out.len() * 2).min(MAX_ROW);
+                    self.out.resize(grown, 0);
+                }
+                R::OutputEndsFull if self.ends.len() < MAX_FIELDS => {
+                    let grown = (self.ends.len() * 2).min(MAX_FIELDS);
+                    self.ends.resize(grown, 0);
+                }
+                R::OutputFull | R::OutputEndsFull => over = Some(outlen as u64),
+                R::Record => {
+                    let mut start = 0;
+                    for &end in &self.ends[..endlen] {
+                        rec.push_field(&self.out[start..end]);
+                        start = end;
+                    }
+                    if over.is_some() && outlen > start {
+                        // The field the cap cut through.
+                        rec.push_field(&self.out[start..outlen]);
+                    }
+                    return Ok(Some(match over {
+                        None => Row::Whole,
+                        Some(bytes) => Row::TooLong { bytes },
+                    }));
+                }
+                R::End => return Ok(None),
+            }
+        }
+    }
 }
 
 impl Source {
     /// A fresh reader positioned after the header.
-    pub fn reader(&self) -> Result<csv::Reader<Box<dyn Read + Send>>> {
-        let mut r = reader_for(&self.path, self.encoding, self.delimiter)?;
-        r.byte_headers()
+    pub fn reader(&self) -> Result<Records> {
+        let mut r = Records::open(&self.path, self.encoding, self.delimiter)?;
+        let mut header = ByteRecord::new();
+        r.next(&mut header)
             .map_err(|e| Error::Data(format!("contact list {}: {e}", self.path.display())))?;
         Ok(r)
     }
 
     /// Judges one row: its number and, when the list has a time zone column, its zone.
-    pub fn judge(&self, record: &ByteRecord, region: Region, format: NumberFormat) -> Judged {
+    pub fn judge(
+        &self,
+        record: &ByteRecord,
+        read: Row,
+        region: Region,
+        format: NumberFormat,
+    ) -> Judged {
+        if let Row::TooLong { bytes } = read {
+            return Judged {
+                verdict: Verdict::Invalid(format!(
+                    "the row is {bytes} bytes or more, over the {} KiB a row may have; it was not read whole (its cells are cut short here)",
+                    MAX_ROW / 1024
+                )),
+                tz: None,
+                note: None,
+            };
+        }
         let verdict = judge(record, self.headers.len(), self.phone_index, region, format);
         let note = match &verdict {
             Verdict::Call { .. } => record
@@ -397,7 +552,7 @@ impl Source {
             .map(|c| String::from_utf8_lossy(c).trim().to_string())
             .filter(|c| !c.is_empty());
         match (verdict, cell) {
-            (Verdict::Call { .. }, Some(name)) if crate::rules::window::zone(&name).is_err() => {
+            (Verdict::Call { .. }, Some(name)) if jiff::tz::TimeZone::get(&name).is_err() => {
                 Judged {
                     verdict: Verdict::Invalid(format!("{name:?} is not a known IANA time zone")),
                     tz: None,
@@ -645,5 +800,52 @@ mod tests {
             judge(&rec, 2, 1, Region::US, NumberFormat::E164),
             Verdict::Call { .. }
         ));
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn a_row_over_the_cap_is_read_past_and_the_next_rows_are_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("big.csv");
+        let huge = "x".repeat(MAX_ROW + 10);
+        std::fs::write(
+            &path,
+            format!("name,phone\r\na,\"{huge}\"\r\nb,646-555-1000\r\n\"c\",\"q,\"\"uote\"\r\n"),
+        )
+        .expect("write");
+        let mut r = Records::open(&path, Encoding::Utf8, b',').expect("open");
+        let mut rec = ByteRecord::new();
+        assert_eq!(r.next(&mut rec).expect("header"), Some(Row::Whole));
+        assert_eq!(rec, ByteRecord::from(vec!["name", "phone"]));
+        match r.next(&mut rec).expect("big row") {
+            Some(Row::TooLong { bytes }) => assert!(bytes >= MAX_ROW as u64, "{bytes}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(&rec[0], b"a");
+        assert!(rec.as_slice().len() <= MAX_ROW);
+        assert_eq!(r.next(&mut rec).expect("row"), Some(Row::Whole));
+        assert_eq!(rec, ByteRecord::from(vec!["b", "646-555-1000"]));
+        assert_eq!(r.next(&mut rec).expect("row"), Some(Row::Whole));
+        assert_eq!(rec, ByteRecord::from(vec!["c", "q,\"uote"]));
+        assert_eq!(r.next(&mut rec).expect("end"), None);
+    }
+
+    #[test]
+    fn a_row_of_countless_empty_fields_is_capped_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("wide.csv");
+        std::fs::write(&path, format!("a,b\n{}\n1,2\n", ",".repeat(MAX_FIELDS * 3)))
+            .expect("write");
+        let mut r = Records::open(&path, Encoding::Utf8, b',').expect("open");
+        let mut rec = ByteRecord::new();
+        r.next(&mut rec).expect("header");
+        assert!(matches!(r.next(&mut rec), Ok(Some(Row::TooLong { .. }))));
+        assert!(rec.len() <= MAX_FIELDS + 1);
+        assert_eq!(r.next(&mut rec).expect("row"), Some(Row::Whole));
+        assert_eq!(rec, ByteRecord::from(vec!["1", "2"]));
     }
 }

@@ -184,6 +184,22 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// ` line 3 (lines = "four")`: where in a TOML text an error is, for a message an operator can act on.
+pub fn toml_place(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    let Some(span) = span else {
+        return String::new();
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let shown: String = line.chars().take(60).collect();
+    if shown.is_empty() {
+        format!(" line {line_no}")
+    } else {
+        format!(" line {line_no} ({shown})")
+    }
+}
+
 /// Milliseconds since the Unix epoch, as the journal stores instants.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

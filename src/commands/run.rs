@@ -37,11 +37,11 @@ pub fn judged_rows(
         // Rows are named by their 1-based data row number, which is their row in the results file. (csv-core's
         // line numbers run one low for CRLF files, which is what Excel writes.)
         let line = row + 1;
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => None,
+        match reader.next(&mut record) {
+            Ok(None) => None,
             Err(e) => Some(Err(Error::Data(format!("contact list {input}: {e}")))),
-            Ok(true) => {
-                let judged = source.judge(&record, region, format);
+            Ok(Some(read)) => {
+                let judged = source.judge(&record, read, region, format);
                 let c = NewContact {
                     row,
                     line,
@@ -179,6 +179,7 @@ pub async fn run_with_clock(
     // Validate the input and the output before anything else happens: no call for a list we cannot read or
     // whose results we could not write.
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
+    results::check_columns(&source)?;
     results::check_writable(&cfg.output)?;
     for note in &source.notes {
         info!("{note}");

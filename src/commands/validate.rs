@@ -141,6 +141,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
 /// The dry run as of `now` (tests compare it with a run on the same clock).
 pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
+    crate::output::results::check_columns(&source)?;
     // A run refuses unreadable opt-outs; the dry run lists every one of them, so they can all be fixed at once.
     let (_, unreadable) = crate::rules::suppress::read(&cfg.suppress, cfg.suppress_region)?;
     if !unreadable.is_empty() {
@@ -178,12 +179,12 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let mut record = csv::ByteRecord::new();
     let mut line = 0u64;
     let mut would_call = 0u64;
-    while reader
-        .read_byte_record(&mut record)
+    while let Some(read) = reader
+        .next(&mut record)
         .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
     {
         line += 1;
-        let judged = source.judge(&record, cfg.default_region, cfg.number_format);
+        let judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
         let admission = admit(&judged.verdict, |e164| {
             Ok::<_, Error>(match seen.get(e164) {
                 Some(first) => Some(*first),

@@ -30,6 +30,31 @@ pub const COLUMNS: [&str; 8] = [
     "finished_at",
 ];
 
+/// Refuses a list that already has columns the results add (yesterday's results fed back as a list): the
+/// results would carry two `status` columns, and a reader would take the wrong one.
+pub fn check_columns(source: &crate::contacts::Source) -> Result<()> {
+    let taken: Vec<String> = source
+        .clean_headers()
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .filter(|h| {
+            let l = h.to_ascii_lowercase();
+            COLUMNS.contains(&l.as_str())
+                || l == "timezone"
+                || l == "timezone_source"
+                || l.starts_with("response.")
+        })
+        .collect();
+    if taken.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Data(format!(
+        "contact list {} already has the column(s) {} that the results add (is it a results file?); remove them, or use the original list",
+        source.path.display(),
+        taken.join(", ")
+    )))
+}
+
 /// Spreadsheets evaluate cells starting with these (OWASP CSV injection); gateway text gets a leading `'`.
 pub fn neutralise(cell: &str) -> String {
     if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {

@@ -89,6 +89,13 @@ pub fn load(files: &[PathBuf], region: Region) -> Result<Suppressed> {
 }
 
 fn entries(path: &Path) -> Result<Vec<(u64, String)>> {
+    // A pipe blocks the open until something writes to it, and a CSV list is read twice.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(Error::NoInput(format!(
+            "suppression list {} is not a regular file (a pipe, a device or a directory); save it to a file first",
+            path.display()
+        )));
+    }
     let text = std::fs::read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::NoInput(format!(
@@ -118,14 +125,22 @@ fn entries(path: &Path) -> Result<Vec<(u64, String)>> {
             .map_err(|e| Error::Data(format!("suppression list: {e}")))?;
         let mut reader = source.reader()?;
         let mut out = Vec::new();
-        for (i, rec) in reader.byte_records().enumerate() {
-            let rec =
-                rec.map_err(|e| Error::Data(format!("suppression list {}: {e}", path.display())))?;
+        let mut rec = csv::ByteRecord::new();
+        let mut i = 0u64;
+        while let Some(read) = reader
+            .next(&mut rec)
+            .map_err(|e| Error::Data(format!("suppression list {}: {e}", path.display())))?
+        {
+            i += 1;
+            if let contacts::Row::TooLong { bytes } = read {
+                out.push((i + 1, format!("(a row of {bytes} bytes)")));
+                continue;
+            }
             if let Some(cell) = rec.get(source.phone_index) {
                 let cell = String::from_utf8_lossy(cell).trim().to_string();
                 // An empty cell names nobody.
                 if !cell.is_empty() {
-                    out.push((i as u64 + 2, cell));
+                    out.push((i + 1, cell));
                 }
             }
         }

@@ -373,8 +373,14 @@ impl Picker {
 pub fn load(path: &Path) -> Result<Scenario, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read scenario {}: {e}", path.display()))?;
-    let s: Scenario = toml::from_str(&text)
-        .map_err(|e| format!("scenario {}: {}", path.display(), e.message().trim()))?;
+    let s: Scenario = toml::from_str(&text).map_err(|e| {
+        format!(
+            "scenario {}{}: {}",
+            path.display(),
+            crate::types::toml_place(&text, e.span()),
+            e.message().trim()
+        )
+    })?;
     for (i, r) in s.rules.iter().enumerate() {
         if r.steps.is_empty() && r.reply == Reply::Normal {
             // An empty script is allowed (a call that never gets an attempt), but say so if it looks unintended.

@@ -50,10 +50,10 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
     );
 
     // The lock is the process's: after SIGKILL the next run goes ahead at once, polls the calls already
-    // placed (here: gives up on them, their timeout having passed) and dials nobody again.
+    // placed (here: reads each once and gives up on it, its timeout having passed) and dials nobody again.
     first.start_kill().expect("SIGKILL");
     first.wait().await.expect("reaped");
-    let third = run(&with(&base, &["--poll-timeout", "1ms"])).await;
+    let third = run(&with(&base, &["--poll-timeout", "40ms"])).await;
     assert_eq!(code(&third), 3, "{}", stderr(&third));
     assert!(results(&output).iter().all(|r| r["status"] == "unresolved"));
     assert_eq!(call_requests(&sim.requests()).len(), 3);
@@ -111,6 +111,27 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
             good.display().to_string(),
             sim.url()
         ),
+    );
+    let wrong_type = write(
+        dir.path(),
+        "type.toml",
+        &format!(
+            "input = {:?}\napp = \"x\"\n\nlines = \"four\"\n",
+            good.display().to_string()
+        ),
+    );
+    let fifo = dir.path().join("fifo.csv");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let results_fed_back = write(
+        dir.path(),
+        "yesterday.csv",
+        "id,phone,status,req_id\n1,646-555-1000,failed,17\n",
     );
     let out = dir.path().join("out.csv").display().to_string();
     let good_s = good.display().to_string();
@@ -188,6 +209,40 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
             "no phone column",
         ),
         (vec!["run".into(), toml_s], 78, "unknown field `rat`"),
+        // A TOML error names the line and shows it.
+        (
+            vec!["run".into(), wrong_type.display().to_string()],
+            78,
+            "line 4 (lines = \"four\")",
+        ),
+        // A pipe could be read only once; the list is read several times.
+        (
+            vec![
+                "run".into(),
+                "--input".into(),
+                fifo.display().to_string(),
+                "--app".into(),
+                "A".into(),
+                "--gateway".into(),
+                url.clone(),
+            ],
+            66,
+            "not a regular file",
+        ),
+        // Yesterday's results fed back as a list would carry two status columns.
+        (
+            vec![
+                "run".into(),
+                "--input".into(),
+                results_fed_back.display().to_string(),
+                "--app".into(),
+                "A".into(),
+                "--gateway".into(),
+                url.clone(),
+            ],
+            65,
+            "already has the column(s) status, req_id",
+        ),
         // Crash safety cannot be switched off for good by one line of a campaign file.
         (
             vec!["run".into(), standing_redial.display().to_string()],

@@ -197,3 +197,28 @@ async fn a_list_edited_during_the_run_does_not_move_results_between_people() {
     assert_eq!(code(&again), 78, "{}", stderr(&again));
     assert_eq!(std::fs::read(&output).expect("results"), before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excel_unicode_text_is_read_from_its_byte_order_mark() {
+    // Excel's "Unicode Text": UTF-16LE with a BOM, tab-separated.
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "name\tphone\r\nZoë\t646-555-1000\r\nRenée\t646-555-1001\r\n";
+    let mut bytes = vec![0xff, 0xfe];
+    for unit in text.encode_utf16() {
+        bytes.extend_from_slice(&unit.to_le_bytes());
+    }
+    let input = dir.path().join("unicode.txt");
+    std::fs::write(&input, bytes).expect("write");
+    let output = dir.path().join("r.csv");
+    let out = run(&with(&base_args(&sim, &input, &output), &[])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .from_path(&output)
+        .expect("results");
+    let rows: Vec<csv::StringRecord> = r.records().map(|x| x.expect("row")).collect();
+    assert_eq!(&rows[0][0], "Zoë");
+    assert_eq!(&rows[1][0], "Renée");
+    assert_eq!(&rows[1][2], "made");
+}
