@@ -257,11 +257,14 @@ pub async fn run_with_clock(
     )
     .await;
     drop(shown);
-    if contacts::digest(&cfg.input).ok().as_deref() != Some(source.digest.as_str()) {
-        warn!(
+    match contacts::digest(&cfg.input) {
+        Ok(d) if d == source.digest => {}
+        // Gone or unreadable now (deleted, or no file descriptor left): it cannot have moved a result.
+        Err(_) => {}
+        Ok(_) => warn!(
             input = %cfg.input.display(),
-            "the contact list changed while the campaign ran (or is gone); the results follow the list as it was read when the campaign started"
-        );
+            "the contact list changed while the campaign ran; the results follow the list as it was read when the campaign started"
+        ),
     }
     let campaign_id = owner.campaign_id.clone();
     // Written from the journal's own connection, after every write queued so far: the results come out even

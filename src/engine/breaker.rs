@@ -108,11 +108,19 @@ impl Breaker {
     pub fn unreachable(&mut self, now: Instant, why: &str) {
         if self.open_since.is_none() {
             self.open_since = Some(now);
-            warn!(
-                reason = why,
-                max_outage = %Dur(self.max_outage),
-                "the gateway cannot be reached; pausing call requests and probing it"
-            );
+            if why.contains("os error 24") || why.contains("Too many open files") {
+                // Not the gateway's fault: this process has no file descriptor left for a connection.
+                warn!(
+                    reason = why,
+                    "out of file descriptors for connections (raise `ulimit -n`, or lower --lines); pausing call requests until some are free"
+                );
+            } else {
+                warn!(
+                    reason = why,
+                    max_outage = %Dur(self.max_outage),
+                    "the gateway cannot be reached; pausing call requests and probing it"
+                );
+            }
         }
         let wait = self.delays.next().unwrap_or(PROBE_MAX);
         self.next_probe = now + wait;

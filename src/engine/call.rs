@@ -431,10 +431,14 @@ async fn poll_inner(
             None => "no attempt recorded".to_string(),
             Some(last) => match last.state() {
                 state @ (AttemptState::Made | AttemptState::Failed) => {
+                    let notes = match &last.irregular {
+                        Some(what) => format!("{} ({what})", last.notes),
+                        None => last.notes.clone(),
+                    };
                     let answer = Answer {
                         responses: last.responses.to_string(),
                         attempts: n,
-                        notes: last.notes.clone(),
+                        notes,
                     };
                     let (event, st) = if state == AttemptState::Made {
                         (Event::Made(answer), State::Made)

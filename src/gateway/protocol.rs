@@ -142,6 +142,8 @@ pub struct Attempt {
     pub notes: String,
     /// IVR responses collected on this attempt, in field order, later duplicates replacing earlier ones.
     pub responses: Responses,
+    /// Set when the record was not the documented ten fields but could still be read: what is uncertain.
+    pub irregular: Option<String>,
 }
 
 /// What an attempt's status word means for polling.
@@ -312,31 +314,80 @@ pub fn parse_status_reply(body: &str) -> Result<StatusReply, Malformed> {
     if inner.is_empty() {
         return Ok(StatusReply::NoAttemptYet);
     }
-    if !inner.ends_with('^') {
-        return Err(malformed("last field is not terminated by ^"));
+    let body_fields = inner.strip_suffix('^').unwrap_or(inner);
+    let fields: Vec<&str> = body_fields.split('^').collect();
+    if inner.ends_with('^') && fields.len().is_multiple_of(FIELDS_PER_RECORD) {
+        let attempts: Vec<Attempt> = fields
+            .chunks(FIELDS_PER_RECORD)
+            .map(|f| record(f, None))
+            .collect();
+        if attempts.iter().all(|a| !a.status.is_empty()) {
+            return Ok(StatusReply::Attempts(attempts));
+        }
     }
-    // Every field ends with `^`, so dropping the final one and splitting gives exactly 10 fields per record.
-    let fields: Vec<&str> = inner[..inner.len() - 1].split('^').collect();
-    if !fields.len().is_multiple_of(FIELDS_PER_RECORD) {
-        return Err(malformed(&format!(
-            "{} fields, not a multiple of {FIELDS_PER_RECORD}",
+    irregular(&fields).ok_or_else(|| {
+        malformed(&format!(
+            "{} fields, not records of {FIELDS_PER_RECORD}",
             fields.len()
-        )));
+        ))
+    })
+}
+
+/// One record from its fields (ten, or what an irregular record has).
+fn record(f: &[&str], irregular: Option<String>) -> Attempt {
+    let get = |i: usize| f.get(i).copied().unwrap_or("");
+    // A `^` inside a response value splits it: the responses are everything from the 9th field to the last
+    // one that would have been empty.
+    let responses = if f.len() > FIELDS_PER_RECORD {
+        f[8..f.len() - 1].join("^")
+    } else {
+        get(8).to_string()
+    };
+    Attempt {
+        status: get(2).trim().to_string(),
+        attempted: GatewayTime::parse(get(3)),
+        created: GatewayTime::parse(get(4)),
+        notes: get(5).trim().to_string(),
+        responses: Responses::parse(&responses),
+        irregular,
     }
-    let attempts = fields
-        .chunks(FIELDS_PER_RECORD)
-        .map(|f| Attempt {
-            status: f[2].trim().to_string(),
-            attempted: GatewayTime::parse(f[3]),
-            created: GatewayTime::parse(f[4]),
-            notes: f[5].trim().to_string(),
-            responses: Responses::parse(f[8]),
-        })
-        .collect::<Vec<_>>();
-    if attempts.iter().any(|a| a.status.is_empty()) {
-        return Err(malformed("record without a status word"));
+}
+
+/// Reads records that are not ten `^`-terminated fields each, where that can be done unambiguously: each
+/// record is found by what starts it (a status word, then two gateway timestamps), so the status and times of
+/// every record are certain, and what is not (the responses of a record with more or fewer fields) is said.
+/// `None` when no record can be found this way.
+fn irregular(fields: &[&str]) -> Option<StatusReply> {
+    let starts_at = |i: usize| {
+        let word = fields.get(i + 2).map(|w| w.trim()).unwrap_or("");
+        !word.is_empty()
+            && word.chars().all(|c| c.is_ascii_alphabetic())
+            && fields
+                .get(i + 3)
+                .and_then(|t| GatewayTime::parse(t))
+                .is_some()
+            && fields
+                .get(i + 4)
+                .and_then(|t| GatewayTime::parse(t))
+                .is_some()
+    };
+    let starts: Vec<usize> = (0..fields.len()).filter(|i| starts_at(*i)).collect();
+    if starts.first() != Some(&0) {
+        return None;
     }
-    Ok(StatusReply::Attempts(attempts))
+    let mut attempts = Vec::with_capacity(starts.len());
+    for (k, &start) in starts.iter().enumerate() {
+        let end = starts.get(k + 1).copied().unwrap_or(fields.len());
+        let f = &fields[start..end];
+        let note = (f.len() != FIELDS_PER_RECORD).then(|| {
+            format!(
+                "the gateway's record had {} fields, not {FIELDS_PER_RECORD}: its status is certain, its responses may not be",
+                f.len()
+            )
+        });
+        attempts.push(record(f, note));
+    }
+    Some(StatusReply::Attempts(attempts))
 }
 
 /// A remove reply, classified.
@@ -534,13 +585,40 @@ mod tests {
         for body in [
             "<html><body>HTTP Status 500 - Internal Server Error</body></html>",
             "[0^null^made^2008 3 17 12 26^",
-            "[0^null^made^2008 3 17 12 26^2008 3 17 12 25^Call succeeded^^^^\n]",
             "[0^null^^2008 3 17 12 26^2008 3 17 12 25^Call succeeded^^^^^\n]",
+            "[garbage^0^null^made^2008 3 17 12 26^2008 3 17 12 25^Call succeeded^^^^^\n]",
             "",
             "[removed]",
         ] {
             assert!(parse_status_reply(body).is_err(), "{body:?}");
         }
+    }
+
+    #[test]
+    fn irregular_records_are_read_where_their_status_is_certain() {
+        // Nine fields (one `^` short), and a `^` inside a response value (eleven).
+        let a = attempts("[0^null^made^2008 3 17 12 26^2008 3 17 12 25^Call succeeded^^^^\n]");
+        assert_eq!(a[0].state(), AttemptState::Made);
+        assert!(
+            a[0].irregular
+                .as_deref()
+                .is_some_and(|n| n.contains("9 fields"))
+        );
+        let a = attempts(
+            "[0^null^retry^2008 3 18 6 18^2008 3 18 6 18^No answer^^^^^0^null^made^2008 3 18 6 19^2008 3 18 6 18^Call succeeded^^^Q=1^2^^\n]",
+        );
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].irregular, None);
+        assert_eq!(a[1].state(), AttemptState::Made);
+        assert_eq!(a[1].responses.get("Q"), Some("1^2"));
+        assert!(
+            a[1].irregular
+                .as_deref()
+                .is_some_and(|n| n.contains("11 fields"))
+        );
+        // Regular records say nothing.
+        let a = attempts("[0^null^made^2008 3 17 12 24^2008 3 17 12 24^Call succeeded^^^^^\n]");
+        assert_eq!(a[0].irregular, None);
     }
 
     #[test]

@@ -64,11 +64,12 @@ pub fn neutralise(cell: &str) -> String {
     }
 }
 
-/// Gateway text without NUL bytes (spreadsheets and many CSV readers stop at one, hiding the rest of the file)
-/// or other control characters but tab.
+/// Gateway text without NUL bytes (spreadsheets and many CSV readers stop at one, hiding the rest of the file),
+/// and with other control characters but tab turned into spaces (a status cell stays on one line).
 pub fn clean(cell: &str) -> std::borrow::Cow<'_, str> {
     if cell.chars().any(|c| c.is_control() && c != '\t') {
         cell.chars()
+            .filter(|c| *c != '\0')
             .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
             .collect::<String>()
             .into()

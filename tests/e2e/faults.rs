@@ -666,3 +666,35 @@ reply = "reuse-id"
     assert_eq!(rows[2]["status"], "made");
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_file_descriptors_pauses_instead_of_burning_the_list() {
+    // 40 lines and only 30 file descriptors: some connections cannot be opened. Nothing was sent, so those
+    // contacts wait for the breaker, and the run finishes with everyone called once.
+    let sim = sim(100, ms(100), ms(50), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 80;
+    let input = write(dir.path(), "c.csv", &contacts(n));
+    let output = dir.path().join("r.csv");
+    let args = base_args(&sim, &input, &output);
+    let mut argv = vec!["--nofile=30".to_string(), bin()];
+    argv.extend(
+        with(&args, &["--lines", "40"])
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let out = tokio::time::timeout(
+        PATIENCE,
+        tokio::process::Command::new("prlimit")
+            .args(&argv)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("finishes")
+    .expect("prlimit runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+    assert_eq!(call_requests(&sim.requests()).len(), n);
+}

@@ -222,3 +222,47 @@ async fn excel_unicode_text_is_read_from_its_byte_order_mark() {
     assert_eq!(&rows[1][0], "Renée");
     assert_eq!(&rows[1][2], "made");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extensions_are_noted_and_control_bytes_from_the_gateway_never_reach_the_results() {
+    let scenario = r#"
+[[rule]]
+numbers = ["+16465551001"]
+steps = [{ status = "made", notes = "Call\u0000 succeeded", responses = "Q=1\u0000" }]
+"#;
+    let sim = sim(4, ms(5), ms(5), ms(5), scenario).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(
+        dir.path(),
+        "c.csv",
+        "id,phone\n1,646-555-1000 x123\n2,646-555-1001\n3,646-555-10O2\n",
+    );
+    let output = dir.path().join("r.csv");
+    let out = run(&with(
+        &base_args(&sim, &input, &output),
+        &["--response-keys", "Q"],
+    ))
+    .await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let rows = results(&output);
+    // The extension is not dialed, and the row says so next to its result.
+    assert_eq!(rows[0]["status"], "made");
+    assert_eq!(rows[0]["dialed_number"], "+16465551000");
+    assert!(
+        rows[0]["detail"].contains("extension 123 is not dialed"),
+        "{}",
+        rows[0]["detail"]
+    );
+    // A NUL from the gateway would end the row for many CSV readers.
+    let raw = std::fs::read(&output).expect("results");
+    assert!(!raw.contains(&0), "a NUL byte in the results");
+    assert_eq!(rows[1]["response.Q"], "1");
+    // A letter in a number is a typo, not a keypad digit: nobody is called in its place.
+    assert_eq!(rows[2]["status"], "invalid");
+    assert!(
+        rows[2]["detail"].contains("letters"),
+        "{}",
+        rows[2]["detail"]
+    );
+    assert_eq!(call_requests(&sim.requests()).len(), 2);
+}

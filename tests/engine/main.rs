@@ -3,6 +3,7 @@
 //! virtual times the simulator recorded, so it is exact and does not depend on how busy the machine is.
 //! What needs a real process (signals, kill -9, the lock, exit codes) is in the end-to-end tests.
 
+mod faults;
 mod pacing;
 mod windows;
 
