@@ -108,3 +108,44 @@ async fn a_request_id_that_arrives_on_a_full_disk_is_never_lost() {
     assert_eq!(results(&output)[0]["req_id"], req_id);
     assert_eq!(call_requests(&sim.requests()).len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_that_cannot_be_written_leave_no_temporary_file_and_lose_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallDisk::mount(&dir.path().join("out"), "1m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let sim = sim(4, ms(5), ms(5), ms(5), "[faults]\nslow = \"300ms\"\n").await;
+    let input = write(dir.path(), "c.csv", &contacts(4));
+    let output = disk.0.join("r.csv");
+    let state = dir.path().join("state").display().to_string();
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--state", &state, "--lines", "1"]);
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(&sim, &mut child, |log| !call_requests(log).is_empty(), "a call").await;
+    // The results' disk fills up before the run writes them.
+    let filler = disk.fill();
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert_eq!(status.code(), Some(73));
+    let left: Vec<_> = std::fs::read_dir(&disk.0)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "filler")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // Nothing was lost: with room again, the same command writes every result from the journal.
+    std::fs::remove_file(&filler).expect("free");
+    let again = run(&args).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+    assert_eq!(call_requests(&sim.requests()).len(), 4);
+}
