@@ -30,6 +30,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # IVR_BENCH_BIN: benchmark a copy, so a rebuild during a long run cannot swap the binary under it.
 BIN = os.environ.get("IVR_BENCH_BIN") or os.path.join(ROOT, "target", "release", "ivr-campaign")
+# IVR_BENCH_BASELINE_BIN: another build (say the last release) measured in the same run, alternating with this
+# one, so a throughput ratio between the two comes from one run on one noisy machine.
+BASELINE = os.environ.get("IVR_BENCH_BASELINE_BIN")
 AREAS = [212, 646, 718, 917, 347, 415, 312, 617, 202, 305]
 
 
@@ -79,10 +82,10 @@ class Sim:
         self.proc.wait(timeout=10)
 
 
-def runner(args):
+def runner(args, binary=None):
     """Runs ivr-campaign; returns (seconds, exit code, stderr, peak RSS in MiB of that process alone)."""
     start = time.monotonic()
-    p = subprocess.Popen([BIN, "-q", *args], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([binary or BIN, "-q", *args], stderr=subprocess.PIPE, text=True)
     err_chunks = []
     # wait4 gives this child's own rusage; read stderr first so a full pipe cannot block it.
     err_chunks.append(p.stderr.read())
@@ -215,26 +218,41 @@ def bench_sdk(work, smoke):
 
 def bench_throughput(work, smoke):
     out = {}
-    for n in ((2000,) if smoke else (200_000, 1_000_000)):
-        runs = []
+    cases = ((2000, 200),) if smoke else ((200_000, 200), (200_000, 2000), (1_000_000, 200))
+    builds = [("this", BIN)] + ([("baseline", BASELINE)] if BASELINE else [])
+    for n, lines in cases:
+        d = tempfile.mkdtemp(dir=work)
+        csv_path = os.path.join(d, "c.csv")
+        contacts(csv_path, n)
+        runs = {name: [] for name, _ in builds}
         for _ in range(1 if smoke or n >= 1_000_000 else 3):
-            d = tempfile.mkdtemp(dir=work)
-            csv_path = os.path.join(d, "c.csv")
-            contacts(csv_path, n)
-            sim = Sim("--lines", "100000", "--ring-delay", "0ms", "--call-duration", "0ms")
-            try:
-                wall, code, err, rss = runner(["run", "--input", csv_path, "--gateway", sim.url, "--app", "A",
-                                               "--rate", "unlimited", "--lines", "200", "--poll-interval", "0ms",
-                                               "--poll-rate", "unlimited"])
-            finally:
-                sim.stop()
-            assert code == 0, err
-            runs.append({"seconds": wall, "contacts_per_s": n / wall, "peak_rss_mib": rss})
-            shutil.rmtree(d)
-        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-        out[str(n)] = {"median": med, "runs": runs}
-        print(f"throughput {n} contacts: {med['seconds']:.1f}s, {med['contacts_per_s']:.0f} contacts/s end to end, "
-              f"peak RSS {med['peak_rss_mib']:.1f} MiB (median of {len(runs)})")
+            # Alternating builds, so a noisy minute hurts both alike.
+            for name, binary in builds:
+                out_csv = os.path.join(d, f"r-{name}.csv")
+                shutil.rmtree(out_csv + ".state", ignore_errors=True)
+                sim = Sim("--lines", "100000", "--ring-delay", "0ms", "--call-duration", "0ms")
+                try:
+                    wall, code, err, rss = runner(["run", "--input", csv_path, "--output", out_csv, "--gateway",
+                                                   sim.url, "--app", "A", "--rate", "unlimited", "--lines",
+                                                   str(lines), "--poll-interval", "0ms", "--poll-rate", "unlimited"],
+                                                  binary)
+                finally:
+                    sim.stop()
+                assert code == 0, err
+                runs[name].append({"seconds": wall, "contacts_per_s": n / wall, "peak_rss_mib": rss})
+        shutil.rmtree(d)
+        key = f"{n}x{lines}"
+        out[key] = {}
+        for name, _ in builds:
+            med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
+            out[key][name] = {"median": med, "runs": runs[name]}
+            print(f"throughput {n} contacts, {lines} lines ({name}): {med['seconds']:.1f}s, "
+                  f"{med['contacts_per_s']:.0f} contacts/s end to end, peak RSS {med['peak_rss_mib']:.1f} MiB "
+                  f"(median of {len(runs[name])})")
+        if BASELINE:
+            ratio = out[key]["this"]["median"]["contacts_per_s"] / out[key]["baseline"]["median"]["contacts_per_s"]
+            out[key]["ratio"] = ratio
+            print(f"throughput {n} contacts, {lines} lines: this build / baseline = {ratio:.3f}")
     return out
 
 

@@ -46,6 +46,19 @@ pub enum Command {
     Status(StatusArgs),
     /// Write a self-contained HTML report of a campaign from its journal.
     Report(ReportArgs),
+    /// Mark the contacts left `unknown` to be called again by the next run (once; recorded in the journal).
+    /// Their first call may have been placed, so this can call a person twice: check the gateway's own log
+    /// first.
+    RedialUnknown(RedialArgs),
+}
+
+#[derive(Debug, Default, Args)]
+pub struct RedialArgs {
+    #[command(flatten)]
+    pub campaign: StatusArgs,
+    /// Only these data rows (as numbered in the results file), e.g. 3,7,12 [default: every unknown contact].
+    #[arg(long, value_delimiter = ',')]
+    pub rows: Option<Vec<u64>>,
 }
 
 /// Every flag here is also a key of the campaign TOML (`--poll-interval` is `poll-interval`); flags win.
@@ -128,12 +141,16 @@ pub struct RunArgs {
     /// Days calls are allowed, e.g. mon-fri or mon,wed,fri [default: all].
     #[arg(long)]
     pub days: Option<String>,
-    /// The recipients' IANA time zone, e.g. America/Chicago [default: this machine's zone].
+    /// The recipients' IANA time zone when neither their row nor their number tells it, e.g. America/Chicago
+    /// [default: none; the machine's zone is never used].
     #[arg(long)]
     pub timezone: Option<String>,
-    /// Column holding each contact's IANA time zone (an empty cell means --timezone).
+    /// Column holding each contact's IANA time zone (an empty cell means: from the number, else --timezone).
     #[arg(long)]
     pub timezone_column: Option<String>,
+    /// Dates nobody is called on, in each recipient's own calendar, e.g. 2026-12-25,2027-01-01.
+    #[arg(long, value_delimiter = ',')]
+    pub skip_dates: Vec<String>,
     /// Contacts outside their window: `stop` leaves them not_attempted for the next run; `wait` waits for the
     /// window to open [default: stop].
     #[arg(long)]
@@ -172,9 +189,8 @@ pub struct RunArgs {
     /// A CA certificate (PEM) to trust, besides the system's, for an https gateway behind a proxy.
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
-    /// Dial contacts left `unknown` by earlier runs again. Their call may already have been scheduled, so this
-    /// can call a person twice: use it only after checking the gateway's own log.
-    #[arg(long)]
+    /// Replaced by the `redial-unknown` command (refused with a message saying so).
+    #[arg(long, hide = true)]
     pub redial_unknown: bool,
 }
 

@@ -47,13 +47,13 @@ pub struct RunConfig {
     pub request_retries: u32,
     pub drain_timeout: Duration,
     pub max_outage: Duration,
-    pub redial_unknown: bool,
     pub request_timeout: Duration,
     /// The calling window; its margin is `firstocc` + `call_length`.
     pub window: Option<crate::rules::window::Window>,
-    pub timezone: jiff::tz::TimeZone,
-    /// The zone's IANA name (or `local` when the system zone has none).
-    pub timezone_name: String,
+    /// The campaign's zone, for recipients whose own cannot be told (never the machine's).
+    pub timezone: Option<jiff::tz::TimeZone>,
+    /// The campaign zone's IANA name.
+    pub timezone_name: Option<String>,
     pub timezone_column: Option<String>,
     pub wait_for_window: bool,
     pub call_length: Duration,
@@ -105,6 +105,7 @@ struct CampaignFile {
     days: Option<String>,
     timezone: Option<String>,
     timezone_column: Option<String>,
+    skip_dates: Option<Vec<String>>,
     outside_window: Option<String>,
     call_length: Option<String>,
     suppress: Option<Vec<PathBuf>>,
@@ -397,10 +398,14 @@ impl RunConfig {
         )?;
         if file.redial_unknown.is_some() {
             return Err(Error::Config(
-                "campaign key redial-unknown is not a setting: redialing unknown contacts is a one-off action that can call people twice. Remove the key, and give --redial-unknown on the command line of the one run that should do it".into(),
+                "campaign key redial-unknown is not a setting: calling unknown contacts again is a one-off action that can call people twice. Remove the key; after checking the gateway, run `ivr-campaign redial-unknown` once".into(),
             ));
         }
-        let redial_unknown = args.redial_unknown;
+        if args.redial_unknown {
+            return Err(Error::Usage(
+                "--redial-unknown is a command of its own now, so that running the same command again never repeats it: `ivr-campaign redial-unknown CAMPAIGN [--rows N,M]` marks them once, and the next run calls them".into(),
+            ));
+        }
         let request_timeout = duration_of(
             pick(
                 args.request_timeout,
@@ -423,28 +428,41 @@ impl RunConfig {
                     .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
             ),
         };
+        let skip = match (args.skip_dates.is_empty(), file.skip_dates) {
+            (false, _) => crate::rules::window::parse_dates(&args.skip_dates)
+                .map_err(|e| Error::Usage(format!("--skip-dates: {e}")))?,
+            (true, Some(d)) => crate::rules::window::parse_dates(&d)
+                .map_err(|e| Error::Usage(format!("campaign key skip-dates: {e}")))?,
+            (true, None) => Vec::new(),
+        };
         let margin = Duration::from_secs(u64::from(firstocc) * 60) + call_length;
-        let window = match (pick(args.window, file.window, "window"), days) {
-            (None, None) => None,
-            (None, Some(d)) => Some(
-                crate::rules::window::Window::parse("00:00-24:00", d, margin)
+        let window = match (
+            pick(args.window, file.window, "window"),
+            days,
+            skip.is_empty(),
+        ) {
+            (None, None, true) => None,
+            (None, d, _) => Some(
+                crate::rules::window::Window::parse("00:00-24:00", d.unwrap_or([true; 7]), margin)
                     .map_err(|e| Error::Internal(e.to_string()))?,
             ),
-            (Some((t, what)), d) => Some(
+            (Some((t, what)), d, _) => Some(
                 crate::rules::window::Window::parse(&t, d.unwrap_or([true; 7]), margin)
                     .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
             ),
-        };
+        }
+        .map(|mut w| {
+            w.skip = skip;
+            w
+        });
+        // Never the machine's zone: a nightly server on UTC would call New York at 4 a.m. Without a campaign
+        // zone, recipients are placed by their column or their number, or not called.
         let (timezone, timezone_name) = match pick(args.timezone, file.timezone, "timezone") {
             Some((t, what)) => (
-                crate::rules::window::zone(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
-                t.trim().to_string(),
+                Some(crate::zones::zone(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?),
+                Some(t.trim().to_string()),
             ),
-            None => {
-                let tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
-                let name = tz.iana_name().unwrap_or("local").to_string();
-                (tz, name)
-            }
+            None => (None, None),
         };
         let timezone_column = pick(
             args.timezone_column,
@@ -553,7 +571,6 @@ impl RunConfig {
             request_retries,
             drain_timeout,
             max_outage,
-            redial_unknown,
             request_timeout,
             window,
             timezone,

@@ -552,9 +552,10 @@ impl Source {
             .map(|c| String::from_utf8_lossy(c).trim().to_string())
             .filter(|c| !c.is_empty());
         match (verdict, cell) {
-            (Verdict::Call { .. }, Some(name)) if jiff::tz::TimeZone::get(&name).is_err() => {
+            (Verdict::Call { .. }, Some(name)) if crate::zones::zone(&name).is_err() => {
+                let why = crate::zones::zone(&name).err().unwrap_or_default();
                 Judged {
-                    verdict: Verdict::Invalid(format!("{name:?} is not a known IANA time zone")),
+                    verdict: Verdict::Invalid(format!("time zone column: {why}")),
                     tz: None,
                     note: None,
                 }
@@ -615,10 +616,41 @@ pub fn split_extension(text: &str) -> (&str, Option<&str>) {
 /// What to do with one row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// A valid number: its E.164 form (the duplicate key) and the form sent to the gateway.
-    Call { e164: String, dial: String },
+    /// A valid number: its E.164 form (the duplicate key), the form sent to the gateway, and its country
+    /// calling code.
+    Call {
+        e164: String,
+        dial: String,
+        country: u16,
+    },
     /// Not callable, with the reason for the results file.
     Invalid(String),
+}
+
+/// With `--number-format national`, numbers are dialed without their country code, so two countries' numbers
+/// can come out as the same digits (+33 2 12 34 56 78 and +39 02 1234 5678 are both 0212345678): a list with
+/// numbers of more than one country is refused.
+#[derive(Debug, Default)]
+pub struct OneCountry {
+    first: Option<(u16, u64)>,
+}
+
+impl OneCountry {
+    pub fn check(&mut self, verdict: &Verdict, line: u64, format: NumberFormat) -> Result<()> {
+        let (NumberFormat::National, Verdict::Call { country, .. }) = (format, verdict) else {
+            return Ok(());
+        };
+        match self.first {
+            None => {
+                self.first = Some((*country, line));
+                Ok(())
+            }
+            Some((c, _)) if c == *country => Ok(()),
+            Some((c, first_line)) => Err(Error::Data(format!(
+                "--number-format national dials numbers without their country code, and the list has numbers of +{c} (row {first_line}) and +{country} (row {line}): two people could be dialed as the same digits; use --number-format e164"
+            ))),
+        }
+    }
 }
 
 /// Judges one row: field count, then the phone cell.
@@ -686,7 +718,11 @@ pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
             .filter(char::is_ascii_digit)
             .collect(),
     };
-    Verdict::Call { e164, dial }
+    Verdict::Call {
+        e164,
+        dial,
+        country: number.code().value(),
+    }
 }
 
 fn looks_scientific(t: &str) -> bool {
@@ -709,7 +745,7 @@ mod tests {
 
     fn call(text: &str, region: Region, f: NumberFormat) -> (String, String) {
         match normalise(text, region, f) {
-            Verdict::Call { e164, dial } => (e164, dial),
+            Verdict::Call { e164, dial, .. } => (e164, dial),
             other => panic!("{text}: {other:?}"),
         }
     }

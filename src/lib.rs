@@ -4,6 +4,8 @@
 //! [`store::contact`]):
 //! - [`types`]: value types (rates, durations, the number format, secrets); a leaf that imports nothing here.
 //! - [`cli`], [`config`]: flags and campaign TOML, merged and validated before any I/O.
+//! - [`zones`]: each recipient's zone (the list's column, the number's prefix, the campaign's), looked up in
+//!   the IANA database built into the binary.
 //! - [`contacts`]: reading the list (encoding, delimiter, columns) and judging each row (libphonenumber).
 //! - [`rules`]: one pipeline for `run` and `validate`: admission (invalid, duplicate), suppression, the window
 //!   in each recipient's zone, the cap per number across campaigns.
@@ -29,3 +31,4 @@ pub mod rules;
 pub mod simulator;
 pub mod store;
 pub mod types;
+pub mod zones;

@@ -82,6 +82,7 @@ fn main() -> ExitCode {
                 run(*args, progress).await
             }
             Command::Report(args) => report(&args),
+            Command::RedialUnknown(args) => redial(&args),
             Command::Simulate(args) => simulate(*args).await,
             Command::Status(args) => match status::locate(&args).and_then(|d| status::report(&d)) {
                 Ok(text) => {
@@ -149,6 +150,24 @@ fn usage(message: &str) -> ExitCode {
     ExitCode::from(exit::USAGE as u8)
 }
 
+fn redial(args: &ivr_campaign::cli::RedialArgs) -> Result<i32, Error> {
+    let dir = status::locate(&args.campaign)?;
+    let done = ivr_campaign::store::journal::redial_unknown(&dir, args.rows.as_deref())?;
+    if done.lines.is_empty() {
+        out!("no unknown contact to call again in {}", dir.display());
+    } else {
+        let rows: Vec<String> = done.lines.iter().map(u64::to_string).collect();
+        out!(
+            "{} contact(s) will be called again by the next run (rows {}); recorded as action {} in {}",
+            done.lines.len(),
+            rows.join(", "),
+            done.action,
+            dir.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
 fn report(args: &ivr_campaign::cli::ReportArgs) -> Result<i32, Error> {
     let dir = status::locate(&args.campaign)?;
     let html = ivr_campaign::output::report::build(&dir)?;
@@ -185,6 +204,14 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
             parts.join(", "),
             report.output.display()
         );
+        if !report.zone_sources.is_empty() {
+            let parts: Vec<String> = report
+                .zone_sources
+                .iter()
+                .map(|(s, n)| format!("{s} {n}"))
+                .collect();
+            out!("Time zones from: {}.", parts.join(", "));
+        }
         out!("{}", report.forecast.text);
         return Ok(exit::OK);
     }

@@ -33,6 +33,7 @@ pub fn judged_rows(
     let input = cfg.input.display().to_string();
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
+    let mut one_country = contacts::OneCountry::default();
     Ok(std::iter::from_fn(move || {
         // Rows are named by their 1-based data row number, which is their row in the results file. (csv-core's
         // line numbers run one low for CRLF files, which is what Excel writes.)
@@ -42,11 +43,14 @@ pub fn judged_rows(
             Err(e) => Some(Err(Error::Data(format!("contact list {input}: {e}")))),
             Ok(Some(read)) => {
                 let judged = source.judge(&record, read, region, format);
+                if let Err(e) = one_country.check(&judged.verdict, line, format) {
+                    return Some(Err(e));
+                }
                 let c = NewContact {
                     row,
                     line,
                     record: encode_record(&record),
-                    tz: judged.tz,
+                    tz: placed(&judged),
                     verdict: judged.verdict,
                     note: judged.note,
                 };
@@ -55,6 +59,20 @@ pub fn judged_rows(
             }
         }
     }))
+}
+
+/// A row's own zone: its column's, else its number's prefix's (the campaign's is applied when it is called).
+pub fn placed(judged: &contacts::Judged) -> Option<(String, crate::zones::Source)> {
+    use crate::zones::{self, Source};
+    if let Some(tz) = &judged.tz {
+        return Some((tz.clone(), Source::Column));
+    }
+    match &judged.verdict {
+        contacts::Verdict::Call { e164, .. } => {
+            zones::of_number(e164).map(|z| (zones::join(z), Source::Number))
+        }
+        contacts::Verdict::Invalid(_) => None,
+    }
 }
 
 /// The engine's slice of the settings.
@@ -133,8 +151,7 @@ pub fn rules_for(cfg: &RunConfig, ledger_must_exist: bool) -> Result<Rules> {
     };
     Ok(Rules::new(
         cfg.window.clone(),
-        cfg.timezone.clone(),
-        cfg.timezone_name.clone(),
+        cfg.timezone.clone().zip(cfg.timezone_name.clone()),
         suppressed,
         ledger,
     ))
@@ -197,7 +214,6 @@ pub async fn run_with_clock(
         input_name: &input_name,
         headers: &source.headers,
         delimiter: source.delimiter,
-        redial_unknown: cfg.redial_unknown,
     };
     let (owner, opened) = journal::open(&cfg.state_dir, &binding, || judged_rows(&source, &cfg))?;
     if opened.created {
@@ -215,12 +231,6 @@ pub async fn run_with_clock(
         warn!(
             contacts = opened.interrupted_intents,
             "an earlier run stopped between deciding to call and hearing back; those contacts are marked unknown and not redialed"
-        );
-    }
-    if opened.redialing_unknown > 0 {
-        warn!(
-            contacts = opened.redialing_unknown,
-            "--redial-unknown: contacts whose earlier call request may have been scheduled will be requested again (recorded in the journal)"
         );
     }
     info!(
@@ -271,7 +281,8 @@ pub async fn run_with_clock(
     // when the state directory was deleted under the run. The lock is held until they are written.
     let view = results::View {
         response_keys: cfg.response_keys.clone(),
-        campaign_zone: cfg.window.as_ref().map(|_| cfg.timezone_name.clone()),
+        zones: cfg.window.is_some(),
+        campaign_zone: cfg.timezone_name.clone(),
     };
     let output = cfg.output.clone();
     let written = owner

@@ -44,6 +44,9 @@ pub struct Forecast {
 #[derive(Debug)]
 pub struct Report {
     pub decisions: BTreeMap<&'static str, u64>,
+    /// With a window: how many callable rows each zone source placed (`column`, `number`, `campaign`), and how
+    /// many could not be placed (`not placed`).
+    pub zone_sources: BTreeMap<&'static str, u64>,
     pub forecast: Forecast,
     pub output: PathBuf,
 }
@@ -53,8 +56,36 @@ fn line_time(cfg: &RunConfig) -> Duration {
     cfg.call_length + cfg.poll_interval / 2
 }
 
-/// Forecasts `calls` calls under `cfg`, starting now.
-pub fn forecast(cfg: &RunConfig, calls: u64) -> Forecast {
+/// Calls to forecast, grouped by the zones their windows are judged in (one group without a window).
+#[derive(Debug, Clone, Default)]
+pub struct Groups {
+    /// Zone names joined with `&` → the zones and the calls.
+    pub by_zones: BTreeMap<String, (Vec<jiff::tz::TimeZone>, u64)>,
+}
+
+impl Groups {
+    /// `calls` calls with nothing known of their zones (no window).
+    pub fn flat(calls: u64) -> Groups {
+        let mut g = Groups::default();
+        g.add(String::new(), Vec::new(), calls);
+        g
+    }
+
+    pub fn add(&mut self, key: String, zones: Vec<jiff::tz::TimeZone>, calls: u64) {
+        self.by_zones.entry(key).or_insert((zones, 0)).1 += calls;
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.by_zones.values().map(|(_, n)| n).sum()
+    }
+}
+
+/// Forecasts the calls of `groups` under `cfg`, starting at `now`. Each group's window opens and closes in
+/// its own zones (all of them at once, for numbers that may be in several): the batch fits when every group's
+/// calls fit in its own window at the batch's throughput, and all of them in the span from the first opening
+/// to the last close.
+pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forecast {
+    let calls = groups.calls();
     let per_call = line_time(cfg).as_secs_f64().max(1e-3);
     let by_lines = f64::from(cfg.lines) / per_call;
     let (throughput, limited_by) = match cfg.rate.per_second() {
@@ -70,59 +101,91 @@ pub fn forecast(cfg: &RunConfig, calls: u64) -> Forecast {
     let mut text = format!(
         "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {} lines, {} per call) take about {}.",
         throughput * 60.0,
-        cfg.rate
-            .per_second()
-            .map_or("unlimited".to_string(), |r| format!("{r:.2}/s")),
+        cfg.rate,
         cfg.lines,
         humanize(line_time(cfg)),
         humanize(duration)
     );
-    if let Some(window) = &cfg.window {
-        let tz = &cfg.timezone;
-        let now = jiff::Timestamp::now();
-        match window.next_opening(now, tz) {
-            None => text.push_str(
-                " The calling window never opens in the next week: nobody would be called.",
-            ),
-            Some(start) => {
-                let last = window.last_request(start, tz).unwrap_or(start);
-                let available = (last - start).as_secs_f64().max(0.0);
-                let local = |t: jiff::Timestamp| {
-                    t.to_zoned_datetime(tz.clone())
-                        .strftime("%a %H:%M")
-                        .to_string()
-                };
-                let when = if start > now {
-                    format!("when the window opens ({})", local(start))
-                } else {
-                    "now".to_string()
-                };
-                let requests_needed = (calls as f64 / throughput).max(0.0);
-                if requests_needed <= available {
-                    let ends = start + jiff::SignedDuration::from_secs_f64(seconds);
-                    text.push_str(&format!(
-                        " Starting {when}, it finishes at about {} {}, inside the calling window ({}).",
-                        local(ends),
-                        cfg.timezone_name,
-                        window.describe()
-                    ));
-                } else {
-                    let reached = (available * throughput).floor() as u64;
-                    text.push_str(&format!(
-                        " Starting {when}, it will NOT finish inside the calling window ({}, last request by {} {}): about {} contacts would be left for the next run. Raise --lines or --rate, or start earlier.",
-                        window.describe(),
-                        local(last),
-                        cfg.timezone_name,
-                        calls.saturating_sub(reached)
-                    ));
-                }
-                if cfg.timezone_column.is_some() {
-                    text.push_str(" (Judged in the campaign's zone; contacts with their own zone open and close with it.)");
-                }
+    let Some(window) = &cfg.window else {
+        text.push_str(" No calling window is set.");
+        return Forecast {
+            calls,
+            throughput,
+            limited_by,
+            duration,
+            text,
+        };
+    };
+    // Each group's next opening and the last moment a request may go that day (the earliest close of its
+    // zones, less the margin).
+    let mut spans = Vec::new();
+    let mut never = 0u64;
+    for (key, (zones, n)) in &groups.by_zones {
+        match window.next_opening_all(now, zones) {
+            None => never += n,
+            Some(open) => {
+                let last = zones
+                    .iter()
+                    .filter_map(|tz| window.last_request(open, tz))
+                    .min()
+                    .unwrap_or(open);
+                spans.push((key.clone(), open, last.max(open), *n));
             }
         }
+    }
+    let utc = |t: jiff::Timestamp| t.strftime("%a %H:%M UTC").to_string();
+    if spans.is_empty() {
+        text.push_str(" The calling window does not open for any of them in the next weeks: nobody would be called.");
     } else {
-        text.push_str(" No calling window is set.");
+        let first = spans.iter().map(|s| s.1).min().unwrap_or(now);
+        let end = spans.iter().map(|s| s.2).max().unwrap_or(first);
+        let span = (end - first).as_secs_f64().max(0.0);
+        let mut left = 0u64;
+        let mut short: Vec<String> = Vec::new();
+        for (key, open, last, n) in &spans {
+            let fits =
+                ((last.as_second() - open.as_second()).max(0) as f64 * throughput).floor() as u64;
+            if *n > fits {
+                left += n - fits;
+                short.push(if key.is_empty() {
+                    format!("{} of {n}", n - fits)
+                } else {
+                    format!("{} of {n} in {key}", n - fits)
+                });
+            }
+        }
+        let overall = (span * throughput).floor() as u64;
+        left = left.max(calls.saturating_sub(never).saturating_sub(overall));
+        let when = if first > now {
+            format!("when the first window opens ({})", utc(first))
+        } else {
+            "now".to_string()
+        };
+        if left == 0 {
+            let ends = first + jiff::SignedDuration::from_secs_f64(seconds);
+            text.push_str(&format!(
+                " Starting {when}, it finishes at about {}, inside every recipient's calling window ({}).",
+                utc(ends.max(first)),
+                window.describe()
+            ));
+        } else {
+            text.push_str(&format!(
+                " Starting {when}, it will NOT finish inside the calling windows ({}): about {left} contacts would be left for the next run ({}). Raise --lines or --rate, or start earlier.",
+                window.describe(),
+                short.join("; ")
+            ));
+        }
+        if spans.len() > 1 {
+            text.push_str(&format!(
+                " The recipients' windows open and close in {} different zone groups.",
+                spans.len()
+            ));
+        }
+    }
+    if never > 0 {
+        text.push_str(&format!(
+            " {never} contacts' windows do not open in the next weeks."
+        ));
     }
     Forecast {
         calls,
@@ -178,13 +241,16 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let mut reader = source.reader()?;
     let mut record = csv::ByteRecord::new();
     let mut line = 0u64;
-    let mut would_call = 0u64;
+    let mut groups = Groups::default();
+    let mut sources: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut one_country = contacts::OneCountry::default();
     while let Some(read) = reader
         .next(&mut record)
         .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
     {
         line += 1;
         let judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
+        one_country.check(&judged.verdict, line, cfg.number_format)?;
         let admission = admit(&judged.verdict, |e164| {
             Ok::<_, Error>(match seen.get(e164) {
                 Some(first) => Some(*first),
@@ -195,17 +261,32 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
             })
         })?;
         let (e164, dial) = match &judged.verdict {
-            Verdict::Call { e164, dial } => (Some(e164.as_str()), dial.clone()),
+            Verdict::Call { e164, dial, .. } => (Some(e164.as_str()), dial.clone()),
             Verdict::Invalid(_) => (None, String::new()),
         };
+        // The same placement the run stores: the column's zone, else the number's, else the campaign's.
+        let own = super::run::placed(&judged);
+        let mut zone_cells: (String, &'static str) = (String::new(), "");
         let (decision, detail, dial) = match (&admission, e164) {
             (Admission::Callable, Some(e164)) => {
                 let cand = Candidate {
                     e164,
-                    tz: judged.tz.as_deref(),
+                    tz: own.as_ref().map(|(z, _)| z.as_str()),
                 };
+                let placed = rules.place(cand);
+                if cfg.window.is_some() {
+                    let source = match (&own, &placed) {
+                        (Some((_, src)), _) => src.as_str(),
+                        (None, Ok(_)) => crate::zones::Source::Campaign.as_str(),
+                        (None, Err(_)) => "not placed",
+                    };
+                    *sources.entry(source).or_insert(0) += 1;
+                    if let Ok(p) = &placed {
+                        zone_cells = (p.names.join("&"), source);
+                    }
+                }
                 match rules.decide(cand, now) {
-                    Decision::Call => match rules.cap(e164, "", line - 1, false)? {
+                    Decision::Call => match rules.cap(e164, "", line - 1, 1, false)? {
                         Some(detail) => ("capped", detail, dial),
                         None => ("would_call", String::new(), dial),
                     },
@@ -239,7 +320,14 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
             ),
         };
         if decision == "would_call" {
-            would_call += 1;
+            let cand = Candidate {
+                e164: e164.unwrap_or(""),
+                tz: own.as_ref().map(|(z, _)| z.as_str()),
+            };
+            match (cfg.window.is_some(), rules.place(cand)) {
+                (true, Ok(p)) => groups.add(p.names.join("&"), p.zones, 1),
+                _ => groups.add(String::new(), Vec::new(), 1),
+            }
         }
         *decisions.entry(decision).or_insert(0) += 1;
         let mut out = record.clone();
@@ -251,23 +339,16 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
         out.push_field(detail.as_bytes());
         out.push_field(dial.as_bytes());
         if cfg.window.is_some() {
-            let zone_name = judged
-                .tz
-                .clone()
-                .unwrap_or_else(|| cfg.timezone_name.clone());
-            out.push_field(zone_name.as_bytes());
-            out.push_field(if judged.tz.is_some() {
-                b"column" as &[u8]
-            } else {
-                b"campaign"
-            });
+            out.push_field(zone_cells.0.as_bytes());
+            out.push_field(zone_cells.1.as_bytes());
         }
         w.write_byte_record(&out).map_err(|e| out_err(&e))?;
     }
     w.flush().map_err(|e| out_err(&e))?;
     Ok(Report {
         decisions,
-        forecast: forecast(cfg, would_call),
+        forecast: forecast(cfg, &groups, now),
+        zone_sources: sources,
         output,
     })
 }

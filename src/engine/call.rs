@@ -32,8 +32,9 @@ pub enum Report {
     Answered,
     /// The gateway could not be reached.
     Unreachable(String),
-    /// A call-request reply was read (`None`) or could not be (`Some(why)`).
-    CallReply(Option<String>),
+    /// The answer to the call request for `row` came back: readable (`None`), or leaving the contact
+    /// `unknown` (`Some(why)`: lost, unreadable, redirected, a request id another contact has).
+    CallReply { row: u64, unknown: Option<String> },
 }
 
 /// How a task ended.
@@ -126,10 +127,12 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
     let row = contact.row;
     if let Some(ledger) = ctx.ledger.clone() {
         let (e164, campaign) = (contact.e164.clone(), ctx.settings.campaign_id.clone());
-        let capped = tokio::task::spawn_blocking(move || ledger.check(&e164, &campaign, row, true))
-            .await
-            .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
-            .map_err(|e| End::Stop(Ending::JournalFailed(e.to_string())))?;
+        let attempt = contact.attempt;
+        let capped =
+            tokio::task::spawn_blocking(move || ledger.check(&e164, &campaign, row, attempt, true))
+                .await
+                .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
+                .map_err(|e| End::Stop(Ending::JournalFailed(e.to_string())))?;
         if let Some(detail) = capped {
             ctx.apply(row, Event::Cap { detail }).await?;
             return Ok(End::Final(State::Capped));
@@ -169,7 +172,6 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
     let e = match placed {
         Ok(req_id) => {
             ctx.report(Report::Answered).await;
-            ctx.report(Report::CallReply(None)).await;
             return scheduled(ctx, contact, req_id).await;
         }
         Err(e) => e,
@@ -179,6 +181,19 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
         ctx.report(Report::Unreachable(e.to_string())).await;
     } else if e.gateway_answered() {
         ctx.report(Report::Answered).await;
+    }
+    let unknown = match &e {
+        // No answer to judge: the request never left.
+        PlaceError::NotSent(_) => None,
+        PlaceError::Unavailable(_)
+        | PlaceError::Refused(_)
+        | PlaceError::Unauthorized(_)
+        | PlaceError::Misconfigured(_) => Some(None),
+        PlaceError::Lost(why) | PlaceError::Redirected(why) => Some(Some(why.clone())),
+        PlaceError::Unreadable { reason, .. } => Some(Some(reason.clone())),
+    };
+    if let Some(unknown) = unknown {
+        ctx.report(Report::CallReply { row, unknown }).await;
     }
     let not_scheduled = |detail: String| Event::NotScheduled { detail };
     match e {
@@ -221,6 +236,16 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
             ctx.apply(row, not_scheduled(e.to_string())).await?;
             Ok(End::Stop(Ending::Misconfigured(why.clone())))
         }
+        PlaceError::Redirected(ref why) => {
+            ctx.apply(
+                row,
+                Event::Ambiguous {
+                    detail: e.to_string(),
+                },
+            )
+            .await?;
+            Ok(End::Stop(Ending::Misconfigured(why.clone())))
+        }
         PlaceError::Lost(_) => {
             warn!(row = contact.line, error = %e, "the answer to one call request was lost; marking it unknown, not redialing");
             ctx.apply(
@@ -232,9 +257,8 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
             .await?;
             Ok(End::Final(State::Unknown))
         }
-        PlaceError::Unreadable { ref reason, .. } => {
+        PlaceError::Unreadable { .. } => {
             warn!(row = contact.line, error = %e, "the answer to a call request cannot be read; marking it unknown, not redialing");
-            ctx.report(Report::CallReply(Some(reason.clone()))).await;
             ctx.apply(
                 row,
                 Event::Ambiguous {
@@ -279,12 +303,19 @@ async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String) -> Result<End
         }
     };
     match written {
-        Ok(Applied::Done) => {}
+        Ok(Applied::Done) => ctx.report(Report::CallReply { row, unknown: None }).await,
         Ok(Applied::Clash {
             other_row,
             other_open,
         }) => {
             warn!(row = contact.line, %req_id, "the gateway gave a request id another contact already has; both are unknown now");
+            ctx.report(Report::CallReply {
+                row,
+                unknown: Some(format!(
+                    "request id {req_id}, which another contact already has"
+                )),
+            })
+            .await;
             return Ok(if other_open {
                 End::Clash { other_row }
             } else {
@@ -316,6 +347,9 @@ pub async fn resume(ctx: Arc<Ctx>, contact: ContactRow) -> End {
         Ok(end) | Err(end) => end,
     }
 }
+
+/// Answers of "no such call record" in a row before a call is taken as lost.
+const MISSING_IN_A_ROW: u32 = 3;
 
 /// Counts a call as in flight for as long as it is polled.
 struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
@@ -358,6 +392,9 @@ async fn poll_inner(
     let mut failing: Option<backon::ExponentialBackoff> = None;
     let mut unreadable_since: Option<Instant> = None;
     let mut reported_words: Vec<String> = Vec::new();
+    // "No such record" must be said several times in a row before the call is given up as lost: one such
+    // answer from a gateway that is restarting, or a proxy in a bad moment, must not lose a made call.
+    let mut missing = 0u32;
     loop {
         let to_deadline =
             Duration::from_millis(deadline_ms.saturating_sub(ctx.now_ms()).max(0) as u64);
@@ -377,12 +414,14 @@ async fn poll_inner(
             return Ok(End::LeftOpen);
         }
         Stats::add(&ctx.stats.polls);
+        // When the poll was sent, not when its answer came: a slow answer may describe the call as it was
+        // before the deadline, and only an answer asked for at or after it may write the call off.
+        let asked_at_ms = ctx.now_ms();
         let reply = tokio::select! {
             biased;
             _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
             r = ctx.gateway.status(req_id) => r,
         };
-        let read_at_ms = ctx.now_ms();
         match &reply {
             Err(PollError::Unreachable(e)) => ctx.report(Report::Unreachable(e.clone())).await,
             Err(PollError::Lost(_)) => {}
@@ -414,8 +453,14 @@ async fn poll_inner(
                 continue;
             }
             Ok(StatusReply::NoSuchRecord) => {
+                missing += 1;
+                if missing < MISSING_IN_A_ROW {
+                    warn!(row = contact.line, %req_id, "gateway says it has no such call record; asking again");
+                    delay = interval;
+                    continue;
+                }
                 let detail = format!(
-                    "the gateway has no record of request {req_id} (deleted on the gateway, or lost in a restart)"
+                    "the gateway has no record of request {req_id} ({missing} answers in a row: deleted on the gateway, or lost in a restart)"
                 );
                 warn!(row = contact.line, %req_id, "gateway has no such call record");
                 return finish(ctx, row, Event::RecordLost { detail }, State::Error).await;
@@ -425,6 +470,7 @@ async fn poll_inner(
         };
         failing = None;
         unreadable_since = None;
+        missing = 0;
         delay = interval;
         let n = attempts.len() as u32;
         let last_seen = match attempts.last() {
@@ -474,7 +520,7 @@ async fn poll_inner(
                 }
             },
         };
-        if read_at_ms >= deadline_ms {
+        if asked_at_ms >= deadline_ms {
             // Read at or after the deadline and still not final: written off, and the record removed so the
             // gateway makes no further attempt.
             warn!(row = contact.line, %req_id, "giving up polling: {last_seen}");
@@ -492,7 +538,9 @@ async fn poll_inner(
                 State::Unresolved,
             )
             .await?;
-            if matches!(end, End::Final(State::Unresolved)) {
+            // Removed to cancel any attempt the gateway would still make, unless the operator keeps records (the
+            // window's margin covers the gateway's retries either way).
+            if matches!(end, End::Final(State::Unresolved)) && !s.keep_records {
                 remove_record(ctx, row, req_id).await;
             }
             return Ok(end);

@@ -91,6 +91,10 @@ pub struct Coordinator {
     /// Rows with a task, or waiting in `retries`: never handed out twice.
     owned: HashMap<u64, Option<AbortHandle>>,
     retries: BinaryHeap<Reverse<Due>>,
+    /// Call requests sent whose answer has not been judged yet. After an answer that left a contact unknown,
+    /// the next request waits for these: one at a time until an answer can be read again, so a gateway whose
+    /// answers are lost cannot take the list down with it.
+    awaiting: std::collections::HashSet<u64>,
     seq: u64,
     lines_free: u32,
     schedule: Option<Schedule>,
@@ -111,6 +115,8 @@ pub struct Coordinator {
     housekeeping: Option<tokio::task::JoinHandle<()>>,
     /// Whether the signal and health channels are still open (a closed one would wake the loop forever).
     listening: (bool, bool),
+    /// Told to stop again while stopping: end now, whatever is still being recorded.
+    forced: bool,
     /// The journal file's identity when the run began, and when to look at it again.
     journal_file: Option<(std::path::PathBuf, FileId)>,
     next_file_check: Instant,
@@ -176,6 +182,7 @@ impl Coordinator {
             tasks: JoinSet::new(),
             owned: HashMap::new(),
             retries: BinaryHeap::new(),
+            awaiting: Default::default(),
             seq: 0,
             lines_free,
             schedule,
@@ -192,6 +199,7 @@ impl Coordinator {
             announced_wait: None,
             housekeeping: None,
             listening: (true, true),
+            forced: false,
             journal_file,
             next_file_check: Instant::now() + FILE_CHECK,
         }
@@ -228,12 +236,11 @@ impl Coordinator {
             {
                 return Ok(());
             }
-            if self.stage_now() == Stage::Now
-                && self
-                    .now_since
-                    .is_some_and(|t| t.elapsed() > self.ctx.settings.request_timeout + STOP_GRACE)
-                && !matches!(*self.health.borrow(), Health::Failing(_))
-            {
+            let overdue = self
+                .now_since
+                .is_some_and(|t| t.elapsed() > self.ctx.settings.request_timeout + STOP_GRACE)
+                && !matches!(*self.health.borrow(), Health::Failing(_));
+            if self.stage_now() == Stage::Now && (self.forced || overdue) {
                 warn!(
                     tasks = self.tasks.len(),
                     "calls still recording after the stop; leaving them to the next run"
@@ -351,9 +358,12 @@ impl Coordinator {
         if s > Stage::Run {
             self.ending = self.ending.clone().worst(Ending::Interrupted);
         }
-        if s == Stage::Now && self.stage_now() == Stage::Now && self.now_since.is_some() {
-            // Asked again while already stopping: whatever is still recording is left for the next run.
-            self.now_since = Some(Instant::now() - self.ctx.settings.request_timeout - STOP_GRACE);
+        if self.stage_now() == Stage::Now {
+            // Asked again while already stopping: the process must end. Whatever is still recording is left to
+            // the next run, and a journal write that keeps failing is given up on (the request ids it held are
+            // in the log already).
+            self.forced = true;
+            self.ctx.journal.give_up();
         }
         self.set_stage(s);
     }
@@ -376,8 +386,15 @@ impl Coordinator {
         match r {
             Report::Answered => self.breaker.answered(now),
             Report::Unreachable(why) => self.breaker.unreachable(now, &why),
-            Report::CallReply(None) => self.unreadable = 0,
-            Report::CallReply(Some(why)) => {
+            Report::CallReply { row, unknown: None } => {
+                self.awaiting.remove(&row);
+                self.unreadable = 0;
+            }
+            Report::CallReply {
+                row,
+                unknown: Some(why),
+            } => {
+                self.awaiting.remove(&row);
                 self.unreadable += 1;
                 if self.unreadable >= UNREADABLE_IN_A_ROW {
                     self.ending = self.ending.clone().worst(Ending::UnreadableGateway(why));
@@ -401,6 +418,7 @@ impl Coordinator {
             }
         };
         self.owned.remove(&row);
+        self.awaiting.remove(&row);
         self.breaker.task_ended(row);
         self.wait_dirty = true;
         match end {
@@ -506,9 +524,11 @@ impl Coordinator {
                 }
                 continue;
             }
+            let suspect = self.unreadable > 0 && !self.awaiting.is_empty();
             let blocked = match self.breaker.may_send(now) {
                 Err(Wait::Until(t)) => Some(Blocked::Until(t)),
                 Err(Wait::Verdict) => Some(Blocked::Nothing),
+                Ok(()) if suspect => Some(Blocked::Nothing),
                 Ok(()) => self
                     .schedule
                     .as_ref()
@@ -547,6 +567,7 @@ impl Coordinator {
                 .tasks
                 .spawn(async move { (row, call::request(ctx, contact, refusals).await) });
             self.owned.insert(row, Some(h));
+            self.awaiting.insert(row);
         }
     }
 

@@ -56,7 +56,7 @@ pub enum Ending {
     CredentialsRefused(String),
     /// The gateway URL does not lead to the handlers (404, 405, a redirect).
     Misconfigured(String),
-    /// Several call-request replies in a row could not be read.
+    /// Several call-request answers in a row left their contacts `unknown`.
     UnreadableGateway(String),
     /// The journal could not be written.
     JournalFailed(String),
@@ -133,10 +133,10 @@ impl Ending {
                 "the gateway refused the credentials ({why}); check --gateway-user and the password variable"
             )),
             Ending::Misconfigured(why) => Some(format!(
-                "{why}; give the gateway's base URL (like http://host:8155), not a handler's"
+                "{why}: the gateway URL must be the gateway's base URL (like http://host:8155), with nothing in front of it answering for the handlers"
             )),
             Ending::UnreadableGateway(why) => Some(format!(
-                "the gateway's answers to {UNREADABLE_IN_A_ROW} call requests in a row could not be read (last: {why}); stopped before calling more people without a request id. Check the gateway's version and log; those contacts are unknown"
+                "the answers to {UNREADABLE_IN_A_ROW} call requests in a row left their contacts unknown (lost, unreadable, or another call's request id; last: {why}); stopped placing calls. Check the gateway (its version, its log, anything in front of it) before rerunning"
             )),
             Ending::JournalFailed(why) => Some(format!(
                 "the journal could not be written ({why}); check the disk, then rerun"
@@ -146,7 +146,7 @@ impl Ending {
     }
 }
 
-/// Call-request replies in a row that could not be read before the run stops.
+/// Call-request answers in a row that leave their contacts `unknown` before the run stops.
 pub const UNREADABLE_IN_A_ROW: u32 = 3;
 
 /// The current time, from the system (a run) or from tokio's clock (tests under paused time).

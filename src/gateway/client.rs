@@ -31,10 +31,16 @@ pub enum PlaceError {
     /// HTTP 401/403/407: nothing will work until an operator fixes the credentials, so the run stops.
     #[error("the gateway refused the credentials: {0}")]
     Unauthorized(String),
-    /// A 404, 405 or redirect from the handler: the gateway URL is wrong (it ends in a handler path, or
-    /// points at another server). Nothing was scheduled; the run stops.
+    /// A 404 or 405 from the handler: the gateway URL is wrong (it ends in a handler path, or points at
+    /// another server). Nothing was scheduled; the run stops.
     #[error("the gateway URL does not lead to the call handler: {0}")]
     Misconfigured(String),
+    /// A redirect (3xx) without `[ReqId=…]`: something in front of the handler answers, and a redirect after
+    /// a POST may follow a request that was taken. The contact is `unknown`; the run stops.
+    #[error(
+        "the call request was redirected (it may have been taken, so it is not sent again): {0}"
+    )]
+    Redirected(String),
     /// Sent, and the answer was lost (connection reset or closed, timeout, a body cut short): the call may
     /// have been scheduled.
     #[error("the answer to the call request was lost (the call may have been scheduled): {0}")]
@@ -183,13 +189,26 @@ impl Gateway {
         let status = resp.status();
         let code = status.as_u16();
         let body = read_body(resp).await;
+        // A page with an id says the call was scheduled, whatever its status line says: a front end that
+        // answers 302 or 400 around the gateway's own page must not get the person called again.
+        if let Some(id) = body.as_deref().ok().and_then(protocol::parse_call_reply) {
+            if code != 200 {
+                tracing::warn!(status = code, req_id = %id, "the call request's answer carries a request id under HTTP {code}; taking the id");
+            }
+            return Ok(id);
+        }
         let text = |b: &Result<String, BodyError>| match b {
             Ok(t) => protocol::excerpt(t),
             Err(e) => e.to_string(),
         };
         match code {
             401 | 403 | 407 => Err(PlaceError::Unauthorized(format!("HTTP {code}"))),
-            300..=399 | 404 | 405 => Err(PlaceError::Misconfigured(format!(
+            404 | 405 => Err(PlaceError::Misconfigured(format!(
+                "HTTP {code} from {}: {}",
+                self.url(protocol::CALL_PATH),
+                text(&body)
+            ))),
+            300..=399 => Err(PlaceError::Redirected(format!(
                 "HTTP {code} from {}: {}",
                 self.url(protocol::CALL_PATH),
                 text(&body)
@@ -468,9 +487,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A wrong URL is a configuration error, never a retry.
-        for status in ["404 Not Found", "302 Found", "405 Method Not Allowed"] {
+        for status in ["404 Not Found", "405 Method Not Allowed"] {
             let e = answer_call(status, "x").await.expect_err(status);
             assert!(matches!(e, PlaceError::Misconfigured(_)), "{status}: {e:?}");
+        }
+        // A redirect after a POST may follow a request that was taken.
+        let e = answer_call("302 Found", "moved").await.expect_err("302");
+        assert!(matches!(e, PlaceError::Redirected(_)), "{e:?}");
+        // Any answer with an id proves the call was scheduled.
+        for status in ["302 Found", "400 Bad Request", "500 Internal Server Error"] {
+            assert_eq!(
+                answer_call(status, "scheduled [ReqId=77]").await,
+                Ok("77".to_string()),
+                "{status}"
+            );
         }
         let e = answer_call("401 Unauthorized", "x").await.expect_err("401");
         assert!(matches!(e, PlaceError::Unauthorized(_)));

@@ -294,7 +294,8 @@ impl fmt::Display for Responses {
 /// records; `ERROR: no such call record: <id>`. Leading and trailing whitespace (JSP output carries blank
 /// lines; CRLF or LF) is ignored, as is whitespace between records. Anything else is [`Malformed`].
 pub fn parse_status_reply(body: &str) -> Result<StatusReply, Malformed> {
-    let text = body.trim();
+    // A byte order mark some servlet filters put in front of the page is not part of the reply.
+    let text = body.trim().trim_start_matches('\u{feff}').trim_start();
     let malformed = |reason: &str| Malformed {
         reason: reason.to_string(),
         excerpt: excerpt(body),
@@ -403,7 +404,7 @@ pub enum RemoveReply {
 
 /// Classifies a remove reply body.
 pub fn parse_remove_reply(body: &str) -> RemoveReply {
-    let text = body.trim();
+    let text = body.trim().trim_start_matches('\u{feff}').trim_start();
     if text == "[removed]" {
         RemoveReply::Removed
     } else if text
@@ -482,6 +483,18 @@ mod tests {
                 "{body:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_reply_is_ignored() {
+        assert_eq!(
+            parse_status_reply("\u{feff}[]"),
+            Ok(StatusReply::NoAttemptYet)
+        );
+        assert_eq!(
+            parse_remove_reply("\u{feff}[removed]\r\n"),
+            RemoveReply::Removed
+        );
     }
 
     #[test]

@@ -142,7 +142,9 @@ pub fn written_for(path: &Path, headers: &ByteRecord, delimiter: u8) -> bool {
 pub struct View {
     /// IVR response names that get a `response.<name>` column.
     pub response_keys: Vec<String>,
-    /// With a calling window: the campaign's zone name, shown for rows without their own.
+    /// Show each row's zone(s) and where they came from (with a calling window).
+    pub zones: bool,
+    /// The campaign's zone name, for rows without their own.
     pub campaign_zone: Option<String>,
 }
 
@@ -206,7 +208,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
     let mut stmt = conn.prepare(
-        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note
+        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source
          FROM contacts ORDER BY row",
     )?;
     let mut rows = stmt.query([])?;
@@ -239,7 +241,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
             header.push_field(format!("response.{k}").as_bytes());
         }
         // With a calling window, say in which zone each row's window was judged and where that zone came from.
-        if view.campaign_zone.is_some() {
+        if view.zones {
             header.push_field(b"timezone");
             header.push_field(b"timezone_source");
         }
@@ -271,6 +273,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
             let tz: Option<String> = row.get(10)?;
             let record: Option<Vec<u8>> = row.get(11)?;
             let note: Option<String> = row.get(12)?;
+            let tz_source: Option<String> = row.get(13)?;
             let dialed_at =
                 dialed_at.or(intent_at.filter(|_| matches!(state, State::Unknown | State::Intent)));
             match state {
@@ -327,17 +330,14 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
                     out.push_field(clean(&neutralise(parsed.get(k).unwrap_or(""))).as_bytes());
                 }
             }
-            if let Some(zone) = &view.campaign_zone {
-                match &tz {
-                    Some(own) => {
-                        out.push_field(own.as_bytes());
-                        out.push_field(b"column");
-                    }
-                    None => {
-                        out.push_field(zone.as_bytes());
-                        out.push_field(b"campaign");
-                    }
-                }
+            if view.zones {
+                let (zone, source) = match (&tz, &view.campaign_zone) {
+                    (Some(own), _) => (own.as_str(), tz_source.as_deref().unwrap_or("column")),
+                    (None, Some(campaign)) => (campaign.as_str(), "campaign"),
+                    (None, None) => ("", ""),
+                };
+                out.push_field(zone.as_bytes());
+                out.push_field(source.as_bytes());
             }
             w.write_byte_record(&out).map_err(|e| out_err(&e))?;
         }

@@ -2,7 +2,8 @@
 //!
 //! Each call request claims its number in the ledger first, in one immediate transaction with the count, so
 //! two overlapping campaigns (or a rerun of tonight's list under another name) cannot both call the same person
-//! past the cap. A retry of the same campaign row is the same call, not a second one.
+//! past the cap. A retry of a request the gateway did not schedule is the same call, not a second one; a redial
+//! (or, later, a recall) of the same row is another attempt, and counts.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -57,15 +58,35 @@ impl Ledger {
             .map_err(|e| fail(&e))?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
             .map_err(|e| fail(&e))?;
+        // `claims` replaced the first release's `calls` (one claim per campaign row): its claims are carried
+        // over as first attempts, once.
         conn.execute_batch(
             "PRAGMA synchronous=FULL;
-             CREATE TABLE IF NOT EXISTS calls (
+             CREATE TABLE IF NOT EXISTS claims (
                  e164 TEXT NOT NULL, at_ms INTEGER NOT NULL, campaign TEXT NOT NULL, row INTEGER NOT NULL,
-                 PRIMARY KEY (campaign, row)
+                 attempt INTEGER NOT NULL,
+                 PRIMARY KEY (campaign, row, attempt)
              );
-             CREATE INDEX IF NOT EXISTS calls_by_number ON calls(e164, at_ms);",
+             CREATE INDEX IF NOT EXISTS claims_by_number ON claims(e164, at_ms);",
         )
         .map_err(|e| fail(&e))?;
+        let old: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'calls'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| fail(&e))?;
+        if old {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 INSERT OR IGNORE INTO claims (e164, at_ms, campaign, row, attempt)
+                     SELECT e164, at_ms, campaign, row, 1 FROM calls;
+                 DROP TABLE calls;
+                 COMMIT;",
+            )
+            .map_err(|e| fail(&e))?;
+        }
         Ok(Ledger {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
@@ -78,15 +99,16 @@ impl Ledger {
         now_ms() - i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX / 2)
     }
 
-    /// Claims a call to `e164` for a campaign row, unless the number is at its cap. Blocking: call it from
-    /// `spawn_blocking`.
-    pub fn claim(&self, e164: &str, campaign: &str, row: u64) -> Result<Claim> {
+    /// Claims attempt `attempt` of a call to `e164` for a campaign row, unless the number is at its cap.
+    /// Claiming the same attempt again (a retry of a request that was not scheduled) is granted without
+    /// counting twice. Blocking: call it from `spawn_blocking`.
+    pub fn claim(&self, e164: &str, campaign: &str, row: u64, attempt: u32) -> Result<Claim> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mine: Option<i64> = tx
             .query_row(
-                "SELECT 1 FROM calls WHERE campaign = ?1 AND row = ?2",
-                params![campaign, row as i64],
+                "SELECT 1 FROM claims WHERE campaign = ?1 AND row = ?2 AND attempt = ?3",
+                params![campaign, row as i64, attempt],
                 |r| r.get(0),
             )
             .optional()?;
@@ -94,7 +116,7 @@ impl Ledger {
             return Ok(Claim::Granted);
         }
         let calls: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM calls WHERE e164 = ?1 AND at_ms > ?2",
+            "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
             params![e164, self.since_ms()],
             |r| r.get(0),
         )?;
@@ -104,8 +126,8 @@ impl Ledger {
             });
         }
         tx.execute(
-            "INSERT INTO calls (e164, at_ms, campaign, row) VALUES (?1, ?2, ?3, ?4)",
-            params![e164, now_ms(), campaign, row as i64],
+            "INSERT INTO claims (e164, at_ms, campaign, row, attempt) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![e164, now_ms(), campaign, row as i64, attempt],
         )?;
         tx.commit()?;
         Ok(Claim::Granted)
@@ -119,10 +141,11 @@ impl Ledger {
         e164: &str,
         campaign: &str,
         row: u64,
+        attempt: u32,
         claim: bool,
     ) -> Result<Option<String>> {
         let calls = if claim {
-            match self.claim(e164, campaign, row)? {
+            match self.claim(e164, campaign, row, attempt)? {
                 Claim::Granted => return Ok(None),
                 Claim::Capped { calls } => calls,
             }
@@ -145,7 +168,7 @@ impl Ledger {
     pub fn count(&self, e164: &str) -> Result<u32> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM calls WHERE e164 = ?1 AND at_ms > ?2",
+            "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
             params![e164, self.since_ms()],
             |r| r.get(0),
         )?;
@@ -163,25 +186,30 @@ mod tests {
         let l = Ledger::open(&dir.path().join("l.sqlite"), 1, Duration::from_secs(3600))
             .expect("ledger");
         assert_eq!(
-            l.claim("+14155550100", "a", 1).expect("claim"),
+            l.claim("+14155550100", "a", 1, 1).expect("claim"),
             Claim::Granted
         );
         assert_eq!(
-            l.claim("+14155550100", "a", 1).expect("retry"),
+            l.claim("+14155550100", "a", 1, 1).expect("retry"),
             Claim::Granted
         );
         assert_eq!(
-            l.claim("+14155550100", "b", 7).expect("other"),
+            l.claim("+14155550100", "b", 7, 1).expect("other"),
+            Claim::Capped { calls: 1 }
+        );
+        // A second attempt of the same row is a second call.
+        assert_eq!(
+            l.claim("+14155550100", "a", 1, 2).expect("redial"),
             Claim::Capped { calls: 1 }
         );
         assert_eq!(
-            l.claim("+14155550101", "b", 8).expect("other number"),
+            l.claim("+14155550101", "b", 8, 1).expect("other number"),
             Claim::Granted
         );
         assert_eq!(l.count("+14155550100").expect("count"), 1);
         let short = Ledger::open(&dir.path().join("l.sqlite"), 1, Duration::ZERO).expect("ledger");
         assert_eq!(
-            short.claim("+14155550100", "c", 1).expect("expired"),
+            short.claim("+14155550100", "c", 1, 1).expect("expired"),
             Claim::Granted
         );
     }

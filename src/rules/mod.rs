@@ -78,16 +78,22 @@ pub enum Decision {
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
     pub e164: &'a str,
-    /// The contact's own zone, from the list.
+    /// The contact's own zone or zones (`&`-joined), from its column or its number.
     pub tz: Option<&'a str>,
+}
+
+/// The zones a contact's window is judged in, with their names.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub zones: Vec<TimeZone>,
+    pub names: Vec<String>,
 }
 
 /// The campaign's rules, with what they need loaded.
 pub struct Rules {
     pub window: Option<Window>,
-    /// The campaign's zone, for contacts without their own.
-    pub timezone: TimeZone,
-    pub timezone_name: String,
+    /// The campaign's zone and its name, for contacts whose own zone cannot be told.
+    pub timezone: Option<(TimeZone, String)>,
     pub suppressed: Suppressed,
     pub ledger: Option<Ledger>,
     /// Zones looked up so far (a list names a few zones many times).
@@ -97,39 +103,55 @@ pub struct Rules {
 impl Rules {
     pub fn new(
         window: Option<Window>,
-        timezone: TimeZone,
-        timezone_name: String,
+        timezone: Option<(TimeZone, String)>,
         suppressed: Suppressed,
         ledger: Option<Ledger>,
     ) -> Rules {
         Rules {
             window,
             timezone,
-            timezone_name,
             suppressed,
             ledger,
             zones: HashMap::new(),
         }
     }
 
-    /// The zone a contact's window is judged in, and its name; `Err` when its own zone cannot be loaded.
-    pub fn zone(&mut self, c: Candidate<'_>) -> std::result::Result<(TimeZone, String), String> {
-        let Some(name) = c.tz else {
-            return Ok((self.timezone.clone(), self.timezone_name.clone()));
+    /// The zones a contact's window is judged in: its own, else the campaign's. `Err` says why none can be.
+    pub fn place(&mut self, c: Candidate<'_>) -> std::result::Result<Placed, String> {
+        let Some(joined) = c.tz else {
+            return match &self.timezone {
+                Some((tz, name)) => Ok(Placed {
+                    zones: vec![tz.clone()],
+                    names: vec![name.clone()],
+                }),
+                None => Err(format!(
+                    "its time zone cannot be told: {} does not say it (only its country, whose zones keep different clocks) and no timezone is set; add a time zone column (--timezone-column) or set --timezone",
+                    c.e164
+                )),
+            };
         };
-        let tz = self
-            .zones
-            .entry(name.to_string())
-            .or_insert_with(|| window::zone(name).ok())
-            .clone();
-        // Validated when the list was read. A zone the tz database no longer has must not fall back to the
-        // campaign's: that could be hours off.
-        tz.map(|t| (t, name.to_string())).ok_or_else(|| {
-            format!("its time zone {name:?} is not in this build's time zone database, so no hour is known to be safe")
-        })
+        let mut placed = Placed {
+            zones: Vec::new(),
+            names: Vec::new(),
+        };
+        for name in joined.split('&') {
+            let tz = self
+                .zones
+                .entry(name.to_string())
+                .or_insert_with(|| crate::zones::zone(name).ok())
+                .clone();
+            // Validated when the list was read. A zone the database no longer has must not fall back to the
+            // campaign's: that could be hours off.
+            let tz = tz.ok_or_else(|| {
+                format!("its time zone {name:?} is not in this build's time zone database, so no hour is known to be safe")
+            })?;
+            placed.zones.push(tz);
+            placed.names.push(name.to_string());
+        }
+        Ok(placed)
     }
 
-    /// Suppression, then the window in the recipient's zone.
+    /// Suppression, then the window in the recipient's zone (in every one of its zones).
     pub fn decide(&mut self, c: Candidate<'_>, now: Timestamp) -> Decision {
         if let Some(list) = self.suppressed.get(c.e164) {
             return Decision::Suppressed(list.clone());
@@ -137,33 +159,50 @@ impl Rules {
         if self.window.is_none() {
             return Decision::Call;
         }
-        let (tz, name) = match self.zone(c) {
-            Ok(z) => z,
+        let placed = match self.place(c) {
+            Ok(p) => p,
             Err(reason) => return Decision::Unplaceable(reason),
         };
         let Some(window) = &self.window else {
             return Decision::Call;
         };
-        if window.allows(now, &tz) {
+        if window.allows_all(now, &placed.zones) {
             return Decision::Call;
         }
-        let local = now.to_zoned_datetime(tz.clone());
+        let local: Vec<String> = placed
+            .zones
+            .iter()
+            .zip(&placed.names)
+            .map(|(tz, name)| {
+                format!(
+                    "{} in {name}",
+                    now.to_zoned_datetime(tz.clone()).strftime("%a %H:%M")
+                )
+            })
+            .collect();
         let detail = format!(
-            "outside the calling window ({}, ending {} before its close) at {} local time in {name}",
+            "outside the calling window ({}, ending {} before its close) at {} local time",
             window.describe(),
             humanize(window.margin),
-            local.strftime("%a %H:%M")
+            local.join(", ")
         );
         Decision::OutsideWindow {
             detail,
-            opens: window.next_opening(now, &tz),
+            opens: window.next_opening_all(now, &placed.zones),
         }
     }
 
     /// The cap per number ([`Ledger::check`]); none without a ledger.
-    pub fn cap(&self, e164: &str, campaign: &str, row: u64, claim: bool) -> Result<Option<String>> {
+    pub fn cap(
+        &self,
+        e164: &str,
+        campaign: &str,
+        row: u64,
+        attempt: u32,
+        claim: bool,
+    ) -> Result<Option<String>> {
         match &self.ledger {
-            Some(l) => l.check(e164, campaign, row, claim),
+            Some(l) => l.check(e164, campaign, row, attempt, claim),
             None => Ok(None),
         }
     }

@@ -6,6 +6,10 @@
 //! and folds are resolved explicitly, always to the safe side: a window *opens* at the later reading of an
 //! ambiguous or skipped local time, and *closes* at the earlier one. So a window is never longer than its civil
 //! hours say, on any day of the year.
+//!
+//! A recipient whose number may be in several zones gets all of them: an instant is allowed only if it is
+//! allowed in every one ([`Window::allows_all`]), and the next opening is the first instant open everywhere
+//! ([`Window::next_opening_all`]). Dates off (`skip-dates`, public holidays) are judged in each zone too.
 
 use std::time::Duration;
 
@@ -22,6 +26,26 @@ pub struct Window {
     pub days: [bool; 7],
     /// The time a call needs before the window closes.
     pub margin: Duration,
+    /// Dates nobody is called on, in the recipient's own calendar (sorted).
+    pub skip: Vec<Date>,
+}
+
+/// Parses `2026-12-25,2027-01-01` (a list, in TOML).
+pub fn parse_dates(items: &[String]) -> Result<Vec<Date>, String> {
+    let mut dates = Vec::new();
+    for item in items.iter().flat_map(|i| i.split(',')) {
+        let t = item.trim();
+        if t.is_empty() {
+            continue;
+        }
+        let d: Date = t
+            .parse()
+            .map_err(|_| format!("{t:?} is not a date; write it like 2026-12-25"))?;
+        dates.push(d);
+    }
+    dates.sort();
+    dates.dedup();
+    Ok(dates)
 }
 
 const DAY_NAMES: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -47,10 +71,20 @@ fn parse_time(s: &str) -> Result<Time, String> {
 }
 
 fn day_index(s: &str) -> Result<usize, String> {
+    const FULL: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
     let t = s.trim().to_ascii_lowercase();
-    DAY_NAMES
-        .iter()
-        .position(|d| t.starts_with(d) && d.len() <= t.len())
+    // The short name, the full name, or a common abbreviation between them (`tues`, `thur`): never just any
+    // word that starts like a day (`monkey`).
+    FULL.iter()
+        .position(|full| t.len() >= 3 && full.starts_with(t.as_str()))
         .ok_or_else(|| format!("{s:?} is not a day; use mon, tue, wed, thu, fri, sat, sun"))
 }
 
@@ -103,7 +137,13 @@ impl Window {
             end,
             days,
             margin,
+            skip: Vec::new(),
         })
+    }
+
+    /// Whether calls are allowed on this day at all: an allowed weekday, and not a date off.
+    fn day_on(&self, date: Date) -> bool {
+        self.days[monday_index(date.weekday())] && self.skip.binary_search(&date).is_err()
     }
 
     /// When the window opens on `date`: the later reading of a local time in a gap or a fold.
@@ -125,7 +165,7 @@ impl Window {
     /// Whether a call may be requested at `now` for a recipient in `tz`.
     pub fn allows(&self, now: Timestamp, tz: &TimeZone) -> bool {
         let local = now.to_zoned_datetime(tz.clone());
-        if !self.days[monday_index(local.weekday())] {
+        if !self.day_on(local.date()) {
             return false;
         }
         let (Some(opens), Some(closes)) =
@@ -142,16 +182,45 @@ impl Window {
         now.checked_add(margin).is_ok_and(|done| done <= closes)
     }
 
-    /// The first instant at or after `now` at which [`Window::allows`] holds (within the next 8 days).
+    /// Whether a call may be requested at `now` for a recipient who may be in any of `zones`.
+    pub fn allows_all(&self, now: Timestamp, zones: &[TimeZone]) -> bool {
+        !zones.is_empty() && zones.iter().all(|tz| self.allows(now, tz))
+    }
+
+    /// The first instant at or after `now` at which [`Window::allows_all`] holds, if one comes within a few
+    /// weeks. Each zone's next opening moves the candidate forward; it can only move to an instant no later
+    /// than the answer (the answer is open in that zone too), so when every zone allows the candidate it is
+    /// the first instant open everywhere.
+    pub fn next_opening_all(&self, now: Timestamp, zones: &[TimeZone]) -> Option<Timestamp> {
+        let horizon = now
+            .checked_add(jiff::SignedDuration::from_hours(24 * 40))
+            .ok()?;
+        let mut t = now;
+        while t <= horizon {
+            let mut moved = false;
+            for tz in zones {
+                let open = self.next_opening(t, tz)?;
+                if open > t {
+                    t = open;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return (!zones.is_empty()).then_some(t);
+            }
+        }
+        None
+    }
+
+    /// The first instant at or after `now` at which [`Window::allows`] holds (within the next five weeks, so
+    /// that a run of dates off around the holidays is crossed).
     pub fn next_opening(&self, now: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
         if self.allows(now, tz) {
             return Some(now);
         }
         let mut date = now.to_zoned_datetime(tz.clone()).date();
-        for _ in 0..9 {
-            let opens = self
-                .opens(date, tz)
-                .filter(|_| self.days[monday_index(date.weekday())]);
+        for _ in 0..36 {
+            let opens = self.opens(date, tz).filter(|_| self.day_on(date));
             if let Some(opens) = opens {
                 let candidate = if opens > now { opens } else { now };
                 if self.allows(candidate, tz) {
@@ -193,10 +262,9 @@ impl Window {
     }
 }
 
-/// Looks up an IANA zone name.
+/// Looks up an IANA zone name in the built-in database ([`crate::zones::zone`]).
 pub fn zone(name: &str) -> Result<TimeZone, String> {
-    TimeZone::get(name.trim())
-        .map_err(|_| format!("{:?} is not a known IANA time zone", name.trim()))
+    crate::zones::zone(name)
 }
 
 #[cfg(test)]
@@ -232,6 +300,9 @@ mod tests {
             Ok([false, true, false, true, false, false, false])
         );
         assert!(parse_days("funday").is_err());
+        assert!(parse_days("monkey").is_err());
+        assert!(parse_days("mo").is_err());
+        assert_eq!(parse_days("tues,thursday").ok(), parse_days("tue,thu").ok());
         assert!(Window::parse("20:00-09:00", [true; 7], Duration::ZERO).is_err());
         assert!(Window::parse("9-5", [true; 7], Duration::ZERO).is_err());
         assert_eq!(
@@ -308,6 +379,63 @@ mod tests {
         )
     }
 
+    /// A multi-zone set from the map, and an instant within a day and a half of one of its zones' transitions.
+    fn multi_zone_instant() -> impl Strategy<Value = (Vec<TimeZone>, Timestamp)> {
+        let sets = crate::zones::nanp_multi_zone_sets();
+        (
+            0..sets.len(),
+            2024i16..2031,
+            0usize..3,
+            -36i64 * 60..36 * 60,
+        )
+            .prop_map(move |(i, year, nth, minutes)| {
+                let zones: Vec<TimeZone> = sets[i].iter().map(|z| zone(z).expect("zone")).collect();
+                let from = jiff::civil::date(year, 1, 1)
+                    .at(0, 0, 0, 0)
+                    .to_zoned_datetime(TimeZone::UTC)
+                    .expect("date")
+                    .timestamp();
+                let base = zones[nth % zones.len()]
+                    .following(from)
+                    .nth(nth)
+                    .map(|t| t.timestamp())
+                    .unwrap_or(from);
+                (zones, base + jiff::SignedDuration::from_mins(minutes))
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn a_number_in_several_zones_is_called_only_when_every_one_allows_it(
+            (zones, t) in multi_zone_instant(),
+            start_h in 6i8..12, len_h in 6i64..14,
+            margin in 0u64..60,
+        ) {
+            let start = Time::new(start_h, 0, 0, 0).expect("time");
+            let end_min = (i64::from(start_h) * 60 + len_h * 60).min(24 * 60 - 1);
+            let end = Time::new((end_min / 60) as i8, (end_min % 60) as i8, 0, 0).expect("time");
+            let win = Window { start, end, days: [true; 7], margin: Duration::from_secs(margin * 60), skip: Vec::new() };
+            if win.allows_all(t, &zones) {
+                for tz in &zones {
+                    let local = t.to_zoned_datetime(tz.clone());
+                    prop_assert!(local.time() >= start && local.time() < end, "{local} outside {start}-{end}");
+                    let finish = (t + jiff::SignedDuration::from_mins(margin as i64)).to_zoned_datetime(tz.clone());
+                    prop_assert!(finish.date() == local.date() && finish.time() <= end, "runs to {finish}");
+                }
+            }
+            if let Some(open) = win.next_opening_all(t, &zones) {
+                prop_assert!(open >= t);
+                prop_assert!(win.allows_all(open, &zones));
+                let mut s = t;
+                while s < open && s < t + jiff::SignedDuration::from_hours(30) {
+                    prop_assert!(!win.allows_all(s, &zones), "{s} open everywhere before the opening {open}");
+                    s += jiff::SignedDuration::from_mins(7);
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
@@ -324,7 +452,7 @@ mod tests {
             let end_min = (i64::from(start_h) * 60 + i64::from(start_m) + len_min).min(24 * 60 - 1);
             let end = Time::new((end_min / 60) as i8, (end_min % 60) as i8, 0, 0).expect("time");
             prop_assume!(start < end);
-            let win = Window { start, end, days, margin: Duration::from_secs(margin * 60) };
+            let win = Window { start, end, days, margin: Duration::from_secs(margin * 60), skip: Vec::new() };
 
             if win.allows(t, &tz) {
                 // Every instant of the call, from its request to the end of its margin, is inside the civil

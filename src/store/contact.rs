@@ -190,8 +190,12 @@ pub enum Event {
     Ambiguous { detail: String },
     /// Found in `intent` when the journal was opened: the process died mid-request.
     Interrupted,
-    /// The gateway gave a request id that another open contact of this journal already holds.
-    IdClash { detail: String },
+    /// The gateway gave a request id that another contact of this journal already holds. `req_id`: the id this
+    /// contact was given, kept so that no other contact's record is ever removed by it.
+    IdClash {
+        detail: String,
+        req_id: Option<String>,
+    },
     /// The last attempt record says `made`.
     Made(Answer),
     /// The last attempt record says `failed`.

@@ -93,14 +93,20 @@ pub struct ContactRow {
     pub row: u64,
     pub line: u64,
     pub e164: String,
-    /// The contact's own zone (from the time zone column); `None` means the campaign's.
+    /// The contact's own zone or zones (`&`-joined), from the list's column or the number's prefix; `None`
+    /// means the campaign's.
     pub tz: Option<String>,
+    /// Where `tz` came from.
+    pub tz_source: Option<crate::zones::Source>,
     pub dialed_number: String,
     pub req_id: Option<String>,
     pub dialed_at_ms: Option<i64>,
+    /// Which call to this contact a request now would be: 1, or more after a redial.
+    pub attempt: u32,
 }
 
-const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz";
+const CONTACT_COLUMNS: &str =
+    "row, line, dialed_number, req_id, dialed_at, e164, tz, attempt, tz_source";
 
 fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     Ok(ContactRow {
@@ -111,6 +117,11 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
         dialed_at_ms: r.get(4)?,
         e164: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
         tz: r.get(6)?,
+        attempt: r.get::<_, i64>(7)?.max(1) as u32,
+        tz_source: r
+            .get::<_, Option<String>>(8)?
+            .as_deref()
+            .and_then(crate::zones::Source::parse),
     })
 }
 
@@ -121,8 +132,6 @@ pub struct Opened {
     pub created: bool,
     /// Contacts that had an intent and no request id: now `unknown`.
     pub interrupted_intents: u64,
-    /// `unknown` contacts put back to pending because the operator asked for it.
-    pub redialing_unknown: u64,
     /// An older journal was brought up to this build's layout.
     pub migrated_from: Option<i64>,
 }
@@ -133,7 +142,9 @@ pub struct NewContact {
     pub line: u64,
     /// The input row's fields as read ([`encode_record`]).
     pub record: Vec<u8>,
-    pub tz: Option<String>,
+    /// The row's own zone or zones, and where they came from (the campaign's zone is not stored: it is the
+    /// campaign's, and may change between runs).
+    pub tz: Option<(String, crate::zones::Source)>,
     pub verdict: crate::contacts::Verdict,
     /// Kept with the row's result (an extension not dialed).
     pub note: Option<String>,
@@ -147,8 +158,6 @@ pub struct Binding<'a> {
     /// The input's header row and delimiter, for writing the results from the journal alone.
     pub headers: &'a ByteRecord,
     pub delimiter: u8,
-    /// The operator asked for `unknown` contacts to be dialed again (a journaled, one-off action).
-    pub redial_unknown: bool,
 }
 
 /// Stores a row's fields exactly: each as a little-endian u32 length and its bytes.
@@ -181,6 +190,7 @@ pub fn decode_record(mut bytes: &[u8]) -> Option<ByteRecord> {
 pub struct Journal {
     tx: mpsc::UnboundedSender<Job>,
     health: watch::Receiver<Health>,
+    give_up: GiveUp,
 }
 
 /// Set when the process is ending: a commit that keeps failing is then given up on instead of retried.
@@ -253,7 +263,9 @@ CREATE TABLE IF NOT EXISTS contacts (
     tz            TEXT,                  -- the contact's IANA zone from the input; NULL: the campaign's
     record        BLOB,                  -- the input row as read (encode_record)
     not_before    INTEGER,               -- a pending contact outside its window is looked at again from then
-    note          TEXT                   -- about the row, shown with its result whatever happens (an extension)
+    note          TEXT,                  -- about the row, shown with its result whatever happens (an extension)
+    attempt       INTEGER NOT NULL DEFAULT 1, -- which call to this contact the next request is (a redial is the 2nd)
+    tz_source     TEXT                   -- where tz came from: column or number
 );
 CREATE TABLE IF NOT EXISTS actions (
     id       INTEGER PRIMARY KEY,
@@ -334,17 +346,20 @@ where
     let lock = lock(dir)?;
     let db_path = dir.join(DB_FILE);
     let mut conn = open_connection(&db_path)?;
-    let existed: bool = conn.query_row(
-        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'contacts'",
+    // A journal exists once it is bound to its list; tables left by a creation that failed (the list was
+    // refused mid-way) are not one.
+    let bound: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'meta'",
         [],
         |r| r.get(0),
-    )?;
-    let old_version: Option<i64> = if existed {
+    )? && meta(&conn, "input_digest")?.is_some();
+    let old_version: Option<i64> = if bound {
         match meta(&conn, "schema")? {
             Some(v) => v.parse().ok(),
             None => Some(1),
         }
     } else {
+        conn.execute_batch("DROP TABLE IF EXISTS contacts;")?;
         None
     };
     if let Some(v) = old_version.filter(|v| *v > SCHEMA_VERSION) {
@@ -357,7 +372,7 @@ where
         // Columns the first release did not have. The row copies are filled in below, once the input is
         // known to be the one the journal was made from.
         conn.execute_batch(
-            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER; ALTER TABLE contacts ADD COLUMN note TEXT;",
+            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER; ALTER TABLE contacts ADD COLUMN note TEXT; ALTER TABLE contacts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1; ALTER TABLE contacts ADD COLUMN tz_source TEXT; UPDATE contacts SET tz_source = 'column' WHERE tz IS NOT NULL;",
         )?;
     }
     conn.execute_batch(SCHEMA)?;
@@ -407,19 +422,6 @@ where
     let now = crate::types::now_ms();
     let tx = conn.transaction()?;
     opened.interrupted_intents = bulk(&tx, &Event::Interrupted, now)?;
-    if binding.redial_unknown {
-        let n: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM contacts WHERE state = 'unknown'",
-            [],
-            |r| r.get(0),
-        )?;
-        tx.execute(
-            "INSERT INTO actions (at, action, contacts, detail) VALUES (?1, 'redial-unknown', ?2, 'run --redial-unknown')",
-            params![now, n],
-        )?;
-        let action = tx.last_insert_rowid();
-        opened.redialing_unknown = bulk(&tx, &Event::Redial { action }, now)?;
-    }
     tx.commit()?;
     let campaign_id: String = meta(&conn, "campaign_id")?
         .ok_or_else(|| Error::Journal(format!("{} has no campaign id", db_path.display())))?;
@@ -430,7 +432,11 @@ where
     let writer = tokio::spawn(writer(conn, rx, health_tx, give_up.clone(), lock));
     Ok((
         JournalOwner {
-            journal: Journal { tx, health },
+            journal: Journal {
+                tx,
+                health,
+                give_up: give_up.clone(),
+            },
             give_up,
             writer: Some(writer),
             db_path,
@@ -461,7 +467,7 @@ where
     use crate::contacts::Verdict;
     use crate::rules::{Admission, admit};
     let mut insert = tx.prepare(
-        "INSERT INTO contacts (row, line, e164, dialed_number, state, detail, tz, record, note) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO contacts (row, line, e164, dialed_number, state, detail, tz, record, note, tz_source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut first_seen =
         tx.prepare("SELECT line FROM contacts WHERE e164 = ?1 ORDER BY row LIMIT 1")?;
@@ -479,7 +485,7 @@ where
             Admission::Duplicate { .. } => State::Duplicate,
         };
         let (e164, dial) = match &c.verdict {
-            Verdict::Call { e164, dial } => (Some(e164.as_str()), Some(dial.as_str())),
+            Verdict::Call { e164, dial, .. } => (Some(e164.as_str()), Some(dial.as_str())),
             Verdict::Invalid(_) => (None, None),
         };
         insert.execute(params![
@@ -489,9 +495,10 @@ where
             dial,
             state.as_str(),
             admission.detail(),
-            c.tz,
+            c.tz.as_ref().map(|(z, _)| z.as_str()),
             c.record,
-            c.note
+            c.note,
+            c.tz.as_ref().map(|(_, s)| s.as_str())
         ])?;
     }
     Ok(())
@@ -502,7 +509,10 @@ fn bulk(tx: &rusqlite::Transaction<'_>, event: &Event, at_ms: i64) -> rusqlite::
     // Bulk events carry no operator text, so their values can be inlined as SQL literals.
     let set = columns(event, at_ms)
         .iter()
-        .map(|(c, v)| format!("{c} = {}", literal(v)))
+        .map(|(c, v)| match v {
+            Val::V(v) => format!("{c} = {}", literal(v)),
+            Val::Sql(e) => format!("{c} = {e}"),
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
@@ -512,8 +522,30 @@ fn bulk(tx: &rusqlite::Transaction<'_>, event: &Event, at_ms: i64) -> rusqlite::
     Ok(tx.execute(&sql, [])? as u64)
 }
 
-/// The columns an event sets, besides `state`, and their values.
-fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Value)> {
+/// A column's new value: bound, or an SQL expression of the row's own columns.
+enum Val {
+    V(rusqlite::types::Value),
+    Sql(&'static str),
+}
+
+impl From<rusqlite::types::Value> for Val {
+    fn from(v: rusqlite::types::Value) -> Val {
+        Val::V(v)
+    }
+}
+
+/// The columns an event sets, and their values.
+fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, Val)> {
+    let cols = values(event, at_ms);
+    let mut out: Vec<(&'static str, Val)> = cols.into_iter().map(|(c, v)| (c, v.into())).collect();
+    if let Event::Redial { .. } = event {
+        // Another call to the same person: the cap ledger counts it as one more.
+        out.push(("attempt", Val::Sql("attempt + 1")));
+    }
+    out
+}
+
+fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Value)> {
     use rusqlite::types::Value as V;
     let to = event.kind().rule().1;
     let text = |s: &str| V::Text(s.to_string());
@@ -545,9 +577,12 @@ fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Val
             cols.push(("detail", text(detail)));
             cols.push(("finished_at", V::Integer(at_ms)));
         }
-        Event::IdClash { detail } => {
+        Event::IdClash { detail, req_id } => {
             cols.push(("detail", text(detail)));
             cols.push(("finished_at", V::Integer(at_ms)));
+            if let Some(id) = req_id {
+                cols.push(("req_id", text(id)));
+            }
         }
         Event::Interrupted => {
             cols.push((
@@ -573,7 +608,7 @@ fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Val
             cols.push((
                 "detail",
                 text(&format!(
-                    "dialed again by operator action {action} (--redial-unknown)"
+                    "to be called again: operator action {action} (ivr-campaign redial-unknown)"
                 )),
             ));
             cols.push(("finished_at", V::Null));
@@ -788,6 +823,7 @@ fn apply_event(
                 detail: format!(
                     "the gateway answered with request id {req_id}, which row {other_line} already has: a gateway fault. The call may have been placed; check the gateway before calling again"
                 ),
+                req_id: Some(req_id.clone()),
             };
             if let Err(e) = apply_event(tx, row, &mine, at_ms)? {
                 return Ok(Err(e));
@@ -797,6 +833,7 @@ fn apply_event(
                     detail: format!(
                         "the gateway gave this call's request id {req_id} to row {line} too, so its status can no longer be told apart; check the gateway"
                     ),
+                    req_id: None,
                 };
                 if let Err(e) = apply_event(tx, other as u64, &theirs, at_ms)? {
                     return Ok(Err(e));
@@ -810,19 +847,23 @@ fn apply_event(
     }
     let cols = columns(event, at_ms);
     // Bound, not inlined: one cached statement per event kind, whatever the values.
-    let set: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, (c, _))| format!("{c} = ?{}", i + 2))
-        .collect();
+    let mut bound = vec![rusqlite::types::Value::Integer(row as i64)];
+    let mut set: Vec<String> = Vec::with_capacity(cols.len());
+    for (c, v) in cols {
+        match v {
+            Val::V(v) => {
+                bound.push(v);
+                set.push(format!("{c} = ?{}", bound.len()));
+            }
+            Val::Sql(e) => set.push(format!("{c} = {e}")),
+        }
+    }
     let sql = format!(
         "UPDATE contacts SET {} WHERE row = ?1 AND {}",
         set.join(", "),
         kind.from_sql()
     );
     let mut stmt = tx.prepare_cached(&sql)?;
-    let mut bound = vec![rusqlite::types::Value::Integer(row as i64)];
-    bound.extend(cols.into_iter().map(|(_, v)| v));
     let changed = stmt.execute(rusqlite::params_from_iter(bound))?;
     if changed == 1 {
         Ok(Ok(Applied::Done))
@@ -879,6 +920,13 @@ impl Journal {
     /// How the journal is doing.
     pub fn health(&self) -> watch::Receiver<Health> {
         self.health.clone()
+    }
+
+    /// The process must end: a commit that keeps failing is given up on (its writers get an error) instead
+    /// of being retried for up to an hour.
+    pub fn give_up(&self) {
+        self.give_up
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs a query on the writer's connection, after every write queued before it has committed.
@@ -958,9 +1006,12 @@ impl Journal {
     /// Final contacts whose gateway record was never removed (a run stopped between the two).
     pub async fn unremoved(&self) -> Result<Vec<(u64, String)>> {
         self.read(|c| {
+            // An id two contacts hold (a gateway that gave it twice) is never removed: whose record it is now,
+            // nobody knows.
             let mut st = c.prepare(
                 "SELECT row, req_id FROM contacts
-                 WHERE removed = 0 AND req_id IS NOT NULL AND state IN ('made', 'failed', 'unresolved')",
+                 WHERE removed = 0 AND req_id IS NOT NULL AND state IN ('made', 'failed', 'unresolved')
+                   AND req_id IN (SELECT req_id FROM contacts WHERE req_id IS NOT NULL GROUP BY req_id HAVING COUNT(*) = 1)",
             )?;
             let rows =
                 st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
@@ -973,6 +1024,79 @@ impl Journal {
     pub async fn counts(&self) -> Result<Vec<(State, u64)>> {
         self.read(counts_on).await
     }
+}
+
+/// What `redial-unknown` did.
+#[derive(Debug, Clone)]
+pub struct Redialed {
+    pub action: i64,
+    /// Data row numbers (as in the results file) to be called again by the next run.
+    pub lines: Vec<u64>,
+}
+
+/// The operator's one-off action: the contacts `unknown` now (all, or those of the given rows) are called
+/// again by the next run, accepting that some may be called a second time. Recorded with its time in the
+/// journal's `actions`. Contacts whose request was interrupted by a crash are not among them until a run has
+/// reported them `unknown` (they are `intent` until then, and the operator has not seen them).
+pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed> {
+    let _lock = lock(dir)?;
+    let db_path = dir.join(DB_FILE);
+    if !usable(&db_path) {
+        return Err(Error::NoInput(format!(
+            "no journal at {}",
+            db_path.display()
+        )));
+    }
+    let mut conn = open_connection(&db_path)?;
+    let tx = conn.transaction()?;
+    let mut lines: Vec<u64> = {
+        let mut st =
+            tx.prepare("SELECT line FROM contacts WHERE state = 'unknown' ORDER BY row")?;
+        let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
+        rows.map(|l| l.map(|l| l as u64))
+            .collect::<rusqlite::Result<_>>()?
+    };
+    if let Some(only) = only_lines {
+        let missing: Vec<String> = only
+            .iter()
+            .filter(|l| !lines.contains(l))
+            .map(|l| l.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::Usage(format!(
+                "row(s) {} are not unknown; only unknown contacts can be called again",
+                missing.join(", ")
+            )));
+        }
+        lines.retain(|l| only.contains(l));
+    }
+    let now = crate::types::now_ms();
+    let shown: Vec<String> = lines.iter().map(u64::to_string).collect();
+    tx.execute(
+        "INSERT INTO actions (at, action, contacts, detail) VALUES (?1, 'redial-unknown', ?2, ?3)",
+        params![now, lines.len() as i64, format!("rows {}", shown.join(","))],
+    )?;
+    let action = tx.last_insert_rowid();
+    {
+        let event = Event::Redial { action };
+        let set = columns(&event, now)
+            .iter()
+            .map(|(c, v)| match v {
+                Val::V(v) => format!("{c} = {}", literal(v)),
+                Val::Sql(e) => format!("{c} = {e}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut st = tx.prepare(&format!(
+            "UPDATE contacts SET {set} WHERE line = ?1 AND {}",
+            event.kind().from_sql()
+        ))?;
+        for l in &lines {
+            st.execute([*l as i64])?;
+        }
+    }
+    tx.commit()?;
+    Ok(Redialed { action, lines })
 }
 
 /// Counts per state on a connection.
@@ -1023,25 +1147,28 @@ pub fn open_read_only(db_path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// The input's header row and delimiter as the journal stored them.
+/// The input's header row and delimiter as the journal stored them. (A journal of the first release keeps
+/// `meta` values with text affinity, so either storage class is read.)
 pub fn layout(conn: &Connection) -> Result<(ByteRecord, u8)> {
-    let headers: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'headers'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let delimiter: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'delimiter'", [], |r| {
-            r.get(0)
-        })
-        .optional()?;
-    let headers = headers
-        .and_then(|h| decode_record(&h))
-        .ok_or_else(|| Error::Journal("the journal holds no header row".into()))?;
-    Ok((
-        headers,
-        delimiter.and_then(|d| u8::try_from(d).ok()).unwrap_or(b','),
-    ))
+    use rusqlite::types::Value;
+    let value = |key: &str| -> Result<Option<Value>> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    };
+    let headers = match value("headers")? {
+        Some(Value::Blob(b)) => decode_record(&b),
+        Some(Value::Text(t)) => decode_record(t.as_bytes()),
+        _ => None,
+    }
+    .ok_or_else(|| Error::Journal("the journal holds no header row".into()))?;
+    let delimiter = match value("delimiter")? {
+        Some(Value::Integer(d)) => u8::try_from(d).ok(),
+        Some(Value::Text(t)) => t.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or(b',');
+    Ok((headers, delimiter))
 }
 
 #[cfg(test)]

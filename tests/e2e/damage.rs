@@ -127,7 +127,13 @@ async fn results_that_cannot_be_written_leave_no_temporary_file_and_lose_nothing
         .kill_on_drop(true)
         .spawn()
         .expect("spawn");
-    wait_while_running(&sim, &mut child, |log| !call_requests(log).is_empty(), "a call").await;
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| !call_requests(log).is_empty(),
+        "a call",
+    )
+    .await;
     // The results' disk fills up before the run writes them.
     let filler = disk.fill();
     let status = tokio::time::timeout(PATIENCE, child.wait())
@@ -148,4 +154,64 @@ async fn results_that_cannot_be_written_leave_no_temporary_file_and_lose_nothing
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert!(results(&output).iter().all(|r| r["status"] == "made"));
     assert_eq!(call_requests(&sim.requests()).len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_stays_full_ends_on_a_signal_with_the_request_id_logged() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(disk) = SmallDisk::mount(&dir.path().join("small"), "4m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    };
+    let sim = sim(4, ms(5), ms(5), ms(5), "[faults]\nslow = \"1s\"\n").await;
+    let input = write(dir.path(), "c.csv", &contacts(1));
+    let output = dir.path().join("r.csv");
+    let state = disk.0.join("state").display().to_string();
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--state", &state]);
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    tokio::select! {
+        _ = sim.wait_for_calls_in_flight(1) => {}
+        _ = tokio::time::sleep(PATIENCE) => panic!("the call request never arrived"),
+    }
+    let _filler = disk.fill();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = Vec::new();
+    loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("a log line")
+            .expect("read")
+            .expect("the run says the id could not be saved");
+        let said = line.contains("cannot save its request id");
+        log.push(line);
+        if said {
+            break;
+        }
+    }
+    // Nobody frees space. The operator stops it: the process ends, it does not retry for an hour.
+    let pid = child.id().expect("pid").to_string();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push(line);
+    }
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("ends on the signal")
+        .expect("status");
+    let log = log.join("\n");
+    assert_eq!(status.code(), Some(74), "{log}");
+    let req_id = call_requests(&sim.requests())[0]
+        .req_id
+        .clone()
+        .expect("an id");
+    assert!(log.contains(&req_id), "{log}");
 }

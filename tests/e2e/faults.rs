@@ -178,14 +178,16 @@ async fn refusals_beyond_the_retry_budget_end_error_with_the_gateways_words() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
-    let sim = sim(
-        8,
-        ms(10),
-        ms(10),
-        ms(10),
-        "seed = 5\n[faults]\ncall-drop = 0.3\n",
-    )
-    .await;
+    // Every fourth call is scheduled and its answer lost: never three in a row, so the run goes on.
+    let dropped_numbers: Vec<String> = (3..30)
+        .step_by(4)
+        .map(|i| format!("\"+1646555{:04}\"", 1000 + i))
+        .collect();
+    let scenario = format!(
+        "[[rule]]\nnumbers = [{}]\nsteps = [\"made\"]\nreply = \"drop\"\n",
+        dropped_numbers.join(", ")
+    );
+    let sim = sim(8, ms(10), ms(10), ms(10), &scenario).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let input = write(dir.path(), "c.csv", &contacts(30));
     let output = dir.path().join("r.csv");
@@ -217,17 +219,33 @@ async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
     assert_eq!(code(&run(&with(&base, &[])).await), 3);
     assert_eq!(call_requests(&sim.requests()).len(), before);
 
-    // Only an explicit --redial-unknown calls them again, and calls nobody else.
-    let again = run(&with(&base, &["--redial-unknown"])).await;
+    // The old flag on `run` is refused, so a cron line that keeps it can never redial by itself.
+    let old = run(&with(&base, &["--redial-unknown"])).await;
+    assert_eq!(code(&old), 64, "{}", stderr(&old));
+    assert!(stderr(&old).contains("redial-unknown"), "{}", stderr(&old));
+    assert_eq!(call_requests(&sim.requests()).len(), before);
+    // Only the explicit one-off command marks them; the next run calls them, and nobody else. (The gateway
+    // is a healthy one this time.)
+    let output_s = output.display().to_string();
+    let mark = run(&["redial-unknown", "--output", &output_s]).await;
+    assert_eq!(code(&mark), 0, "{}", stderr(&mark));
+    let said = String::from_utf8_lossy(&mark.stdout).into_owned();
     assert!(
-        stderr(&again).contains(
-            "--redial-unknown: contacts whose earlier call request may have been scheduled"
-        ),
-        "{}",
-        stderr(&again)
+        said.contains(&format!(
+            "{} contact(s) will be called again",
+            dropped.len()
+        )),
+        "{said}"
     );
-    let after = sim.requests();
-    let redialed: Vec<&str> = call_requests(&after)[before..]
+    let healthy = crate::helpers::sim(8, ms(10), ms(10), ms(10), "").await;
+    let url = healthy.url();
+    let again = run(&with(&base, &["--gateway", &url])).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    // Running the same command again does not repeat the redial.
+    let later = run(&with(&base, &["--gateway", &url])).await;
+    assert_eq!(code(&later), 0, "{}", stderr(&later));
+    let after = healthy.requests();
+    let redialed: Vec<&str> = call_requests(&after)
         .iter()
         .map(|r| r.params["phoneno"].as_str())
         .collect();
@@ -581,7 +599,7 @@ async fn a_gateway_whose_answers_cannot_be_read_stops_the_run_after_three() {
     let out = run(&with(&base_args(&sim, &input, &output), &["--lines", "1"])).await;
     assert_eq!(code(&out), 76, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("3 call requests in a row could not be read"),
+        stderr(&out).contains("3 call requests in a row left their contacts unknown"),
         "{}",
         stderr(&out)
     );

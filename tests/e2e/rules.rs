@@ -43,7 +43,7 @@ async fn the_window_is_judged_in_each_recipients_zone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (open, window, closed) = open_zone();
     let text = format!(
-        "name,phone,tz\nopen,646-555-1000,{open}\nclosed,646-555-1001,{closed}\ncampaign,646-555-1002,\nbad,646-555-1003,Mars/Olympus\n"
+        "name,phone,tz\nopen,646-555-1000,{open}\nclosed,646-555-1001,{closed}\ncampaign,888-555-0102,\nbad,646-555-1003,Mars/Olympus\n"
     );
     let input = write(dir.path(), "c.csv", &text);
     let output = dir.path().join("r.csv");

@@ -6,6 +6,7 @@
 mod faults;
 mod pacing;
 mod windows;
+mod zones;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -107,7 +107,11 @@ async fn the_forecast_matches_a_run() {
     args.poll_interval = Some("30ms".into());
     args.call_length = Some("320ms".into());
     let cfg = ivr_campaign::config::RunConfig::from_args(args.clone()).expect("settings");
-    let forecast = ivr_campaign::commands::validate::forecast(&cfg, 24);
+    let forecast = ivr_campaign::commands::validate::forecast(
+        &cfg,
+        &ivr_campaign::commands::validate::Groups::flat(24),
+        jiff::Timestamp::now(),
+    );
     let started = tokio::time::Instant::now();
     let s = run(args).await;
     let took = started.elapsed();

@@ -10,7 +10,6 @@ fn binding(headers: &ByteRecord) -> Binding<'_> {
         input_name: "test.csv",
         headers,
         delimiter: b',',
-        redial_unknown: false,
     }
 }
 
@@ -27,16 +26,16 @@ fn contacts(n: u64) -> Vec<NewContact> {
             verdict: crate::contacts::Verdict::Call {
                 e164: format!("+1646555{:04}", 1000 + i),
                 dial: format!("+1646555{:04}", 1000 + i),
+                country: 1,
             },
             note: None,
         })
         .collect()
 }
 
-fn open_with(dir: &Path, n: u64, redial: bool) -> (JournalOwner, Opened) {
+fn open_with(dir: &Path, n: u64) -> (JournalOwner, Opened) {
     let headers = ByteRecord::from(vec!["id", "phone"]);
-    let mut b = binding(&headers);
-    b.redial_unknown = redial;
+    let b = binding(&headers);
     open(dir, &b, || Ok(contacts(n).into_iter().map(Ok))).expect("journal opens")
 }
 
@@ -88,6 +87,7 @@ fn example(kind: Kind, row: u64) -> Event {
         Kind::Interrupted => Event::Interrupted,
         Kind::IdClash => Event::IdClash {
             detail: "clash".into(),
+            req_id: None,
         },
         Kind::Made => Event::Made(answer),
         Kind::Failed => Event::Failed(answer),
@@ -132,7 +132,7 @@ async fn every_rule_applies_and_every_other_pair_is_refused() {
         .iter()
         .flat_map(|s| Kind::ALL.into_iter().map(move |k| (*s, k)))
         .collect();
-    let (owner, _) = open_with(dir.path(), pairs.len() as u64, false);
+    let (owner, _) = open_with(dir.path(), pairs.len() as u64);
     let j = owner.journal.clone();
     for (row, (from, kind)) in pairs.iter().enumerate() {
         let row = row as u64;
@@ -174,7 +174,7 @@ async fn every_rule_applies_and_every_other_pair_is_refused() {
 #[tokio::test]
 async fn a_refused_write_does_not_take_its_group_down() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (owner, _) = open_with(dir.path(), 2, false);
+    let (owner, _) = open_with(dir.path(), 2);
     let j = owner.journal.clone();
     // Queued together, so they share one transaction: the refused one must not roll back the other.
     let bad = j.apply(
@@ -195,7 +195,7 @@ async fn a_refused_write_does_not_take_its_group_down() {
 #[tokio::test]
 async fn a_request_id_held_by_another_open_contact_makes_both_unknown() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (owner, _) = open_with(dir.path(), 3, false);
+    let (owner, _) = open_with(dir.path(), 3);
     let j = owner.journal.clone();
     for row in 0..3 {
         j.apply(row, Event::Intent).await.expect("intent");
@@ -279,7 +279,7 @@ async fn reopening_after_a_crash_at_each_step() {
         State::Suppressed,
     ];
     {
-        let (owner, _) = open_with(dir.path(), steps.len() as u64, false);
+        let (owner, _) = open_with(dir.path(), steps.len() as u64);
         for (row, s) in steps.iter().enumerate() {
             for step in path_to(*s) {
                 owner
@@ -292,7 +292,7 @@ async fn reopening_after_a_crash_at_each_step() {
         // The process dies here: nothing else happens before the journal is opened again.
         owner.close().await;
     }
-    let (owner, opened) = open_with(dir.path(), steps.len() as u64, false);
+    let (owner, opened) = open_with(dir.path(), steps.len() as u64);
     assert!(!opened.created);
     assert_eq!(opened.interrupted_intents, 1);
     let after: Vec<State> = (0..steps.len() as u64)
@@ -310,18 +310,42 @@ async fn reopening_after_a_crash_at_each_step() {
         ]
     );
     owner.close().await;
-    // An operator's redial is recorded and moves exactly the contacts unknown at that moment.
-    let (owner, opened) = open_with(dir.path(), steps.len() as u64, true);
-    assert_eq!(opened.redialing_unknown, 2);
-    assert_eq!(state_of(&owner, 1), State::Pending);
-    assert_eq!(state_of(&owner, 4), State::Pending);
-    let conn = open_read_only(&owner.db_path).expect("read");
+    // An operator's redial is recorded and moves exactly the contacts unknown at that moment: not the one a
+    // crash left between intent and answer until a run has reported it.
+    let (owner, _) = open_with(dir.path(), steps.len() as u64);
+    owner.journal.apply(0, Event::Intent).await.expect("intent");
+    owner.close().await;
+    // (Row 1 is `unknown` after the reopen above; row 0 is `intent` now, as after a crash.)
+    let done = redial_unknown(dir.path(), None).expect("redial");
+    assert_eq!(done.lines, vec![2, 5]);
+    let conn = open_read_only(&dir.path().join(DB_FILE)).expect("read");
+    let states: Vec<(String, i64)> = {
+        let mut st = conn
+            .prepare("SELECT state, attempt FROM contacts ORDER BY row")
+            .expect("query");
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("rows")
+            .map(|r| r.expect("row"))
+            .collect()
+    };
+    assert_eq!(states[0], ("intent".to_string(), 1));
+    assert_eq!(
+        states[1],
+        ("pending".to_string(), 2),
+        "the redial is a second attempt"
+    );
+    assert_eq!(states[4], ("pending".to_string(), 2));
     let (action, n): (String, i64) = conn
         .query_row("SELECT action, contacts FROM actions", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .expect("the action is journaled");
     assert_eq!((action.as_str(), n), ("redial-unknown", 2));
+    // Rows that are not unknown are refused by name.
+    assert!(matches!(
+        redial_unknown(dir.path(), Some(&[4])),
+        Err(Error::Usage(_))
+    ));
 }
 
 #[test]
@@ -330,4 +354,49 @@ fn records_round_trip_exactly() {
     assert_eq!(decode_record(&encode_record(&rec)), Some(rec));
     assert_eq!(decode_record(&[1, 0, 0, 0]), None);
     assert_eq!(decode_record(&[]), Some(ByteRecord::new()));
+}
+
+#[tokio::test]
+async fn a_journal_of_the_first_release_is_brought_up_to_date_without_losing_a_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path()).expect("dir");
+    {
+        // The first release's layout, with one call made and one in flight.
+        let conn = Connection::open(dir.path().join(DB_FILE)).expect("db");
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE contacts (
+                 row INTEGER PRIMARY KEY, line INTEGER NOT NULL, e164 TEXT, dialed_number TEXT,
+                 state TEXT NOT NULL, req_id TEXT, responses TEXT, attempts INTEGER, detail TEXT,
+                 intent_at INTEGER, dialed_at INTEGER, finished_at INTEGER,
+                 removed INTEGER NOT NULL DEFAULT 0, tz TEXT);
+             INSERT INTO meta VALUES ('input_digest', 'sha256:test'), ('input_name', 'test.csv'),
+                 ('campaign_id', 'abc'), ('created_at', '2026-11-20T00:00:00Z');
+             INSERT INTO contacts (row, line, e164, dialed_number, state, req_id, responses, tz)
+                 VALUES (0, 1, '+16465551000', '+16465551000', 'made', '11', 'Q=1', 'America/New_York'),
+                        (1, 2, '+16465551001', '+16465551001', 'dialed', '12', NULL, NULL);",
+        )
+        .expect("old journal");
+    }
+    let (owner, opened) = open_with(dir.path(), 2);
+    assert_eq!(opened.migrated_from, Some(1));
+    assert!(!opened.created);
+    assert_eq!(state_of(&owner, 0), State::Made);
+    assert_eq!(state_of(&owner, 1), State::Dialed);
+    owner.close().await;
+    let conn = open_read_only(&dir.path().join(DB_FILE)).expect("read");
+    let (headers, _) = layout(&conn).expect("the header row is stored now");
+    assert_eq!(headers, ByteRecord::from(vec!["id", "phone"]));
+    let (record, source): (Vec<u8>, Option<String>) = conn
+        .query_row(
+            "SELECT record, tz_source FROM contacts WHERE row = 0",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!(
+        decode_record(&record),
+        Some(ByteRecord::from(vec!["0", "+16465551000"]))
+    );
+    assert_eq!(source.as_deref(), Some("column"));
 }

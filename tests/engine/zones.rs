@@ -1,0 +1,88 @@
+//! Each number's own zone, on virtual time: a list spread over the United States with a window open in some
+//! zones and closed in others.
+
+use jiff::Timestamp;
+
+use crate::*;
+
+#[tokio::test(start_paused = true)]
+async fn numbers_place_themselves_and_only_those_open_in_every_zone_are_called() {
+    let sim = sim(8, ms(20), ms(20), ms(10), "").await;
+    // No zone column and no campaign zone: every number has to say where it is.
+    let list = "name,phone\n\
+        new_york,646-555-1000\n\
+        chicago,312-555-1001\n\
+        denver,208-201-1002\n\
+        los_angeles,213-555-1003\n\
+        boise_or_los_angeles,208-555-1004\n\
+        toll_free,888-555-1005\n";
+    let c = Campaign::new(list);
+    let mut args = c.args(&sim);
+    args.window = Some("10:00-18:00".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    // 17:30 UTC: 12:30 in New York, 11:30 in Chicago, 10:30 in Denver and Boise, 09:30 in Los Angeles.
+    let at: Timestamp = "2026-12-02T17:30:00Z".parse().expect("timestamp");
+    let s = run_at(args, at).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    let rows = c.results();
+    let by = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    for (name, status, zone) in [
+        ("new_york", "made", "America/New_York"),
+        ("chicago", "made", "America/Chicago"),
+        ("denver", "made", "America/Denver"),
+        ("los_angeles", "not_attempted", "America/Los_Angeles"),
+        // Open in Boise, closed in Los Angeles: not open everywhere, so not called.
+        (
+            "boise_or_los_angeles",
+            "not_attempted",
+            "America/Boise&America/Los_Angeles",
+        ),
+    ] {
+        let r = by(name);
+        assert_eq!(r["status"], status, "{name}: {}", r["detail"]);
+        assert_eq!(r["timezone"], zone, "{name}");
+        assert_eq!(r["timezone_source"], "number", "{name}");
+    }
+    // A number that only says its country (North America spans ten zones), and no campaign zone: not called,
+    // and the row says what to add.
+    let toll_free = by("toll_free");
+    assert_eq!(toll_free["status"], "invalid");
+    assert!(
+        toll_free["detail"].contains("--timezone-column")
+            && toll_free["detail"].contains("--timezone"),
+        "{}",
+        toll_free["detail"]
+    );
+    let called: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    let mut called = called;
+    called.sort();
+    assert_eq!(called, ["+12082011002", "+13125551001", "+16465551000"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dates_off_are_judged_in_each_recipients_calendar() {
+    let sim = sim(8, ms(20), ms(20), ms(10), "").await;
+    let c = Campaign::new("name,phone\nnew_york,646-555-1000\ntokyo,+81 3 1234 5678\n");
+    let mut args = c.args(&sim);
+    args.window = Some("00:00-24:00".into());
+    args.firstocc = Some("1".into());
+    args.call_length = Some("1m".into());
+    args.skip_dates = vec!["2026-12-25".into()];
+    // 2026-12-25T03:00Z: still the 24th in New York (22:00), already the 25th in Tokyo (12:00).
+    let at: Timestamp = "2026-12-25T03:00:00Z".parse().expect("timestamp");
+    let s = run_at(args, at).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "made");
+    assert_eq!(rows[1]["status"], "not_attempted");
+    assert_eq!(rows[1]["timezone"], "Asia/Tokyo");
+}
