@@ -408,10 +408,19 @@ pub const MAX_ROW: usize = 1 << 20;
 /// The most fields one row may have (`,,,,…` is otherwise small in bytes but not in memory).
 pub const MAX_FIELDS: usize = 10_000;
 
+/// The most lines one row's cells may span. More is almost always a quote that was opened and never closed,
+/// which would swallow the rest of the list into one cell.
+pub const MAX_LINES_IN_A_ROW: u64 = 50;
+
 /// What reading one row found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Row {
     Whole,
+    /// Its cells span more than [`MAX_LINES_IN_A_ROW`] lines, starting at line `from` of the file.
+    Runaway {
+        from: u64,
+        lines: u64,
+    },
     /// Larger than [`MAX_ROW`] (or with more than [`MAX_FIELDS`] fields): the record holds what fitted, and
     /// the rest was read past.
     TooLong {
@@ -448,6 +457,7 @@ impl Records {
     pub fn next(&mut self, rec: &mut ByteRecord) -> std::io::Result<Option<Row>> {
         use csv_core::ReadRecordResult as R;
         rec.clear();
+        let first_line = self.core.line();
         let (mut outlen, mut endlen) = (0usize, 0usize);
         // Once over the cap, the rest of the row goes through the scratch buffers and is only counted.
         let mut over: Option<u64> = None;
@@ -496,7 +506,13 @@ impl Records {
                         // The field the cap cut through.
                         rec.push_field(&self.out[start..outlen]);
                     }
+                    let lines = self.core.line().saturating_sub(first_line);
                     return Ok(Some(match over {
+                        // csv-core numbers lines from 1: the line this row began on.
+                        _ if lines > MAX_LINES_IN_A_ROW => Row::Runaway {
+                            from: first_line,
+                            lines,
+                        },
                         None => Row::Whole,
                         Some(bytes) => Row::TooLong { bytes },
                     }));
@@ -508,6 +524,14 @@ impl Records {
 }
 
 impl Source {
+    /// The error for a row whose quote runs away with the rest of the list.
+    pub fn runaway(&self, line: u64, from: u64, lines: u64) -> Error {
+        Error::Data(format!(
+            "contact list {}: row {line} (from line {from} of the file) has cells spanning {lines} lines: a quote that is never closed takes the rest of the list with it; fix the quote",
+            self.path.display()
+        ))
+    }
+
     /// A fresh reader positioned after the header.
     pub fn reader(&self) -> Result<Records> {
         let mut r = Records::open(&self.path, self.encoding, self.delimiter)?;
@@ -868,6 +892,28 @@ mod record_tests {
         assert_eq!(r.next(&mut rec).expect("row"), Some(Row::Whole));
         assert_eq!(rec, ByteRecord::from(vec!["c", "q,\"uote"]));
         assert_eq!(r.next(&mut rec).expect("end"), None);
+    }
+
+    #[test]
+    fn a_quote_that_is_never_closed_is_caught_before_it_swallows_the_list() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("stray.csv");
+        let mut text = String::from("name,phone\nAda,646-555-1000\n\"Ben,646-555-1001\n");
+        for i in 0..100 {
+            text.push_str(&format!("P{i},646-555-{:04}\n", 2000 + i));
+        }
+        std::fs::write(&path, text).expect("write");
+        let mut r = Records::open(&path, Encoding::Utf8, b',').expect("open");
+        let mut rec = ByteRecord::new();
+        r.next(&mut rec).expect("header");
+        assert_eq!(r.next(&mut rec).expect("row"), Some(Row::Whole));
+        match r.next(&mut rec).expect("row") {
+            Some(Row::Runaway { from, lines }) => {
+                assert_eq!(from, 3, "the line of the file the row starts on");
+                assert!(lines > MAX_LINES_IN_A_ROW, "{lines}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

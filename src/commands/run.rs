@@ -41,6 +41,9 @@ pub fn judged_rows(
         match reader.next(&mut record) {
             Ok(None) => None,
             Err(e) => Some(Err(Error::Data(format!("contact list {input}: {e}")))),
+            Ok(Some(contacts::Row::Runaway { from, lines })) => {
+                Some(Err(source.runaway(line, from, lines)))
+            }
             Ok(Some(read)) => {
                 let judged = source.judge(&record, read, region, format);
                 if let Err(e) = one_country.check(&judged.verdict, line, format) {
@@ -73,6 +76,114 @@ pub fn placed(judged: &contacts::Judged) -> Option<(String, crate::zones::Source
         }
         contacts::Verdict::Invalid(_) => None,
     }
+}
+
+/// The settings that decide what a row of the list means, as the journal records them: `key=value` lines.
+pub fn reading(source: &Source, cfg: &RunConfig) -> String {
+    let header = |i: usize| {
+        source
+            .clean_headers()
+            .get(i)
+            .map(|h| String::from_utf8_lossy(h).trim().to_string())
+            .unwrap_or_default()
+    };
+    [
+        ("phone-column", header(source.phone_index)),
+        ("default-region", format!("{:?}", cfg.default_region)),
+        ("encoding", format!("{:?}", source.encoding)),
+        ("delimiter", (source.delimiter as char).to_string()),
+        (
+            "timezone-column",
+            source.timezone_index.map_or("(none)".to_string(), header),
+        ),
+        ("number-format", format!("{:?}", cfg.number_format)),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// Settings that say how rows are *identified* (which number a row is) cannot change under a campaign: its
+/// duplicates and its calls were judged by them. Those that say how a row not yet called is *treated* (its
+/// zone, how its number is sent) can: the contacts not yet called are read again from the journal's copy.
+const FIXED_READING: [&str; 4] = ["phone-column", "default-region", "encoding", "delimiter"];
+
+async fn reread(
+    journal: &crate::store::Journal,
+    cfg: &RunConfig,
+    source: &Source,
+    was: &str,
+    now: &str,
+) -> Result<()> {
+    let parse = |text: &str| -> std::collections::BTreeMap<String, String> {
+        text.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let (was_map, now_map) = (parse(was), parse(now));
+    let changed: Vec<String> = now_map
+        .iter()
+        .filter(|(k, v)| was_map.get(*k).is_some_and(|w| w != *v))
+        .map(|(k, v)| format!("{k} {} → {v}", was_map[k]))
+        .collect();
+    if let Some(fixed) = changed.iter().find(|c| {
+        FIXED_READING
+            .iter()
+            .any(|k| c.starts_with(&format!("{k} ")))
+    }) {
+        return Err(Error::Config(format!(
+            "the journal in {} read the list another way ({fixed}): the contacts were told apart that way, so it cannot change under the campaign. Finish it with the settings it started with; another --output starts a new campaign, which calls everyone on the list again",
+            cfg.state_dir.display()
+        )));
+    }
+    let mut after = None;
+    let mut reread = 0u64;
+    let mut unplaced = 0u64;
+    loop {
+        let batch = journal.pending_records(after, 1024).await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.0);
+        for (row, _line, record) in batch {
+            let Some(rec) = journal::decode_record(&record) else {
+                continue;
+            };
+            let judged = source.judge(
+                &rec,
+                contacts::Row::Whole,
+                cfg.default_region,
+                cfg.number_format,
+            );
+            match &judged.verdict {
+                contacts::Verdict::Call { dial, .. } => {
+                    journal.write_later(crate::store::Op::Reread {
+                        row,
+                        dial: dial.clone(),
+                        tz: placed(&judged),
+                    });
+                    reread += 1;
+                }
+                contacts::Verdict::Invalid(reason) => {
+                    let event = crate::store::Event::Unplace {
+                        reason: reason.clone(),
+                    };
+                    if let Err(e) = journal.apply(row, event).await {
+                        return Err(Error::Internal(e.to_string()));
+                    }
+                    unplaced += 1;
+                }
+            }
+        }
+    }
+    journal.set_reading(now.to_string()).await?;
+    info!(
+        changed = %changed.join(", "),
+        contacts = reread,
+        now_invalid = unplaced,
+        "the list is read another way than when the campaign started; the contacts not yet called were read again"
+    );
+    Ok(())
 }
 
 /// The engine's slice of the settings.
@@ -195,28 +306,89 @@ pub async fn run_with_clock(
     let started_at = jiff::Timestamp::now();
     // Validate the input and the output before anything else happens: no call for a list we cannot read or
     // whose results we could not write.
-    let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
-    results::check_columns(&source)?;
+    let db = cfg.state_dir.join(journal::DB_FILE);
+    let source = match contacts::inspect(&cfg.input, &cfg.read_options()) {
+        Ok(s) => Some(s),
+        // The list is gone (rotated away by a nightly wrapper, say) but its campaign's journal holds a copy of
+        // every row: the campaign can be finished from that copy.
+        Err(Error::NoInput(why)) if !cfg.input.exists() && journal::usable(&db) => {
+            warn!(
+                input = %cfg.input.display(),
+                "{why}; finishing the campaign from the journal's copy of the list"
+            );
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if let Some(source) = &source {
+        results::check_columns(source)?;
+    }
     results::check_writable(&cfg.output)?;
-    for note in &source.notes {
+    for note in source.iter().flat_map(|s| &s.notes) {
         info!("{note}");
     }
-    for warning in &source.warnings {
+    for warning in source.iter().flat_map(|s| &s.warnings) {
         warn!("{warning}");
     }
     let rules = rules_for(&cfg, false)?;
     let (gateway, simulator) = gateway_for(&cfg).await?;
 
-    refuse_a_lost_journal(&cfg, &source)?;
+    if let Some(source) = &source {
+        refuse_a_lost_journal(&cfg, source)?;
+    }
     let input_name = cfg.input.display().to_string();
-    let binding = Binding {
-        digest: &source.digest,
-        input_name: &input_name,
-        headers: &source.headers,
-        delimiter: source.delimiter,
+    let stored = match &source {
+        Some(_) => None,
+        None => Some(journal::stored_binding(&db)?),
     };
-    let (owner, opened) = journal::open(&cfg.state_dir, &binding, || judged_rows(&source, &cfg))?;
+    let read_as = match (&source, &stored) {
+        (Some(source), _) => reading(source, &cfg),
+        (None, Some(b)) => b.reading.clone().unwrap_or_default(),
+        (None, None) => String::new(),
+    };
+    let binding = match (&source, &stored) {
+        (Some(source), _) => Binding {
+            digest: &source.digest,
+            input_name: &input_name,
+            headers: &source.headers,
+            delimiter: source.delimiter,
+            reading: &read_as,
+        },
+        (None, Some(b)) => Binding {
+            digest: &b.digest,
+            input_name: &input_name,
+            headers: &b.headers,
+            delimiter: b.delimiter,
+            reading: &read_as,
+        },
+        (None, None) => return Err(Error::Internal("no list and no journal".into())),
+    };
+    let (owner, opened) = journal::open(&cfg.state_dir, &binding, || match &source {
+        Some(source) => {
+            judged_rows(source, &cfg).map(|i| Box::new(i) as Box<dyn Iterator<Item = _>>)
+        }
+        None => Err(Error::Internal(
+            "the journal has to be made from the list, which is gone".into(),
+        )),
+    })?;
+    if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
+        && was != read_as
+    {
+        reread(&owner.journal, &cfg, source, was, &read_as).await?;
+    }
+    // The results file's layout; written at once for a new campaign, so that from its first minute the
+    // campaign leaves results beside its journal (and a journal deleted later is noticed, not recreated).
+    let view = results::View {
+        response_keys: cfg.response_keys.clone(),
+        zones: cfg.window.is_some(),
+        campaign_zone: cfg.timezone_name.clone(),
+    };
     if opened.created {
+        let (output, first) = (cfg.output.clone(), view.clone());
+        owner
+            .journal
+            .read(move |conn| results::write(conn, &output, &first))
+            .await?;
         info!(journal = %cfg.state_dir.display(), "new campaign journal");
     } else {
         info!(journal = %cfg.state_dir.display(), "resuming campaign from its journal");
@@ -267,23 +439,17 @@ pub async fn run_with_clock(
     )
     .await;
     drop(shown);
-    match contacts::digest(&cfg.input) {
-        Ok(d) if d == source.digest => {}
-        // Gone or unreadable now (deleted, or no file descriptor left): it cannot have moved a result.
-        Err(_) => {}
-        Ok(_) => warn!(
+    match (contacts::digest(&cfg.input), &source) {
+        (Ok(d), Some(s)) if d != s.digest => warn!(
             input = %cfg.input.display(),
             "the contact list changed while the campaign ran; the results follow the list as it was read when the campaign started"
         ),
+        // Unchanged, or gone or unreadable now (deleted, no file descriptor left): no result has moved.
+        _ => {}
     }
     let campaign_id = owner.campaign_id.clone();
     // Written from the journal's own connection, after every write queued so far: the results come out even
     // when the state directory was deleted under the run. The lock is held until they are written.
-    let view = results::View {
-        response_keys: cfg.response_keys.clone(),
-        zones: cfg.window.is_some(),
-        campaign_zone: cfg.timezone_name.clone(),
-    };
     let output = cfg.output.clone();
     let written = owner
         .journal

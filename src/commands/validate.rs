@@ -249,6 +249,9 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
         .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
     {
         line += 1;
+        if let contacts::Row::Runaway { from, lines } = read {
+            return Err(source.runaway(line, from, lines));
+        }
         let judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
         one_country.check(&judged.verdict, line, cfg.number_format)?;
         let admission = admit(&judged.verdict, |e164| {

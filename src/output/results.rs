@@ -296,9 +296,15 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
             for _ in out.len()..width {
                 out.push_field(b"");
             }
+            let mut past: Vec<String> = Vec::new();
             if out.len() > width {
-                // A long row cannot keep its extra fields in place without shifting our columns; they are named
-                // in `detail` of the invalid row and left out of the cells.
+                // A long row cannot keep its extra fields in place without shifting our columns: they go into
+                // `detail` instead, so nothing the list held is lost.
+                past = out
+                    .iter()
+                    .skip(width)
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect();
                 out.truncate(width);
             }
             out.push_field(state.result_name().as_bytes());
@@ -311,10 +317,13 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
                     .unwrap_or_default()
                     .as_bytes(),
             );
-            let detail = match (detail.filter(|d| !d.is_empty()), note) {
-                (Some(d), Some(n)) => format!("{d}; {n}"),
-                (d, n) => d.or(n).unwrap_or_default(),
-            };
+            let past =
+                (!past.is_empty()).then(|| format!("cells past the header: {}", past.join(" | ")));
+            let detail = [detail.filter(|d| !d.is_empty()), note, past]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("; ");
             out.push_field(clean(&neutralise(&detail)).as_bytes());
             out.push_field(
                 dialed_number

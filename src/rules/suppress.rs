@@ -132,9 +132,16 @@ fn entries(path: &Path) -> Result<Vec<(u64, String)>> {
             .map_err(|e| Error::Data(format!("suppression list {}: {e}", path.display())))?
         {
             i += 1;
-            if let contacts::Row::TooLong { bytes } = read {
-                out.push((i + 1, format!("(a row of {bytes} bytes)")));
-                continue;
+            match read {
+                contacts::Row::TooLong { bytes } => {
+                    out.push((i + 1, format!("(a row of {bytes} bytes)")));
+                    continue;
+                }
+                contacts::Row::Runaway { lines, .. } => {
+                    out.push((i + 1, format!("(a quote never closed, over {lines} lines)")));
+                    continue;
+                }
+                contacts::Row::Whole => {}
             }
             if let Some(cell) = rec.get(source.phone_index) {
                 let cell = String::from_utf8_lossy(cell).trim().to_string();

@@ -42,6 +42,13 @@ pub enum Op {
     Apply { row: u64, event: Event, at_ms: i64 },
     /// The gateway record of a final contact was removed (or was already gone). Housekeeping, not a state.
     Removed { row: u64 },
+    /// A contact not yet called is read again under changed settings (a time zone column added, another
+    /// number format): its zone and the number sent. Not a state change; contacts called already keep theirs.
+    Reread {
+        row: u64,
+        dial: String,
+        tz: Option<(String, crate::zones::Source)>,
+    },
 }
 
 /// What a write did.
@@ -134,6 +141,9 @@ pub struct Opened {
     pub interrupted_intents: u64,
     /// An older journal was brought up to this build's layout.
     pub migrated_from: Option<i64>,
+    /// How the list was read when the journal was made ([`Binding::reading`]); `None` for a journal that did
+    /// not record it.
+    pub reading: Option<String>,
 }
 
 /// One row to store when the journal is created.
@@ -158,6 +168,8 @@ pub struct Binding<'a> {
     /// The input's header row and delimiter, for writing the results from the journal alone.
     pub headers: &'a ByteRecord,
     pub delimiter: u8,
+    /// The settings that decide what a row means (phone column, region, …), one `key=value` a line.
+    pub reading: &'a str,
 }
 
 /// Stores a row's fields exactly: each as a little-endian u32 length and its bytes.
@@ -399,7 +411,7 @@ where
         Some(_) => {
             let was = meta(&conn, "input_name")?;
             return Err(Error::Config(format!(
-                "the journal in {} belongs to a different contact list (made from {}); the rows of {} have changed since. Use another --state or --output for a new campaign",
+                "the journal in {} belongs to a different contact list (made from {}): the rows of {} have changed since. To finish that campaign, put its list back as it was; another --output starts a new campaign, which calls everyone on this list",
                 dir.display(),
                 was.unwrap_or_else(|| "another file".into()),
                 binding.input_name
@@ -423,6 +435,7 @@ where
     let tx = conn.transaction()?;
     opened.interrupted_intents = bulk(&tx, &Event::Interrupted, now)?;
     tx.commit()?;
+    opened.reading = meta(&conn, "reading")?;
     let campaign_id: String = meta(&conn, "campaign_id")?
         .ok_or_else(|| Error::Journal(format!("{} has no campaign id", db_path.display())))?;
 
@@ -448,11 +461,12 @@ where
 
 fn store_layout(tx: &rusqlite::Transaction<'_>, binding: &Binding<'_>) -> rusqlite::Result<()> {
     tx.execute(
-        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1), ('headers', ?2), ('delimiter', ?3)",
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1), ('headers', ?2), ('delimiter', ?3), ('reading', ?4)",
         params![
             SCHEMA_VERSION.to_string(),
             encode_record(binding.headers),
-            i64::from(binding.delimiter)
+            i64::from(binding.delimiter),
+            binding.reading
         ],
     )?;
     Ok(())
@@ -883,6 +897,18 @@ fn apply_op(
                 .execute(params![*row as i64])?;
             Ok(Ok(Applied::Done))
         }
+        Op::Reread { row, dial, tz } => {
+            tx.prepare_cached(
+                "UPDATE contacts SET dialed_number = ?2, tz = ?3, tz_source = ?4 WHERE row = ?1 AND state = 'pending'",
+            )?
+            .execute(params![
+                *row as i64,
+                dial,
+                tz.as_ref().map(|(z, _)| z.as_str()),
+                tz.as_ref().map(|(_, s)| s.as_str())
+            ])?;
+            Ok(Ok(Applied::Done))
+        }
     }
 }
 
@@ -1020,6 +1046,41 @@ impl Journal {
         .await
     }
 
+    /// Up to `limit` pending contacts after `after_row`, with their copy of the row.
+    pub async fn pending_records(
+        &self,
+        after_row: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+        let after = after_row.map_or(-1, |r| r as i64);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT row, line, record FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Records how the list is read from now on.
+    pub async fn set_reading(&self, reading: String) -> Result<()> {
+        self.read(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('reading', ?1)",
+                [reading],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Contacts per state.
     pub async fn counts(&self) -> Result<Vec<(State, u64)>> {
         self.read(counts_on).await
@@ -1118,6 +1179,27 @@ pub fn counts_on(conn: &Connection) -> Result<Vec<(State, u64)>> {
 /// campaign: WAL readers do not block the writer).
 pub fn counts(db_path: &Path) -> Result<Vec<(State, u64)>> {
     counts_on(&open_read_only(db_path)?)
+}
+
+/// What a journal is bound to, read back from it (to finish a campaign whose list is gone).
+#[derive(Debug, Clone)]
+pub struct StoredBinding {
+    pub digest: String,
+    pub headers: ByteRecord,
+    pub delimiter: u8,
+    pub reading: Option<String>,
+}
+
+pub fn stored_binding(db_path: &Path) -> Result<StoredBinding> {
+    let conn = open_read_only(db_path)?;
+    let (headers, delimiter) = layout(&conn)?;
+    Ok(StoredBinding {
+        digest: meta(&conn, "input_digest")?
+            .ok_or_else(|| Error::Journal(format!("{} is bound to no list", db_path.display())))?,
+        headers,
+        delimiter,
+        reading: meta(&conn, "reading")?,
+    })
 }
 
 /// Whether `db_path` is a journal this program made (it exists, is not empty, and has its binding).

@@ -266,3 +266,62 @@ steps = [{ status = "made", notes = "Call\u0000 succeeded", responses = "Q=1\u00
     );
     assert_eq!(call_requests(&sim.requests()).len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_gone_after_a_crash_is_finished_from_the_journals_copy() {
+    let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\nslow = \"200ms\"\n").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 8;
+    let input = write(dir.path(), "c.csv", &contacts(n));
+    let output = dir.path().join("r.csv");
+    let args = base_args(&sim, &input, &output);
+    let args = with(&args, &["--lines", "2"]);
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| call_requests(log).len() >= 2,
+        "two calls",
+    )
+    .await;
+    // The results file is there from the campaign's first minute: a deleted journal is noticed later.
+    assert!(output.exists(), "no results file while the run goes");
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    // The nightly wrapper rotates the list away before the rerun.
+    std::fs::remove_file(&input).expect("rm list");
+    let out = run(&args).await;
+    assert!([0, 3].contains(&code(&out)), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("from the journal's copy"),
+        "{}",
+        stderr(&out)
+    );
+    let rows = results(&output);
+    assert_eq!(rows.len(), n);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["name"], format!("Person {i}"));
+        assert!(["made", "unknown"].contains(&r["status"].as_str()), "{r:?}");
+    }
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_quote_refuses_the_list_instead_of_swallowing_it() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("name,phone\nAda,646-555-1000\n\"Ben,646-555-1001\n");
+    for i in 0..80 {
+        text.push_str(&format!("P{i},646-555-{:04}\n", 2000 + i));
+    }
+    let input = write(dir.path(), "c.csv", &text);
+    let output = dir.path().join("r.csv");
+    let o = run(&with(&base_args(&sim, &input, &output), &[])).await;
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(stderr(&o).contains("row 2 (from line 3"), "{}", stderr(&o));
+    assert!(sim.requests().is_empty());
+}

@@ -86,3 +86,51 @@ async fn dates_off_are_judged_in_each_recipients_calendar() {
     assert_eq!(rows[1]["status"], "not_attempted");
     assert_eq!(rows[1]["timezone"], "Asia/Tokyo");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_time_zone_column_added_on_a_rerun_places_the_contacts_not_yet_called() {
+    let sim = sim(8, ms(20), ms(20), ms(10), "").await;
+    let mut list = String::from("name,phone,tz\n");
+    for i in 0..4 {
+        list.push_str(&format!("p{i},888-555-{:04},Asia/Tokyo\n", 1000 + i));
+    }
+    let c = Campaign::new(&list);
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    // 06:00 in New York: closed. Nobody is called; the journal is made without the zone column.
+    let early: Timestamp = "2026-12-02T11:00:00Z".parse().expect("timestamp");
+    assert_eq!(run_at(args.clone(), early).await.exit_code(), 75);
+    // 10:00 in New York, midnight in Tokyo. The operator adds the column: the contacts are in Tokyo.
+    args.timezone_column = Some("tz".into());
+    let ten: Timestamp = "2026-12-02T15:00:00Z".parse().expect("timestamp");
+    let s = run_at(args.clone(), ten).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    assert!(
+        call_requests(&sim.requests()).is_empty(),
+        "called at midnight in Tokyo"
+    );
+    for r in c.results() {
+        assert_eq!(
+            (r["timezone"].as_str(), r["timezone_source"].as_str()),
+            ("Asia/Tokyo", "column")
+        );
+    }
+    // What identifies a contact cannot change under a campaign.
+    args.default_region = Some("GB".into());
+    let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
+    let (_signals, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
+    let refused = ivr_campaign::commands::run::run_with_clock(
+        cfg,
+        rx,
+        ivr_campaign::output::progress::Progress::Never,
+        ivr_campaign::engine::Clock::virtual_from(ten),
+    )
+    .await;
+    match refused {
+        Err(e) => assert!(e.to_string().contains("default-region US → GB"), "{e}"),
+        Ok(s) => panic!("a changed default region was accepted: {}", s.line()),
+    }
+}

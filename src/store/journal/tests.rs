@@ -10,6 +10,7 @@ fn binding(headers: &ByteRecord) -> Binding<'_> {
         input_name: "test.csv",
         headers,
         delimiter: b',',
+        reading: "phone-column=phone",
     }
 }
 
