@@ -20,4 +20,5 @@ old_release=$(grep -E '^\| Release' data/timezones/SOURCE.md | sed -E 's/.*\| ([
 old_commit=$(grep -E '^\| Commit' data/timezones/SOURCE.md | grep -oE '[0-9a-f]{40}')
 sed -i "s/$old_sum/$sum/; s/| Release | $old_release |/| Release | $release |/; s/$old_commit/$commit/" data/timezones/SOURCE.md
 sed -i "s/(release $old_release)/(release $release)/" NOTICE
+sed -i "s/pub const MAP_RELEASE: \&str = \"$old_release\";/pub const MAP_RELEASE: \&str = \"$release\";/" src/zones.rs
 echo "map_data.txt is release $release ($sum); run cargo test"

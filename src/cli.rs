@@ -5,11 +5,24 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `--version`: the program's, and the data built into it that decides who is called when.
+pub fn version() -> &'static str {
+    static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{} (IANA time zone database {}, libphonenumber time-zone map {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::zones::tzdb_release(),
+            crate::zones::MAP_RELEASE
+        )
+    });
+    TEXT.as_str()
+}
+
 #[derive(Debug, Parser)]
 // A flag given twice takes its last value, so wrapper scripts can append overrides.
 #[command(
     name = "ivr-campaign",
-    version,
+    version = version(),
     about = "Run IVR phone campaigns on a Voicent Gateway",
     args_override_self = true
 )]

@@ -85,6 +85,9 @@ struct PrefixMap {
 
 const MAP_DATA: &str = include_str!("../data/timezones/map_data.txt");
 
+/// The libphonenumber release the map comes from (`data/timezones/SOURCE.md`; the refresh script updates both).
+pub const MAP_RELEASE: &str = "9.0.34";
+
 static MAP: LazyLock<PrefixMap> = LazyLock::new(|| {
     let mut zones = HashMap::new();
     let mut longest = 0;
@@ -210,6 +213,10 @@ mod tests {
         assert!(
             recorded.contains(&sum),
             "map_data.txt ({sum}) is not the file SOURCE.md records; refresh it with scripts/update-timezone-map.sh"
+        );
+        assert!(
+            recorded.contains(&format!("| Release | {MAP_RELEASE} |")),
+            "MAP_RELEASE is not the release SOURCE.md records"
         );
         // The file keeps its license header.
         assert!(MAP_DATA.starts_with("# Copyright (C) 2012 The Libphonenumber Authors"));

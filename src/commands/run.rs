@@ -176,7 +176,7 @@ async fn reread(
             }
         }
     }
-    journal.set_reading(now.to_string()).await?;
+    journal.set_meta("reading", now.to_string()).await?;
     info!(
         changed = %changed.join(", "),
         contacts = reread,
@@ -383,6 +383,14 @@ pub async fn run_with_clock(
         zones: cfg.window.is_some(),
         campaign_zone: cfg.timezone_name.clone(),
     };
+    // For the report: the zone rows without their own were judged in, this run.
+    owner
+        .journal
+        .set_meta(
+            "campaign_zone",
+            cfg.timezone_name.clone().unwrap_or_default(),
+        )
+        .await?;
     if opened.created {
         let (output, first) = (cfg.output.clone(), view.clone());
         owner

@@ -72,8 +72,18 @@ pub fn build(state_dir: &Path) -> Result<String> {
         .parse::<jiff::Timestamp>()
         .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
+    let campaign_zone = meta("campaign_zone");
+    let campaign_zone = (!campaign_zone.is_empty())
+        .then(|| crate::zones::zone(&campaign_zone).ok())
+        .flatten();
+    let mut zones: std::collections::HashMap<String, Option<jiff::tz::TimeZone>> =
+        std::collections::HashMap::new();
+    // Calls by the hour it was where the recipient is (the first of their zones), and how many had no zone.
+    let mut by_hour = [0u64; 24];
+    let mut hour_unknown = 0u64;
     let mut st = conn.prepare(
-        "SELECT line, state, dialed_number, detail, responses, finished_at FROM contacts ORDER BY row",
+        "SELECT line, state, dialed_number, detail, responses, finished_at, COALESCE(dialed_at, intent_at), tz
+         FROM contacts ORDER BY row",
     )?;
     let mut counts: BTreeMap<State, u64> = BTreeMap::new();
     let mut attention: Vec<Row> = Vec::new();
@@ -87,6 +97,23 @@ pub fn build(state_dir: &Path) -> Result<String> {
         let state_text: String = r.get(1)?;
         let state = State::parse(&state_text)
             .ok_or_else(|| Error::Journal(format!("unknown state {state_text:?}")))?;
+        if let Some(at) = r.get::<_, Option<i64>>(6)? {
+            let own: Option<String> = r.get(7)?;
+            let tz = match own {
+                Some(names) => {
+                    let first = names.split('&').next().unwrap_or("").to_string();
+                    zones
+                        .entry(first.clone())
+                        .or_insert_with(|| crate::zones::zone(&first).ok())
+                        .clone()
+                }
+                None => campaign_zone.clone(),
+            };
+            match (tz, jiff::Timestamp::from_millisecond(at)) {
+                (Some(tz), Ok(t)) => by_hour[t.to_zoned_datetime(tz).hour() as usize] += 1,
+                _ => hour_unknown += 1,
+            }
+        }
         let row = Row {
             line: r.get::<_, i64>(0)? as u64,
             status: state.result(),
@@ -171,6 +198,9 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
     h.push_str("<h2>Calls over time</h2>");
     h.push_str(&timeline(&finished));
 
+    h.push_str("<h2>Calls by the recipient's local hour</h2>");
+    h.push_str(&hours(&by_hour, hour_unknown));
+
     h.push_str("<h2>Answers</h2>");
     if answers.is_empty() {
         h.push_str("<p class=\"meta\">No IVR responses were collected.</p>");
@@ -223,6 +253,54 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
     }
     h.push_str("<p class=\"meta\" style=\"margin-top:2rem\">Made by ivr-campaign from the campaign journal. Statuses are explained in the README.</p></body></html>\n");
     Ok(h)
+}
+
+/// Call requests per hour of the recipient's own clock, as inline SVG: what a calling window looked like from
+/// where the people were.
+fn hours(by_hour: &[u64; 24], unknown: u64) -> String {
+    let total: u64 = by_hour.iter().sum();
+    if total == 0 {
+        return "<p class=\"meta\">No call has been requested yet.</p>".to_string();
+    }
+    let tallest = by_hour.iter().copied().max().unwrap_or(1).max(1);
+    let (w, ht, left, bottom) = (960.0, 160.0, 40.0, 24.0);
+    let col_w = (w - left) / 24.0;
+    let mut svg = format!(
+        r#"<svg viewBox="0 0 {w} {total_h}" width="100%" role="img" aria-label="call requests by the recipient's local hour">"#,
+        total_h = ht + bottom
+    );
+    let _ = write!(
+        svg,
+        r##"<line x1="{left}" y1="{ht}" x2="{w}" y2="{ht}" stroke="#9e9e9e"/><text x="0" y="12">{tallest}</text><text x="0" y="{ht}">0</text>"##
+    );
+    for (hour, n) in by_hour.iter().enumerate() {
+        let x = left + hour as f64 * col_w;
+        if *n > 0 {
+            let hh = *n as f64 / tallest as f64 * (ht - 4.0);
+            let _ = write!(
+                svg,
+                r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{hh:.1}" fill="#1565c0"><title>{n} at {hour:02}:00-{hour:02}:59</title></rect>"##,
+                x + 1.0,
+                ht - hh,
+                (col_w - 2.0).max(1.0)
+            );
+        }
+        if hour % 3 == 0 {
+            let _ = write!(
+                svg,
+                r#"<text x="{x:.1}" y="{}">{hour:02}</text>"#,
+                ht + 18.0
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    if unknown > 0 {
+        let _ = write!(
+            svg,
+            "<p class=\"meta\">{unknown} call requests went to recipients whose zone is not recorded.</p>"
+        );
+    }
+    svg
 }
 
 /// Stacked columns of finished calls per time bucket, by outcome, as inline SVG.

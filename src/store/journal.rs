@@ -1069,12 +1069,12 @@ impl Journal {
         .await
     }
 
-    /// Records how the list is read from now on.
-    pub async fn set_reading(&self, reading: String) -> Result<()> {
+    /// Records a fact about the campaign (how the list is read, the campaign's zone) for later runs and views.
+    pub async fn set_meta(&self, key: &'static str, value: String) -> Result<()> {
         self.read(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('reading', ?1)",
-                [reading],
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, value],
             )?;
             Ok(())
         })

@@ -165,6 +165,15 @@ async fn the_html_report_is_self_contained() {
         "the answers section lists the response key"
     );
     assert!(html.contains("Rows that need a person") && html.contains("no record of request"));
+    // Calls by the hour where the people were: New York numbers place themselves.
+    assert!(
+        html.contains("Calls by the recipient's local hour"),
+        "{html}"
+    );
+    assert!(
+        html.contains(":00-") && html.contains(":59</title>"),
+        "no hour bar"
+    );
     for external in ["src=", "href=", "@import", "url("] {
         assert!(!html.contains(external), "external asset: {external}");
     }
