@@ -202,6 +202,19 @@ pub struct RunArgs {
     /// A CA certificate (PEM) to trust, besides the system's, for an https gateway behind a proxy.
     #[arg(long)]
     pub ca_cert: Option<PathBuf>,
+    /// Outcomes called again later: failed (busy, no answer, too late), unresolved, no-response (made, but the
+    /// IVR collected nothing: an answering machine, a hang-up); comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub recall_on: Option<Vec<String>>,
+    /// Also call made calls again whose responses contain none of these answers, e.g. Confirm=1.
+    #[arg(long, value_delimiter = ',')]
+    pub recall_unless: Option<Vec<String>>,
+    /// The least time between the end of one call to a contact and the next request [default: 1h].
+    #[arg(long)]
+    pub recall_after: Option<String>,
+    /// Call requests per contact in all, the first included (3 = the first call and two recalls) [default: 3].
+    #[arg(long, allow_hyphen_values = true)]
+    pub max_attempts: Option<String>,
     /// Replaced by the `redial-unknown` command (refused with a message saying so).
     #[arg(long, hide = true)]
     pub redial_unknown: bool,

@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub default_region: phonenumber::country::Id,
     /// Region for numbers without a country code in the suppression lists.
     pub suppress_region: phonenumber::country::Id,
+    /// Which outcomes are called again, when, and how often (none by default).
+    pub recall: Option<crate::engine::Recall>,
     pub firstocc: u32,
     pub number_format: NumberFormat,
     pub response_keys: Vec<String>,
@@ -109,6 +111,10 @@ struct CampaignFile {
     outside_window: Option<String>,
     call_length: Option<String>,
     suppress: Option<Vec<PathBuf>>,
+    recall_on: Option<Words>,
+    recall_unless: Option<Words>,
+    recall_after: Option<String>,
+    max_attempts: Option<i64>,
     max_calls_per_number: Option<i64>,
     per: Option<String>,
     ledger: Option<PathBuf>,
@@ -118,6 +124,88 @@ struct CampaignFile {
     gateway_user: Option<String>,
     gateway_password_env: Option<String>,
     simulator: Option<SimulatorTable>,
+}
+
+/// A TOML value that may be written as one comma-separated string or as a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Words {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Words {
+    fn items(self) -> Vec<String> {
+        let all = match self {
+            Words::One(s) => vec![s],
+            Words::Many(v) => v,
+        };
+        all.iter()
+            .flat_map(|s| s.split(','))
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// The recall policy from flags or the file, validated.
+fn recall_of(
+    on: Option<(Vec<String>, String)>,
+    unless: Option<(Vec<String>, String)>,
+    after: Option<(String, String)>,
+    max: Option<(String, String)>,
+) -> Result<Option<crate::engine::Recall>> {
+    if on.is_none() && unless.is_none() {
+        if let Some((_, what)) = after.or(max) {
+            return Err(Error::Usage(format!(
+                "{what} needs --recall-on or --recall-unless (which outcomes are called again)"
+            )));
+        }
+        return Ok(None);
+    }
+    let mut policy = crate::engine::Recall {
+        on_failed: false,
+        on_unresolved: false,
+        on_no_response: false,
+        unless: Vec::new(),
+        after: Duration::from_secs(3600),
+        max_attempts: 3,
+    };
+    if let Some((words, what)) = on {
+        for w in words {
+            match w.to_ascii_lowercase().as_str() {
+                "failed" => policy.on_failed = true,
+                "unresolved" => policy.on_unresolved = true,
+                "no-response" | "no_response" => policy.on_no_response = true,
+                other => {
+                    return Err(Error::Usage(format!(
+                        "{what}: {other:?} is not an outcome to recall; use failed, unresolved or no-response"
+                    )));
+                }
+            }
+        }
+    }
+    if let Some((answers, what)) = unless {
+        for a in answers {
+            let (k, v) = a
+                .split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{what}: {a:?} is not an answer; write it like Confirm=1"
+                    ))
+                })?;
+            policy.unless.push((k, v));
+        }
+    }
+    if let Some((t, what)) = after {
+        policy.after = parse_duration(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+    }
+    if let Some((t, what)) = max {
+        policy.max_attempts = positive_u32(int(&t, &what)?, &what)?;
+    }
+    Ok(Some(policy))
 }
 
 /// `[simulator]`: used when `gateway = "sim"`.
@@ -510,6 +598,24 @@ impl RunConfig {
                 return Err(Error::Usage("--per needs --max-calls-per-number".into()));
             }
         };
+        let recall = recall_of(
+            pick(
+                args.recall_on.filter(|v| !v.is_empty()),
+                file.recall_on.map(Words::items),
+                "recall-on",
+            ),
+            pick(
+                args.recall_unless.filter(|v| !v.is_empty()),
+                file.recall_unless.map(Words::items),
+                "recall-unless",
+            ),
+            pick(args.recall_after, file.recall_after, "recall-after"),
+            pick(
+                args.max_attempts,
+                file.max_attempts.map(|n| n.to_string()),
+                "max-attempts",
+            ),
+        )?;
         let ledger = args
             .ledger
             .or_else(|| file.ledger.map(|p| relative_to(base, p)))
@@ -564,6 +670,7 @@ impl RunConfig {
             delimiter,
             default_region,
             suppress_region,
+            recall,
             firstocc,
             number_format,
             response_keys,

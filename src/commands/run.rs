@@ -210,6 +210,7 @@ pub fn engine_settings(
         wait_for_window: cfg.wait_for_window,
         clock,
         journal_path,
+        recall: cfg.recall.clone(),
     }
 }
 
@@ -476,7 +477,9 @@ pub async fn run_with_clock(
         input: cfg.input.clone(),
         state_dir: cfg.state_dir.clone(),
         configured_rate: cfg.rate.per_second(),
-        counts,
+        counts: counts.counts,
+        recalls_waiting: counts.recalls_waiting,
+        next_recall_ms: counts.next_recall_ms,
         ending,
         elapsed: started.elapsed(),
         requests: Stats::get(&stats.requests),

@@ -108,6 +108,7 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
     );
     let Some(window) = &cfg.window else {
         text.push_str(" No calling window is set.");
+        recall_forecast(cfg, calls, &mut text);
         return Forecast {
             calls,
             throughput,
@@ -187,6 +188,7 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
             " {never} contacts' windows do not open in the next weeks."
         ));
     }
+    recall_forecast(cfg, calls, &mut text);
     Forecast {
         calls,
         throughput,
@@ -194,6 +196,64 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
         duration,
         text,
     }
+}
+
+/// Share of calls the recall policy is assumed to call again when nothing has been seen yet: roughly the
+/// unanswered share of appointment-reminder calls.
+const ASSUMED_RECALL_SHARE: f64 = 0.3;
+
+/// The share of this campaign's calls so far that the policy would recall, from its journal's history.
+fn recall_share_seen(cfg: &RunConfig) -> Option<(f64, u64)> {
+    let policy = cfg.recall.as_ref()?;
+    let db = cfg.state_dir.join(crate::store::journal::DB_FILE);
+    let conn = crate::store::journal::open_read_only(&db).ok()?;
+    let mut st = conn
+        .prepare("SELECT outcome, COALESCE(responses, '') FROM calls WHERE outcome IN ('made', 'failed', 'unresolved')")
+        .ok()?;
+    let rows = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .ok()?;
+    let (mut seen, mut recalled) = (0u64, 0u64);
+    for (outcome, responses) in rows.flatten() {
+        let Some(state) = crate::store::State::parse(&outcome) else {
+            continue;
+        };
+        seen += 1;
+        // As a first call: would the policy call it again?
+        if policy.wants(state, &responses, 1) {
+            recalled += 1;
+        }
+    }
+    (seen >= 20).then(|| (recalled as f64 / seen as f64, seen))
+}
+
+/// What the recall policy adds: expected further calls, and the time its delays take.
+fn recall_forecast(cfg: &RunConfig, calls: u64, text: &mut String) {
+    let Some(policy) = &cfg.recall else {
+        return;
+    };
+    let (share, basis) = match recall_share_seen(cfg) {
+        Some((p, seen)) => (p, format!("as seen in this campaign's {seen} calls so far")),
+        None => (
+            ASSUMED_RECALL_SHARE,
+            format!(
+                "assumed: {:.0}% of calls, until the campaign has seen more",
+                ASSUMED_RECALL_SHARE * 100.0
+            ),
+        ),
+    };
+    // Each call is recalled with this chance, up to max-attempts calls in all.
+    let extra: f64 = (1..policy.max_attempts)
+        .map(|k| calls as f64 * share.powi(k as i32))
+        .sum();
+    text.push_str(&format!(
+        " Recalls (up to {} calls each, {} after the last): about {:.0} more call requests ({:.0}% recalled, {basis}); the last of them come about {} after the first calls, so some may fall in a later window.",
+        policy.max_attempts,
+        humanize(policy.after),
+        extra,
+        share * 100.0,
+        humanize((policy.after + cfg.call_length) * (policy.max_attempts.saturating_sub(1)))
+    ));
 }
 
 /// Runs the dry run: every row through the same rules a run applies, in the same order.

@@ -42,6 +42,9 @@ pub enum Report {
 pub enum End {
     /// The contact reached this final state in this run.
     Final(State),
+    /// The call ended with an outcome the recall policy calls again: the contact is pending again, due at
+    /// `due_ms`.
+    Recalled { contact: ContactRow, due_ms: i64 },
     /// The gateway gave this contact a request id another open contact holds; that one is `unknown` now and
     /// its task must stop.
     Clash { other_row: u64 },
@@ -486,10 +489,21 @@ async fn poll_inner(
                         attempts: n,
                         notes,
                     };
-                    let (event, st) = if state == AttemptState::Made {
-                        (Event::Made(answer), State::Made)
+                    let st = if state == AttemptState::Made {
+                        State::Made
                     } else {
-                        (Event::Failed(answer), State::Failed)
+                        State::Failed
+                    };
+                    if let Some(end) = recall(ctx, contact, st, &answer).await? {
+                        if !s.keep_records {
+                            remove_record(ctx, row, req_id).await;
+                        }
+                        return Ok(end);
+                    }
+                    let event = if st == State::Made {
+                        Event::Made(answer)
+                    } else {
+                        Event::Failed(answer)
                     };
                     let end = finish(ctx, row, event, st).await?;
                     if matches!(end, End::Final(State::Unknown)) {
@@ -528,6 +542,17 @@ async fn poll_inner(
                 "no final status {} after the request ({last_seen})",
                 Dur(s.poll_timeout)
             );
+            let answer = Answer {
+                responses: String::new(),
+                attempts: n,
+                notes: detail.clone(),
+            };
+            if let Some(end) = recall(ctx, contact, State::Unresolved, &answer).await? {
+                if !s.keep_records {
+                    remove_record(ctx, row, req_id).await;
+                }
+                return Ok(end);
+            }
             let end = finish(
                 ctx,
                 row,
@@ -545,6 +570,50 @@ async fn poll_inner(
             }
             return Ok(end);
         }
+    }
+}
+
+/// When the recall policy calls this outcome again, records the call as ended and the contact as pending
+/// again, due after `recall-after`; `None` when it does not.
+async fn recall(
+    ctx: &Ctx,
+    contact: &ContactRow,
+    outcome: State,
+    answer: &Answer,
+) -> Result<Option<End>, End> {
+    let Some(policy) = &ctx.settings.recall else {
+        return Ok(None);
+    };
+    if !policy.wants(outcome, &answer.responses, contact.attempt) {
+        return Ok(None);
+    }
+    let after = i64::try_from(policy.after.as_millis()).unwrap_or(i64::MAX);
+    let due_ms = ctx.now_ms().saturating_add(after);
+    let event = Event::Recall {
+        outcome,
+        answer: answer.clone(),
+        due_ms,
+        not_before_ms: Some(due_ms),
+    };
+    match ctx.write(contact.row, event).await {
+        Ok(_) => {
+            debug!(
+                row = contact.line,
+                outcome = outcome.as_str(),
+                attempt = contact.attempt,
+                "call ended; recalled"
+            );
+            Ok(Some(End::Recalled {
+                contact: contact.clone(),
+                due_ms,
+            }))
+        }
+        // A request-id clash made it unknown meanwhile.
+        Err(WriteError::Refused(r)) if r.from == State::Unknown => {
+            Ok(Some(End::Final(State::Unknown)))
+        }
+        Err(WriteError::Refused(r)) => Err(End::Stop(Ending::Internal(r.to_string()))),
+        Err(WriteError::Io(e)) => Err(End::Stop(Ending::JournalFailed(e))),
     }
 }
 

@@ -43,7 +43,7 @@ enum Phase {
     Resume { after: Option<u64> },
     /// The pending contacts, in input order, each looked at once.
     List { after: Option<u64> },
-    /// Contacts outside their window, waiting for it to open (wait mode).
+    /// Contacts waiting for their window to open (wait mode) or for a recall to fall due.
     Waiting,
     /// Nothing more this run.
     Done,
@@ -423,6 +423,10 @@ impl Coordinator {
         self.wait_dirty = true;
         match end {
             End::Final(_) | End::LeftOpen | End::NotSent => self.lines_free += 1,
+            End::Recalled { contact, due_ms } => {
+                self.lines_free += 1;
+                self.postpone_recall(&contact, due_ms);
+            }
             End::Clash { other_row } => {
                 self.lines_free += 1;
                 if let Some(Some(h)) = self.owned.remove(&other_row) {
@@ -511,6 +515,25 @@ impl Coordinator {
                     None => return Ok(()),
                 }
             };
+            // A recall the policy no longer wants (it changed between runs, or the attempts are used up):
+            // its last outcome stands.
+            if let Some((outcome, responses)) = &contact.recall_of {
+                let wanted = self.ctx.settings.recall.as_ref().is_some_and(|r| {
+                    r.wants(*outcome, responses, contact.attempt.saturating_sub(1))
+                });
+                if !wanted {
+                    self.ctx.journal.write_later(Op::Apply {
+                        row: contact.row,
+                        event: Event::Settle { outcome: *outcome },
+                        at_ms: self.ctx.settings.clock.now().as_millisecond(),
+                    });
+                    if is_retry {
+                        self.owned.remove(&contact.row);
+                        self.lines_free += 1;
+                    }
+                    continue;
+                }
+            }
             let cand = Candidate {
                 e164: &contact.e164,
                 tz: contact.tz.as_deref(),
@@ -580,7 +603,7 @@ impl Coordinator {
             Decision::OutsideWindow { detail, opens } => {
                 self.wait_dirty = true;
                 Event::Defer {
-                    detail,
+                    detail: Some(detail),
                     until_ms: opens
                         .filter(|_| self.ctx.settings.wait_for_window)
                         .map(|t| t.as_millisecond()),
@@ -590,6 +613,37 @@ impl Coordinator {
         self.ctx.journal.write_later(Op::Apply {
             row: c.row,
             event,
+            at_ms: self.ctx.settings.clock.now().as_millisecond(),
+        });
+    }
+
+    /// A recall is due at `due_ms`. This run waits for it if a call could go then (no window, or inside the
+    /// window in every one of the recipient's zones); in wait mode it waits for the next opening after it;
+    /// otherwise it is left, with its due time, for the next run.
+    fn postpone_recall(&mut self, c: &ContactRow, due_ms: i64) {
+        let Some(window) = self.rules.window.clone() else {
+            return;
+        };
+        let due = jiff::Timestamp::from_millisecond(due_ms).unwrap_or(jiff::Timestamp::MAX);
+        let cand = Candidate {
+            e164: &c.e164,
+            tz: c.tz.as_deref(),
+        };
+        let until = match self.rules.place(cand) {
+            Err(_) => None,
+            Ok(p) if window.allows_all(due, &p.zones) => return,
+            Ok(p) if self.ctx.settings.wait_for_window => window
+                .next_opening_all(due, &p.zones)
+                .map(|t| t.as_millisecond()),
+            Ok(_) => None,
+        };
+        self.wait_dirty = true;
+        self.ctx.journal.write_later(Op::Apply {
+            row: c.row,
+            event: Event::Defer {
+                detail: None,
+                until_ms: until,
+            },
             at_ms: self.ctx.settings.clock.now().as_millisecond(),
         });
     }
@@ -637,7 +691,8 @@ impl Coordinator {
             match self.phase {
                 Phase::Resume { .. } => return Ok(None),
                 Phase::List { after } => {
-                    let batch = self.ctx.journal.pending_after(after, BATCH).await?;
+                    let now_ms = self.ctx.settings.clock.now().as_millisecond();
+                    let batch = self.ctx.journal.pending_after(after, BATCH, now_ms).await?;
                     match batch.last() {
                         Some(last) => {
                             self.phase = Phase::List {
@@ -646,7 +701,11 @@ impl Coordinator {
                             self.queue.extend(batch);
                         }
                         None => {
-                            self.phase = if self.ctx.settings.wait_for_window {
+                            // Wait mode waits for windows to open; a recall policy waits for recalls that
+                            // fall due while their window is open (or, without a window, for all of them).
+                            self.phase = if self.ctx.settings.wait_for_window
+                                || self.ctx.settings.recall.is_some()
+                            {
                                 Phase::Waiting
                             } else {
                                 Phase::Done

@@ -208,6 +208,50 @@ pub struct Settings {
     /// The journal file: if it is deleted or replaced under the run, the run stops (its results are still
     /// written, from the connection the run holds).
     pub journal_path: Option<std::path::PathBuf>,
+    /// Which outcomes are called again, when, and how often.
+    pub recall: Option<Recall>,
+}
+
+/// The recall policy: a person who did not answer (or did not confirm) is called again later, a bounded
+/// number of times, each recall a new call request as safe as the first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recall {
+    /// Recall calls the gateway gave up on (busy, no answer, too late).
+    pub on_failed: bool,
+    /// Recall calls written off as unresolved.
+    pub on_unresolved: bool,
+    /// Recall calls made with no IVR response collected (an answering machine, a hang-up).
+    pub on_no_response: bool,
+    /// Recall made calls whose responses contain none of these answers (`Confirm=1`).
+    pub unless: Vec<(String, String)>,
+    /// The least time from the end of one call to the next request.
+    pub after: Duration,
+    /// Call requests per contact in all, the first included.
+    pub max_attempts: u32,
+}
+
+impl Recall {
+    /// Whether a call that ended with `outcome` (and `responses`) as attempt `attempt` is called again.
+    pub fn wants(&self, outcome: crate::store::State, responses: &str, attempt: u32) -> bool {
+        use crate::store::State;
+        if attempt >= self.max_attempts {
+            return false;
+        }
+        match outcome {
+            State::Failed => self.on_failed,
+            State::Unresolved => self.on_unresolved,
+            State::Made => {
+                let parsed = crate::gateway::protocol::Responses::parse(responses);
+                (self.on_no_response && parsed.is_empty())
+                    || (!self.unless.is_empty()
+                        && !self
+                            .unless
+                            .iter()
+                            .any(|(k, v)| parsed.get(k) == Some(v.as_str())))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Counters, for the progress display and the summary. Only counts: how the run ended is [`Ending`].

@@ -147,6 +147,21 @@ pub fn build(state_dir: &Path) -> Result<String> {
         }
     }
     let total: u64 = counts.values().sum();
+    // Contacts reached (made) by the call that reached them: 1st, 2nd, 3rd … attempt.
+    let mut reached_on: BTreeMap<i64, u64> = BTreeMap::new();
+    {
+        let mut q = conn.prepare(
+            "SELECT c.attempt, COUNT(*) FROM calls c JOIN contacts k ON k.row = c.row
+             WHERE c.outcome = 'made' AND k.state = 'made'
+               AND c.attempt = (SELECT MAX(attempt) FROM calls WHERE row = c.row)
+             GROUP BY c.attempt",
+        )?;
+        let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        for r in rows {
+            let (attempt, n) = r?;
+            reached_on.insert(attempt, n as u64);
+        }
+    }
 
     let mut h = String::new();
     let _ = write!(
@@ -194,6 +209,18 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
         );
     }
     h.push_str("</table>");
+
+    if reached_on.keys().any(|a| *a > 1) {
+        h.push_str("<h2>Reached on which call</h2><table><tr><th>Call</th><th class=\"n\">Contacts reached</th></tr>");
+        for (attempt, n) in &reached_on {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{n}</td></tr>",
+                ordinal(*attempt)
+            );
+        }
+        h.push_str("</table>");
+    }
 
     h.push_str("<h2>Calls over time</h2>");
     h.push_str(&timeline(&finished));
@@ -301,6 +328,17 @@ fn hours(by_hour: &[u64; 24], unknown: u64) -> String {
         );
     }
     svg
+}
+
+/// `1st`, `2nd`, `3rd`, `4th` …
+fn ordinal(n: i64) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, r) if r != 11 => "st",
+        (2, r) if r != 12 => "nd",
+        (3, r) if r != 13 => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
 }
 
 /// Stacked columns of finished calls per time bucket, by outcome, as inline SVG.

@@ -19,7 +19,7 @@ use crate::store::State;
 use crate::store::journal::{self, decode_record};
 
 /// Columns appended after the input's own.
-pub const COLUMNS: [&str; 8] = [
+pub const COLUMNS: [&str; 11] = [
     "status",
     "req_id",
     "responses",
@@ -28,7 +28,20 @@ pub const COLUMNS: [&str; 8] = [
     "dialed_number",
     "dialed_at",
     "finished_at",
+    "calls",
+    "history",
+    "recall_at",
 ];
+
+/// What writing the results found.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// Rows per status as the results show it (a contact waiting for a recall shows its last outcome).
+    pub counts: BTreeMap<State, u64>,
+    /// Contacts waiting for a recall, and the earliest one due.
+    pub recalls_waiting: u64,
+    pub next_recall_ms: Option<i64>,
+}
 
 /// Refuses a list that already has columns the results add (yesterday's results fed back as a list): the
 /// results would carry two `status` columns, and a reader would take the wrong one.
@@ -204,18 +217,24 @@ pub fn write_atomically(
 }
 
 /// Writes the results file from the journal on `conn`; returns the count of each result status.
-pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<State, u64>> {
+pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
     let mut stmt = conn.prepare(
-        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source
+        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source, last_outcome, recall_at
          FROM contacts ORDER BY row",
     )?;
     let mut rows = stmt.query([])?;
+    // Every attempt, in the same row order: stepped alongside the contacts.
+    let mut history_stmt = conn.prepare(
+        "SELECT row, outcome, COALESCE(finished_at, dialed_at, intent_at) FROM calls ORDER BY row, attempt",
+    )?;
+    let mut history_rows = history_stmt.query([])?;
+    let mut pending_call: Option<(i64, String, Option<i64>)> = None;
     let out_err = |e: &dyn std::fmt::Display| {
         Error::Output(format!("cannot write results {}: {e}", output.display()))
     };
-    let mut counts = BTreeMap::new();
+    let mut written = Written::default();
     write_atomically(output, |file| {
         let mut w = csv::WriterBuilder::new()
             .flexible(true)
@@ -260,7 +279,42 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
             let state = State::parse(&state_text).ok_or_else(|| {
                 Error::Journal(format!("unknown state {state_text:?} in row {index}"))
             })?;
-            *counts.entry(state.result()).or_insert(0) += 1;
+            let last_outcome = row
+                .get::<_, Option<String>>(14)?
+                .as_deref()
+                .and_then(State::parse)
+                .filter(|_| state == State::Pending);
+            let recall_at: Option<i64> = row
+                .get::<_, Option<i64>>(15)?
+                .filter(|_| state == State::Pending);
+            // A contact waiting for a recall shows the outcome of its last call.
+            let shown = last_outcome.unwrap_or(state);
+            *written.counts.entry(shown.result()).or_insert(0) += 1;
+            if last_outcome.is_some() {
+                written.recalls_waiting += 1;
+                written.next_recall_ms = match (written.next_recall_ms, recall_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            // This row's past calls.
+            let mut history: Vec<String> = Vec::new();
+            loop {
+                if pending_call.is_none() {
+                    pending_call = history_rows
+                        .next()?
+                        .map(|h| Ok::<_, rusqlite::Error>((h.get(0)?, h.get(1)?, h.get(2)?)))
+                        .transpose()?;
+                }
+                match &pending_call {
+                    Some((r, outcome, at)) if *r == index => {
+                        history.push(format!("{outcome} {}", rfc3339(*at)));
+                        pending_call = None;
+                    }
+                    _ => break,
+                }
+            }
+            let calls = history.len() + usize::from(matches!(state, State::Intent | State::Dialed));
             let req_id: Option<String> = row.get(2)?;
             let responses: String = row.get::<_, Option<String>>(3)?.unwrap_or_default();
             let attempts: Option<i64> = row.get(4)?;
@@ -307,7 +361,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
                     .collect();
                 out.truncate(width);
             }
-            out.push_field(state.result_name().as_bytes());
+            out.push_field(shown.result_name().as_bytes());
             out.push_field(req_id.unwrap_or_default().as_bytes());
             out.push_field(clean(&neutralise(&responses)).as_bytes());
             out.push_field(
@@ -332,7 +386,17 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
                     .as_bytes(),
             );
             out.push_field(rfc3339(dialed_at).as_bytes());
-            out.push_field(rfc3339(finished_at.filter(|_| state.is_final())).as_bytes());
+            out.push_field(rfc3339(finished_at.filter(|_| shown.is_final())).as_bytes());
+            out.push_field(
+                if calls > 0 {
+                    calls.to_string()
+                } else {
+                    String::new()
+                }
+                .as_bytes(),
+            );
+            out.push_field(history.join("; ").as_bytes());
+            out.push_field(rfc3339(recall_at).as_bytes());
             if !view.response_keys.is_empty() {
                 let parsed = Responses::parse(&responses);
                 for k in &view.response_keys {
@@ -353,7 +417,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<BTreeMap<S
         w.flush().map_err(|e| out_err(&e))?;
         Ok(())
     })?;
-    Ok(counts)
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -46,9 +46,22 @@ fn running(dir: &Path) -> bool {
     matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
+/// Contacts waiting for a recall, and the earliest due (ms).
+pub fn recalls(db: &Path) -> Result<(u64, Option<i64>)> {
+    let conn = journal::open_read_only(db)?;
+    let (n, next): (i64, Option<i64>) = conn.query_row(
+        "SELECT COUNT(*), MIN(recall_at) FROM contacts WHERE state = 'pending' AND last_outcome IS NOT NULL",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((n as u64, next))
+}
+
 /// The report printed by `status`.
 pub fn report(dir: &Path) -> Result<String> {
-    let counts = journal::counts(&dir.join(journal::DB_FILE))?;
+    let db = dir.join(journal::DB_FILE);
+    let counts = journal::counts(&db)?;
+    let (waiting, next_recall) = recalls(&db)?;
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
     let open: u64 = counts
         .iter()
@@ -72,15 +85,30 @@ pub fn report(dir: &Path) -> Result<String> {
             .iter()
             .find(|(s, _)| *s == state)
             .map_or(0, |(_, n)| *n);
+        let n = if state == State::Pending {
+            n - waiting
+        } else {
+            n
+        };
         if n > 0 {
             let label = match state {
-                State::Pending => "pending (not yet requested)",
+                State::Pending => "pending (not yet called)",
                 State::Intent => "requesting",
                 State::Dialed => "dialed (polling)",
                 s => s.as_str(),
             };
             out.push_str(&format!("  {label:<26}{n:>9}\n"));
         }
+    }
+    if waiting > 0 {
+        let when = next_recall
+            .and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+            .map(|t| format!(" (next due {})", t.strftime("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<26}{waiting:>9}{when}\n",
+            "waiting for a recall"
+        ));
     }
     Ok(out)
 }

@@ -15,8 +15,12 @@ pub struct Summary {
     pub input: std::path::PathBuf,
     pub state_dir: std::path::PathBuf,
     pub configured_rate: Option<f64>,
-    /// Rows per result status ([`State::result`]).
+    /// Rows per status as the results show it ([`State::result`]; a contact waiting for a recall shows its
+    /// last outcome).
     pub counts: BTreeMap<State, u64>,
+    /// Contacts waiting for a recall, and when the first is due.
+    pub recalls_waiting: u64,
+    pub next_recall_ms: Option<i64>,
     pub ending: Ending,
     pub elapsed: Duration,
     pub requests: u64,
@@ -41,9 +45,14 @@ impl Summary {
     /// 75 when work is left; the ending's own code when it stopped the run.
     pub fn exit_code(&self) -> i32 {
         self.ending.exit_code(
-            self.count_where(State::is_open) > 0,
+            self.open() > 0,
             self.count_where(State::needs_attention) > 0,
         )
+    }
+
+    /// Rows a rerun has work for: calls to poll, contacts to call, recalls waiting.
+    pub fn open(&self) -> u64 {
+        self.count_where(State::is_open) + self.recalls_waiting
     }
 
     pub fn total(&self) -> u64 {
@@ -83,8 +92,12 @@ impl Summary {
             "duration_seconds": self.elapsed.as_secs_f64(),
             "exit_code": self.exit_code(),
             "ending": self.ending.as_str(),
-            "completed": self.ending == Ending::Completed && n(State::is_open) == 0,
-            "rows": { "total": self.total(), "needs_attention": n(State::needs_attention), "open": n(State::is_open), "by_status": rows },
+            "completed": self.ending == Ending::Completed && self.open() == 0,
+            "rows": { "total": self.total(), "needs_attention": n(State::needs_attention), "open": self.open(), "by_status": rows },
+            "recalls": {
+                "waiting": self.recalls_waiting,
+                "next_due": self.next_recall_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
+            },
             "gateway": {
                 "call_requests": self.requests,
                 "call_request_failures": self.request_failures,
@@ -108,6 +121,16 @@ impl Summary {
                     .map(|n| format!("{} {n}", s.result_name()))
             })
             .collect();
+        let recalls = match (self.recalls_waiting, self.next_recall_ms) {
+            (0, _) => String::new(),
+            (n, Some(at)) => format!(
+                " {n} recall(s) waiting, the next due {}.",
+                jiff::Timestamp::from_millisecond(at)
+                    .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default()
+            ),
+            (n, None) => format!(" {n} recall(s) waiting."),
+        };
         let what = match self.exit_code() {
             crate::error::exit::OK => "done".to_string(),
             crate::error::exit::NEEDS_ATTENTION => {
@@ -119,7 +142,7 @@ impl Summary {
             _ => format!("stopped: {}", self.ending.as_str()),
         };
         format!(
-            "{} rows: {}. {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
+            "{} rows: {}.{recalls} {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
             self.total(),
             parts.join(", "),
             self.requests,

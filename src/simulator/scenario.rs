@@ -224,6 +224,10 @@ pub struct Rule {
     #[serde(default = "one")]
     pub weight: u32,
     pub steps: Vec<Step>,
+    /// What later call requests for the same number do: the second request plays `recalls[0]`, the third
+    /// `recalls[1]`, and so on (the last one repeats). Without it every request plays `steps`.
+    #[serde(default)]
+    pub recalls: Vec<Vec<Step>>,
     #[serde(default)]
     pub reply: Reply,
 }
@@ -313,6 +317,8 @@ impl Step {
 pub struct Picker {
     scenario: Scenario,
     rng: StdRng,
+    /// Call requests seen per number, for rules whose later requests play other steps.
+    requests: std::collections::HashMap<String, usize>,
 }
 
 /// What a call will do.
@@ -325,10 +331,19 @@ pub struct Script {
 impl Picker {
     pub fn new(scenario: Scenario) -> Picker {
         let rng = StdRng::seed_from_u64(scenario.seed);
-        Picker { scenario, rng }
+        Picker {
+            scenario,
+            rng,
+            requests: Default::default(),
+        }
     }
 
     pub fn pick(&mut self, phoneno: &str) -> Script {
+        let nth = {
+            let n = self.requests.entry(phoneno.to_string()).or_insert(0);
+            *n += 1;
+            *n
+        };
         let by_number = self
             .scenario
             .rules
@@ -357,10 +372,20 @@ impl Picker {
             })
         });
         match rule {
-            Some(r) => Script {
-                attempts: r.steps.iter().map(Step::resolve).collect(),
-                reply: r.reply,
-            },
+            Some(r) => {
+                let steps = match nth {
+                    1 => &r.steps,
+                    n => r
+                        .recalls
+                        .get(n - 2)
+                        .or(r.recalls.last())
+                        .unwrap_or(&r.steps),
+                };
+                Script {
+                    attempts: steps.iter().map(Step::resolve).collect(),
+                    reply: r.reply,
+                }
+            }
             None => Script {
                 attempts: vec![Step::Word("made".into()).resolve()],
                 reply: Reply::Normal,
@@ -480,6 +505,25 @@ steps = ["failed"]
         assert_eq!(script.attempts[0].notes, "No answer. Try in 1 minute ");
         assert_eq!(script.attempts[1].responses, "Q1=2");
         assert_eq!(p.pick("+12125550100").attempts[0].status, "failed");
+    }
+
+    #[test]
+    fn later_requests_for_a_number_play_the_recall_steps() {
+        let s: Scenario = toml::from_str(
+            r#"
+[[rule]]
+numbers = ["+1415*"]
+steps = ["failed"]
+recalls = [["failed"], ["made"]]
+"#,
+        )
+        .expect("scenario parses");
+        let mut p = Picker::new(s);
+        let words: Vec<String> = (0..4)
+            .map(|_| p.pick("+14155550100").attempts[0].status.clone())
+            .collect();
+        assert_eq!(words, ["failed", "failed", "made", "made"]);
+        assert_eq!(p.pick("+14155550101").attempts[0].status, "failed");
     }
 
     #[test]

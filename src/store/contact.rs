@@ -21,14 +21,19 @@
 //!   │              │ └──IdClash─────────► unknown    (the gateway gave an id another contact holds)
 //!   │              ▼
 //!   │           dialed ──Made / Failed──► made | failed   (the last attempt record is final)
-//!   │                 ├──WrittenOff─────► unresolved      (read at or after its deadline, still not final)
-//!   │                 ├──RecordLost─────► error           (the gateway has no record of the id)
-//!   │                 └──IdClash────────► unknown
+//!   │              │  ├──WrittenOff─────► unresolved      (read at or after its deadline, still not final)
+//!   │              │  ├──RecordLost─────► error           (the gateway has no record of the id)
+//!   │              │  └──IdClash────────► unknown
+//!   │              └──Recall──► pending   (an outcome the recall policy calls again: the next attempt, due
+//!   │                                      after recall-after; its last outcome is kept)
+//!   │           pending ──Settle──► made | failed | unresolved   (a recall no longer wanted: the last
+//!   │                                                             outcome stands)
 //!   └───────────── unknown
 //! ```
 //!
-//! Final states never change again, except by an explicit operator action (`--redial-unknown`), which the
-//! journal records with its time. A contact is "open" while it is `pending`, `intent` or `dialed`.
+//! Final states never change again, except by an explicit operator action (`ivr-campaign redial-unknown`),
+//! which the journal records with its time. A contact is "open" while it is `pending`, `intent` or `dialed`.
+//! Every attempt (its intent, request id, result) is also kept in the journal's history of calls.
 //!
 //! The results file shows each state under its result name ([`State::result_name`]): `pending` is
 //! `not_attempted`, `dialed` is `in_progress`, and `intent` (only ever seen while a run is stopped mid-request)
@@ -167,9 +172,10 @@ pub struct Answer {
 /// Something that happened to one contact. Each moves it along exactly one rule of [`RULES`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// Not called now (outside its calling window): the reason, and in wait mode when to look again.
+    /// Not called now (outside its calling window): the reason (kept as it was when `None`), and when to look
+    /// again (`None`: not in this run).
     Defer {
-        detail: String,
+        detail: Option<String>,
         until_ms: Option<i64>,
     },
     /// On a suppression list.
@@ -206,6 +212,16 @@ pub enum Event {
     RecordLost { detail: String },
     /// Operator action: call an `unknown` contact again, accepting that it may be a second call.
     Redial { action: i64 },
+    /// The call ended with an outcome the recall policy calls again: the contact may be requested again from
+    /// `due_ms` (and is looked at again from `not_before_ms`, if this run is to wait for it).
+    Recall {
+        outcome: State,
+        answer: Answer,
+        due_ms: i64,
+        not_before_ms: Option<i64>,
+    },
+    /// A recall is no longer wanted (the policy changed, or the attempts are used up): the last outcome stands.
+    Settle { outcome: State },
 }
 
 /// An event without its data: what [`RULES`] is keyed by.
@@ -227,6 +243,10 @@ pub enum Kind {
     WrittenOff,
     RecordLost,
     Redial,
+    Recall,
+    SettleMade,
+    SettleFailed,
+    SettleUnresolved,
 }
 
 use State as S;
@@ -234,6 +254,10 @@ use State as S;
 /// The only transitions there are: an event of this kind moves a contact from one of these states to that one.
 pub const RULES: &[(Kind, &[State], State)] = &[
     (Kind::Defer, &[S::Pending], S::Pending),
+    (Kind::Recall, &[S::Dialed], S::Pending),
+    (Kind::SettleMade, &[S::Pending], S::Made),
+    (Kind::SettleFailed, &[S::Pending], S::Failed),
+    (Kind::SettleUnresolved, &[S::Pending], S::Unresolved),
     (Kind::Suppress, &[S::Pending], S::Suppressed),
     (Kind::Cap, &[S::Pending], S::Capped),
     (Kind::Unplace, &[S::Pending], S::Invalid),
@@ -252,7 +276,7 @@ pub const RULES: &[(Kind, &[State], State)] = &[
 ];
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 20] = [
         Kind::Defer,
         Kind::Suppress,
         Kind::Cap,
@@ -269,6 +293,10 @@ impl Kind {
         Kind::WrittenOff,
         Kind::RecordLost,
         Kind::Redial,
+        Kind::Recall,
+        Kind::SettleMade,
+        Kind::SettleFailed,
+        Kind::SettleUnresolved,
     ];
 
     /// The states this kind of event may start from, and the state it leads to.
@@ -310,6 +338,10 @@ impl Kind {
             Kind::WrittenOff => "written-off",
             Kind::RecordLost => "record-lost",
             Kind::Redial => "redial",
+            Kind::Recall => "recall",
+            Kind::SettleMade => "settle-made",
+            Kind::SettleFailed => "settle-failed",
+            Kind::SettleUnresolved => "settle-unresolved",
         }
     }
 }
@@ -333,6 +365,12 @@ impl Event {
             Event::WrittenOff { .. } => Kind::WrittenOff,
             Event::RecordLost { .. } => Kind::RecordLost,
             Event::Redial { .. } => Kind::Redial,
+            Event::Recall { .. } => Kind::Recall,
+            Event::Settle { outcome } => match outcome {
+                State::Made => Kind::SettleMade,
+                State::Failed => Kind::SettleFailed,
+                _ => Kind::SettleUnresolved,
+            },
         }
     }
 }
@@ -368,6 +406,20 @@ mod tests {
             assert!(!k.rule().0.is_empty(), "{k:?} starts from nowhere");
         }
         assert_eq!(RULES.len(), Kind::ALL.len());
+    }
+
+    #[test]
+    fn a_recall_only_follows_a_call_and_keeps_one_call_open_at_a_time() {
+        // The only way back to `pending` after a request is a final answer the policy recalls (or a request
+        // provably not scheduled, or the operator's redial): never from `intent`'s uncertainty.
+        for (kind, from, to) in RULES {
+            if *to == State::Pending && from.contains(&State::Dialed) {
+                assert_eq!(*kind, Kind::Recall);
+            }
+        }
+        assert_eq!(transition(State::Dialed, Kind::Recall), Ok(State::Pending));
+        assert!(transition(State::Intent, Kind::Recall).is_err());
+        assert!(transition(State::Made, Kind::Recall).is_err());
     }
 
     #[test]

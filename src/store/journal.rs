@@ -108,12 +108,13 @@ pub struct ContactRow {
     pub dialed_number: String,
     pub req_id: Option<String>,
     pub dialed_at_ms: Option<i64>,
-    /// Which call to this contact a request now would be: 1, or more after a redial.
+    /// Which call to this contact a request now would be: 1, or more after a redial or a recall.
     pub attempt: u32,
+    /// A contact to be recalled: its last call's outcome and responses (the policy is checked again).
+    pub recall_of: Option<(State, String)>,
 }
 
-const CONTACT_COLUMNS: &str =
-    "row, line, dialed_number, req_id, dialed_at, e164, tz, attempt, tz_source";
+const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz, attempt, tz_source, last_outcome, responses";
 
 fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     Ok(ContactRow {
@@ -129,6 +130,17 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
             .get::<_, Option<String>>(8)?
             .as_deref()
             .and_then(crate::zones::Source::parse),
+        recall_of: r
+            .get::<_, Option<String>>(9)?
+            .as_deref()
+            .and_then(State::parse)
+            .map(|s| (s, String::new())),
+    })
+    .and_then(|mut c| {
+        if let Some((_, responses)) = c.recall_of.as_mut() {
+            *responses = r.get::<_, Option<String>>(10)?.unwrap_or_default();
+        }
+        Ok(c)
     })
 }
 
@@ -277,8 +289,22 @@ CREATE TABLE IF NOT EXISTS contacts (
     not_before    INTEGER,               -- a pending contact outside its window is looked at again from then
     note          TEXT,                  -- about the row, shown with its result whatever happens (an extension)
     attempt       INTEGER NOT NULL DEFAULT 1, -- which call to this contact the next request is (a redial is the 2nd)
-    tz_source     TEXT                   -- where tz came from: column or number
+    tz_source     TEXT,                  -- where tz came from: column or number
+    last_outcome  TEXT,                  -- a contact to be recalled: its last call's outcome (made, failed, …)
+    recall_at     INTEGER                -- …and the earliest time its recall may be requested
 );
+CREATE TABLE IF NOT EXISTS calls (       -- every attempt, as it ended: the contact's history
+    row         INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,
+    intent_at   INTEGER,
+    req_id      TEXT,
+    dialed_at   INTEGER,
+    finished_at INTEGER,
+    outcome     TEXT NOT NULL,
+    detail      TEXT,
+    responses   TEXT,
+    PRIMARY KEY (row, attempt)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS actions (
     id       INTEGER PRIMARY KEY,
     at       INTEGER NOT NULL,           -- ms since the epoch
@@ -384,7 +410,7 @@ where
         // Columns the first release did not have. The row copies are filled in below, once the input is
         // known to be the one the journal was made from.
         conn.execute_batch(
-            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER; ALTER TABLE contacts ADD COLUMN note TEXT; ALTER TABLE contacts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1; ALTER TABLE contacts ADD COLUMN tz_source TEXT; UPDATE contacts SET tz_source = 'column' WHERE tz IS NOT NULL;",
+            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER; ALTER TABLE contacts ADD COLUMN note TEXT; ALTER TABLE contacts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1; ALTER TABLE contacts ADD COLUMN tz_source TEXT; UPDATE contacts SET tz_source = 'column' WHERE tz IS NOT NULL; ALTER TABLE contacts ADD COLUMN last_outcome TEXT; ALTER TABLE contacts ADD COLUMN recall_at INTEGER;",
         )?;
     }
     conn.execute_batch(SCHEMA)?;
@@ -434,6 +460,13 @@ where
     let now = crate::types::now_ms();
     let tx = conn.transaction()?;
     opened.interrupted_intents = bulk(&tx, &Event::Interrupted, now)?;
+    // Their attempts end there: into the history, as unknown.
+    tx.execute(
+        "INSERT OR REPLACE INTO calls (row, attempt, intent_at, req_id, dialed_at, finished_at, outcome, detail, responses)
+         SELECT row, attempt, intent_at, req_id, dialed_at, finished_at, 'unknown', detail, responses
+         FROM contacts WHERE state = 'unknown' AND finished_at = ?1",
+        [now],
+    )?;
     tx.commit()?;
     opened.reading = meta(&conn, "reading")?;
     let campaign_id: String = meta(&conn, "campaign_id")?
@@ -552,7 +585,7 @@ impl From<rusqlite::types::Value> for Val {
 fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, Val)> {
     let cols = values(event, at_ms);
     let mut out: Vec<(&'static str, Val)> = cols.into_iter().map(|(c, v)| (c, v.into())).collect();
-    if let Event::Redial { .. } = event {
+    if let Event::Redial { .. } | Event::Recall { .. } = event {
         // Another call to the same person: the cap ledger counts it as one more.
         out.push(("attempt", Val::Sql("attempt + 1")));
     }
@@ -566,7 +599,9 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
     let mut cols: Vec<(&str, V)> = vec![("state", text(to.as_str()))];
     match event {
         Event::Defer { detail, until_ms } => {
-            cols.push(("detail", text(detail)));
+            if let Some(detail) = detail {
+                cols.push(("detail", text(detail)));
+            }
             cols.push(("not_before", until_ms.map_or(V::Null, V::Integer)));
         }
         Event::Suppress { list } => {
@@ -580,6 +615,14 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
         Event::Intent => {
             cols.push(("intent_at", V::Integer(at_ms)));
             cols.push(("not_before", V::Null));
+            cols.push(("recall_at", V::Null));
+            // A new attempt: what the last one said is in the history of calls now.
+            cols.push(("last_outcome", V::Null));
+            cols.push(("req_id", V::Null));
+            cols.push(("dialed_at", V::Null));
+            cols.push(("finished_at", V::Null));
+            cols.push(("responses", V::Null));
+            cols.push(("attempts", V::Null));
         }
         Event::Scheduled { req_id } => {
             cols.push(("req_id", text(req_id)));
@@ -628,6 +671,24 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
             cols.push(("finished_at", V::Null));
             cols.push(("req_id", V::Null));
             cols.push(("dialed_at", V::Null));
+        }
+        Event::Recall {
+            outcome,
+            answer,
+            due_ms,
+            not_before_ms,
+        } => {
+            cols.push(("last_outcome", text(outcome.as_str())));
+            cols.push(("responses", text(&answer.responses)));
+            cols.push(("attempts", V::Integer(i64::from(answer.attempts))));
+            cols.push(("detail", text(&answer.notes)));
+            cols.push(("finished_at", V::Integer(at_ms)));
+            cols.push(("recall_at", V::Integer(*due_ms)));
+            cols.push(("not_before", not_before_ms.map_or(V::Null, V::Integer)));
+        }
+        Event::Settle { .. } => {
+            cols.push(("recall_at", V::Null));
+            cols.push(("not_before", V::Null));
         }
     }
     cols
@@ -879,11 +940,43 @@ fn apply_event(
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let changed = stmt.execute(rusqlite::params_from_iter(bound))?;
-    if changed == 1 {
-        Ok(Ok(Applied::Done))
-    } else {
-        refused(tx)
+    if changed != 1 {
+        return refused(tx);
     }
+    if let Some(outcome) = ends_attempt(event) {
+        record_call(tx, row, outcome, matches!(event, Event::Recall { .. }))?;
+    }
+    Ok(Ok(Applied::Done))
+}
+
+/// The outcome an event gives the attempt it ends, for the history of calls.
+fn ends_attempt(event: &Event) -> Option<&'static str> {
+    Some(match event {
+        Event::Made(_) => "made",
+        Event::Failed(_) => "failed",
+        Event::WrittenOff { .. } => "unresolved",
+        Event::RecordLost { .. } | Event::GaveUp { .. } => "error",
+        Event::Ambiguous { .. } | Event::IdClash { .. } | Event::Interrupted => "unknown",
+        Event::Recall { outcome, .. } => outcome.as_str(),
+        _ => return None,
+    })
+}
+
+/// Adds the attempt that just ended to the contact's history (`recalled`: the contact's attempt counter has
+/// already moved on to the next call).
+fn record_call(
+    tx: &rusqlite::Transaction<'_>,
+    row: u64,
+    outcome: &str,
+    recalled: bool,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO calls (row, attempt, intent_at, req_id, dialed_at, finished_at, outcome, detail, responses)
+         SELECT row, attempt - ?3, intent_at, req_id, dialed_at, finished_at, ?2, detail, responses
+         FROM contacts WHERE row = ?1",
+    )?
+    .execute(params![row as i64, outcome, i64::from(recalled)])?;
+    Ok(())
 }
 
 fn apply_op(
@@ -969,18 +1062,19 @@ impl Journal {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Up to `limit` pending contacts after `after_row`, in input order.
+    /// Up to `limit` pending contacts after `after_row`, in input order (recalls only once they are due).
     pub async fn pending_after(
         &self,
         after_row: Option<u64>,
         limit: usize,
+        now_ms: i64,
     ) -> Result<Vec<ContactRow>> {
         let after = after_row.map_or(-1, |r| r as i64);
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
-                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2"
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'pending' AND row > ?1 AND (recall_at IS NULL OR recall_at <= ?3) ORDER BY row LIMIT ?2"
             ))?;
-            let rows = st.query_map(params![after, limit as i64], contact_row)?;
+            let rows = st.query_map(params![after, limit as i64, now_ms], contact_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await

@@ -160,3 +160,84 @@ async fn a_late_rerun_reads_every_call_before_writing_it_off() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_between_attempts_never_adds_a_call() {
+    // Everyone fails the first call and answers the recall. Killed three times, then run to the end.
+    let scenario = "[[rule]]\nsteps = [{ status = \"failed\", notes = \"No Answer\" }]\nrecalls = [[{ status = \"made\", responses = \"Q=1\" }]]\n";
+    let sim = sim(8, ms(40), ms(40), ms(10), scenario).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 16;
+    let input = write(dir.path(), "c.csv", &contacts(n));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(
+        &base,
+        &[
+            "--lines",
+            "4",
+            "--poll-interval",
+            "25ms",
+            "--recall-on",
+            "failed",
+            "--recall-after",
+            "300ms",
+            "--max-attempts",
+            "3",
+        ],
+    );
+    for round in 1..=3 {
+        let mut child = tokio::process::Command::new(bin())
+            .args(&args)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn");
+        let target = 7 * round;
+        wait_while_running(
+            &sim,
+            &mut child,
+            |log| call_requests(log).len() >= target,
+            &format!("round {round}: calls placed before the kill"),
+        )
+        .await;
+        child.start_kill().expect("SIGKILL");
+        child.wait().await.expect("reaped");
+    }
+    let out = run(&args).await;
+    assert!([0, 3].contains(&code(&out)), "{}", stderr(&out));
+    let log = sim.requests();
+    let mut by_number: std::collections::HashMap<String, Vec<&ivr_campaign::simulator::Recorded>> =
+        Default::default();
+    for r in call_requests(&log) {
+        by_number
+            .entry(r.params["phoneno"].clone())
+            .or_default()
+            .push(r);
+    }
+    for (number, calls) in &by_number {
+        assert!(calls.len() <= 2, "{number} called {} times", calls.len());
+        // A second call only after the first was read as final: never two calls open for one person, and
+        // never a recall of a call whose fate is unknown.
+        if let [first, second] = calls.as_slice() {
+            let read_final = log.iter().any(|r| {
+                r.path == ivr_campaign::gateway::protocol::STATUS_PATH
+                    && r.req_id == first.req_id
+                    && r.is_final
+                    && r.seq < second.seq
+            });
+            assert!(
+                read_final,
+                "{number}: recalled before its first call was read as final"
+            );
+        }
+    }
+    for r in results(&output) {
+        assert!(
+            ["made", "unknown"].contains(&r["status"].as_str()),
+            "row {}: {} ({})",
+            r["id"],
+            r["status"],
+            r["detail"]
+        );
+    }
+}

@@ -5,6 +5,7 @@
 
 mod faults;
 mod pacing;
+mod recall;
 mod windows;
 mod zones;
 

@@ -60,7 +60,7 @@ fn example(kind: Kind, row: u64) -> Event {
     };
     match kind {
         Kind::Defer => Event::Defer {
-            detail: "later".into(),
+            detail: Some("later".into()),
             until_ms: Some(1),
         },
         Kind::Suppress => Event::Suppress {
@@ -100,6 +100,25 @@ fn example(kind: Kind, row: u64) -> Event {
             detail: "gone".into(),
         },
         Kind::Redial => Event::Redial { action: 1 },
+        Kind::Recall => Event::Recall {
+            outcome: State::Failed,
+            answer: Answer {
+                responses: String::new(),
+                attempts: 1,
+                notes: "Line Busy".into(),
+            },
+            due_ms: 5,
+            not_before_ms: Some(5),
+        },
+        Kind::SettleMade => Event::Settle {
+            outcome: State::Made,
+        },
+        Kind::SettleFailed => Event::Settle {
+            outcome: State::Failed,
+        },
+        Kind::SettleUnresolved => Event::Settle {
+            outcome: State::Unresolved,
+        },
     }
 }
 

@@ -1,0 +1,202 @@
+//! The recall policy on virtual time: who is called again, how often, when, and never while a call is open.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ivr_campaign::gateway::protocol;
+use jiff::Timestamp;
+
+use crate::*;
+
+const SCENARIO: &str = r#"
+[[rule]]  # no answer twice, then answers
+numbers = ["+16465551000"]
+steps = [{ status = "failed", notes = "No Answer" }]
+recalls = [[{ status = "failed", notes = "No Answer" }], [{ status = "made", responses = "Confirm=1" }]]
+[[rule]]  # an answering machine, then a person
+numbers = ["+16465551001"]
+steps = [{ status = "made", notes = "Message left on answering machine" }]
+recalls = [[{ status = "made", responses = "Confirm=1" }]]
+[[rule]]  # answers and confirms at once
+numbers = ["+16465551002"]
+steps = [{ status = "made", responses = "Confirm=1" }]
+[[rule]]  # never answers
+numbers = ["+16465551003"]
+steps = [{ status = "failed", notes = "Line Busy" }]
+[[rule]]  # answers, and asks to reschedule rather than confirm
+numbers = ["+16465551004"]
+steps = [{ status = "made", responses = "Confirm=2" }]
+"#;
+
+/// Call requests per number, in order, and the arrival of the status poll that found each call final.
+fn calls_by_number(
+    log: &[ivr_campaign::simulator::Recorded],
+) -> HashMap<String, Vec<(Duration, Duration)>> {
+    let mut out: HashMap<String, Vec<(Duration, Duration)>> = HashMap::new();
+    for req in call_requests(log) {
+        let id = req.req_id.clone();
+        let ended = log
+            .iter()
+            .filter(|r| r.path == protocol::STATUS_PATH && r.is_final && r.req_id == id)
+            .map(|r| r.arrived)
+            .min()
+            .unwrap_or(Duration::MAX);
+        out.entry(req.params["phoneno"].clone())
+            .or_default()
+            .push((req.arrived, ended));
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_contact_is_called_as_often_as_the_policy_says_and_never_sooner() {
+    let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new(&contacts(5));
+    let mut args = c.args(&sim);
+    args.recall_on = Some(vec!["failed".into(), "no-response".into()]);
+    args.recall_unless = Some(vec!["Confirm=1".into()]);
+    args.recall_after = Some("30m".into());
+    args.max_attempts = Some("3".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let by = calls_by_number(&sim.requests());
+    let times = |n: &str| by.get(n).map_or(0, Vec::len);
+    assert_eq!(times("+16465551000"), 3, "failed, failed, made");
+    assert_eq!(times("+16465551001"), 2, "machine, then made");
+    assert_eq!(times("+16465551002"), 1, "confirmed at once");
+    assert_eq!(times("+16465551003"), 3, "max attempts");
+    assert_eq!(times("+16465551004"), 3, "never confirmed");
+    for (number, calls) in &by {
+        for w in calls.windows(2) {
+            let ((_, ended), (next, _)) = (w[0], w[1]);
+            // Never while the earlier call is open, and not before recall-after has passed since it ended.
+            assert!(
+                next >= ended + Duration::from_secs(30 * 60),
+                "{number}: {calls:?}"
+            );
+        }
+    }
+    let rows = c.results();
+    let row = |i: usize| rows[i].clone();
+    assert_eq!(row(0)["status"], "made");
+    assert_eq!(row(0)["calls"], "3");
+    assert!(
+        row(0)["history"].starts_with("failed ")
+            && row(0)["history"].contains("; failed ")
+            && row(0)["history"].contains("; made "),
+        "{}",
+        row(0)["history"]
+    );
+    assert_eq!(row(3)["status"], "failed");
+    assert_eq!(row(3)["calls"], "3");
+    assert_eq!(row(4)["status"], "made");
+    assert_eq!(row(4)["responses"], "Confirm=2");
+    assert!(rows.iter().all(|r| r["recall_at"].is_empty()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recall_due_after_the_window_closes_is_left_for_the_next_run() {
+    let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new(&contacts(1));
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone_column = None;
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    // 16:30 in New York: the first call fails; its recall would be due at 17:30, after the close.
+    let late: Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    let s = run_at(args.clone(), late).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    assert_eq!(s.recalls_waiting, 1);
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "failed");
+    assert!(
+        rows[0]["recall_at"].starts_with("2026-12-02T22:30"),
+        "{}",
+        rows[0]["recall_at"]
+    );
+    assert_eq!(call_requests(&sim.requests()).len(), 1);
+    // The next morning, the same command calls again.
+    let morning: Timestamp = "2026-12-03T15:00:00Z".parse().expect("timestamp");
+    let s = run_at(args, morning).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    assert_eq!(
+        call_requests(&sim.requests()).len(),
+        3,
+        "the second and third calls"
+    );
+    assert_eq!(c.results()[0]["status"], "made");
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_mode_waits_for_the_next_opening_of_a_recall() {
+    let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new(&contacts(1));
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.outside_window = Some("wait".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    args.max_attempts = Some("2".into());
+    let late: Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    let s = run_at(args, late).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let calls = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.arrived)
+        .collect::<Vec<_>>();
+    assert_eq!(calls.len(), 2);
+    // The recall went at the next opening: 09:00 the next day, 16.5 hours after the run began.
+    assert!(
+        calls[1] >= Duration::from_secs(16 * 3600 + 1800),
+        "{calls:?}"
+    );
+    assert_eq!(
+        c.results()[0]["status"],
+        "failed",
+        "the second call failed too (max attempts 2)"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_number_suppressed_between_runs_is_not_recalled_and_max_attempts_holds_across_reruns() {
+    let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    // Rows 1 and 4 never answer.
+    let c = Campaign::new("id,phone\n1,646-555-1003\n2,646-555-1000\n");
+    let dnc = c.dir.path().join("dnc.txt");
+    std::fs::write(&dnc, "").expect("dnc");
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    args.max_attempts = Some("2".into());
+    args.suppress = vec![dnc.clone()];
+    let late: Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    assert_eq!(run_at(args.clone(), late).await.exit_code(), 75);
+    // An opt-out arrives overnight for the second contact.
+    std::fs::write(&dnc, "646-555-1000\n").expect("dnc");
+    let mut day = "2026-12-03T15:00:00Z"
+        .parse::<Timestamp>()
+        .expect("timestamp");
+    for _ in 0..3 {
+        run_at(args.clone(), day).await;
+        day += jiff::SignedDuration::from_hours(24);
+    }
+    let by = calls_by_number(&sim.requests());
+    assert_eq!(
+        by["+16465551003"].len(),
+        2,
+        "max attempts 2, whatever the reruns"
+    );
+    assert_eq!(by["+16465551000"].len(), 1, "suppressed before its recall");
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "failed");
+    assert_eq!(rows[1]["status"], "suppressed");
+}
