@@ -215,6 +215,28 @@ pub struct RunArgs {
     /// Call requests per contact in all, the first included (3 = the first call and two recalls) [default: 3].
     #[arg(long, allow_hyphen_values = true)]
     pub max_attempts: Option<String>,
+    /// The number the called person sees, sent on every call request: 10 or 11 digits, or E.164.
+    #[arg(long)]
+    pub caller_id: Option<String>,
+    /// Answer detection: 0 balanced, 1 more aggressive, 2 most aggressive, 3 off.
+    #[arg(long, allow_hyphen_values = true)]
+    pub detection: Option<String>,
+    /// A form field made from each contact's row, NAME=TEMPLATE, e.g. attendee={name} or appt="{date} {time}"
+    /// (repeatable; `{{` and `}}` are literal braces). A field named like --caller-id-param overrides --caller-id.
+    #[arg(long)]
+    pub field: Vec<String>,
+    /// The call record's `info` text, a template like the fields' [default: "ivr-campaign <campaign> row <n>"].
+    #[arg(long)]
+    pub info: Option<String>,
+    /// Fields a row must not leave empty: a row whose value is empty is `invalid` (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub require_fields: Option<Vec<String>>,
+    /// The form field name the caller ID is sent as [default: callerid].
+    #[arg(long)]
+    pub caller_id_param: Option<String>,
+    /// The form field name the detection level is sent as [default: detection].
+    #[arg(long)]
+    pub detection_param: Option<String>,
     /// Replaced by the `redial-unknown` command (refused with a message saying so).
     #[arg(long, hide = true)]
     pub redial_unknown: bool,

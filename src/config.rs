@@ -42,6 +42,8 @@ pub struct RunConfig {
     pub suppress_region: phonenumber::country::Id,
     /// Which outcomes are called again, when, and how often (none by default).
     pub recall: Option<crate::engine::Recall>,
+    /// What each call request carries besides the number (caller ID, detection, the contact's own data).
+    pub request: crate::fields::RequestFields,
     pub firstocc: u32,
     pub number_format: NumberFormat,
     pub response_keys: Vec<String>,
@@ -112,6 +114,13 @@ struct CampaignFile {
     call_length: Option<String>,
     suppress: Option<Vec<PathBuf>>,
     recall_on: Option<Words>,
+    caller_id: Option<String>,
+    caller_id_param: Option<String>,
+    detection: Option<i64>,
+    detection_param: Option<String>,
+    fields: Option<toml::Table>,
+    info: Option<String>,
+    require_fields: Option<Words>,
     recall_unless: Option<Words>,
     recall_after: Option<String>,
     max_attempts: Option<i64>,
@@ -127,7 +136,7 @@ struct CampaignFile {
 }
 
 /// A TOML value that may be written as one comma-separated string or as a list of strings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum Words {
     One(String),
@@ -146,6 +155,108 @@ impl Words {
             .filter(|s| !s.is_empty())
             .collect()
     }
+}
+
+/// The call request's extra fields from flags and the file (a flag's field wins over the file's of the same
+/// name), validated. A flag's mistake is a usage error (64), the file's a configuration error (78).
+fn request_fields(args: &RunArgs, file: &CampaignFile) -> Result<crate::fields::RequestFields> {
+    let flag = |e: String| Error::Usage(e);
+    let key = |e: String| Error::Config(format!("campaign file: {e}"));
+    let mut out = crate::fields::RequestFields::default();
+    match (&args.caller_id, &file.caller_id) {
+        (Some(c), _) => {
+            out.caller_id =
+                Some(crate::fields::caller_id(c).map_err(|e| flag(format!("--caller-id: {e}")))?)
+        }
+        (None, Some(c)) => {
+            out.caller_id =
+                Some(crate::fields::caller_id(c).map_err(|e| key(format!("caller-id: {e}")))?)
+        }
+        (None, None) => {}
+    }
+    const LEVELS: &str = "use 0 (balanced), 1 (more aggressive), 2 (most aggressive) or 3 (off)";
+    match (&args.detection, file.detection) {
+        (Some(d), _) => match d.trim().parse::<u8>() {
+            Ok(d) if d <= 3 => out.detection = Some(d),
+            _ => return Err(flag(format!("--detection {d:?}: {LEVELS}"))),
+        },
+        (None, Some(d)) => match u8::try_from(d) {
+            Ok(d) if d <= 3 => out.detection = Some(d),
+            _ => return Err(key(format!("detection = {d}: {LEVELS}"))),
+        },
+        (None, None) => {}
+    }
+    for (param, flag_value, file_value, what) in [
+        (
+            &mut out.caller_id_param,
+            &args.caller_id_param,
+            &file.caller_id_param,
+            "caller-id-param",
+        ),
+        (
+            &mut out.detection_param,
+            &args.detection_param,
+            &file.detection_param,
+            "detection-param",
+        ),
+    ] {
+        if let Some(name) = flag_value.as_ref().or(file_value.as_ref()) {
+            let f = crate::fields::field(name, "").map_err(|e| {
+                if flag_value.is_some() {
+                    flag(format!("--{what}: {e}"))
+                } else {
+                    key(format!("{what}: {e}"))
+                }
+            })?;
+            *param = f.name;
+        }
+    }
+    let mut fields: Vec<crate::fields::Field> = Vec::new();
+    for (name, template) in file.fields.iter().flatten() {
+        let template = template.as_str().ok_or_else(|| {
+            key(format!(
+                "[fields]: {name} = {template}: write the template as a string, e.g. {name} = \"{{column}}\""
+            ))
+        })?;
+        fields
+            .push(crate::fields::field(name, template).map_err(|e| key(format!("[fields]: {e}")))?);
+    }
+    for spec in &args.field {
+        let f = crate::fields::parse_field(spec).map_err(|e| flag(format!("--field: {e}")))?;
+        fields.retain(|g| !g.name.eq_ignore_ascii_case(&f.name));
+        fields.push(f);
+    }
+    out.fields = fields;
+    out.info = match (&args.info, &file.info) {
+        (Some(t), _) => {
+            Some(crate::fields::Template::parse(t).map_err(|e| flag(format!("--info: {e}")))?)
+        }
+        (None, Some(t)) => {
+            Some(crate::fields::Template::parse(t).map_err(|e| key(format!("info: {e}")))?)
+        }
+        (None, None) => None,
+    };
+    let (required, from_flag) = match (&args.require_fields, &file.require_fields) {
+        (Some(v), _) => (v.clone(), true),
+        (None, Some(w)) => (w.clone().items(), false),
+        (None, None) => (Vec::new(), true),
+    };
+    for r in &required {
+        if !out
+            .fields
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(r.trim()))
+        {
+            let e = format!("require-fields names {r:?}, which no field sets");
+            return Err(if from_flag {
+                flag(format!("--{e}"))
+            } else {
+                key(e)
+            });
+        }
+    }
+    out.required = required.iter().map(|r| r.trim().to_string()).collect();
+    Ok(out)
 }
 
 /// The recall policy from flags or the file, validated.
@@ -327,6 +438,7 @@ impl RunConfig {
             .as_deref()
             .map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf());
         let base = base.as_deref();
+        let request = request_fields(&args, &file)?;
 
         let input = args
             .input
@@ -671,6 +783,7 @@ impl RunConfig {
             default_region,
             suppress_region,
             recall,
+            request,
             firstocc,
             number_format,
             response_keys,

@@ -6,6 +6,7 @@
 //! - [`cli`], [`config`]: flags and campaign TOML, merged and validated before any I/O.
 //! - [`zones`]: each recipient's zone (the list's column, the number's prefix, the campaign's), looked up in
 //!   the IANA database built into the binary.
+//! - [`fields`]: what a call carries besides the number: caller ID, detection, fields from the row.
 //! - [`contacts`]: reading the list (encoding, delimiter, columns) and judging each row (libphonenumber).
 //! - [`rules`]: one pipeline for `run` and `validate`: admission (invalid, duplicate), suppression, the window
 //!   in each recipient's zone, the cap per number across campaigns.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod contacts;
 pub mod engine;
 pub mod error;
+pub mod fields;
 pub mod gateway;
 pub mod logging;
 pub mod output;

@@ -15,6 +15,16 @@ use tracing_subscriber::fmt::MakeWriter;
 static FULL_NUMBERS: AtomicBool = AtomicBool::new(false);
 static BAR: OnceLock<ProgressBar> = OnceLock::new();
 
+/// A contact's personal data (a name, an appointment) as logs show it: hidden, or whole with
+/// `--log-full-numbers`.
+pub fn personal(v: &str) -> String {
+    if FULL_NUMBERS.load(Ordering::Relaxed) || v.is_empty() {
+        v.to_string()
+    } else {
+        format!("<{} chars>", v.chars().count())
+    }
+}
+
 /// A phone number as logs show it: `+1*******0123`, or whole with `--log-full-numbers`.
 pub fn number(n: &str) -> String {
     if FULL_NUMBERS.load(Ordering::Relaxed) {

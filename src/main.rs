@@ -212,6 +212,14 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
                 .collect();
             out!("Time zones from: {}.", parts.join(", "));
         }
+        for (line, x) in &report.samples {
+            let mut parts: Vec<String> =
+                x.fields.iter().map(|(n, v)| format!("{n}={v:?}")).collect();
+            if let Some(info) = &x.info {
+                parts.push(format!("info={info:?}"));
+            }
+            out!("Row {line} would be sent: {}", parts.join(" "));
+        }
         out!("{}", report.forecast.text);
         return Ok(exit::OK);
     }

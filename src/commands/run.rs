@@ -10,6 +10,7 @@ use crate::config::{GatewayTarget, RunConfig};
 use crate::contacts::{self, Source};
 use crate::engine::{self, Clock, Stage, Stats};
 use crate::error::{Error, Result};
+use crate::fields::Request;
 use crate::gateway::Gateway;
 use crate::output::progress::{self, Progress};
 use crate::output::results;
@@ -26,8 +27,10 @@ use crate::types::Dur;
 pub fn judged_rows(
     source: &Source,
     cfg: &RunConfig,
+    request: &Arc<Request>,
 ) -> Result<impl Iterator<Item = Result<NewContact>> + use<>> {
     let mut reader = source.reader()?;
+    let request = request.clone();
     let (region, format) = (cfg.default_region, cfg.number_format);
     let source = source.clone();
     let input = cfg.input.display().to_string();
@@ -45,10 +48,11 @@ pub fn judged_rows(
                 Some(Err(source.runaway(line, from, lines)))
             }
             Ok(Some(read)) => {
-                let judged = source.judge(&record, read, region, format);
+                let mut judged = source.judge(&record, read, region, format);
                 if let Err(e) = one_country.check(&judged.verdict, line, format) {
                     return Some(Err(e));
                 }
+                admit_fields(&mut judged, &request, &record);
                 let c = NewContact {
                     row,
                     line,
@@ -62,6 +66,27 @@ pub fn judged_rows(
             }
         }
     }))
+}
+
+/// A callable row whose call fields cannot be made as configured (a required field empty, a line break in a
+/// value, a caller ID that is not a number) is `invalid`, with the reason.
+pub(crate) fn admit_fields(
+    judged: &mut contacts::Judged,
+    request: &Request,
+    record: &csv::ByteRecord,
+) {
+    if matches!(judged.verdict, contacts::Verdict::Call { .. })
+        && let Err(reason) = request.extras(Some(record))
+    {
+        judged.verdict = contacts::Verdict::Invalid(reason);
+    }
+}
+
+/// The call fields bound to the list's columns (the journal's copy of the header row when the list is gone).
+pub fn request_for(cfg: &RunConfig, headers: &csv::ByteRecord) -> Result<Arc<Request>> {
+    Request::bind(&cfg.request, headers)
+        .map(Arc::new)
+        .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))
 }
 
 /// A row's own zone: its column's, else its number's prefix's (the campaign's is applied when it is called).
@@ -97,6 +122,7 @@ pub fn reading(source: &Source, cfg: &RunConfig) -> String {
             source.timezone_index.map_or("(none)".to_string(), header),
         ),
         ("number-format", format!("{:?}", cfg.number_format)),
+        ("fields", cfg.request.reading()),
     ]
     .iter()
     .map(|(k, v)| format!("{k}={v}"))
@@ -112,6 +138,7 @@ const FIXED_READING: [&str; 4] = ["phone-column", "default-region", "encoding", 
 async fn reread(
     journal: &crate::store::Journal,
     cfg: &RunConfig,
+    request: &Request,
     source: &Source,
     was: &str,
     now: &str,
@@ -149,12 +176,13 @@ async fn reread(
             let Some(rec) = journal::decode_record(&record) else {
                 continue;
             };
-            let judged = source.judge(
+            let mut judged = source.judge(
                 &rec,
                 contacts::Row::Whole,
                 cfg.default_region,
                 cfg.number_format,
             );
+            admit_fields(&mut judged, request, &rec);
             match &judged.verdict {
                 contacts::Verdict::Call { dial, .. } => {
                     journal.write_later(crate::store::Op::Reread {
@@ -192,6 +220,7 @@ pub fn engine_settings(
     campaign_id: String,
     clock: Clock,
     journal_path: Option<std::path::PathBuf>,
+    request: Arc<Request>,
 ) -> engine::Settings {
     engine::Settings {
         app: cfg.app.clone(),
@@ -211,6 +240,7 @@ pub fn engine_settings(
         clock,
         journal_path,
         recall: cfg.recall.clone(),
+        request,
     }
 }
 
@@ -347,6 +377,11 @@ pub async fn run_with_clock(
         (None, Some(b)) => b.reading.clone().unwrap_or_default(),
         (None, None) => String::new(),
     };
+    let request = match (&source, &stored) {
+        (Some(source), _) => request_for(&cfg, &source.clean_headers())?,
+        (None, Some(b)) => request_for(&cfg, &b.headers)?,
+        (None, None) => return Err(Error::Internal("no list and no journal".into())),
+    };
     let binding = match (&source, &stored) {
         (Some(source), _) => Binding {
             digest: &source.digest,
@@ -366,7 +401,7 @@ pub async fn run_with_clock(
     };
     let (owner, opened) = journal::open(&cfg.state_dir, &binding, || match &source {
         Some(source) => {
-            judged_rows(source, &cfg).map(|i| Box::new(i) as Box<dyn Iterator<Item = _>>)
+            judged_rows(source, &cfg, &request).map(|i| Box::new(i) as Box<dyn Iterator<Item = _>>)
         }
         None => Err(Error::Internal(
             "the journal has to be made from the list, which is gone".into(),
@@ -375,7 +410,7 @@ pub async fn run_with_clock(
     if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
         && was != read_as
     {
-        reread(&owner.journal, &cfg, source, was, &read_as).await?;
+        reread(&owner.journal, &cfg, &request, source, was, &read_as).await?;
     }
     // The results file's layout; written at once for a new campaign, so that from its first minute the
     // campaign leaves results beside its journal (and a journal deleted later is noticed, not recreated).
@@ -439,6 +474,7 @@ pub async fn run_with_clock(
             owner.campaign_id.clone(),
             clock,
             Some(owner.db_path.clone()),
+            request,
         ),
         rules,
         gateway,

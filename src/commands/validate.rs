@@ -49,6 +49,8 @@ pub struct Report {
     pub zone_sources: BTreeMap<&'static str, u64>,
     pub forecast: Forecast,
     pub output: PathBuf,
+    /// The first three callable rows' extra call fields, as they would be sent (none without fields).
+    pub samples: Vec<(u64, crate::fields::Extras)>,
 }
 
 /// Time a call holds a line: its length, plus on average half a poll interval before the runner sees it end.
@@ -304,6 +306,8 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let mut groups = Groups::default();
     let mut sources: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut one_country = contacts::OneCountry::default();
+    let request = super::run::request_for(cfg, &source.clean_headers())?;
+    let mut samples = Vec::new();
     while let Some(read) = reader
         .next(&mut record)
         .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
@@ -312,8 +316,16 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
         if let contacts::Row::Runaway { from, lines } = read {
             return Err(source.runaway(line, from, lines));
         }
-        let judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
+        let mut judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
         one_country.check(&judged.verdict, line, cfg.number_format)?;
+        super::run::admit_fields(&mut judged, &request, &record);
+        if samples.len() < 3
+            && matches!(judged.verdict, Verdict::Call { .. })
+            && let Ok(x) = request.extras(Some(&record))
+            && (!x.fields.is_empty() || x.info.is_some())
+        {
+            samples.push((line, x));
+        }
         let admission = admit(&judged.verdict, |e164| {
             Ok::<_, Error>(match seen.get(e164) {
                 Some(first) => Some(*first),
@@ -413,5 +425,6 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
         forecast: forecast(cfg, &groups, now),
         zone_sources: sources,
         output,
+        samples,
     })
 }

@@ -19,9 +19,9 @@ use super::pacing::Pacer;
 use super::{Ending, Settings, Stage, Stats};
 use crate::gateway::protocol::{AttemptState, CallRequest, RemoveReply, StatusReply};
 use crate::gateway::{Gateway, PlaceError, PollError};
-use crate::logging::number;
+use crate::logging::{number, personal};
 use crate::rules::ledger::Ledger;
-use crate::store::journal::Health;
+use crate::store::journal::{Health, decode_record};
 use crate::store::{Answer, Applied, ContactRow, Event, Journal, Op, State, WriteError};
 use crate::types::Dur;
 
@@ -128,6 +128,16 @@ pub async fn request(ctx: Arc<Ctx>, contact: ContactRow, refusals: u32) -> End {
 
 async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<End, End> {
     let row = contact.row;
+    // Made before the cap is claimed and the intent written: a row that cannot be called as configured is `invalid`, never half-sent.
+    let record = contact.record.as_deref().and_then(decode_record);
+    let extras = match ctx.settings.request.extras(record.as_ref()) {
+        Ok(x) => x,
+        Err(reason) => {
+            warn!(row = contact.line, "{reason}; not called");
+            ctx.apply(row, Event::Unplace { reason }).await?;
+            return Ok(End::Final(State::Invalid));
+        }
+    };
     if let Some(ledger) = ctx.ledger.clone() {
         let (e164, campaign) = (contact.e164.clone(), ctx.settings.campaign_id.clone());
         let attempt = contact.attempt;
@@ -158,15 +168,30 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
         .await?;
         return Ok(End::NotSent);
     }
+    if !extras.fields.is_empty() {
+        debug!(
+            row = contact.line,
+            fields = %extras
+                .fields
+                .iter()
+                .map(|(n, v)| format!("{n}={}", personal(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+            "call request fields"
+        );
+    }
     let req = CallRequest {
         // Unique per campaign and row, so a gateway record can be traced back to its row.
-        info: format!(
-            "ivr-campaign {} row {}",
-            ctx.settings.campaign_id, contact.line
-        ),
+        info: extras.info.unwrap_or_else(|| {
+            format!(
+                "ivr-campaign {} row {}",
+                ctx.settings.campaign_id, contact.line
+            )
+        }),
         phoneno: contact.dialed_number.clone(),
         firstocc: ctx.settings.firstocc,
         startapp: ctx.settings.app.clone(),
+        extra: extras.fields,
     };
     Stats::add(&ctx.stats.requests);
     // Not raced against the stop: once sent, the answer is awaited (bounded by the request timeout) so the

@@ -210,6 +210,8 @@ pub struct Settings {
     pub journal_path: Option<std::path::PathBuf>,
     /// Which outcomes are called again, when, and how often.
     pub recall: Option<Recall>,
+    /// What each call request carries besides the number, bound to the list's columns.
+    pub request: Arc<crate::fields::Request>,
 }
 
 /// The recall policy: a person who did not answer (or did not confirm) is called again later, a bounded

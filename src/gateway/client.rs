@@ -346,6 +346,7 @@ mod tests {
             phoneno: "+14155550100".into(),
             firstocc: 10,
             startapp: "App".into(),
+            extra: Vec::new(),
         }
     }
 

@@ -36,19 +36,24 @@ pub struct CallRequest {
     pub firstocc: u32,
     /// Name of the IVR application deployed on the gateway.
     pub startapp: String,
+    /// More form fields (caller ID, detection, the contact's own data), after the SDKs' own.
+    pub extra: Vec<(String, String)>,
 }
 
 impl CallRequest {
-    /// The form fields, in the order the SDKs send them. `selfdelete=0` keeps the record (and its IVR
-    /// responses) readable after the call; the runner removes it itself once the result is durable.
-    pub fn form(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("info", self.info.clone()),
-            ("phoneno", self.phoneno.clone()),
-            ("firstocc", self.firstocc.to_string()),
-            ("selfdelete", "0".to_string()),
-            ("startapp", self.startapp.clone()),
-        ]
+    /// The form fields, in the order the SDKs send them, then the extra ones. `selfdelete=0` keeps the record
+    /// (and its IVR responses) readable after the call; the runner removes it itself once the result is
+    /// durable. Values are form-encoded as UTF-8 when sent.
+    pub fn form(&self) -> Vec<(String, String)> {
+        let mut form = vec![
+            ("info".to_string(), self.info.clone()),
+            ("phoneno".to_string(), self.phoneno.clone()),
+            ("firstocc".to_string(), self.firstocc.to_string()),
+            ("selfdelete".to_string(), "0".to_string()),
+            ("startapp".to_string(), self.startapp.clone()),
+        ];
+        form.extend(self.extra.iter().cloned());
+        form
     }
 }
 

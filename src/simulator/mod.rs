@@ -563,12 +563,12 @@ async fn handle(
     let form_body: &[u8] = if method == Method::POST { &body } else { b"" };
     let params = params_of(query.as_deref(), form_body);
     let _in_flight = (path == protocol::CALL_PATH).then(|| InFlight::new(&shared));
-    if let Some((delay, rate)) = shared.faults.slow {
-        let slow = shared.state().chance(rate);
-        if slow {
-            tokio::time::sleep(delay).await;
-        }
-    }
+    // A slow gateway acts on the request at once and answers late, as a loaded Tomcat does: a call request the
+    // runner stops waiting for has still been scheduled.
+    let slow = shared
+        .faults
+        .slow
+        .and_then(|(delay, rate)| shared.state().chance(rate).then_some(delay));
 
     let mut rec = Recorded {
         seq: 0,
@@ -600,6 +600,9 @@ async fn handle(
         }
     };
     log_request(&shared, rec);
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
     result
 }
 
@@ -706,7 +709,7 @@ fn call_request(
         } else {
             None
         };
-        let script = st.picker.pick(phoneno);
+        let script = st.picker.pick(phoneno, params);
         let id = if script.reply == Reply::ReuseId && st.last_id > 0 {
             st.last_id
         } else {

@@ -7,7 +7,11 @@
 //! numbers = ["+1415555011*"]
 //! steps = ["retry", "retry", { status = "made", responses = "Confirm=1" }]
 //!
-//! [[rule]]                       # rules without `numbers` are drawn by weight for every other call
+//! [[rule]]                       # by the fields the request carries (all must match), with or without numbers
+//! fields = { attendee = "Dr *", detection = "3" }
+//! steps = [{ status = "made", responses = "Confirm=1" }]
+//!
+//! [[rule]]                       # rules without `numbers` or `fields` are drawn by weight for every other call
 //! weight = 3
 //! steps = ["made"]
 //! ```
@@ -21,6 +25,7 @@
 //! without `[ReqId=…]`, as a gateway release that words its page differently would) or `reuse-id` (the
 //! previous request's id, as a gateway whose counter went back would).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rand::rngs::StdRng;
@@ -221,6 +226,10 @@ pub struct Rule {
     /// Patterns on the `phoneno` parameter as received.
     #[serde(default)]
     pub numbers: Vec<String>,
+    /// Patterns on other form fields as received (`fields = { attendee = "Dr *" }`): a rule with numbers or
+    /// fields plays for a request that matches all of them, so rehearsals can check what calls carry.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
     #[serde(default = "one")]
     pub weight: u32,
     pub steps: Vec<Step>,
@@ -338,7 +347,8 @@ impl Picker {
         }
     }
 
-    pub fn pick(&mut self, phoneno: &str) -> Script {
+    /// The script for a call request to `phoneno` carrying the form fields `params`.
+    pub fn pick(&mut self, phoneno: &str, params: &BTreeMap<String, String>) -> Script {
         let nth = {
             let n = self.requests.entry(phoneno.to_string()).or_insert(0);
             *n += 1;
@@ -348,13 +358,22 @@ impl Picker {
             .scenario
             .rules
             .iter()
-            .find(|r| r.numbers.iter().any(|p| glob(p, phoneno)));
+            .filter(|r| !r.numbers.is_empty() || !r.fields.is_empty())
+            .find(|r| {
+                (r.numbers.is_empty() || r.numbers.iter().any(|p| glob(p, phoneno)))
+                    && r.fields.iter().all(|(name, pattern)| {
+                        params
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .is_some_and(|(_, v)| glob(pattern, v))
+                    })
+            });
         let rule = by_number.or_else(|| {
             let weighted: Vec<&Rule> = self
                 .scenario
                 .rules
                 .iter()
-                .filter(|r| r.numbers.is_empty() && r.weight > 0)
+                .filter(|r| r.numbers.is_empty() && r.fields.is_empty() && r.weight > 0)
                 .collect();
             let total: u64 = weighted.iter().map(|r| u64::from(r.weight)).sum();
             if total == 0 {
@@ -477,7 +496,7 @@ steps = ["failed"]
         let draw = |s: &Scenario| {
             let mut p = Picker::new(s.clone());
             (0..50)
-                .map(|_| p.pick("+1").attempts[0].status.clone())
+                .map(|_| p.pick("+1", &BTreeMap::new()).attempts[0].status.clone())
                 .collect::<Vec<_>>()
         };
         let a = draw(&s);
@@ -499,12 +518,15 @@ steps = ["failed"]
         )
         .expect("scenario parses");
         let mut p = Picker::new(s);
-        let script = p.pick("+14155550100");
+        let script = p.pick("+14155550100", &BTreeMap::new());
         assert_eq!(script.reply, Reply::Drop);
         assert_eq!(script.attempts.len(), 2);
         assert_eq!(script.attempts[0].notes, "No answer. Try in 1 minute ");
         assert_eq!(script.attempts[1].responses, "Q1=2");
-        assert_eq!(p.pick("+12125550100").attempts[0].status, "failed");
+        assert_eq!(
+            p.pick("+12125550100", &BTreeMap::new()).attempts[0].status,
+            "failed"
+        );
     }
 
     #[test]
@@ -520,10 +542,17 @@ recalls = [["failed"], ["made"]]
         .expect("scenario parses");
         let mut p = Picker::new(s);
         let words: Vec<String> = (0..4)
-            .map(|_| p.pick("+14155550100").attempts[0].status.clone())
+            .map(|_| {
+                p.pick("+14155550100", &BTreeMap::new()).attempts[0]
+                    .status
+                    .clone()
+            })
             .collect();
         assert_eq!(words, ["failed", "failed", "made", "made"]);
-        assert_eq!(p.pick("+14155550101").attempts[0].status, "failed");
+        assert_eq!(
+            p.pick("+14155550101", &BTreeMap::new()).attempts[0].status,
+            "failed"
+        );
     }
 
     #[test]

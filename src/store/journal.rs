@@ -112,9 +112,11 @@ pub struct ContactRow {
     pub attempt: u32,
     /// A contact to be recalled: its last call's outcome and responses (the policy is checked again).
     pub recall_of: Option<(State, String)>,
+    /// The input row as read ([`encode_record`]), which the call's fields are made from.
+    pub record: Option<Vec<u8>>,
 }
 
-const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz, attempt, tz_source, last_outcome, responses";
+const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz, attempt, tz_source, last_outcome, responses, record";
 
 fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     Ok(ContactRow {
@@ -135,6 +137,7 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
             .as_deref()
             .and_then(State::parse)
             .map(|s| (s, String::new())),
+        record: r.get(11)?,
     })
     .and_then(|mut c| {
         if let Some((_, responses)) = c.recall_of.as_mut() {

@@ -302,44 +302,6 @@ async fn status_errors_and_garbage_are_polled_through_and_counted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_answers_past_the_timeout_are_unknown_for_calls_and_retried_for_polls() {
-    let sim = sim(
-        8,
-        ms(10),
-        ms(10),
-        ms(10),
-        "seed = 9\n[faults]\nslow = \"900ms\"\nslow-rate = 0.2\n",
-    )
-    .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(20));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--request-timeout", "300ms"],
-    ))
-    .await;
-    let rows = results(&output);
-    let log = sim.requests();
-    assert_eq!(dialed_twice(&log), Vec::<String>::new());
-    // Every row is made, or unknown because its call request was answered too late to be read.
-    for r in &rows {
-        assert!(
-            ["made", "unknown"].contains(&r["status"].as_str()),
-            "{}: {}",
-            r["status"],
-            r["detail"]
-        );
-    }
-    assert!(
-        rows.iter().any(|r| r["status"] == "unknown"),
-        "a slow call request timed out"
-    );
-    assert!(rows.iter().filter(|r| r["status"] == "made").count() >= 10);
-    assert!(code(&out) == 3, "{}", stderr(&out));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_restart_that_forgets_records_ends_those_calls_error() {
     // Calls never finish on their own, so every call placed before the restart is forgotten by it.
     let sim = sim(
@@ -512,45 +474,6 @@ async fn a_second_signal_stops_at_once_and_the_rerun_polls_what_was_placed() {
     assert!(made_all(&results(&output)));
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
     assert_eq!(call_requests(&sim.requests()).len(), 6);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_held_back_by_an_outage_still_keep_to_the_rate() {
-    let sim = sim(8, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(10));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
-    let args = with(&base, &["--lines", "8", "--rate", "2/s"]);
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
-    wait_while_running(
-        &sim,
-        &mut child,
-        |log| call_requests(log).len() >= 2,
-        "calls placed before the outage",
-    )
-    .await;
-    sim.go_away();
-    // While the gateway is away, contacts keep being handed out at 2/s and wait for it.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    sim.come_back().await.expect("listen again");
-    let status = tokio::time::timeout(PATIENCE, child.wait())
-        .await
-        .expect("finishes")
-        .expect("status");
-    assert_eq!(status.code(), Some(0));
-    let times: Vec<i64> = call_requests(&sim.requests())
-        .iter()
-        .map(|r| r.at_ms)
-        .collect();
-    assert_eq!(times.len(), 10);
-    // At 2/s with a burst of 1, never more than 3 call requests in any second, outage or not.
-    let busiest = busiest_second(&times);
-    assert!(busiest <= 3, "{busiest} requests in one second: {times:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

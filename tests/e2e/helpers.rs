@@ -213,21 +213,6 @@ pub async fn wait_while_running(
     }
 }
 
-/// Most of `times` (milliseconds) that fall in any one-second window.
-pub fn busiest_second(times: &[i64]) -> usize {
-    let mut sorted = times.to_vec();
-    sorted.sort_unstable();
-    (0..sorted.len())
-        .map(|i| {
-            sorted[i..]
-                .iter()
-                .take_while(|u| **u < sorted[i] + 1000)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// Sends SIGTERM to a run started with piped stderr, waits until it says it is draining, and sends another,
 /// which stops it at once. Returns the stderr lines read so far.
 pub async fn stop_twice(child: &mut tokio::process::Child) -> Vec<String> {

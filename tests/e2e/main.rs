@@ -3,6 +3,7 @@
 mod crash;
 mod damage;
 mod faults;
+mod fields;
 mod guards;
 mod helpers;
 mod lists;
