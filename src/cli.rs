@@ -85,22 +85,27 @@ pub struct RunArgs {
     /// Results CSV [default: <input stem>.results.csv next to the input].
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// Gateway base URL, or `sim` for the built-in simulator [default: http://localhost:8155].
+    /// Gateway base URL, or `sim` for the built-in simulator [default: http://localhost:8155]. Repeatable: the
+    /// campaign is spread over the gateways, and --lines is then the lines of each.
     #[arg(long)]
-    pub gateway: Option<String>,
+    pub gateway: Vec<String>,
+    /// A gateway no longer listed whose calls are still open: write those calls off as `unknown` (repeatable).
+    /// Check that gateway before calling any of them again.
+    #[arg(long)]
+    pub forget_gateway: Vec<String>,
     /// Name of the IVR application deployed on the gateway (required).
     #[arg(long)]
     pub app: Option<String>,
     /// Call requests per second or minute, e.g. `5/s`, `90/m` [default: 1/s].
     #[arg(long, allow_hyphen_values = true)]
     pub rate: Option<String>,
-    /// Most calls outstanding (requested, not yet final) at once: the gateway's lines [default: 4].
+    /// Most calls outstanding (requested, not yet final) at once on each gateway: its lines [default: 4].
     #[arg(long, allow_hyphen_values = true)]
     pub lines: Option<String>,
     /// Time between status polls of one call, e.g. `5s` [default: 5s].
     #[arg(long)]
     pub poll_interval: Option<String>,
-    /// Status polls per second or minute across all calls [default: 10/s].
+    /// Status polls per second or minute across all calls of one gateway [default: 10/s].
     #[arg(long, allow_hyphen_values = true)]
     pub poll_rate: Option<String>,
     /// Give up polling a call this long after it was requested [default: firstocc minutes + 5m].

@@ -20,15 +20,37 @@ pub enum GatewayTarget {
     Simulator(Box<SimSettings>),
 }
 
+/// One gateway of a campaign.
+#[derive(Debug, Clone)]
+pub struct GatewaySpec {
+    pub target: GatewayTarget,
+    /// How the journal, the results and the logs name it: the URL without credentials (and without a lone
+    /// trailing `/`), or `sim`, `sim-2`, … for simulators in the order listed.
+    pub key: String,
+    /// Its lines: the most calls outstanding on it.
+    pub lines: u32,
+    /// Its own cap on call requests, besides the campaign's total `rate`.
+    pub rate: Option<Rate>,
+    /// Extra CA certificate (PEM) to trust for an https gateway, e.g. a proxy with an internal CA.
+    pub ca_cert: Option<PathBuf>,
+    /// Basic-auth user and password for a gateway behind a proxy.
+    pub auth: Option<(String, Secret)>,
+}
+
 /// Everything `run` needs, validated.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub input: PathBuf,
     pub output: PathBuf,
     pub state_dir: PathBuf,
-    pub gateway: GatewayTarget,
+    /// At least one; calls are spread over them.
+    pub gateways: Vec<GatewaySpec>,
+    /// Gateways no longer listed whose open calls are to be written off as `unknown` (their keys).
+    pub forget_gateways: Vec<String>,
     pub app: String,
+    /// The campaign's total rate of call requests, across its gateways.
     pub rate: Rate,
+    /// Lines of each gateway that does not set its own.
     pub lines: u32,
     pub poll_interval: Duration,
     pub poll_rate: Rate,
@@ -67,10 +89,6 @@ pub struct RunConfig {
     pub ledger: PathBuf,
     pub dry_run: bool,
     pub summary_json: Option<PathBuf>,
-    /// Extra CA certificate (PEM) to trust for an https gateway, e.g. a proxy with an internal CA.
-    pub ca_cert: Option<PathBuf>,
-    /// Basic-auth user and password for a gateway behind a proxy.
-    pub gateway_auth: Option<(String, Secret)>,
 }
 
 /// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
@@ -83,6 +101,7 @@ struct CampaignFile {
     input: Option<PathBuf>,
     output: Option<PathBuf>,
     gateway: Option<String>,
+    gateways: Option<Vec<GatewayTable>>,
     app: Option<String>,
     rate: Option<String>,
     lines: Option<i64>,
@@ -133,6 +152,18 @@ struct CampaignFile {
     gateway_user: Option<String>,
     gateway_password_env: Option<String>,
     simulator: Option<SimulatorTable>,
+}
+
+/// One `[[gateways]]` entry; what it leaves out comes from the campaign.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct GatewayTable {
+    url: String,
+    lines: Option<i64>,
+    rate: Option<String>,
+    gateway_user: Option<String>,
+    gateway_password_env: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// A TOML value that may be written as one comma-separated string or as a list of strings.
@@ -320,7 +351,7 @@ fn recall_of(
 }
 
 /// `[simulator]`: used when `gateway = "sim"`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct SimulatorTable {
     lines: Option<i64>,
@@ -428,11 +459,24 @@ impl RunConfig {
     }
 
     /// Merges flags over the campaign file and validates everything.
-    pub fn from_args(args: RunArgs) -> Result<RunConfig> {
-        let file = match &args.campaign {
+    pub fn from_args(mut args: RunArgs) -> Result<RunConfig> {
+        let mut file = match &args.campaign {
             Some(p) => read_campaign(p)?,
             None => CampaignFile::default(),
         };
+        let mut gateway_inputs = GatewayInputs {
+            flags: std::mem::take(&mut args.gateway),
+            one: file.gateway.take(),
+            list: file.gateways.take(),
+            simulator: file.simulator.take(),
+            user: (args.gateway_user.take(), file.gateway_user.take()),
+            password_env: (
+                args.gateway_password_env.take(),
+                file.gateway_password_env.take(),
+            ),
+            ca_cert: (args.ca_cert.take(), file.ca_cert.take()),
+        };
+        let forget_gateway = std::mem::take(&mut args.forget_gateway);
         let base = args
             .campaign
             .as_deref()
@@ -463,19 +507,6 @@ impl RunConfig {
         if app.trim().is_empty() {
             return Err(Error::Usage("--app: the IVR app name is empty".into()));
         }
-
-        let gateway = match pick(args.gateway, file.gateway, "gateway") {
-            None => GatewayTarget::Url(
-                reqwest::Url::parse("http://localhost:8155")
-                    .map_err(|e| Error::Internal(e.to_string()))?,
-            ),
-            Some((g, _)) if g.trim().eq_ignore_ascii_case("sim") => GatewayTarget::Simulator(
-                Box::new(sim_settings(file.simulator.unwrap_or_default(), base)?),
-            ),
-            Some((g, what)) => GatewayTarget::Url(
-                parse_gateway_url(&g).map_err(|e| Error::Usage(format!("{what}: {e}")))?,
-            ),
-        };
 
         let rate = rate_of(
             pick(args.rate, file.rate, "rate"),
@@ -736,41 +767,18 @@ impl RunConfig {
         let summary_json = args
             .summary_json
             .or_else(|| file.summary_json.map(|p| relative_to(base, p)));
-        let ca_cert = args
-            .ca_cert
-            .or_else(|| file.ca_cert.map(|p| relative_to(base, p)));
-        let url_user = match &gateway {
-            GatewayTarget::Url(u) if !u.username().is_empty() => Some(u.username().to_string()),
-            _ => None,
-        };
-        let gateway_user = pick(args.gateway_user, file.gateway_user, "gateway-user")
-            .map(|(u, _)| u)
-            .or(url_user);
-        let password_env = pick(
-            args.gateway_password_env,
-            file.gateway_password_env,
-            "gateway-password-env",
-        )
-        .map(|(v, _)| v)
-        .unwrap_or_else(|| "IVR_GATEWAY_PASSWORD".into());
-        let gateway_auth = match gateway_user {
-            None => None,
-            Some(user) => {
-                let password = std::env::var(&password_env).map_err(|_| {
-                    Error::Usage(format!(
-                        "gateway user {user:?} is set but the environment variable {password_env} (its password) is not"
-                    ))
-                })?;
-                Some((user, Secret(password)))
-            }
-        };
-
+        let gateways = gateways_of(&mut gateway_inputs, base, lines, &rate)?;
+        let forget_gateways = forget_gateway
+            .iter()
+            .map(|g| gateway_key_of(g).map_err(|e| Error::Usage(format!("--forget-gateway: {e}"))))
+            .collect::<Result<Vec<_>>>()?;
         refuse_overwriting(&input, &output, &suppress, summary_json.as_deref())?;
         Ok(RunConfig {
             input,
             output,
             state_dir,
-            gateway,
+            gateways,
+            forget_gateways,
             app: app.trim().to_string(),
             rate,
             lines,
@@ -803,8 +811,6 @@ impl RunConfig {
             ledger,
             dry_run,
             summary_json,
-            ca_cert,
-            gateway_auth,
         })
     }
 }
@@ -854,6 +860,193 @@ fn redact_userinfo(text: &str) -> String {
         (None, Some(at)) => format!("***{}", &text[at..]),
         _ => text.to_string(),
     }
+}
+
+/// What the flags and the file say about gateways, taken out before the rest is read.
+struct GatewayInputs {
+    flags: Vec<String>,
+    one: Option<String>,
+    list: Option<Vec<GatewayTable>>,
+    simulator: Option<SimulatorTable>,
+    /// (flag, file) pairs of the campaign-wide defaults.
+    user: (Option<String>, Option<String>),
+    password_env: (Option<String>, Option<String>),
+    ca_cert: (Option<PathBuf>, Option<PathBuf>),
+}
+
+/// The campaign's gateways: `--gateway` flags (which replace the file's), else `[[gateways]]`, else
+/// `gateway`, else the default local gateway. Each takes the campaign's lines, credentials and CA
+/// certificate unless its `[[gateways]]` entry sets its own.
+fn gateways_of(
+    g: &mut GatewayInputs,
+    base: Option<&Path>,
+    lines: u32,
+    total: &Rate,
+) -> Result<Vec<GatewaySpec>> {
+    let file_user = g.user.1.take();
+    let file_env = g.password_env.1.take();
+    let file_ca = g.ca_cert.1.take().map(|p| relative_to(base, p));
+    let campaign_user = g.user.0.take().or(file_user);
+    let campaign_env = g.password_env.0.take().or(file_env);
+    let campaign_ca = g.ca_cert.0.take().or(file_ca);
+    struct Entry {
+        url: String,
+        what: String,
+        lines: Option<i64>,
+        rate: Option<String>,
+        user: Option<String>,
+        env: Option<String>,
+        ca: Option<PathBuf>,
+    }
+    let plain = |url: String, what: String| Entry {
+        url,
+        what,
+        lines: None,
+        rate: None,
+        user: None,
+        env: None,
+        ca: None,
+    };
+    let entries: Vec<Entry> = if !g.flags.is_empty() {
+        g.flags
+            .drain(..)
+            .map(|u| plain(u, "--gateway".into()))
+            .collect()
+    } else {
+        match (g.one.take(), g.list.take()) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "campaign file: give either `gateway` or `[[gateways]]`, not both".into(),
+                ));
+            }
+            (Some(u), None) => vec![plain(u, "campaign key gateway".into())],
+            (None, Some(list)) if list.is_empty() => {
+                return Err(Error::Config(
+                    "campaign file: `gateways` lists no gateway".into(),
+                ));
+            }
+            (None, Some(list)) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| Entry {
+                    url: t.url,
+                    what: format!("campaign key gateways[{}].url", i + 1),
+                    lines: t.lines,
+                    rate: t.rate,
+                    user: t.gateway_user,
+                    env: t.gateway_password_env,
+                    ca: t.ca_cert.map(|p| relative_to(base, p)),
+                })
+                .collect(),
+            (None, None) => vec![plain(
+                "http://localhost:8155".into(),
+                "the default gateway".into(),
+            )],
+        }
+    };
+    let mut out: Vec<GatewaySpec> = Vec::with_capacity(entries.len());
+    let mut sims = 0;
+    for e in entries {
+        let (target, key) = if e.url.trim().eq_ignore_ascii_case("sim") {
+            sims += 1;
+            let mut settings = sim_settings(g.simulator.clone().unwrap_or_default(), base)?;
+            if sims > 1 {
+                // Each simulator records to its own file.
+                settings.record = settings.record.map(|p| {
+                    let mut name = p.clone().into_os_string();
+                    name.push(format!(".sim-{sims}"));
+                    PathBuf::from(name)
+                });
+            }
+            let key = if sims == 1 {
+                "sim".to_string()
+            } else {
+                format!("sim-{sims}")
+            };
+            (GatewayTarget::Simulator(Box::new(settings)), key)
+        } else {
+            let url = parse_gateway_url(&e.url)
+                .map_err(|err| Error::Usage(format!("{}: {err}", e.what)))?;
+            let key = gateway_key(&url);
+            (GatewayTarget::Url(url), key)
+        };
+        if out.iter().any(|o| o.key == key) {
+            return Err(Error::Usage(format!(
+                "{}: gateway {key} is listed twice (each gateway once; its lines say how many calls it takes)",
+                e.what
+            )));
+        }
+        let entry_lines = match e.lines {
+            None => lines,
+            Some(n) => positive_u32(n, &format!("{}: lines", e.what.trim_end_matches(".url")))?,
+        };
+        let rate = e
+            .rate
+            .map(|r| {
+                r.parse::<Rate>().map_err(|err| {
+                    Error::Usage(format!("{}: rate: {err}", e.what.trim_end_matches(".url")))
+                })
+            })
+            .transpose()?
+            // A gateway's own rate above the campaign's total changes nothing.
+            .filter(|r| r.interval() > total.interval());
+        let url_user = match &target {
+            GatewayTarget::Url(u) if !u.username().is_empty() => Some(u.username().to_string()),
+            _ => None,
+        };
+        let user = e.user.or_else(|| campaign_user.clone()).or(url_user);
+        let env = e
+            .env
+            .or_else(|| campaign_env.clone())
+            .unwrap_or_else(|| "IVR_GATEWAY_PASSWORD".into());
+        let auth = match user {
+            None => None,
+            Some(user) => {
+                let password = std::env::var(&env).map_err(|_| {
+                    Error::Usage(format!(
+                        "gateway {key}: user {user:?} is set but the environment variable {env} (its password) is not"
+                    ))
+                })?;
+                Some((user, Secret(password)))
+            }
+        };
+        out.push(GatewaySpec {
+            target,
+            key,
+            lines: entry_lines,
+            rate,
+            ca_cert: e.ca.or_else(|| campaign_ca.clone()),
+            auth,
+        });
+    }
+    Ok(out)
+}
+
+/// How a gateway URL is named in the journal and the results: without credentials, and without the lone
+/// `/` a URL with no path gets.
+pub fn gateway_key(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let text = u.to_string();
+    match text.strip_suffix('/') {
+        Some(t) if u.path() == "/" && u.query().is_none() => t.to_string(),
+        _ => text,
+    }
+}
+
+/// A gateway's key from what an operator typed: a URL (credentials ignored), or `sim`, `sim-2`, ….
+pub fn gateway_key_of(text: &str) -> std::result::Result<String, String> {
+    let t = text.trim();
+    let lower = t.to_ascii_lowercase();
+    if lower == "sim"
+        || lower
+            .strip_prefix("sim-")
+            .is_some_and(|n| n.parse::<u32>().is_ok())
+    {
+        return Ok(lower);
+    }
+    parse_gateway_url(t).map(|u| gateway_key(&u))
 }
 
 /// Accepts `http://host:port[/prefix]` (and a bare `host:port`, taken as http).
@@ -970,7 +1163,10 @@ mod tests {
             ..RunArgs::default()
         })
         .expect("demo.toml");
-        assert!(matches!(demo.gateway, GatewayTarget::Simulator(_)));
+        assert!(matches!(
+            demo.gateways[0].target,
+            GatewayTarget::Simulator(_)
+        ));
         let nightly = RunConfig::from_args(RunArgs {
             campaign: Some(PathBuf::from(concat!(
                 env!("CARGO_MANIFEST_DIR"),

@@ -227,7 +227,15 @@ pub fn engine_settings(
         campaign_id,
         firstocc: cfg.firstocc,
         rate: cfg.rate,
-        lines: cfg.lines,
+        gateways: cfg
+            .gateways
+            .iter()
+            .map(|g| engine::GatewayPlan {
+                key: g.key.clone(),
+                lines: g.lines,
+                rate: g.rate.unwrap_or(crate::types::Rate::Unlimited),
+            })
+            .collect(),
         poll_interval: cfg.poll_interval,
         poll_rate: cfg.poll_rate,
         poll_timeout: cfg.poll_timeout,
@@ -244,42 +252,62 @@ pub fn engine_settings(
     }
 }
 
-/// The gateway client for the settings, and the simulator behind it when the gateway is `sim`.
-pub async fn gateway_for(cfg: &RunConfig) -> Result<(Gateway, Option<Simulator>)> {
-    let simulator = match &cfg.gateway {
-        GatewayTarget::Simulator(settings) => Some(
-            Simulator::start_with("127.0.0.1:0", (**settings).clone())
-                .await
+/// The clients of the campaign's gateways, and the simulators behind those that are `sim`.
+pub async fn gateways_for(cfg: &RunConfig) -> Result<(Vec<Gateway>, Vec<Simulator>)> {
+    let mut clients = Vec::with_capacity(cfg.gateways.len());
+    let mut simulators = Vec::new();
+    for g in &cfg.gateways {
+        let base = match &g.target {
+            GatewayTarget::Simulator(settings) => {
+                let sim = Simulator::start_with("127.0.0.1:0", (**settings).clone())
+                    .await
+                    .map_err(Error::Config)?;
+                let url =
+                    reqwest::Url::parse(&sim.url()).map_err(|e| Error::Internal(e.to_string()))?;
+                info!(gateway = %g.key, url = %url, "using the built-in gateway simulator");
+                simulators.push(sim);
+                url
+            }
+            GatewayTarget::Url(u) => u.clone(),
+        };
+        let ca_pem = match &g.ca_cert {
+            Some(p) => Some(std::fs::read(p).map_err(|e| {
+                Error::NoInput(format!("cannot read CA certificate {}: {e}", p.display()))
+            })?),
+            None => None,
+        };
+        clients.push(
+            Gateway::new(base, cfg.request_timeout, g.auth.clone(), ca_pem.as_deref())
                 .map_err(Error::Config)?,
-        ),
-        GatewayTarget::Url(_) => None,
-    };
-    let base = match (&cfg.gateway, &simulator) {
-        (_, Some(sim)) => {
-            reqwest::Url::parse(&sim.url()).map_err(|e| Error::Internal(e.to_string()))?
-        }
-        (GatewayTarget::Url(u), None) => u.clone(),
-        (GatewayTarget::Simulator(_), None) => {
-            return Err(Error::Internal("simulator not started".into()));
-        }
-    };
-    if simulator.is_some() {
-        info!(url = %base, "using the built-in gateway simulator");
+        );
     }
-    let ca_pem = match &cfg.ca_cert {
-        Some(p) => Some(std::fs::read(p).map_err(|e| {
-            Error::NoInput(format!("cannot read CA certificate {}: {e}", p.display()))
-        })?),
-        None => None,
-    };
-    let gateway = Gateway::new(
-        base,
-        cfg.request_timeout,
-        cfg.gateway_auth.clone(),
-        ca_pem.as_deref(),
-    )
-    .map_err(Error::Config)?;
-    Ok((gateway, simulator))
+    Ok((clients, simulators))
+}
+
+/// Calls open on a gateway the campaign no longer lists are refused, unless the operator forgets that
+/// gateway: asking another gateway about them is meaningless, and calling them again could call someone twice.
+async fn settle_unlisted_gateways(journal: &crate::store::Journal, cfg: &RunConfig) -> Result<()> {
+    let listed = |k: &str| cfg.gateways.iter().any(|g| g.key == k);
+    for (gateway, n) in journal.open_by_gateway().await? {
+        // Journals from before gateways were recorded had one: the first listed now.
+        let Some(key) = gateway else { continue };
+        if listed(&key) {
+            continue;
+        }
+        if cfg.forget_gateways.contains(&key) {
+            let forgotten = journal.forget_gateway(key.clone()).await?;
+            warn!(
+                gateway = %key,
+                contacts = forgotten,
+                "calls open on a gateway no longer listed were written off as unknown (--forget-gateway); check that gateway before calling any of them again"
+            );
+            continue;
+        }
+        return Err(Error::Config(format!(
+            "{n} calls are still open on gateway {key}, which this run does not list: list it again to finish them, or give --forget-gateway {key} to write them off as unknown (check that gateway first: they may have been called)"
+        )));
+    }
+    Ok(())
 }
 
 /// The rules of the settings, with the suppression lists and the ledger loaded.
@@ -362,7 +390,7 @@ pub async fn run_with_clock(
         warn!("{warning}");
     }
     let rules = rules_for(&cfg, false)?;
-    let (gateway, simulator) = gateway_for(&cfg).await?;
+    let (gateways, simulators) = gateways_for(&cfg).await?;
 
     if let Some(source) = &source {
         refuse_a_lost_journal(&cfg, source)?;
@@ -412,6 +440,7 @@ pub async fn run_with_clock(
     {
         reread(&owner.journal, &cfg, &request, source, was, &read_as).await?;
     }
+    settle_unlisted_gateways(&owner.journal, &cfg).await?;
     // The results file's layout; written at once for a new campaign, so that from its first minute the
     // campaign leaves results beside its journal (and a journal deleted later is noticed, not recreated).
     let view = results::View {
@@ -452,7 +481,12 @@ pub async fn run_with_clock(
     info!(
         app = %cfg.app,
         rate = %cfg.rate,
-        lines = cfg.lines,
+        gateways = %cfg
+            .gateways
+            .iter()
+            .map(|g| format!("{} ({} lines)", g.key, g.lines))
+            .collect::<Vec<_>>()
+            .join(", "),
         poll_interval = %Dur(cfg.poll_interval),
         region = ?cfg.default_region,
         "campaign starting"
@@ -477,7 +511,7 @@ pub async fn run_with_clock(
             request,
         ),
         rules,
-        gateway,
+        gateways,
         owner.journal.clone(),
         signals,
         stats.clone(),
@@ -492,6 +526,37 @@ pub async fn run_with_clock(
         // Unchanged, or gone or unreadable now (deleted, no file descriptor left): no result has moved.
         _ => {}
     }
+    let by_gateway: Vec<engine::GatewayStats> = stats
+        .by_gateway
+        .lock()
+        .map(|v| v.clone())
+        .unwrap_or_default();
+    let outages = by_gateway
+        .iter()
+        .map(|g| (g.key.clone(), g.outage_ms))
+        .collect();
+    if let Err(e) = owner.journal.add_outages(outages).await {
+        warn!(error = %e, "could not record the gateways' outage time");
+    }
+    let shares = owner
+        .journal
+        .read(journal::gateways_on)
+        .await
+        .unwrap_or_default();
+    let gateways = by_gateway
+        .into_iter()
+        .map(|g| crate::output::summary::GatewaySummary {
+            share: shares
+                .iter()
+                .find(|s| s.key == g.key)
+                .cloned()
+                .unwrap_or_default(),
+            key: g.key,
+            lines: g.lines,
+            requests: g.requests,
+            outage: std::time::Duration::from_millis(g.outage_ms),
+        })
+        .collect();
     let campaign_id = owner.campaign_id.clone();
     // Written from the journal's own connection, after every write queued so far: the results come out even
     // when the state directory was deleted under the run. The lock is held until they are written.
@@ -501,7 +566,7 @@ pub async fn run_with_clock(
         .read(move |conn| results::write(conn, &output, &view))
         .await;
     owner.close().await;
-    if let Some(sim) = simulator {
+    for sim in simulators {
         sim.stop();
     }
     let ending = ended?;
@@ -524,5 +589,6 @@ pub async fn run_with_clock(
         poll_errors: Stats::get(&stats.poll_errors),
         outage: std::time::Duration::from_millis(Stats::get(&stats.outage_ms)),
         output: cfg.output.clone(),
+        gateways,
     })
 }

@@ -89,10 +89,32 @@ impl Groups {
 pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forecast {
     let calls = groups.calls();
     let per_call = line_time(cfg).as_secs_f64().max(1e-3);
-    let by_lines = f64::from(cfg.lines) / per_call;
+    // Each gateway takes calls as fast as its lines (or its own rate) allow; the campaign's rate caps the sum.
+    let mut gateways_own_rate = false;
+    let by_gateways: f64 = cfg
+        .gateways
+        .iter()
+        .map(|g| {
+            let by_lines = f64::from(g.lines) / per_call;
+            match g.rate.and_then(|r| r.per_second()) {
+                Some(r) if r < by_lines => {
+                    gateways_own_rate = true;
+                    r
+                }
+                _ => by_lines,
+            }
+        })
+        .sum();
+    let lines: u32 = cfg.gateways.iter().map(|g| g.lines).sum();
     let (throughput, limited_by) = match cfg.rate.per_second() {
-        Some(r) if r < by_lines => (r, "the rate limit"),
-        _ => (by_lines, "the lines"),
+        Some(r) if r < by_gateways => (r, "the rate limit"),
+        _ if gateways_own_rate => (by_gateways, "the gateways' lines and own rates"),
+        _ => (by_gateways, "the lines"),
+    };
+    let lines_text = if cfg.gateways.len() > 1 {
+        format!("{} gateways, {lines} lines in all", cfg.gateways.len())
+    } else {
+        format!("{lines} lines")
     };
     let seconds = if calls == 0 {
         0.0
@@ -101,10 +123,9 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
     };
     let duration = Duration::from_secs_f64(seconds);
     let mut text = format!(
-        "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {} lines, {} per call) take about {}.",
+        "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {lines_text}, {} per call) take about {}.",
         throughput * 60.0,
         cfg.rate,
-        cfg.lines,
         humanize(line_time(cfg)),
         humanize(duration)
     );

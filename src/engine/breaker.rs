@@ -42,6 +42,8 @@ pub struct Breaker {
     max_outage: Duration,
     /// Time spent open, over the run (for the summary).
     pub outage_total: Duration,
+    /// The gateway's key, in logs, when the campaign has several.
+    label: Option<String>,
 }
 
 /// Why a call request may not go out yet.
@@ -54,7 +56,7 @@ pub enum Wait {
 }
 
 impl Breaker {
-    pub fn new(max_outage: Duration) -> Breaker {
+    pub fn new(max_outage: Duration, label: Option<String>) -> Breaker {
         Breaker {
             open_since: None,
             next_probe: Instant::now(),
@@ -62,6 +64,7 @@ impl Breaker {
             delays: delays(PROBE_MIN, PROBE_MAX),
             max_outage,
             outage_total: Duration::ZERO,
+            label,
         }
     }
 
@@ -95,10 +98,17 @@ impl Breaker {
         if let Some(since) = self.open_since.take() {
             let down = now.saturating_duration_since(since);
             self.outage_total += down;
-            info!(
-                after = %Dur(down),
-                "the gateway answers again; resuming call requests"
-            );
+            match &self.label {
+                Some(gateway) => info!(
+                    %gateway,
+                    after = %Dur(down),
+                    "the gateway answers again; resuming call requests to it"
+                ),
+                None => info!(
+                    after = %Dur(down),
+                    "the gateway answers again; resuming call requests"
+                ),
+            }
             self.delays = delays(PROBE_MIN, PROBE_MAX);
         }
         self.probe = None;
@@ -113,6 +123,13 @@ impl Breaker {
                 warn!(
                     reason = why,
                     "out of file descriptors for connections (raise `ulimit -n`, or lower --lines); pausing call requests until some are free"
+                );
+            } else if let Some(gateway) = &self.label {
+                warn!(
+                    %gateway,
+                    reason = why,
+                    max_outage = %Dur(self.max_outage),
+                    "the gateway cannot be reached; its share goes to the other gateways while it is probed"
                 );
             } else {
                 warn!(
@@ -166,7 +183,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_probe_at_a_time_and_a_probe_that_gives_no_verdict_frees_the_slot() {
-        let mut b = Breaker::new(Duration::from_secs(60));
+        let mut b = Breaker::new(Duration::from_secs(60), None);
         let t0 = Instant::now();
         assert_eq!(b.may_send(t0), Ok(()));
         b.unreachable(t0, "refused");
@@ -193,7 +210,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_outage_deadline_is_max_outage_after_it_began() {
-        let mut b = Breaker::new(Duration::from_secs(50));
+        let mut b = Breaker::new(Duration::from_secs(50), None);
         assert_eq!(b.outage_deadline(), None);
         let t0 = Instant::now();
         b.unreachable(t0, "refused");

@@ -25,16 +25,21 @@ use crate::store::journal::{Health, decode_record};
 use crate::store::{Answer, Applied, ContactRow, Event, Journal, Op, State, WriteError};
 use crate::types::Dur;
 
-/// What a task saw of the gateway, for the coordinator's breaker and its count of unreadable replies.
+/// What a task saw of a gateway (by its index), for the coordinator's breakers and counts of unreadable
+/// replies.
 #[derive(Debug, Clone)]
 pub enum Report {
     /// The gateway answered (anything: it is there).
-    Answered,
+    Answered { gw: usize },
     /// The gateway could not be reached.
-    Unreachable(String),
+    Unreachable { gw: usize, why: String },
     /// The answer to the call request for `row` came back: readable (`None`), or leaving the contact
     /// `unknown` (`Some(why)`: lost, unreadable, redirected, a request id another contact has).
-    CallReply { row: u64, unknown: Option<String> },
+    CallReply {
+        gw: usize,
+        row: u64,
+        unknown: Option<String>,
+    },
 }
 
 /// How a task ended.
@@ -53,7 +58,8 @@ pub enum End {
     LeftOpen,
     /// Pending again without a request having been sent (stopped first).
     NotSent,
-    /// Pending again: the gateway provably did not schedule it. The coordinator requests it again.
+    /// Pending again: the gateway provably did not schedule it. The coordinator requests it again, on any
+    /// gateway (nothing was scheduled anywhere).
     Retry(Retry),
     /// The run must stop (the contact is pending again, or still dialed).
     Stop(Ending),
@@ -73,12 +79,15 @@ pub struct Retry {
 /// What every call task shares.
 pub struct Ctx {
     pub settings: Settings,
-    pub gateway: Gateway,
+    /// The clients of the gateways, in the order of `settings.gateways`.
+    pub gateways: Vec<Gateway>,
     pub journal: Journal,
     pub ledger: Option<Ledger>,
+    /// Status polls and removals, one lane per gateway.
     pub polls: Pacer,
     /// Call requests go out on their own slots, taken after the intent is durable: however long each fsync
-    /// takes, the gateway never sees more than the rate (plus one) in any second.
+    /// takes, no gateway sees more than its rate (plus one) in any second, nor the gateways together more
+    /// than the campaign's. One lane per gateway.
     pub sends: Pacer,
     pub stage: watch::Receiver<Stage>,
     pub reports: mpsc::Sender<Report>,
@@ -86,6 +95,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// How logs and the journal name gateway `gw`.
+    fn key(&self, gw: usize) -> &str {
+        &self.settings.gateways[gw].key
+    }
+
     async fn report(&self, r: Report) {
         let _ = self.reports.send(r).await;
     }
@@ -120,13 +134,18 @@ impl Ctx {
 }
 
 /// Requests a call for `contact` (its `refusals` so far), then polls it to the end.
-pub async fn request(ctx: Arc<Ctx>, contact: ContactRow, refusals: u32) -> End {
-    match request_inner(&ctx, contact, refusals).await {
+pub async fn request(ctx: Arc<Ctx>, contact: ContactRow, refusals: u32, gw: usize) -> End {
+    match request_inner(&ctx, contact, refusals, gw).await {
         Ok(end) | Err(end) => end,
     }
 }
 
-async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<End, End> {
+async fn request_inner(
+    ctx: &Ctx,
+    contact: ContactRow,
+    refusals: u32,
+    gw: usize,
+) -> Result<End, End> {
     let row = contact.row;
     // Made before the cap is claimed and the intent written: a row that cannot be called as configured is `invalid`, never half-sent.
     let record = contact.record.as_deref().and_then(decode_record);
@@ -155,9 +174,15 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
         return Ok(End::NotSent);
     }
     // Durable before the request leaves: after a crash here the contact is `unknown`, never redialed.
-    ctx.apply(row, Event::Intent).await?;
+    let gateway = ctx.settings.gateways[gw].key.clone();
+    ctx.apply(row, Event::Intent { gateway }).await?;
     let mut stage = ctx.stage.clone();
-    if !ctx.sends.ready(&mut stage, |s| *s != Stage::Run).await || ctx.stage() != Stage::Run {
+    if !ctx
+        .sends
+        .ready_on(gw, &mut stage, |s| *s != Stage::Run)
+        .await
+        || ctx.stage() != Stage::Run
+    {
         // Nothing left the process: the contact goes back to pending, not to `unknown`.
         ctx.apply(
             row,
@@ -194,21 +219,35 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
         extra: extras.fields,
     };
     Stats::add(&ctx.stats.requests);
+    if let Some(g) = ctx
+        .stats
+        .by_gateway
+        .lock()
+        .ok()
+        .as_mut()
+        .and_then(|v| v.get_mut(gw))
+    {
+        g.requests += 1;
+    }
     // Not raced against the stop: once sent, the answer is awaited (bounded by the request timeout) so the
     // contact ends with what the gateway said rather than as `unknown`.
-    let placed = ctx.gateway.place_call(&req).await;
+    let placed = ctx.gateways[gw].place_call(&req).await;
     let e = match placed {
         Ok(req_id) => {
-            ctx.report(Report::Answered).await;
-            return scheduled(ctx, contact, req_id).await;
+            ctx.report(Report::Answered { gw }).await;
+            return scheduled(ctx, contact, req_id, gw).await;
         }
         Err(e) => e,
     };
     Stats::add(&ctx.stats.request_failures);
     if e.gateway_down() {
-        ctx.report(Report::Unreachable(e.to_string())).await;
+        ctx.report(Report::Unreachable {
+            gw,
+            why: e.to_string(),
+        })
+        .await;
     } else if e.gateway_answered() {
-        ctx.report(Report::Answered).await;
+        ctx.report(Report::Answered { gw }).await;
     }
     let unknown = match &e {
         // No answer to judge: the request never left.
@@ -221,7 +260,7 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
         PlaceError::Unreadable { reason, .. } => Some(Some(reason.clone())),
     };
     if let Some(unknown) = unknown {
-        ctx.report(Report::CallReply { row, unknown }).await;
+        ctx.report(Report::CallReply { gw, row, unknown }).await;
     }
     let not_scheduled = |detail: String| Event::NotScheduled { detail };
     match e {
@@ -300,7 +339,7 @@ async fn request_inner(ctx: &Ctx, contact: ContactRow, refusals: u32) -> Result<
 }
 
 /// Records the request id, then polls.
-async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String) -> Result<End, End> {
+async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String, gw: usize) -> Result<End, End> {
     let row = contact.row;
     let dialed_at = ctx.now_ms();
     let write = ctx.journal.write(Op::Apply {
@@ -319,7 +358,7 @@ async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String) -> Result<End
         let failing = matches!(*health.borrow_and_update(), Health::Failing(_));
         if failing && !said {
             said = true;
-            tracing::error!(row = contact.line, number = %number(&contact.dialed_number), %req_id, "the gateway scheduled this call, and the journal cannot save its request id yet; retrying (if the run ends first, find the call on the gateway by this id)");
+            tracing::error!(row = contact.line, number = %number(&contact.dialed_number), %req_id, gateway = ctx.key(gw), "the gateway scheduled this call, and the journal cannot save its request id yet; retrying (if the run ends first, find the call on the gateway by this id)");
         }
         tokio::select! {
             r = &mut write => break r,
@@ -331,13 +370,21 @@ async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String) -> Result<End
         }
     };
     match written {
-        Ok(Applied::Done) => ctx.report(Report::CallReply { row, unknown: None }).await,
+        Ok(Applied::Done) => {
+            ctx.report(Report::CallReply {
+                gw,
+                row,
+                unknown: None,
+            })
+            .await
+        }
         Ok(Applied::Clash {
             other_row,
             other_open,
         }) => {
             warn!(row = contact.line, %req_id, "the gateway gave a request id another contact already has; both are unknown now");
             ctx.report(Report::CallReply {
+                gw,
                 row,
                 unknown: Some(format!(
                     "request id {req_id}, which another contact already has"
@@ -353,17 +400,17 @@ async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String) -> Result<End
         Err(WriteError::Refused(r)) => return Err(End::Stop(Ending::Internal(r.to_string()))),
         Err(WriteError::Io(e)) => {
             // The gateway holds a call the journal could not record: say where to find it.
-            tracing::error!(row = contact.line, number = %number(&contact.dialed_number), %req_id, error = %e, "the request id of a scheduled call could not be saved");
+            tracing::error!(row = contact.line, number = %number(&contact.dialed_number), %req_id, gateway = ctx.key(gw), error = %e, "the request id of a scheduled call could not be saved");
             return Err(End::Stop(Ending::JournalFailed(e)));
         }
     }
     Stats::add(&ctx.stats.dialed);
-    debug!(row = contact.line, number = %number(&contact.dialed_number), %req_id, "call requested");
-    poll_inner(ctx, &contact, &req_id, dialed_at, false).await
+    debug!(row = contact.line, number = %number(&contact.dialed_number), %req_id, gateway = ctx.key(gw), "call requested");
+    poll_inner(ctx, &contact, &req_id, dialed_at, false, gw).await
 }
 
 /// Polls a call placed by an earlier run.
-pub async fn resume(ctx: Arc<Ctx>, contact: ContactRow) -> End {
+pub async fn resume(ctx: Arc<Ctx>, contact: ContactRow, gw: usize) -> End {
     let Some(req_id) = contact.req_id.clone() else {
         return End::Stop(Ending::Internal(format!(
             "row {} is dialed without a request id",
@@ -371,7 +418,7 @@ pub async fn resume(ctx: Arc<Ctx>, contact: ContactRow) -> End {
         )));
     };
     let dialed_at = contact.dialed_at_ms.unwrap_or_else(|| ctx.now_ms());
-    match poll_inner(&ctx, &contact, &req_id, dialed_at, true).await {
+    match poll_inner(&ctx, &contact, &req_id, dialed_at, true, gw).await {
         Ok(end) | Err(end) => end,
     }
 }
@@ -407,6 +454,7 @@ async fn poll_inner(
     req_id: &str,
     dialed_at_ms: i64,
     resumed: bool,
+    gw: usize,
 ) -> Result<End, End> {
     let _in_flight = InFlight::new(&ctx.stats.in_flight);
     let row = contact.row;
@@ -438,7 +486,11 @@ async fn poll_inner(
             _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
             _ = tokio::time::sleep_until(wake) => {}
         }
-        if !ctx.polls.ready(&mut stage, |s| *s == Stage::Now).await {
+        if !ctx
+            .polls
+            .ready_on(gw, &mut stage, |s| *s == Stage::Now)
+            .await
+        {
             return Ok(End::LeftOpen);
         }
         Stats::add(&ctx.stats.polls);
@@ -448,12 +500,14 @@ async fn poll_inner(
         let reply = tokio::select! {
             biased;
             _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
-            r = ctx.gateway.status(req_id) => r,
+            r = ctx.gateways[gw].status(req_id) => r,
         };
         match &reply {
-            Err(PollError::Unreachable(e)) => ctx.report(Report::Unreachable(e.clone())).await,
+            Err(PollError::Unreachable(e)) => {
+                ctx.report(Report::Unreachable { gw, why: e.clone() }).await
+            }
             Err(PollError::Lost(_)) => {}
-            Ok(_) | Err(_) => ctx.report(Report::Answered).await,
+            Ok(_) | Err(_) => ctx.report(Report::Answered { gw }).await,
         }
         let attempts = match reply {
             Err(PollError::Unauthorized(code)) => {
@@ -471,13 +525,13 @@ async fn poll_inner(
                 Stats::add(&ctx.stats.poll_errors);
                 let since = *unreadable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > s.max_outage {
-                    warn!(row = contact.line, %req_id, error = %e, "status unreadable for longer than max-outage; the next run polls this call again");
+                    warn!(row = contact.line, %req_id, gateway = ctx.key(gw), error = %e, "status unreadable for longer than max-outage; the next run polls this call again");
                     return Ok(End::LeftOpen);
                 }
                 let waits = failing
                     .get_or_insert_with(|| delays(interval, Duration::from_secs(60).max(interval)));
                 delay = waits.next().unwrap_or(interval);
-                warn!(row = contact.line, %req_id, error = %e, retry_in = %Dur(delay), "status poll failed; will keep polling");
+                warn!(row = contact.line, %req_id, gateway = ctx.key(gw), error = %e, retry_in = %Dur(delay), "status poll failed; will keep polling");
                 continue;
             }
             Ok(StatusReply::NoSuchRecord) => {
@@ -521,7 +575,7 @@ async fn poll_inner(
                     };
                     if let Some(end) = recall(ctx, contact, st, &answer).await? {
                         if !s.keep_records {
-                            remove_record(ctx, row, req_id).await;
+                            remove_record(ctx, row, req_id, gw).await;
                         }
                         return Ok(end);
                     }
@@ -543,7 +597,7 @@ async fn poll_inner(
                         "call finished"
                     );
                     if !s.keep_records {
-                        remove_record(ctx, row, req_id).await;
+                        remove_record(ctx, row, req_id, gw).await;
                     }
                     return Ok(end);
                 }
@@ -574,7 +628,7 @@ async fn poll_inner(
             };
             if let Some(end) = recall(ctx, contact, State::Unresolved, &answer).await? {
                 if !s.keep_records {
-                    remove_record(ctx, row, req_id).await;
+                    remove_record(ctx, row, req_id, gw).await;
                 }
                 return Ok(end);
             }
@@ -591,7 +645,7 @@ async fn poll_inner(
             // Removed to cancel any attempt the gateway would still make, unless the operator keeps records (the
             // window's margin covers the gateway's retries either way).
             if matches!(end, End::Final(State::Unresolved)) && !s.keep_records {
-                remove_record(ctx, row, req_id).await;
+                remove_record(ctx, row, req_id, gw).await;
             }
             return Ok(end);
         }
@@ -661,17 +715,17 @@ async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, 
 }
 
 /// Removes a final call's record; a failure only leaves a record behind, which the next run retries.
-pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str) {
+pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize) {
     Stats::add(&ctx.stats.removes);
-    match ctx.gateway.remove(req_id).await {
+    match ctx.gateways[gw].remove(req_id).await {
         Ok(RemoveReply::Removed | RemoveReply::NoSuchRecord) => {
             ctx.journal.write_later(Op::Removed { row })
         }
         Ok(RemoveReply::Unexpected(body)) => {
-            warn!(%req_id, reply = %body, "unexpected reply to remove; record left on the gateway")
+            warn!(%req_id, gateway = ctx.key(gw), reply = %body, "unexpected reply to remove; record left on the gateway")
         }
         Err(e) => {
-            warn!(%req_id, error = %e, "could not remove the gateway record; the next run retries")
+            warn!(%req_id, gateway = ctx.key(gw), error = %e, "could not remove the gateway record; the next run retries")
         }
     }
 }

@@ -2,14 +2,15 @@
 //!
 //! It owns the supply of contacts (calls placed by an earlier run to resume, then the list in input order,
 //! then, in wait mode, contacts waiting for their window — read from the journal in batches, so memory is
-//! bounded by the lines and a batch, never by the list), the retries, the count of free lines, the
-//! call-request schedule, the circuit breaker, the count of unreadable replies, and the reason the run is
-//! ending. Call tasks ([`super::call`]) report what they see over a bounded channel and return how they ended;
+//! bounded by the lines and a batch, never by the list), the retries, the call-request schedule, and per
+//! gateway its free lines, its circuit breaker and its count of unreadable replies, and the reason the run is
+//! ending. Each call request goes to the least loaded gateway that may take it; a call stays on the gateway
+//! that holds it (its polls and removal go there, in this run and the next). Call tasks ([`super::call`]) report what they see over a bounded channel and return how they ended;
 //! signals and the journal's health arrive on watch channels. Nothing is shared to be changed by others, so
 //! no wake-up can be lost between a check and a wait.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use tracing::{error, info, warn};
 use super::breaker::{Breaker, Wait};
 use super::call::{self, Ctx, End, Report, Retry};
 use super::pacing::{Pacer, Schedule};
-use super::{Ending, Settings, Stage, Stats, UNREADABLE_IN_A_ROW};
+use super::{Ending, GatewayStats, Settings, Stage, Stats, UNREADABLE_IN_A_ROW};
 use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::rules::{Candidate, Decision, Rules};
@@ -73,6 +74,38 @@ impl Ord for Due {
     }
 }
 
+/// One gateway's share of what the coordinator owns.
+struct Lane {
+    /// Lines not taken. Below zero when a rerun finds more calls open on the gateway than it has lines now:
+    /// those are polled, and no new call goes to it until it is below its lines again.
+    free: i64,
+    lines: u32,
+    breaker: Breaker,
+    /// Its own cap on call requests handed out, besides the campaign's.
+    schedule: Option<Schedule>,
+    /// Answers to call requests in a row that left their contact unknown.
+    unreadable: u32,
+    /// Call requests sent whose answer has not been judged yet. After an answer that left a contact unknown,
+    /// the next request to this gateway waits for these: one at a time until an answer can be read again,
+    /// so a gateway whose answers are lost cannot take the list down with it.
+    awaiting: HashSet<u64>,
+    /// Said that it is down past max-outage while others go on.
+    written_off: bool,
+}
+
+impl Lane {
+    /// Share of its lines taken, for choosing the least loaded.
+    fn load(&self) -> f64 {
+        (f64::from(self.lines) - self.free as f64) / f64::from(self.lines.max(1))
+    }
+}
+
+/// A row handed out: its task (none while it waits to be retried) and the gateway whose line it holds.
+struct Owned {
+    task: Option<AbortHandle>,
+    gw: Option<usize>,
+}
+
 /// What kept the last dispatch from going on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Blocked {
@@ -88,19 +121,16 @@ pub struct Coordinator {
     reports: mpsc::Receiver<Report>,
     health: watch::Receiver<Health>,
     tasks: JoinSet<(u64, End)>,
+    /// Which row each task is for, so a task that fails still gives its line back.
+    task_rows: HashMap<tokio::task::Id, u64>,
     /// Rows with a task, or waiting in `retries`: never handed out twice.
-    owned: HashMap<u64, Option<AbortHandle>>,
+    owned: HashMap<u64, Owned>,
     retries: BinaryHeap<Reverse<Due>>,
-    /// Call requests sent whose answer has not been judged yet. After an answer that left a contact unknown,
-    /// the next request waits for these: one at a time until an answer can be read again, so a gateway whose
-    /// answers are lost cannot take the list down with it.
-    awaiting: std::collections::HashSet<u64>,
     seq: u64,
-    lines_free: u32,
+    /// The campaign's schedule of call requests, across gateways.
     schedule: Option<Schedule>,
-    breaker: Breaker,
+    lanes: Vec<Lane>,
     ending: Ending,
-    unreadable: u32,
     phase: Phase,
     queue: VecDeque<ContactRow>,
     blocked: Blocked,
@@ -145,7 +175,7 @@ impl Coordinator {
     pub fn new(
         settings: Settings,
         rules: Rules,
-        gateway: Gateway,
+        gateways: Vec<Gateway>,
         journal: Journal,
         signals: watch::Receiver<Stage>,
         stats: Arc<Stats>,
@@ -153,20 +183,51 @@ impl Coordinator {
         let first = *signals.borrow();
         let (stage, stage_rx) = watch::channel(first);
         let (reports_tx, reports) = mpsc::channel(256);
-        let schedule = Schedule::new(settings.rate, Instant::now());
-        let breaker = Breaker::new(settings.max_outage);
-        let lines_free = settings.lines;
+        let now = Instant::now();
+        let schedule = Schedule::new(settings.rate, now);
+        let named = settings.gateways.len() > 1;
+        let lanes: Vec<Lane> = settings
+            .gateways
+            .iter()
+            .map(|g| Lane {
+                free: i64::from(g.lines),
+                lines: g.lines,
+                breaker: Breaker::new(settings.max_outage, named.then(|| g.key.clone())),
+                schedule: Schedule::new(g.rate, now),
+                unreadable: 0,
+                awaiting: HashSet::new(),
+                written_off: false,
+            })
+            .collect();
+        if let Ok(mut by) = stats.by_gateway.lock() {
+            *by = settings
+                .gateways
+                .iter()
+                .map(|g| GatewayStats {
+                    key: g.key.clone(),
+                    lines: g.lines,
+                    ..GatewayStats::default()
+                })
+                .collect();
+        }
+        let poll_lanes: Vec<crate::types::Rate> = settings
+            .gateways
+            .iter()
+            .map(|_| settings.poll_rate)
+            .collect();
+        let send_lanes: Vec<crate::types::Rate> =
+            settings.gateways.iter().map(|g| g.rate).collect();
         let health = journal.health();
         let journal_file = settings
             .journal_path
             .clone()
             .and_then(|p| file_id(&p).map(|id| (p, id)));
         let ctx = Arc::new(Ctx {
-            polls: Pacer::new(settings.poll_rate),
-            sends: Pacer::new(settings.rate),
+            polls: Pacer::lanes(crate::types::Rate::Unlimited, &poll_lanes),
+            sends: Pacer::lanes(settings.rate, &send_lanes),
             ledger: rules.ledger.clone(),
             settings,
-            gateway,
+            gateways,
             journal,
             stage: stage_rx,
             reports: reports_tx,
@@ -180,15 +241,13 @@ impl Coordinator {
             reports,
             health,
             tasks: JoinSet::new(),
+            task_rows: HashMap::new(),
             owned: HashMap::new(),
             retries: BinaryHeap::new(),
-            awaiting: Default::default(),
             seq: 0,
-            lines_free,
             schedule,
-            breaker,
+            lanes,
             ending: Ending::Completed,
-            unreadable: 0,
             phase: Phase::Resume { after: None },
             queue: VecDeque::new(),
             blocked: Blocked::Nothing,
@@ -219,10 +278,21 @@ impl Coordinator {
             let _ = h.await;
         }
         let now = Instant::now();
+        let outages: Vec<u64> = self
+            .lanes
+            .iter()
+            .map(|l| l.breaker.outage_so_far(now).as_millis() as u64)
+            .collect();
+        // The summary's outage is the longest of any gateway; each one's is in `by_gateway`.
         self.ctx.stats.outage_ms.store(
-            self.breaker.outage_so_far(now).as_millis() as u64,
+            outages.iter().copied().max().unwrap_or(0),
             std::sync::atomic::Ordering::Relaxed,
         );
+        if let Ok(mut by) = self.ctx.stats.by_gateway.lock() {
+            for (g, ms) in by.iter_mut().zip(outages) {
+                g.outage_ms = ms;
+            }
+        }
         result.map(|()| self.ending)
     }
 
@@ -253,7 +323,7 @@ impl Coordinator {
             tokio::select! {
                 biased;
                 Some(r) = self.reports.recv() => self.on_report(r),
-                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                     // What a task reported before it ended comes first.
                     while let Ok(r) = self.reports.try_recv() {
                         self.on_report(r);
@@ -295,15 +365,37 @@ impl Coordinator {
                 self.ending = self.ending.clone().worst(Ending::JournalFailed(why));
             }
         }
-        if let Some(deadline) = self.breaker.outage_deadline()
+        if let Some(deadline) = self.outage_deadline()
             && now >= deadline
             && self.stage_now() != Stage::Now
         {
-            error!(
-                max_outage = %Dur(self.ctx.settings.max_outage),
-                "the gateway has been unreachable for longer than max-outage; stopping with work left (rerun to resume)"
-            );
+            if self.lanes.len() > 1 {
+                error!(
+                    max_outage = %Dur(self.ctx.settings.max_outage),
+                    "every gateway has been unreachable for longer than max-outage; stopping with work left (rerun to resume)"
+                );
+            } else {
+                error!(
+                    max_outage = %Dur(self.ctx.settings.max_outage),
+                    "the gateway has been unreachable for longer than max-outage; stopping with work left (rerun to resume)"
+                );
+            }
             self.ending = self.ending.clone().worst(Ending::Outage);
+        }
+        if self.lanes.len() > 1 {
+            for (gw, lane) in self.lanes.iter_mut().enumerate() {
+                let past = lane.breaker.outage_deadline().is_some_and(|d| now >= d);
+                if past && !lane.written_off {
+                    lane.written_off = true;
+                    warn!(
+                        gateway = %self.ctx.settings.gateways[gw].key,
+                        max_outage = %Dur(self.ctx.settings.max_outage),
+                        "this gateway has been unreachable for longer than max-outage; the other gateways go on, and its open calls are polled by the next run"
+                    );
+                } else if !past {
+                    lane.written_off = false;
+                }
+            }
         }
         if let Some(d) = self.drain_deadline
             && now >= d
@@ -335,12 +427,10 @@ impl Coordinator {
         }
         self.stage.send_replace(to);
         if from == Stage::Run {
-            // Contacts waiting to be requested again are pending in the journal already: let their lines go.
-            let n = self.retries.len() as u32;
+            // Contacts waiting to be requested again are pending in the journal already (they hold no line).
             for Reverse(d) in self.retries.drain() {
                 self.owned.remove(&d.retry.contact.row);
             }
-            self.lines_free += n;
             self.queue.clear();
         }
         match to {
@@ -384,32 +474,68 @@ impl Coordinator {
     fn on_report(&mut self, r: Report) {
         let now = Instant::now();
         match r {
-            Report::Answered => self.breaker.answered(now),
-            Report::Unreachable(why) => self.breaker.unreachable(now, &why),
-            Report::CallReply { row, unknown: None } => {
-                self.awaiting.remove(&row);
-                self.unreadable = 0;
+            Report::Answered { gw } => self.lanes[gw].breaker.answered(now),
+            Report::Unreachable { gw, why } => self.lanes[gw].breaker.unreachable(now, &why),
+            Report::CallReply {
+                gw,
+                row,
+                unknown: None,
+            } => {
+                self.lanes[gw].awaiting.remove(&row);
+                self.lanes[gw].unreadable = 0;
             }
             Report::CallReply {
+                gw,
                 row,
                 unknown: Some(why),
             } => {
-                self.awaiting.remove(&row);
-                self.unreadable += 1;
-                if self.unreadable >= UNREADABLE_IN_A_ROW {
+                let lane = &mut self.lanes[gw];
+                lane.awaiting.remove(&row);
+                lane.unreadable += 1;
+                if lane.unreadable >= UNREADABLE_IN_A_ROW {
+                    let why = if self.lanes.len() > 1 {
+                        format!("gateway {}: {why}", self.ctx.settings.gateways[gw].key)
+                    } else {
+                        why
+                    };
                     self.ending = self.ending.clone().worst(Ending::UnreadableGateway(why));
                 }
             }
         }
     }
 
-    fn on_joined(&mut self, joined: std::result::Result<(u64, End), tokio::task::JoinError>) {
+    /// Takes `row` off the books: its line (if it holds one) is free again, and its gateway stops waiting for
+    /// its answer.
+    fn release(&mut self, row: u64) {
+        let Some(owned) = self.owned.remove(&row) else {
+            return;
+        };
+        if let Some(gw) = owned.gw {
+            let lane = &mut self.lanes[gw];
+            lane.free += 1;
+            lane.awaiting.remove(&row);
+            lane.breaker.task_ended(row);
+        }
+    }
+
+    fn on_joined(
+        &mut self,
+        joined: std::result::Result<(tokio::task::Id, (u64, End)), tokio::task::JoinError>,
+    ) {
         let (row, end) = match joined {
-            Ok(x) => x,
+            Ok((id, x)) => {
+                self.task_rows.remove(&id);
+                x
+            }
             // Aborted by us (its line was given back then).
-            Err(e) if e.is_cancelled() => return,
+            Err(e) if e.is_cancelled() => {
+                self.task_rows.remove(&e.id());
+                return;
+            }
             Err(e) => {
-                self.lines_free += 1;
+                if let Some(row) = self.task_rows.remove(&e.id()) {
+                    self.release(row);
+                }
                 self.ending = self
                     .ending
                     .clone()
@@ -417,43 +543,103 @@ impl Coordinator {
                 return;
             }
         };
-        self.owned.remove(&row);
-        self.awaiting.remove(&row);
-        self.breaker.task_ended(row);
+        self.release(row);
         self.wait_dirty = true;
         match end {
-            End::Final(_) | End::LeftOpen | End::NotSent => self.lines_free += 1,
-            End::Recalled { contact, due_ms } => {
-                self.lines_free += 1;
-                self.postpone_recall(&contact, due_ms);
-            }
+            End::Final(_) | End::LeftOpen | End::NotSent => {}
+            End::Recalled { contact, due_ms } => self.postpone_recall(&contact, due_ms),
             End::Clash { other_row } => {
-                self.lines_free += 1;
-                if let Some(Some(h)) = self.owned.remove(&other_row) {
+                if let Some(h) = self.owned.get(&other_row).and_then(|o| o.task.clone()) {
                     h.abort();
-                    self.lines_free += 1;
-                    self.breaker.task_ended(other_row);
+                    self.release(other_row);
                 }
             }
             End::Retry(r) => {
                 if self.stage_now() == Stage::Run {
-                    // It keeps its line while it waits, so retries never crowd out the calls in progress.
+                    // Nothing was scheduled: it may go to any gateway when it is due, before new contacts.
                     let at = Instant::now() + r.after.unwrap_or(Duration::ZERO);
-                    self.owned.insert(r.contact.row, None);
+                    self.owned.insert(
+                        r.contact.row,
+                        Owned {
+                            task: None,
+                            gw: None,
+                        },
+                    );
                     self.seq += 1;
                     self.retries.push(Reverse(Due {
                         at,
                         seq: self.seq,
                         retry: r,
                     }));
-                } else {
-                    self.lines_free += 1;
                 }
             }
             End::Stop(e) => {
-                self.lines_free += 1;
                 self.ending = self.ending.clone().worst(e);
             }
+        }
+    }
+
+    /// When the run stops for an outage: once every gateway has been down past max-outage.
+    fn outage_deadline(&self) -> Option<Instant> {
+        self.lanes
+            .iter()
+            .map(|l| l.breaker.outage_deadline())
+            .collect::<Option<Vec<Instant>>>()
+            .and_then(|d| d.into_iter().max())
+    }
+
+    /// The gateway the next call request goes to: of those with a free line that may take a request now, the
+    /// least loaded one that answers; a gateway that is down gets a probe only when no other can take the
+    /// call. `Err`: what to wait for.
+    fn pick_gateway(&self, now: Instant) -> std::result::Result<usize, Blocked> {
+        let mut best: Option<(f64, usize)> = None;
+        let mut probe: Option<usize> = None;
+        let mut until: Option<Instant> = None;
+        for (gw, lane) in self.lanes.iter().enumerate() {
+            if lane.free <= 0 || (lane.unreadable > 0 && !lane.awaiting.is_empty()) {
+                continue;
+            }
+            match lane.breaker.may_send(now) {
+                Err(Wait::Until(t)) => {
+                    until = Some(until.map_or(t, |u| u.min(t)));
+                    continue;
+                }
+                Err(Wait::Verdict) => continue,
+                Ok(()) => {}
+            }
+            if let Some(t) = lane
+                .schedule
+                .as_ref()
+                .map(Schedule::next)
+                .filter(|t| *t > now)
+            {
+                until = Some(until.map_or(t, |u| u.min(t)));
+                continue;
+            }
+            if lane.breaker.is_open() {
+                probe.get_or_insert(gw);
+                continue;
+            }
+            let load = lane.load();
+            if best.is_none_or(|(b, _)| load < b) {
+                best = Some((load, gw));
+            }
+        }
+        best.map(|(_, gw)| gw)
+            .or(probe)
+            .ok_or_else(|| until.map_or(Blocked::Nothing, Blocked::Until))
+    }
+
+    /// The gateway a contact's call is on (a journal from before gateways were recorded had one: the first).
+    fn gateway_of(&self, c: &ContactRow) -> Option<usize> {
+        match &c.gateway {
+            None => Some(0),
+            Some(key) => self
+                .ctx
+                .settings
+                .gateways
+                .iter()
+                .position(|g| g.key == *key),
         }
     }
 
@@ -479,7 +665,12 @@ impl Coordinator {
             consider(self.wait_until);
         }
         consider(self.drain_deadline);
-        consider(self.breaker.outage_deadline());
+        consider(self.outage_deadline());
+        if self.lanes.len() > 1 {
+            for lane in &self.lanes {
+                consider(lane.breaker.outage_deadline().filter(|_| !lane.written_off));
+            }
+        }
         if self.journal_file.is_some() {
             consider(Some(self.next_file_check));
         }
@@ -495,21 +686,21 @@ impl Coordinator {
         self.blocked = Blocked::Nothing;
         loop {
             let now = Instant::now();
-            // A due retry owns its line already.
             let due_retry = self.retries.peek().is_some_and(|Reverse(d)| d.at <= now);
+            if !due_retry && let Some(c) = self.next_resume().await? {
+                // Already on its gateway: it is polled there whatever the free lines (it holds one).
+                self.spawn_resume(c);
+                continue;
+            }
+            if !self.lanes.iter().any(|l| l.free > 0) {
+                return Ok(());
+            }
             let (contact, refusals, is_retry) = if due_retry {
                 let Some(Reverse(d)) = self.retries.pop() else {
                     return Ok(());
                 };
                 (d.retry.contact, d.retry.refusals, true)
             } else {
-                if self.lines_free == 0 {
-                    return Ok(());
-                }
-                if let Some(c) = self.next_resume().await? {
-                    self.spawn_resume(c);
-                    continue;
-                }
                 match self.next_fresh().await? {
                     Some(c) => (c, 0, false),
                     None => return Ok(()),
@@ -529,7 +720,6 @@ impl Coordinator {
                     });
                     if is_retry {
                         self.owned.remove(&contact.row);
-                        self.lines_free += 1;
                     }
                     continue;
                 }
@@ -543,54 +733,59 @@ impl Coordinator {
                 self.decided(&contact, decision);
                 if is_retry {
                     self.owned.remove(&contact.row);
-                    self.lines_free += 1;
                 }
                 continue;
             }
-            let suspect = self.unreadable > 0 && !self.awaiting.is_empty();
-            let blocked = match self.breaker.may_send(now) {
-                Err(Wait::Until(t)) => Some(Blocked::Until(t)),
-                Err(Wait::Verdict) => Some(Blocked::Nothing),
-                Ok(()) if suspect => Some(Blocked::Nothing),
-                Ok(()) => self
-                    .schedule
-                    .as_ref()
-                    .map(Schedule::next)
-                    .filter(|next| *next > now)
-                    .map(Blocked::Until),
-            };
-            if let Some(b) = blocked {
-                self.blocked = b;
-                if is_retry {
-                    self.seq += 1;
-                    self.retries.push(Reverse(Due {
-                        at: now,
-                        seq: self.seq,
-                        retry: Retry {
-                            contact,
-                            refusals,
-                            after: None,
-                            why: String::new(),
-                        },
-                    }));
-                } else {
-                    self.queue.push_front(contact);
+            let picked = self.pick_gateway(now).and_then(|gw| {
+                match self.schedule.as_ref().map(Schedule::next) {
+                    Some(next) if next > now => Err(Blocked::Until(next)),
+                    _ => Ok(gw),
                 }
-                return Ok(());
-            }
+            });
+            let gw = match picked {
+                Ok(gw) => gw,
+                Err(b) => {
+                    self.blocked = b;
+                    if is_retry {
+                        self.seq += 1;
+                        self.retries.push(Reverse(Due {
+                            at: now,
+                            seq: self.seq,
+                            retry: Retry {
+                                contact,
+                                refusals,
+                                after: None,
+                                why: String::new(),
+                            },
+                        }));
+                    } else {
+                        self.queue.push_front(contact);
+                    }
+                    return Ok(());
+                }
+            };
             if let Some(s) = self.schedule.as_mut() {
                 s.take(now);
             }
-            self.breaker.sent(contact.row);
-            if !is_retry {
-                self.lines_free -= 1;
+            let lane = &mut self.lanes[gw];
+            if let Some(s) = lane.schedule.as_mut() {
+                s.take(now);
             }
+            lane.breaker.sent(contact.row);
+            lane.free -= 1;
+            lane.awaiting.insert(contact.row);
             let (ctx, row) = (self.ctx.clone(), contact.row);
             let h = self
                 .tasks
-                .spawn(async move { (row, call::request(ctx, contact, refusals).await) });
-            self.owned.insert(row, Some(h));
-            self.awaiting.insert(row);
+                .spawn(async move { (row, call::request(ctx, contact, refusals, gw).await) });
+            self.task_rows.insert(h.id(), row);
+            self.owned.insert(
+                row,
+                Owned {
+                    task: Some(h),
+                    gw: Some(gw),
+                },
+            );
         }
     }
 
@@ -649,12 +844,24 @@ impl Coordinator {
     }
 
     fn spawn_resume(&mut self, c: ContactRow) {
-        self.lines_free -= 1;
+        let Some(gw) = self.gateway_of(&c) else {
+            // A gateway no longer listed: the run refused to start unless it was forgotten, so this is only a
+            // call forgotten meanwhile. It stays as it is.
+            return;
+        };
+        self.lanes[gw].free -= 1;
         let (ctx, row) = (self.ctx.clone(), c.row);
         let h = self
             .tasks
-            .spawn(async move { (row, call::resume(ctx, c).await) });
-        self.owned.insert(row, Some(h));
+            .spawn(async move { (row, call::resume(ctx, c, gw).await) });
+        self.task_rows.insert(h.id(), row);
+        self.owned.insert(
+            row,
+            Owned {
+                task: Some(h),
+                gw: Some(gw),
+            },
+        );
     }
 
     /// The next call placed by an earlier run, while there are any.
@@ -769,13 +976,28 @@ impl Coordinator {
             return Ok(());
         }
         let ctx = self.ctx.clone();
+        let keys: Vec<String> = ctx
+            .settings
+            .gateways
+            .iter()
+            .map(|g| g.key.clone())
+            .collect();
         self.housekeeping = Some(tokio::spawn(async move {
             let mut stage = ctx.stage.clone();
-            for (row, req_id) in leftovers {
-                if !ctx.polls.ready(&mut stage, |s| *s == Stage::Now).await {
+            for (row, req_id, gateway) in leftovers {
+                // A record on a gateway no longer listed cannot be reached: it stays there.
+                let Some(gw) = gateway.map_or(Some(0), |k| keys.iter().position(|g| *g == k))
+                else {
+                    continue;
+                };
+                if !ctx
+                    .polls
+                    .ready_on(gw, &mut stage, |s| *s == Stage::Now)
+                    .await
+                {
                     return;
                 }
-                call::remove_record(&ctx, row, &req_id).await;
+                call::remove_record(&ctx, row, &req_id, gw).await;
             }
         }));
         Ok(())

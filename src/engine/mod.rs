@@ -192,8 +192,10 @@ pub struct Settings {
     pub app: String,
     pub campaign_id: String,
     pub firstocc: u32,
+    /// Call requests per second or minute across all gateways.
     pub rate: Rate,
-    pub lines: u32,
+    /// The gateways, in the order calls prefer them when equally loaded.
+    pub gateways: Vec<GatewayPlan>,
     pub poll_interval: Duration,
     pub poll_rate: Rate,
     pub poll_timeout: Duration,
@@ -212,6 +214,17 @@ pub struct Settings {
     pub recall: Option<Recall>,
     /// What each call request carries besides the number, bound to the list's columns.
     pub request: Arc<crate::fields::Request>,
+}
+
+/// One gateway as the engine sees it.
+#[derive(Debug, Clone)]
+pub struct GatewayPlan {
+    /// How the journal, the results and the logs name it.
+    pub key: String,
+    /// The most calls outstanding on it.
+    pub lines: u32,
+    /// Its own cap on call requests, besides the campaign's rate.
+    pub rate: Rate,
 }
 
 /// The recall policy: a person who did not answer (or did not confirm) is called again later, a bounded
@@ -272,8 +285,19 @@ pub struct Stats {
     pub dialed: AtomicU64,
     /// Calls being polled right now.
     pub in_flight: AtomicU64,
-    /// Milliseconds the gateway was unreachable, over the run.
+    /// Milliseconds every gateway was unreachable at once, over the run.
     pub outage_ms: AtomicU64,
+    /// Per gateway (by index): call requests sent, and milliseconds it was unreachable.
+    pub by_gateway: std::sync::Mutex<Vec<GatewayStats>>,
+}
+
+/// What one gateway saw in a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    pub key: String,
+    pub lines: u32,
+    pub requests: u64,
+    pub outage_ms: u64,
 }
 
 impl Stats {
@@ -290,12 +314,12 @@ impl Stats {
 pub async fn run(
     settings: Settings,
     rules: Rules,
-    gateway: Gateway,
+    gateways: Vec<Gateway>,
     journal: Journal,
     signals: watch::Receiver<Stage>,
     stats: Arc<Stats>,
 ) -> Result<Ending> {
-    coordinator::Coordinator::new(settings, rules, gateway, journal, signals, stats)
+    coordinator::Coordinator::new(settings, rules, gateways, journal, signals, stats)
         .run()
         .await
 }

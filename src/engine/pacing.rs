@@ -12,6 +12,7 @@
 //! This is oha's and vegeta's constant pacer with catch-up limited to one slot, written on `tokio::time` so
 //! tests can drive it under paused time.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -48,23 +49,93 @@ impl Schedule {
 
 /// A schedule shared by many waiters (every call's polls): one task owns it and answers waiters in turn, so
 /// thousands of pollers never wake together to race for one slot.
+///
+/// With lanes (one per gateway), each lane has its own schedule besides the shared one: a waiter goes when
+/// both allow it, and a lane held back by its own schedule never holds up the others. The owning task hands
+/// out each slot at the moment it is used, so the bound above holds for the total and for every lane.
 #[derive(Clone)]
 pub struct Pacer {
-    tx: Option<mpsc::Sender<oneshot::Sender<()>>>,
+    tx: Option<mpsc::Sender<(usize, oneshot::Sender<()>)>>,
 }
 
 impl Pacer {
     pub fn new(rate: Rate) -> Pacer {
-        let Some(mut schedule) = Schedule::new(rate, Instant::now()) else {
+        Pacer::lanes(rate, &[Rate::Unlimited])
+    }
+
+    /// A total rate, and one rate per lane.
+    pub fn lanes(total: Rate, lanes: &[Rate]) -> Pacer {
+        let start = Instant::now();
+        let mut total = Schedule::new(total, start);
+        let mut own: Vec<Option<Schedule>> =
+            lanes.iter().map(|r| Schedule::new(*r, start)).collect();
+        if total.is_none() && own.iter().all(Option::is_none) {
             return Pacer { tx: None };
-        };
-        let (tx, mut rx) = mpsc::channel::<oneshot::Sender<()>>(1024);
+        }
+        let (tx, mut rx) = mpsc::channel::<(usize, oneshot::Sender<()>)>(1024);
         tokio::spawn(async move {
-            while let Some(waiter) = rx.recv().await {
-                tokio::time::sleep_until(schedule.next()).await;
-                // A waiter that gave up (its call was stopped) does not use the slot.
-                if waiter.send(()).is_ok() {
-                    schedule.take(Instant::now());
+            let mut queues: Vec<VecDeque<(u64, oneshot::Sender<()>)>> =
+                own.iter().map(|_| VecDeque::new()).collect();
+            let mut seq = 0u64;
+            let mut open = true;
+            loop {
+                // A waiter that gave up (its call was stopped) is dropped unseen: it takes no slot.
+                for q in &mut queues {
+                    while q.front().is_some_and(|(_, w)| w.is_closed()) {
+                        q.pop_front();
+                    }
+                }
+                let next = queues
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(lane, q)| {
+                        let (seq, _) = q.front()?;
+                        let at = [total.as_ref(), own[lane].as_ref()]
+                            .into_iter()
+                            .flatten()
+                            .map(Schedule::next)
+                            .max()
+                            .unwrap_or(start);
+                        Some((at, *seq, lane))
+                    })
+                    .min();
+                let Some((at, _, lane)) = next else {
+                    if !open {
+                        return;
+                    }
+                    match rx.recv().await {
+                        Some((lane, w)) => {
+                            seq += 1;
+                            let lane = lane.min(queues.len() - 1);
+                            queues[lane].push_back((seq, w));
+                        }
+                        None => return,
+                    }
+                    continue;
+                };
+                tokio::select! {
+                    biased;
+                    m = rx.recv(), if open => match m {
+                        Some((lane, w)) => {
+                            seq += 1;
+                            let lane = lane.min(queues.len() - 1);
+                            queues[lane].push_back((seq, w));
+                        }
+                        None => open = false,
+                    },
+                    _ = tokio::time::sleep_until(at) => {
+                        if let Some((_, w)) = queues[lane].pop_front()
+                            && w.send(()).is_ok()
+                        {
+                            let now = Instant::now();
+                            if let Some(t) = total.as_mut() {
+                                t.take(now);
+                            }
+                            if let Some(o) = own[lane].as_mut() {
+                                o.take(now);
+                            }
+                        }
+                    }
                 }
             }
         });
@@ -77,6 +148,16 @@ impl Pacer {
         stop: &mut watch::Receiver<T>,
         stopping: impl Fn(&T) -> bool,
     ) -> bool {
+        self.ready_on(0, stop, stopping).await
+    }
+
+    /// Waits for a slot of `lane`. Returns false if `stop` says to stop first.
+    pub async fn ready_on<T>(
+        &self,
+        lane: usize,
+        stop: &mut watch::Receiver<T>,
+        stopping: impl Fn(&T) -> bool,
+    ) -> bool {
         let Some(tx) = &self.tx else {
             return !stopping(&stop.borrow());
         };
@@ -85,7 +166,7 @@ impl Pacer {
             biased;
             _ = stop.wait_for(|s| stopping(s)) => false,
             _ = async {
-                if tx.send(go).await.is_ok() {
+                if tx.send((lane, go)).await.is_ok() {
                     let _ = wait.await;
                 }
             } => true
@@ -180,5 +261,42 @@ mod tests {
         times.sort();
         assert_eq!(times[19] - start, Duration::from_millis(1900));
         assert_eq!(busiest(&times, Duration::from_secs(1)), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lanes_keep_their_own_rates_and_the_total_and_a_slow_lane_holds_up_no_other() {
+        // 10/s in all; lane 0 at most 2/s, lane 1 unlimited on its own.
+        let pacer = Pacer::lanes(
+            "10/s".parse().expect("rate"),
+            &["2/s".parse().expect("rate"), Rate::Unlimited],
+        );
+        let (_tx, rx) = watch::channel(false);
+        let mut handles = Vec::new();
+        for i in 0..40 {
+            let (p, mut rx) = (pacer.clone(), rx.clone());
+            handles.push(tokio::spawn(async move {
+                p.ready_on(i % 2, &mut rx, |s| *s).await;
+                (i % 2, Instant::now())
+            }));
+        }
+        let mut by_lane: [Vec<Instant>; 2] = [Vec::new(), Vec::new()];
+        let mut all = Vec::new();
+        for h in handles {
+            let (lane, t) = h.await.expect("waiter");
+            by_lane[lane].push(t);
+            all.push(t);
+        }
+        for v in by_lane.iter_mut().chain(std::iter::once(&mut all)) {
+            v.sort();
+        }
+        assert!(busiest(&by_lane[0], Duration::from_secs(1)) <= 3);
+        assert!(busiest(&all, Duration::from_secs(1)) <= 11);
+        // Lane 1's twenty go at the total's pace, not lane 0's: all within about 2.5 s.
+        let start = all[0];
+        assert!(
+            by_lane[1][19] - start <= Duration::from_millis(2600),
+            "lane 1 finished after {:?}",
+            by_lane[1][19] - start
+        );
     }
 }

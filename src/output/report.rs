@@ -222,6 +222,31 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
         h.push_str("</table>");
     }
 
+    let gateways = journal::gateways_on(&conn)?;
+    if !gateways.is_empty() {
+        h.push_str("<h2>Gateways</h2><table><tr><th>Gateway</th><th class=\"n\">Calls</th><th class=\"n\">Made</th><th class=\"n\">Failed</th><th class=\"n\">Other</th><th class=\"n\">Open</th><th class=\"n\">Unreachable</th></tr>");
+        for g in &gateways {
+            let of = |o: &str| g.outcomes.get(o).copied().unwrap_or(0);
+            let other = g.calls.saturating_sub(g.open + of("made") + of("failed"));
+            let down = if g.outage_ms == 0 {
+                "—".to_string()
+            } else {
+                crate::types::Dur(std::time::Duration::from_millis(g.outage_ms)).to_string()
+            };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{other}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&g.key),
+                g.calls,
+                of("made"),
+                of("failed"),
+                g.open,
+                esc(&down)
+            );
+        }
+        h.push_str("</table>");
+    }
+
     h.push_str("<h2>Calls over time</h2>");
     h.push_str(&timeline(&finished));
 

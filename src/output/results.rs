@@ -19,9 +19,10 @@ use crate::store::State;
 use crate::store::journal::{self, decode_record};
 
 /// Columns appended after the input's own.
-pub const COLUMNS: [&str; 11] = [
+pub const COLUMNS: [&str; 12] = [
     "status",
     "req_id",
+    "gateway",
     "responses",
     "attempts",
     "detail",
@@ -136,9 +137,11 @@ pub fn written_for(path: &Path, headers: &ByteRecord, delimiter: u8) -> bool {
     if !r.read_byte_record(&mut first).unwrap_or(false) {
         return false;
     }
+    // The list's header, then `status` and `req_id`: so a results file an older release wrote (fewer columns
+    // of ours) is recognised too.
     let ours: Vec<&[u8]> = headers
         .iter()
-        .chain(COLUMNS.iter().map(|c| c.as_bytes()))
+        .chain(COLUMNS.iter().take(2).map(|c| c.as_bytes()))
         .collect();
     let first = first.iter().enumerate().map(|(i, f)| {
         if i == 0 {
@@ -221,7 +224,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
     let mut stmt = conn.prepare(
-        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source, last_outcome, recall_at
+        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source, last_outcome, recall_at, gateway
          FROM contacts ORDER BY row",
     )?;
     let mut rows = stmt.query([])?;
@@ -328,6 +331,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
             let record: Option<Vec<u8>> = row.get(11)?;
             let note: Option<String> = row.get(12)?;
             let tz_source: Option<String> = row.get(13)?;
+            let gateway: Option<String> = row.get(16)?;
             let dialed_at =
                 dialed_at.or(intent_at.filter(|_| matches!(state, State::Unknown | State::Intent)));
             match state {
@@ -363,6 +367,12 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
             }
             out.push_field(shown.result_name().as_bytes());
             out.push_field(req_id.unwrap_or_default().as_bytes());
+            out.push_field(
+                gateway
+                    .filter(|_| intent_at.is_some() || dialed_at.is_some())
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
             out.push_field(clean(&neutralise(&responses)).as_bytes());
             out.push_field(
                 attempts

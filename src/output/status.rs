@@ -57,6 +57,25 @@ pub fn recalls(db: &Path) -> Result<(u64, Option<i64>)> {
     Ok((n as u64, next))
 }
 
+/// One gateway's calls, open calls, outcomes and outage time, on one line.
+pub fn gateway_line(g: &journal::GatewayShare) -> String {
+    let outcomes: Vec<String> = g.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+    let mut line = format!("{}: {} calls", g.key, g.calls);
+    if g.open > 0 {
+        line.push_str(&format!(", {} open", g.open));
+    }
+    if !outcomes.is_empty() {
+        line.push_str(&format!(" ({})", outcomes.join(", ")));
+    }
+    if g.outage_ms > 0 {
+        line.push_str(&format!(
+            ", unreachable {} in all",
+            crate::types::Dur(std::time::Duration::from_millis(g.outage_ms))
+        ));
+    }
+    line
+}
+
 /// The report printed by `status`.
 pub fn report(dir: &Path) -> Result<String> {
     let db = dir.join(journal::DB_FILE);
@@ -98,6 +117,13 @@ pub fn report(dir: &Path) -> Result<String> {
                 s => s.as_str(),
             };
             out.push_str(&format!("  {label:<26}{n:>9}\n"));
+        }
+    }
+    let gateways = journal::gateways_on(&journal::open_read_only(&db)?)?;
+    if !gateways.is_empty() {
+        out.push_str("gateways:\n");
+        for g in &gateways {
+            out.push_str(&format!("  {}\n", gateway_line(g)));
         }
     }
     if waiting > 0 {

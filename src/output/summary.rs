@@ -29,6 +29,20 @@ pub struct Summary {
     pub poll_errors: u64,
     pub outage: Duration,
     pub output: std::path::PathBuf,
+    /// Each gateway: what this run sent it and how long it was down, and the campaign's calls on it.
+    pub gateways: Vec<GatewaySummary>,
+}
+
+/// One gateway in the summary.
+#[derive(Debug, Clone, Default)]
+pub struct GatewaySummary {
+    pub key: String,
+    pub lines: u32,
+    /// This run's call requests to it, and how long it was unreachable.
+    pub requests: u64,
+    pub outage: Duration,
+    /// Over the campaign (every run): its calls, and how they ended.
+    pub share: crate::store::journal::GatewayShare,
 }
 
 impl Summary {
@@ -107,6 +121,18 @@ impl Summary {
                 "outage_seconds": self.outage.as_secs_f64(),
             },
             "rate": { "configured_per_second": self.configured_rate, "achieved_per_second": self.achieved_rate() },
+            "gateways": self.gateways.iter().map(|g| serde_json::json!({
+                "url": g.key,
+                "lines": g.lines,
+                "call_requests": g.requests,
+                "outage_seconds": g.outage.as_secs_f64(),
+                "campaign": {
+                    "calls": g.share.calls,
+                    "open": g.share.open,
+                    "outcomes": g.share.outcomes,
+                    "outage_seconds": g.share.outage_ms as f64 / 1000.0,
+                },
+            })).collect::<Vec<_>>(),
         })
     }
 
@@ -141,8 +167,25 @@ impl Summary {
             }
             _ => format!("stopped: {}", self.ending.as_str()),
         };
+        let gateways = if self.gateways.len() > 1 {
+            let parts: Vec<String> = self
+                .gateways
+                .iter()
+                .map(|g| {
+                    let down = if g.outage.is_zero() {
+                        String::new()
+                    } else {
+                        format!(", unreachable {}", crate::types::Dur(g.outage))
+                    };
+                    format!("{} {} requests{down}", g.key, g.requests)
+                })
+                .collect();
+            format!(" Gateways: {}.", parts.join("; "))
+        } else {
+            String::new()
+        };
         format!(
-            "{} rows: {}.{recalls} {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
+            "{} rows: {}.{recalls}{gateways} {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
             self.total(),
             parts.join(", "),
             self.requests,

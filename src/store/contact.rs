@@ -23,7 +23,8 @@
 //!   │           dialed ──Made / Failed──► made | failed   (the last attempt record is final)
 //!   │              │  ├──WrittenOff─────► unresolved      (read at or after its deadline, still not final)
 //!   │              │  ├──RecordLost─────► error           (the gateway has no record of the id)
-//!   │              │  └──IdClash────────► unknown
+//!   │              │  ├──IdClash────────► unknown
+//!   │              │  └──Forgotten──────► unknown         (its gateway is no longer listed: --forget-gateway)
 //!   │              └──Recall──► pending   (an outcome the recall policy calls again: the next attempt, due
 //!   │                                      after recall-after; its last outcome is kept)
 //!   │           pending ──Settle──► made | failed | unresolved   (a recall no longer wanted: the last
@@ -184,8 +185,8 @@ pub enum Event {
     Cap { detail: String },
     /// Its time zone cannot be known, so no hour is safe.
     Unplace { reason: String },
-    /// About to send the call request; durable before it is sent.
-    Intent,
+    /// About to send the call request to this gateway (its key); durable before it is sent.
+    Intent { gateway: String },
     /// The gateway answered with a request id.
     Scheduled { req_id: String },
     /// Provably not scheduled (refused before sending, 503, a documented refusal), or never sent.
@@ -212,6 +213,9 @@ pub enum Event {
     RecordLost { detail: String },
     /// Operator action: call an `unknown` contact again, accepting that it may be a second call.
     Redial { action: i64 },
+    /// Operator action: the call is open on a gateway the campaign no longer lists (`--forget-gateway`); nobody
+    /// will read its outcome, and the person may have been called.
+    Forgotten { gateway: String, action: i64 },
     /// The call ended with an outcome the recall policy calls again: the contact may be requested again from
     /// `due_ms` (and is looked at again from `not_before_ms`, if this run is to wait for it).
     Recall {
@@ -243,6 +247,7 @@ pub enum Kind {
     WrittenOff,
     RecordLost,
     Redial,
+    Forgotten,
     Recall,
     SettleMade,
     SettleFailed,
@@ -273,10 +278,11 @@ pub const RULES: &[(Kind, &[State], State)] = &[
     (Kind::WrittenOff, &[S::Dialed], S::Unresolved),
     (Kind::RecordLost, &[S::Dialed], S::Error),
     (Kind::Redial, &[S::Unknown], S::Pending),
+    (Kind::Forgotten, &[S::Dialed], S::Unknown),
 ];
 
 impl Kind {
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::Defer,
         Kind::Suppress,
         Kind::Cap,
@@ -293,6 +299,7 @@ impl Kind {
         Kind::WrittenOff,
         Kind::RecordLost,
         Kind::Redial,
+        Kind::Forgotten,
         Kind::Recall,
         Kind::SettleMade,
         Kind::SettleFailed,
@@ -338,6 +345,7 @@ impl Kind {
             Kind::WrittenOff => "written-off",
             Kind::RecordLost => "record-lost",
             Kind::Redial => "redial",
+            Kind::Forgotten => "forgotten",
             Kind::Recall => "recall",
             Kind::SettleMade => "settle-made",
             Kind::SettleFailed => "settle-failed",
@@ -353,7 +361,7 @@ impl Event {
             Event::Suppress { .. } => Kind::Suppress,
             Event::Cap { .. } => Kind::Cap,
             Event::Unplace { .. } => Kind::Unplace,
-            Event::Intent => Kind::Intent,
+            Event::Intent { .. } => Kind::Intent,
             Event::Scheduled { .. } => Kind::Scheduled,
             Event::NotScheduled { .. } => Kind::NotScheduled,
             Event::GaveUp { .. } => Kind::GaveUp,
@@ -365,6 +373,7 @@ impl Event {
             Event::WrittenOff { .. } => Kind::WrittenOff,
             Event::RecordLost { .. } => Kind::RecordLost,
             Event::Redial { .. } => Kind::Redial,
+            Event::Forgotten { .. } => Kind::Forgotten,
             Event::Recall { .. } => Kind::Recall,
             Event::Settle { outcome } => match outcome {
                 State::Made => Kind::SettleMade,

@@ -13,6 +13,7 @@
 //! A run holds an OS lock (`flock`) on `lock` in the state directory for its whole life. The kernel drops it
 //! when the process dies, however it dies, so a crash never blocks the next run.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -32,8 +33,8 @@ pub const LOCK_FILE: &str = "lock";
 /// Most queued operations applied in one transaction.
 const MAX_GROUP: usize = 4096;
 /// The journal layout this build writes. 1: the first release (no row copies); 2: row copies, wait times,
-/// operator actions.
-const SCHEMA_VERSION: i64 = 2;
+/// operator actions; 3: the gateway that holds each call.
+const SCHEMA_VERSION: i64 = 3;
 
 /// A write. Each is applied inside the current group's transaction.
 #[derive(Debug, Clone)]
@@ -114,9 +115,12 @@ pub struct ContactRow {
     pub recall_of: Option<(State, String)>,
     /// The input row as read ([`encode_record`]), which the call's fields are made from.
     pub record: Option<Vec<u8>>,
+    /// The gateway its last request went to (its key); `None` in a journal from before gateways were recorded,
+    /// which had one gateway: the first listed.
+    pub gateway: Option<String>,
 }
 
-const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz, attempt, tz_source, last_outcome, responses, record";
+const CONTACT_COLUMNS: &str = "row, line, dialed_number, req_id, dialed_at, e164, tz, attempt, tz_source, last_outcome, responses, record, gateway";
 
 fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
     Ok(ContactRow {
@@ -138,6 +142,7 @@ fn contact_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContactRow> {
             .and_then(State::parse)
             .map(|s| (s, String::new())),
         record: r.get(11)?,
+        gateway: r.get(12)?,
     })
     .and_then(|mut c| {
         if let Some((_, responses)) = c.recall_of.as_mut() {
@@ -294,7 +299,8 @@ CREATE TABLE IF NOT EXISTS contacts (
     attempt       INTEGER NOT NULL DEFAULT 1, -- which call to this contact the next request is (a redial is the 2nd)
     tz_source     TEXT,                  -- where tz came from: column or number
     last_outcome  TEXT,                  -- a contact to be recalled: its last call's outcome (made, failed, …)
-    recall_at     INTEGER                -- …and the earliest time its recall may be requested
+    recall_at     INTEGER,               -- …and the earliest time its recall may be requested
+    gateway       TEXT                   -- the gateway its last request went to (its key); NULL before layout 3
 );
 CREATE TABLE IF NOT EXISTS calls (       -- every attempt, as it ended: the contact's history
     row         INTEGER NOT NULL,
@@ -306,6 +312,7 @@ CREATE TABLE IF NOT EXISTS calls (       -- every attempt, as it ended: the cont
     outcome     TEXT NOT NULL,
     detail      TEXT,
     responses   TEXT,
+    gateway     TEXT,
     PRIMARY KEY (row, attempt)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS actions (
@@ -413,7 +420,12 @@ where
         // Columns the first release did not have. The row copies are filled in below, once the input is
         // known to be the one the journal was made from.
         conn.execute_batch(
-            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER; ALTER TABLE contacts ADD COLUMN note TEXT; ALTER TABLE contacts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1; ALTER TABLE contacts ADD COLUMN tz_source TEXT; UPDATE contacts SET tz_source = 'column' WHERE tz IS NOT NULL; ALTER TABLE contacts ADD COLUMN last_outcome TEXT; ALTER TABLE contacts ADD COLUMN recall_at INTEGER;",
+            "ALTER TABLE contacts ADD COLUMN record BLOB; ALTER TABLE contacts ADD COLUMN not_before INTEGER; ALTER TABLE contacts ADD COLUMN note TEXT; ALTER TABLE contacts ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1; ALTER TABLE contacts ADD COLUMN tz_source TEXT; UPDATE contacts SET tz_source = 'column' WHERE tz IS NOT NULL; ALTER TABLE contacts ADD COLUMN last_outcome TEXT; ALTER TABLE contacts ADD COLUMN recall_at INTEGER; ALTER TABLE contacts ADD COLUMN gateway TEXT;",
+        )?;
+    }
+    if old_version == Some(2) {
+        conn.execute_batch(
+            "ALTER TABLE contacts ADD COLUMN gateway TEXT; ALTER TABLE calls ADD COLUMN gateway TEXT;",
         )?;
     }
     conn.execute_batch(SCHEMA)?;
@@ -465,8 +477,8 @@ where
     opened.interrupted_intents = bulk(&tx, &Event::Interrupted, now)?;
     // Their attempts end there: into the history, as unknown.
     tx.execute(
-        "INSERT OR REPLACE INTO calls (row, attempt, intent_at, req_id, dialed_at, finished_at, outcome, detail, responses)
-         SELECT row, attempt, intent_at, req_id, dialed_at, finished_at, 'unknown', detail, responses
+        "INSERT OR REPLACE INTO calls (row, attempt, intent_at, req_id, dialed_at, finished_at, outcome, detail, responses, gateway)
+         SELECT row, attempt, intent_at, req_id, dialed_at, finished_at, 'unknown', detail, responses, gateway
          FROM contacts WHERE state = 'unknown' AND finished_at = ?1",
         [now],
     )?;
@@ -615,7 +627,8 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
             cols.push(("detail", text(detail)));
             cols.push(("finished_at", V::Integer(at_ms)));
         }
-        Event::Intent => {
+        Event::Intent { gateway } => {
+            cols.push(("gateway", text(gateway)));
             cols.push(("intent_at", V::Integer(at_ms)));
             cols.push(("not_before", V::Null));
             cols.push(("recall_at", V::Null));
@@ -662,6 +675,15 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
         Event::WrittenOff { detail, attempts } => {
             cols.push(("detail", text(detail)));
             cols.push(("attempts", V::Integer(i64::from(*attempts))));
+            cols.push(("finished_at", V::Integer(at_ms)));
+        }
+        Event::Forgotten { gateway, action } => {
+            cols.push((
+                "detail",
+                text(&format!(
+                    "its call was open on gateway {gateway}, which the campaign no longer lists; written off by operator action {action} (--forget-gateway). The person may have been called: check that gateway before calling again"
+                )),
+            ));
             cols.push(("finished_at", V::Integer(at_ms)));
         }
         Event::Redial { action } => {
@@ -888,7 +910,9 @@ fn apply_event(
     if let Event::Scheduled { req_id } = event {
         let holder: Option<(i64, String, i64)> = tx
             .prepare_cached(
-                "SELECT row, state, line FROM contacts WHERE req_id = ?1 AND row != ?2 LIMIT 1",
+                // Ids are the gateway's own: two gateways may well give the same one.
+                "SELECT row, state, line FROM contacts WHERE req_id = ?1 AND row != ?2
+                   AND gateway IS (SELECT gateway FROM contacts WHERE row = ?2) LIMIT 1",
             )?
             .query_row(params![req_id, row as i64], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -959,7 +983,10 @@ fn ends_attempt(event: &Event) -> Option<&'static str> {
         Event::Failed(_) => "failed",
         Event::WrittenOff { .. } => "unresolved",
         Event::RecordLost { .. } | Event::GaveUp { .. } => "error",
-        Event::Ambiguous { .. } | Event::IdClash { .. } | Event::Interrupted => "unknown",
+        Event::Ambiguous { .. }
+        | Event::IdClash { .. }
+        | Event::Interrupted
+        | Event::Forgotten { .. } => "unknown",
         Event::Recall { outcome, .. } => outcome.as_str(),
         _ => return None,
     })
@@ -974,8 +1001,8 @@ fn record_call(
     recalled: bool,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO calls (row, attempt, intent_at, req_id, dialed_at, finished_at, outcome, detail, responses)
-         SELECT row, attempt - ?3, intent_at, req_id, dialed_at, finished_at, ?2, detail, responses
+        "INSERT OR REPLACE INTO calls (row, attempt, intent_at, req_id, dialed_at, finished_at, outcome, detail, responses, gateway)
+         SELECT row, attempt - ?3, intent_at, req_id, dialed_at, finished_at, ?2, detail, responses, gateway
          FROM contacts WHERE row = ?1",
     )?
     .execute(params![row as i64, outcome, i64::from(recalled)])?;
@@ -1126,19 +1153,67 @@ impl Journal {
         .await
     }
 
-    /// Final contacts whose gateway record was never removed (a run stopped between the two).
-    pub async fn unremoved(&self) -> Result<Vec<(u64, String)>> {
+    /// Final contacts whose gateway record was never removed (a run stopped between the two): row, request
+    /// id, gateway.
+    pub async fn unremoved(&self) -> Result<Vec<(u64, String, Option<String>)>> {
         self.read(|c| {
-            // An id two contacts hold (a gateway that gave it twice) is never removed: whose record it is now,
-            // nobody knows.
+            // An id two contacts hold on one gateway (a gateway that gave it twice) is never removed: whose
+            // record it is now, nobody knows.
             let mut st = c.prepare(
-                "SELECT row, req_id FROM contacts
+                "SELECT row, req_id, gateway FROM contacts AS c
                  WHERE removed = 0 AND req_id IS NOT NULL AND state IN ('made', 'failed', 'unresolved')
-                   AND req_id IN (SELECT req_id FROM contacts WHERE req_id IS NOT NULL GROUP BY req_id HAVING COUNT(*) = 1)",
+                   AND (SELECT COUNT(*) FROM contacts AS o
+                        WHERE o.req_id = c.req_id AND o.gateway IS c.gateway) = 1",
             )?;
-            let rows =
-                st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?)))?;
+            let rows = st.query_map([], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?, r.get(2)?))
+            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// Calls still open (a request id, no final result) per gateway they are on.
+    pub async fn open_by_gateway(&self) -> Result<Vec<(Option<String>, u64)>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT gateway, COUNT(*) FROM contacts WHERE state = 'dialed' GROUP BY gateway ORDER BY gateway",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    /// The operator's `--forget-gateway`: the calls open on `gateway` are written off as `unknown`, recorded as
+    /// one action. Returns how many.
+    pub async fn forget_gateway(&self, gateway: String) -> Result<u64> {
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let rows: Vec<i64> = {
+                let mut st = tx.prepare(
+                    "SELECT row FROM contacts WHERE state = 'dialed' AND gateway = ?1 ORDER BY row",
+                )?;
+                let rows = st.query_map([&gateway], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let now = crate::types::now_ms();
+            tx.execute(
+                "INSERT INTO actions (at, action, contacts, detail) VALUES (?1, 'forget-gateway', ?2, ?3)",
+                params![now, rows.len() as i64, format!("gateway {gateway}")],
+            )?;
+            let action = tx.last_insert_rowid();
+            let event = Event::Forgotten {
+                gateway: gateway.clone(),
+                action,
+            };
+            for row in &rows {
+                if let Err(e) = apply_event(&tx, *row as u64, &event, now)? {
+                    return Err(Error::Internal(e.to_string()));
+                }
+            }
+            tx.commit()?;
+            Ok(rows.len() as u64)
         })
         .await
     }
@@ -1173,6 +1248,21 @@ impl Journal {
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 params![key, value],
             )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Adds a run's outage time of each gateway to the campaign's.
+    pub async fn add_outages(&self, by_gateway: Vec<(String, u64)>) -> Result<()> {
+        self.read(move |c| {
+            for (key, ms) in by_gateway.into_iter().filter(|(_, ms)| *ms > 0) {
+                c.execute(
+                    "INSERT INTO meta (key, value) VALUES ('outage_ms:' || ?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                    params![key, ms as i64],
+                )?;
+            }
             Ok(())
         })
         .await
@@ -1274,6 +1364,72 @@ pub fn counts_on(conn: &Connection) -> Result<Vec<(State, u64)>> {
 
 /// Counts per state, read with a separate read-only connection (works while another process runs the
 /// campaign: WAL readers do not block the writer).
+/// One gateway's share of a campaign, over all its runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GatewayShare {
+    pub key: String,
+    /// Calls requested of it (every attempt; those whose answer was lost too).
+    pub calls: u64,
+    /// Attempts that ended, by outcome (`made`, `failed`, `unknown`, …).
+    pub outcomes: BTreeMap<String, u64>,
+    /// Calls on it still open (being requested, or polled).
+    pub open: u64,
+    /// Time it was unreachable, over every run.
+    pub outage_ms: u64,
+}
+
+/// Each gateway's calls, outcomes and outage time (empty for a journal from before gateways were recorded).
+pub fn gateways_on(conn: &Connection) -> Result<Vec<GatewayShare>> {
+    let has = |table: &str| -> Result<bool> {
+        Ok(conn
+            .prepare(&format!(
+                "SELECT 1 FROM pragma_table_info('{table}') WHERE name = 'gateway'"
+            ))?
+            .exists([])?)
+    };
+    if !has("contacts")? || !has("calls")? {
+        return Ok(Vec::new());
+    }
+    let mut by: BTreeMap<String, GatewayShare> = BTreeMap::new();
+    fn entry(by: &mut BTreeMap<String, GatewayShare>, key: String) -> &mut GatewayShare {
+        let e = by.entry(key.clone()).or_default();
+        e.key = key;
+        e
+    }
+    let mut st = conn.prepare(
+        "SELECT gateway, outcome, COUNT(*) FROM calls WHERE gateway IS NOT NULL GROUP BY gateway, outcome",
+    )?;
+    for r in st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })? {
+        let (key, outcome, n) = r?;
+        let e = entry(&mut by, key);
+        e.calls += n as u64;
+        *e.outcomes.entry(outcome).or_insert(0) += n as u64;
+    }
+    let mut st = conn.prepare(
+        "SELECT gateway, COUNT(*) FROM contacts WHERE gateway IS NOT NULL AND state IN ('intent', 'dialed') GROUP BY gateway",
+    )?;
+    for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (key, n) = r?;
+        let e = entry(&mut by, key);
+        e.calls += n as u64;
+        e.open += n as u64;
+    }
+    let mut st = conn.prepare(
+        "SELECT substr(key, 11), value FROM meta WHERE substr(key, 1, 10) = 'outage_ms:'",
+    )?;
+    for r in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (key, ms) = r?;
+        entry(&mut by, key).outage_ms = ms.max(0) as u64;
+    }
+    Ok(by.into_values().collect())
+}
+
 pub fn counts(db_path: &Path) -> Result<Vec<(State, u64)>> {
     counts_on(&open_read_only(db_path)?)
 }

@@ -239,10 +239,11 @@ async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
     );
     let healthy = crate::helpers::sim(8, ms(10), ms(10), ms(10), "").await;
     let url = healthy.url();
-    let again = run(&with(&base, &["--gateway", &url])).await;
+    let healthy_base = on_gateway(&base, &url);
+    let again = run(&with(&healthy_base, &[])).await;
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     // Running the same command again does not repeat the redial.
-    let later = run(&with(&base, &["--gateway", &url])).await;
+    let later = run(&with(&healthy_base, &[])).await;
     assert_eq!(code(&later), 0, "{}", stderr(&later));
     let after = healthy.requests();
     let redialed: Vec<&str> = call_requests(&after)

@@ -412,7 +412,7 @@ async fn settings_that_would_wreck_a_campaign_are_refused_or_stop_it_at_once() {
     assert!(sim.requests().is_empty());
     // A gateway URL that ends in a handler path: the handler answers 404. One request, then a stop.
     let wrong = format!("{}/ocall/callreqHandler.jsp", sim.url());
-    let o = run(&with(&base, &["--gateway", &wrong, "--lines", "1"])).await;
+    let o = run(&with(&on_gateway(&base, &wrong), &["--lines", "1"])).await;
     assert_eq!(code(&o), 78, "{}", stderr(&o));
     assert!(stderr(&o).contains("base URL"), "{}", stderr(&o));
     assert_eq!(sim.requests().len(), 1);

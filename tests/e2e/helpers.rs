@@ -191,6 +191,15 @@ pub fn base_args(sim: &Simulator, input: &Path, output: &Path) -> Vec<String> {
     ]
 }
 
+/// `base` sent to another gateway (`--gateway` is repeatable: a second one would add a gateway).
+pub fn on_gateway(base: &[String], url: &str) -> Vec<String> {
+    let mut v = base.to_vec();
+    if let Some(i) = v.iter().position(|a| a == "--gateway") {
+        v[i + 1] = url.to_string();
+    }
+    v
+}
+
 pub fn with<'a>(base: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
     base.iter()
         .map(String::as_str)

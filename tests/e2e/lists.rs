@@ -85,7 +85,7 @@ async fn ragged_rows_and_spreadsheet_numbers_are_result_rows_with_reasons() {
         .records()
         .map(|x| {
             let x = x.expect("row");
-            (x[3].to_string(), x[7].to_string())
+            (x[3].to_string(), x[8].to_string())
         })
         .collect();
     assert_eq!(statuses[0].0, "made");

@@ -131,7 +131,7 @@ async fn a_gateway_behind_basic_auth_and_refused_credentials() {
 
     // A password in the URL is refused before anything happens, without echoing it.
     let url = sim.url().replace("http://", "http://ivr:s3cret@");
-    let o = run(&with(&base, &["--gateway", &url])).await;
+    let o = run(&with(&on_gateway(&base, &url), &[])).await;
     assert_eq!(code(&o), 64);
     assert!(!stderr(&o).contains("s3cret"));
     // A user without the password variable is a usage error.

@@ -79,7 +79,7 @@ impl Campaign {
         RunArgs {
             input: Some(self.input.clone()),
             output: Some(self.output.clone()),
-            gateway: Some(sim.url()),
+            gateway: vec![sim.url()],
             app: Some("Reminder".into()),
             poll_interval: Some("100ms".into()),
             poll_rate: Some("unlimited".into()),

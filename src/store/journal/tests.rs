@@ -72,7 +72,9 @@ fn example(kind: Kind, row: u64) -> Event {
         Kind::Unplace => Event::Unplace {
             reason: "no zone".into(),
         },
-        Kind::Intent => Event::Intent,
+        Kind::Intent => Event::Intent {
+            gateway: "gw".into(),
+        },
         Kind::Scheduled => Event::Scheduled {
             req_id: format!("id-{row}"),
         },
@@ -86,6 +88,10 @@ fn example(kind: Kind, row: u64) -> Event {
             detail: "lost".into(),
         },
         Kind::Interrupted => Event::Interrupted,
+        Kind::Forgotten => Event::Forgotten {
+            gateway: "http://old-gw:8155".into(),
+            action: 1,
+        },
         Kind::IdClash => Event::IdClash {
             detail: "clash".into(),
             req_id: None,
@@ -205,7 +211,12 @@ async fn a_refused_write_does_not_take_its_group_down() {
             notes: String::new(),
         }),
     );
-    let good = j.apply(1, Event::Intent);
+    let good = j.apply(
+        1,
+        Event::Intent {
+            gateway: "gw".into(),
+        },
+    );
     let (bad, good) = tokio::join!(bad, good);
     assert!(matches!(bad, Err(WriteError::Refused(_))));
     assert_eq!(good, Ok(Applied::Done));
@@ -218,7 +229,14 @@ async fn a_request_id_held_by_another_open_contact_makes_both_unknown() {
     let (owner, _) = open_with(dir.path(), 3);
     let j = owner.journal.clone();
     for row in 0..3 {
-        j.apply(row, Event::Intent).await.expect("intent");
+        j.apply(
+            row,
+            Event::Intent {
+                gateway: "gw".into(),
+            },
+        )
+        .await
+        .expect("intent");
     }
     j.apply(
         0,
@@ -267,7 +285,14 @@ async fn a_request_id_held_by_another_open_contact_makes_both_unknown() {
     j.apply(1, Event::Redial { action: 1 })
         .await
         .expect("redial");
-    j.apply(1, Event::Intent).await.expect("intent");
+    j.apply(
+        1,
+        Event::Intent {
+            gateway: "gw".into(),
+        },
+    )
+    .await
+    .expect("intent");
     let late = j
         .apply(
             1,
@@ -333,7 +358,16 @@ async fn reopening_after_a_crash_at_each_step() {
     // An operator's redial is recorded and moves exactly the contacts unknown at that moment: not the one a
     // crash left between intent and answer until a run has reported it.
     let (owner, _) = open_with(dir.path(), steps.len() as u64);
-    owner.journal.apply(0, Event::Intent).await.expect("intent");
+    owner
+        .journal
+        .apply(
+            0,
+            Event::Intent {
+                gateway: "gw".into(),
+            },
+        )
+        .await
+        .expect("intent");
     owner.close().await;
     // (Row 1 is `unknown` after the reopen above; row 0 is `intent` now, as after a crash.)
     let done = redial_unknown(dir.path(), None).expect("redial");
