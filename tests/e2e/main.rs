@@ -4,6 +4,7 @@ mod crash;
 mod damage;
 mod faults;
 mod fields;
+mod gateways;
 mod guards;
 mod helpers;
 mod lists;

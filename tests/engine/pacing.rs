@@ -123,3 +123,39 @@ async fn the_forecast_matches_a_run() {
         forecast.duration
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_gateways_own_rate_holds_on_it_and_the_total_across_them() {
+    let a = sim(100, ms(0), ms(0), ms(0), "").await;
+    let b = sim(100, ms(0), ms(0), ms(0), "").await;
+    let c = Campaign::new(&contacts(120));
+    let campaign = c.dir.path().join("campaign.toml");
+    std::fs::write(
+        &campaign,
+        format!(
+            "app = \"Reminder\"\nrate = \"10/s\"\nlines = 50\npoll-interval = \"100ms\"\npoll-rate = \"unlimited\"\n[[gateways]]\nurl = \"{}\"\nrate = \"2/s\"\n[[gateways]]\nurl = \"{}\"\n",
+            a.url(),
+            b.url()
+        ),
+    )
+    .expect("campaign file");
+    let mut args = c.args(&a);
+    args.campaign = Some(campaign);
+    args.gateway = Vec::new();
+    args.rate = None;
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let (a_log, b_log) = (a.requests(), b.requests());
+    let at = |log: &[ivr_campaign::simulator::Recorded]| -> Vec<Duration> {
+        call_requests(log).iter().map(|r| r.arrived).collect()
+    };
+    let (on_a, on_b) = (at(&a_log), at(&b_log));
+    assert_eq!(on_a.len() + on_b.len(), 120);
+    let a_most = busiest(&on_a, Duration::from_secs(1));
+    assert!(a_most <= 3, "{a_most} requests in one second on the 2/s gateway");
+    let all: Vec<Duration> = on_a.iter().chain(&on_b).copied().collect();
+    let most = busiest(&all, Duration::from_secs(1));
+    assert!(most <= 11, "{most} requests in one second at 10/s in all");
+    // The fast gateway took what the slow one could not: about 8 of every 10.
+    assert!(on_b.len() >= 90, "B took {}", on_b.len());
+}
