@@ -728,10 +728,16 @@ impl RunConfig {
             pick(args.per, file.per, "per"),
         ) {
             (None, None) => None,
-            (Some((n, what)), Some(per)) => Some((
-                positive_u32(int(&n, &what)?, &what)?,
-                duration_of(Some(per), Duration::ZERO)?,
-            )),
+            (Some((n, what)), Some(per)) => {
+                let (text, per_what) = per.clone();
+                let period = duration_of(Some(per), Duration::ZERO)?;
+                if period.is_zero() {
+                    return Err(Error::Usage(format!(
+                        "{per_what}: {text:?} is no period at all, so the cap would hold nothing back; give one like 24h"
+                    )));
+                }
+                Some((positive_u32(int(&n, &what)?, &what)?, period))
+            }
             (Some(_), None) => {
                 return Err(Error::Usage(
                     "--max-calls-per-number needs --per (e.g. --per 24h)".into(),

@@ -435,6 +435,9 @@ pub struct Records {
     out: Vec<u8>,
     ends: Vec<usize>,
     scratch: Vec<u8>,
+    /// The list's width, phone column and delimiter, once its header is read: to tell a multi-line cell from
+    /// a stray quote that swallowed rows.
+    shape: Option<(usize, usize, u8)>,
     scratch_ends: Vec<usize>,
 }
 
@@ -450,6 +453,7 @@ impl Records {
             ends: vec![0; 64],
             scratch: vec![0; 1 << 14],
             scratch_ends: vec![0; 1024],
+            shape: None,
         })
     }
 
@@ -513,6 +517,10 @@ impl Records {
                             from: first_line,
                             lines,
                         },
+                        None if lines > 1 && self.swallows_rows(rec) => Row::Runaway {
+                            from: first_line,
+                            lines,
+                        },
                         None => Row::Whole,
                         Some(bytes) => Row::TooLong { bytes },
                     }));
@@ -523,11 +531,39 @@ impl Records {
     }
 }
 
+impl Records {
+    /// Whether a cell spanning lines holds whole lines that look like rows of the list (as many cells as the
+    /// header, a phone number in the phone column): a quote opened by mistake and closed by another one
+    /// further down, which would merge those contacts into one.
+    fn swallows_rows(&self, rec: &ByteRecord) -> bool {
+        let Some((width, phone, delimiter)) = self.shape else {
+            return false;
+        };
+        if width < 2 {
+            return false;
+        }
+        let looks_like_phone = |cell: &[u8]| {
+            let digits = cell.iter().filter(|b| b.is_ascii_digit()).count();
+            (7..=15).contains(&digits)
+                && cell
+                    .iter()
+                    .all(|b| b.is_ascii_digit() || b" +-().\t".contains(b))
+        };
+        rec.iter().any(|field| {
+            field.split(|b| *b == b'\n').skip(1).any(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let cells: Vec<&[u8]> = line.split(|b| *b == delimiter).collect();
+                cells.len() == width && cells.get(phone).is_some_and(|c| looks_like_phone(c))
+            })
+        })
+    }
+}
+
 impl Source {
     /// The error for a row whose quote runs away with the rest of the list.
     pub fn runaway(&self, line: u64, from: u64, lines: u64) -> Error {
         Error::Data(format!(
-            "contact list {}: row {line} (from line {from} of the file) has cells spanning {lines} lines: a quote that is never closed takes the rest of the list with it; fix the quote",
+            "contact list {}: row {line} (from line {from} of the file) has a cell spanning {lines} lines that takes other rows with it: a quote opened by mistake (never closed, or closed only by another row's quote); fix the quote",
             self.path.display()
         ))
     }
@@ -538,6 +574,7 @@ impl Source {
         let mut header = ByteRecord::new();
         r.next(&mut header)
             .map_err(|e| Error::Data(format!("contact list {}: {e}", self.path.display())))?;
+        r.shape = Some((self.headers.len(), self.phone_index, self.delimiter));
         Ok(r)
     }
 

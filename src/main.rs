@@ -158,7 +158,7 @@ fn redial(args: &ivr_campaign::cli::RedialArgs) -> Result<i32, Error> {
     } else {
         let rows: Vec<String> = done.lines.iter().map(u64::to_string).collect();
         out!(
-            "{} contact(s) will be called again by the next run (rows {}); recorded as action {} in {}",
+            "{} contact(s) will be called again by the next run (rows {}); recorded as action {} in {}. The results file still shows them unknown until that run",
             done.lines.len(),
             rows.join(", "),
             done.action,

@@ -41,6 +41,12 @@ fn fixed_offset_name(name: &str) -> Option<&'static str> {
         "GMT" | "BST" | "WET" => "Europe/London",
         "CET" | "CEST" | "MET" => "Europe/Paris (or the recipients' own city)",
         "EET" | "EEST" => "Europe/Athens (or the recipients' own city)",
+        // UTC and its aliases, and the whole `Etc/` area (fixed offsets, and `Etc/Unknown`, which means "not
+        // known" and reads as UTC): clocks nobody keeps at home.
+        "UTC" | "UCT" | "UNIVERSAL" | "ZULU" | "GMT0" | "GMT+0" | "GMT-0" | "GREENWICH" => {
+            "the recipients' own zone, like Europe/London or Atlantic/Reykjavik"
+        }
+        u if u.starts_with("ETC/") => "the recipients' own zone, like America/New_York",
         _ => {
             let offset = upper
                 .strip_prefix("ETC/")
@@ -64,7 +70,7 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
     let name = name.trim();
     if let Some(instead) = fixed_offset_name(name) {
         return Err(format!(
-            "{name:?} is a fixed offset, not a place: it ignores daylight saving time and is an hour wrong half the year; use {instead}"
+            "{name:?} is a fixed offset, not a place: it ignores daylight saving time (an hour wrong half the year wherever it is kept), or means no zone at all; use {instead}"
         ));
     }
     // `Factory` is a placeholder zone ("-00") and `localtime` the host's own: neither is where anybody lives.
@@ -175,11 +181,40 @@ pub fn of_number(e164: &str) -> Option<&'static [&'static str]> {
     }
     let (len, zones) = found?;
     // The shortest prefix of the number in the map is its country code's line.
-    let country_level = !(1..len).any(|l| map.zones.contains_key(&digits[..l]));
-    if country_level && zones.len() > 1 && !same_clock(zones) {
+    let country_len = (1..=len).find(|l| map.zones.contains_key(&digits[..*l]))?;
+    let country = map.zones.get(&digits[..country_len])?;
+    let several_clocks = country.len() > 1 && !same_clock(country);
+    if country_len == len && zones.len() > 1 && !same_clock(zones) {
+        return None;
+    }
+    // A mobile (or other non-geographic) number moves with its owner: in a country of several clocks its
+    // prefix names where the range was issued (every Australian mobile "in Sydney", every Russian one "in
+    // Moscow"), not where the person is. It is placed as a number that says only its country. North American
+    // numbers keep their area codes' zones: mobiles there are issued by area code.
+    if several_clocks && country_len < len && !digits.starts_with('1') && non_geographic(e164) {
         return None;
     }
     Some(zones)
+}
+
+/// Whether libphonenumber types the number as one not tied to a place (mobile, VoIP, personal, pager, …).
+fn non_geographic(e164: &str) -> bool {
+    use phonenumber::Type;
+    let Ok(n) = phonenumber::parse(None, e164) else {
+        return false;
+    };
+    matches!(
+        n.number_type(&phonenumber::metadata::DATABASE),
+        Type::Mobile
+            | Type::Voip
+            | Type::PersonalNumber
+            | Type::Pager
+            | Type::Uan
+            | Type::TollFree
+            | Type::PremiumRate
+            | Type::SharedCost
+            | Type::Voicemail
+    )
 }
 
 /// Every set of several zones a North American prefix lists, for tests.
@@ -238,6 +273,21 @@ mod tests {
     }
 
     #[test]
+    fn a_mobile_in_a_country_of_several_clocks_is_not_placed_by_its_prefix() {
+        // Australian mobiles (04…) are all listed under Sydney, Russian ones (9…) under Moscow, Indonesian
+        // (8…) under Jakarta: the owner may be in Perth, Vladivostok or Jayapura.
+        for mobile in ["+61412345678", "+79161234567", "+6281234567890"] {
+            assert_eq!(of_number(mobile), None, "{mobile}");
+        }
+        // Their landlines keep their prefixes' zones.
+        assert_eq!(of_number("+61292345678"), Some(&["Australia/Sydney"][..]));
+        assert!(of_number("+61892345678").is_some_and(|z| z.contains(&"Australia/Perth")));
+        // A country of one clock places its mobiles, and North America keeps area codes for everyone.
+        assert_eq!(of_number("+33612345678"), Some(&["Europe/Paris"][..]));
+        assert_eq!(of_number("+16465551000"), Some(&["America/New_York"][..]));
+    }
+
+    #[test]
     fn longest_prefix_wins_down_to_the_exchange() {
         // 208 is Idaho: exchanges listed as Denver, or as Los Angeles, and whole blocks as both Boise and
         // Los Angeles.
@@ -257,7 +307,8 @@ mod tests {
         // Russia's lists zones eleven hours apart; the United Kingdom's, four that keep one clock.
         assert_eq!(of_number("+70001234567"), None);
         assert_eq!(of_number("+74951234567"), Some(&["Europe/Moscow"][..]));
-        assert_eq!(of_number("+79991234567"), Some(&["Europe/Moscow"][..]));
+        // A Russian mobile says nothing of where its owner is (see below).
+        assert_eq!(of_number("+79991234567"), None);
         assert!(of_number("+442079460018").is_some_and(|z| z.contains(&"Europe/London")));
         assert_eq!(of_number("nonsense"), None);
     }
@@ -268,7 +319,13 @@ mod tests {
             ("EST", "America/New_York"),
             ("pst", "America/Los_Angeles"),
             ("MST", "America/Phoenix"),
-            ("Etc/GMT+5", "region"),
+            ("Etc/GMT+5", "own zone"),
+            ("Etc/Unknown", "own zone"),
+            ("Etc/GMT", "own zone"),
+            ("GMT0", "Europe/London"),
+            ("Greenwich", "Europe/London"),
+            ("UTC", "Atlantic/Reykjavik"),
+            ("Zulu", "Europe/London"),
             ("UTC-05:00", "region"),
             ("GMT", "Europe/London"),
         ] {
@@ -279,7 +336,10 @@ mod tests {
             );
         }
         assert!(zone("America/New_York").is_ok());
-        assert!(zone("UTC").is_ok());
+        assert!(
+            zone("Atlantic/Reykjavik").is_ok(),
+            "a place that keeps UTC is a place"
+        );
         assert!(
             zone("Asia/Calcutta").is_ok(),
             "the map's older spellings are links"

@@ -165,6 +165,40 @@ async fn reread(
             cfg.state_dir.display()
         )));
     }
+    // A zone column the campaign started with and a rerun leaves out is almost always a flag forgotten in a
+    // cron line: without it, everyone not yet called would be placed by their number instead of their row.
+    if let (Some(was), Some(now)) = (
+        was_map.get("timezone-column"),
+        now_map.get("timezone-column"),
+    ) && was != "(none)"
+        && now == "(none)"
+    {
+        return Err(Error::Config(format!(
+            "the campaign in {} places its contacts by the time zone column {was:?}, and this run gives none: give --timezone-column {was} again (without it the contacts not yet called would be placed by their numbers)",
+            cfg.state_dir.display()
+        )));
+    }
+    // First every row is judged, and nothing written: a list the new settings cannot take (numbers of two
+    // countries sent without their country code) is refused as a first run would refuse it.
+    let mut one_country = contacts::OneCountry::default();
+    let mut after = None;
+    loop {
+        let batch = journal.pending_records(after, 1024).await?;
+        let Some(last) = batch.last() else { break };
+        after = Some(last.0);
+        for (_, line, record) in batch {
+            let Some(rec) = journal::decode_record(&record) else {
+                continue;
+            };
+            let judged = source.judge(
+                &rec,
+                contacts::Row::Whole,
+                cfg.default_region,
+                cfg.number_format,
+            );
+            one_country.check(&judged.verdict, line, cfg.number_format)?;
+        }
+    }
     let mut after = None;
     let mut reread = 0u64;
     let mut unplaced = 0u64;
@@ -380,9 +414,11 @@ pub async fn run_with_clock(
         Err(e) => return Err(e),
     };
     if let Some(source) = &source {
-        results::check_columns(source)?;
+        results::check_columns(source, cfg.window.is_some())?;
     }
     results::check_writable(&cfg.output)?;
+    // Held until the process ends: released by the OS however it ends.
+    let _results_lock = results::lock(&cfg.output)?;
     for note in source.iter().flat_map(|s| &s.notes) {
         info!("{note}");
     }
@@ -435,12 +471,20 @@ pub async fn run_with_clock(
             "the journal has to be made from the list, which is gone".into(),
         )),
     })?;
-    if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
-        && was != read_as
-    {
-        reread(&owner.journal, &cfg, &request, source, was, &read_as).await?;
+    let checked = async {
+        if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
+            && was != read_as
+        {
+            reread(&owner.journal, &cfg, &request, source, was, &read_as).await?;
+        }
+        settle_unlisted_gateways(&owner.journal, &cfg).await
     }
-    settle_unlisted_gateways(&owner.journal, &cfg).await?;
+    .await;
+    if let Err(e) = checked {
+        // Refused: the journal is closed (and its lock let go) before saying so.
+        owner.close().await;
+        return Err(e);
+    }
     // The results file's layout; written at once for a new campaign, so that from its first minute the
     // campaign leaves results beside its journal (and a journal deleted later is noticed, not recreated).
     let view = results::View {

@@ -287,7 +287,7 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
 /// The dry run as of `now` (tests compare it with a run on the same clock).
 pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
-    crate::output::results::check_columns(&source)?;
+    crate::output::results::check_columns(&source, cfg.window.is_some())?;
     // A run refuses unreadable opt-outs; the dry run lists every one of them, so they can all be fixed at once.
     let (_, unreadable) = crate::rules::suppress::read(&cfg.suppress, cfg.suppress_region)?;
     if !unreadable.is_empty() {

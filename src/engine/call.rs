@@ -134,8 +134,15 @@ impl Ctx {
 }
 
 /// Requests a call for `contact` (its `refusals` so far), then polls it to the end.
-pub async fn request(ctx: Arc<Ctx>, contact: ContactRow, refusals: u32, gw: usize) -> End {
-    match request_inner(&ctx, contact, refusals, gw).await {
+/// Requests a call for `contact` on gateway `gw`, if it can still leave by `send_by` (its calling window).
+pub async fn request(
+    ctx: Arc<Ctx>,
+    contact: ContactRow,
+    refusals: u32,
+    gw: usize,
+    send_by: Option<jiff::Timestamp>,
+) -> End {
+    match request_inner(&ctx, contact, refusals, gw, send_by).await {
         Ok(end) | Err(end) => end,
     }
 }
@@ -145,6 +152,7 @@ async fn request_inner(
     contact: ContactRow,
     refusals: u32,
     gw: usize,
+    send_by: Option<jiff::Timestamp>,
 ) -> Result<End, End> {
     let row = contact.row;
     // Made before the cap is claimed and the intent written: a row that cannot be called as configured is `invalid`, never half-sent.
@@ -192,6 +200,29 @@ async fn request_inner(
         )
         .await?;
         return Ok(End::NotSent);
+    }
+    // The window was judged before the intent was written; the write (or the slot) may have taken long
+    // enough for it to close. Judged again: nothing leaves after the last moment it allows.
+    if let Some(by) = send_by
+        && ctx.settings.clock.now() > by
+    {
+        let detail = format!(
+            "the calling window closed (last request at {by}) while the call request waited to be sent; not sent"
+        );
+        warn!(row = contact.line, "{detail}");
+        ctx.apply(
+            row,
+            Event::NotScheduled {
+                detail: detail.clone(),
+            },
+        )
+        .await?;
+        return Ok(End::Retry(Retry {
+            contact,
+            refusals,
+            after: None,
+            why: detail,
+        }));
     }
     if !extras.fields.is_empty() {
         debug!(
@@ -523,6 +554,9 @@ async fn poll_inner(
             }
             Err(e) => {
                 Stats::add(&ctx.stats.poll_errors);
+                // "No such record" counts only in a row: an answer that cannot be read between two of them is
+                // what a restarting gateway gives, and its records may be back once it has started.
+                missing = 0;
                 let since = *unreadable_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > s.max_outage {
                     warn!(row = contact.line, %req_id, gateway = ctx.key(gw), error = %e, "status unreadable for longer than max-outage; the next run polls this call again");

@@ -148,7 +148,9 @@ pub struct Coordinator {
     /// Told to stop again while stopping: end now, whatever is still being recorded.
     forced: bool,
     /// The journal file's identity when the run began, and when to look at it again.
-    journal_file: Option<(std::path::PathBuf, FileId)>,
+    /// The journal file and its write-ahead log: the log holds every write since the last checkpoint, so
+    /// losing it loses them as surely as losing the file.
+    journal_file: Option<Vec<(std::path::PathBuf, FileId)>>,
     next_file_check: Instant,
 }
 
@@ -218,10 +220,14 @@ impl Coordinator {
         let send_lanes: Vec<crate::types::Rate> =
             settings.gateways.iter().map(|g| g.rate).collect();
         let health = journal.health();
-        let journal_file = settings
-            .journal_path
-            .clone()
-            .and_then(|p| file_id(&p).map(|id| (p, id)));
+        let journal_file = settings.journal_path.clone().and_then(|p| {
+            let db = file_id(&p).map(|id| (p.clone(), id))?;
+            let mut wal_path = p.into_os_string();
+            wal_path.push("-wal");
+            let wal_path = std::path::PathBuf::from(wal_path);
+            let wal = file_id(&wal_path).map(|id| (wal_path, id));
+            Some(std::iter::once(db).chain(wal).collect())
+        });
         let ctx = Arc::new(Ctx {
             polls: Pacer::lanes(crate::types::Rate::Unlimited, &poll_lanes),
             sends: Pacer::lanes(settings.rate, &send_lanes),
@@ -354,11 +360,17 @@ impl Coordinator {
         let now = Instant::now();
         if now >= self.next_file_check {
             self.next_file_check = now + FILE_CHECK;
-            if let Some((path, id)) = &self.journal_file
-                && file_id(path) != Some(*id)
+            if let Some((path, _)) = self
+                .journal_file
+                .iter()
+                .flatten()
+                .find(|(path, id)| file_id(path) != Some(*id))
             {
+                if path.as_os_str().to_string_lossy().ends_with("-wal") {
+                    self.ctx.journal.rescue_wal();
+                }
                 let why = format!(
-                    "the journal {} was deleted or replaced while the run held it; nothing more is called, and the results come from the copy still open",
+                    "the journal file {} was deleted or replaced while the run held it; nothing more is called, and the results come from the copy still open",
                     path.display()
                 );
                 self.journal_file = None;
@@ -736,6 +748,7 @@ impl Coordinator {
                 }
                 continue;
             }
+            let send_by = self.rules.send_by(cand, self.ctx.settings.clock.now());
             let picked = self.pick_gateway(now).and_then(|gw| {
                 match self.schedule.as_ref().map(Schedule::next) {
                     Some(next) if next > now => Err(Blocked::Until(next)),
@@ -775,9 +788,12 @@ impl Coordinator {
             lane.free -= 1;
             lane.awaiting.insert(contact.row);
             let (ctx, row) = (self.ctx.clone(), contact.row);
-            let h = self
-                .tasks
-                .spawn(async move { (row, call::request(ctx, contact, refusals, gw).await) });
+            let h = self.tasks.spawn(async move {
+                (
+                    row,
+                    call::request(ctx, contact, refusals, gw, send_by).await,
+                )
+            });
             self.task_rows.insert(h.id(), row);
             self.owned.insert(
                 row,

@@ -188,15 +188,26 @@ impl Gateway {
         };
         let status = resp.status();
         let code = status.as_u16();
-        let body = read_body(resp).await;
-        // A page with an id says the call was scheduled, whatever its status line says: a front end that
-        // answers 302 or 400 around the gateway's own page must not get the person called again.
-        if let Some(id) = body.as_deref().ok().and_then(protocol::parse_call_reply) {
+        let read = read_body(resp).await;
+        // A page with an id says the call was scheduled, whatever its status line says (and however much of
+        // it could be read): a front end that answers 302 or 400 around the gateway's own page must not get
+        // the person called again.
+        if let Some(id) = protocol::parse_call_reply(&read.text) {
             if code != 200 {
                 tracing::warn!(status = code, req_id = %id, "the call request's answer carries a request id under HTTP {code}; taking the id");
             }
             return Ok(id);
         }
+        // A refusal or a 503 says nothing was scheduled only if its page was read whole: the id might be in
+        // the part that never arrived.
+        if let (Err(e), 400..=499 | 503) = (&read.whole, code)
+            && !matches!(code, 401 | 403 | 404 | 405 | 407)
+        {
+            return Err(PlaceError::Lost(format!(
+                "HTTP {code} whose page could not be read whole ({e}): it may carry a request id"
+            )));
+        }
+        let body = read.into_result();
         let text = |b: &Result<String, BodyError>| match b {
             Ok(t) => protocol::excerpt(t),
             Err(e) => e.to_string(),
@@ -264,7 +275,7 @@ impl Gateway {
                 }
             })?;
         let code = resp.status().as_u16();
-        let body = read_body(resp).await;
+        let body = read_body(resp).await.into_result();
         match code {
             401 | 403 | 407 => Err(PollError::Unauthorized(code)),
             300..=399 | 404 | 405 => Err(PollError::Misconfigured(code)),
@@ -290,31 +301,47 @@ enum BodyError {
     TooLarge,
 }
 
-/// Reads a body as text, at most [`MAX_REPLY`] bytes. UTF-8 when it is UTF-8; otherwise Windows-1252, what
-/// a Windows gateway's servlet container sends by default (every protocol token is ASCII either way, and no
-/// byte is ever replaced: 0x93 is a left quote, not a control character).
-async fn read_body(mut resp: reqwest::Response) -> Result<String, BodyError> {
-    if resp.content_length().is_some_and(|n| n > MAX_REPLY as u64) {
-        return Err(BodyError::TooLarge);
+/// A reply body as read: its text (at most [`MAX_REPLY`] bytes of it), and whether it was read whole.
+struct Body {
+    text: String,
+    whole: Result<(), BodyError>,
+}
+
+impl Body {
+    /// The body, or why it could not be had whole.
+    fn into_result(self) -> Result<String, BodyError> {
+        self.whole.map(|()| self.text)
     }
+}
+
+/// Reads a body as text, at most [`MAX_REPLY`] bytes, keeping what was read when the rest cannot be (a
+/// connection cut mid-page, a page too large): a request id near its top is still seen. UTF-8 when it is
+/// UTF-8; otherwise Windows-1252, what a Windows gateway's servlet container sends by default (every protocol
+/// token is ASCII either way, and no byte is ever replaced: 0x93 is a left quote, not a control character).
+async fn read_body(mut resp: reqwest::Response) -> Body {
     let mut bytes: Vec<u8> = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| BodyError::Read(describe(&e)))?
-    {
-        if bytes.len() + chunk.len() > MAX_REPLY {
-            return Err(BodyError::TooLarge);
+    let whole = loop {
+        match resp.chunk().await {
+            Ok(None) => break Ok(()),
+            Ok(Some(chunk)) => {
+                let room = MAX_REPLY - bytes.len();
+                if chunk.len() > room {
+                    bytes.extend_from_slice(&chunk[..room]);
+                    break Err(BodyError::TooLarge);
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Err(e) => break Err(BodyError::Read(describe(&e))),
         }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(match String::from_utf8(bytes) {
+    };
+    let text = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => encoding_rs::WINDOWS_1252
             .decode_without_bom_handling(e.as_bytes())
             .0
             .into_owned(),
-    })
+    };
+    Body { text, whole }
 }
 
 /// The error and its causes on one line (reqwest's Display omits the cause, which is the useful part).
@@ -540,6 +567,72 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Answers `status` with a page that promises `promised` more bytes than it sends, then closes.
+    async fn cut_short(status: &'static str, body: &'static str) -> Result<String, PlaceError> {
+        let gw = one_shot(move |mut sock| async move {
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+                body.len() + 500
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            let _ = sock.write_all(body.as_bytes()).await;
+        })
+        .await;
+        gw.place_call(&request()).await
+    }
+
+    #[tokio::test]
+    async fn a_refusal_or_503_read_only_in_part_is_never_taken_as_nothing_scheduled() {
+        // The id arrived before the cut: scheduled, whatever the status.
+        for status in ["503 Service Unavailable", "400 Bad Request", "200 OK"] {
+            assert_eq!(
+                cut_short(status, "<html>scheduled [ReqId=77] and then").await,
+                Ok("77".to_string()),
+                "{status}"
+            );
+        }
+        // The cut came first: the id may be in what never arrived, so it is not a refusal nor an outage.
+        for status in [
+            "503 Service Unavailable",
+            "400 Bad Request",
+            "429 Too Many Requests",
+        ] {
+            match cut_short(status, "<html><body>").await {
+                Err(PlaceError::Lost(why)) => assert!(why.contains("read whole"), "{why}"),
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_503_with_its_id_on_top_is_scheduled() {
+        let gw = one_shot(|mut sock| async move {
+            let _ = sock
+                .write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n",
+                )
+                .await;
+            let top = b"[ReqId=4242] ";
+            let _ = sock
+                .write_all(format!("{:x}\r\n", top.len()).as_bytes())
+                .await;
+            let _ = sock.write_all(top).await;
+            let _ = sock.write_all(b"\r\n").await;
+            let chunk = vec![b'x'; 64 * 1024];
+            for _ in 0..(MAX_REPLY / chunk.len() + 4) {
+                let head = format!("{:x}\r\n", chunk.len());
+                if sock.write_all(head.as_bytes()).await.is_err()
+                    || sock.write_all(&chunk).await.is_err()
+                    || sock.write_all(b"\r\n").await.is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert_eq!(gw.place_call(&request()).await, Ok("4242".to_string()));
     }
 
     #[tokio::test]

@@ -46,7 +46,8 @@ pub struct Written {
 
 /// Refuses a list that already has columns the results add (yesterday's results fed back as a list): the
 /// results would carry two `status` columns, and a reader would take the wrong one.
-pub fn check_columns(source: &crate::contacts::Source) -> Result<()> {
+/// `zones`: the results add `timezone` and `timezone_source` (a calling window is set).
+pub fn check_columns(source: &crate::contacts::Source, zones: bool) -> Result<()> {
     let taken: Vec<String> = source
         .clean_headers()
         .iter()
@@ -54,18 +55,30 @@ pub fn check_columns(source: &crate::contacts::Source) -> Result<()> {
         .filter(|h| {
             let l = h.to_ascii_lowercase();
             COLUMNS.contains(&l.as_str())
-                || l == "timezone"
-                || l == "timezone_source"
+                || (zones && (l == "timezone" || l == "timezone_source"))
                 || l.starts_with("response.")
         })
         .collect();
     if taken.is_empty() {
         return Ok(());
     }
+    let lower: Vec<String> = taken.iter().map(|t| t.to_ascii_lowercase()).collect();
+    if lower.iter().any(|t| t == "status") && lower.iter().any(|t| t == "req_id") {
+        return Err(Error::Data(format!(
+            "contact list {} is a results file (it has the columns {} that the results add); use the original list",
+            source.path.display(),
+            taken.join(", ")
+        )));
+    }
     Err(Error::Data(format!(
-        "contact list {} already has the column(s) {} that the results add (is it a results file?); remove them, or use the original list",
+        "contact list {} has the column(s) {}, which the results add too: the results would have two columns of that name, and a reader would take the wrong one; rename them in the list (for example {})",
         source.path.display(),
-        taken.join(", ")
+        taken.join(", "),
+        taken
+            .iter()
+            .map(|t| format!("{t} → list_{t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     )))
 }
 
@@ -118,6 +131,38 @@ pub fn check_writable(output: &Path) -> Result<()> {
         Err(e) => Err(Error::Output(format!(
             "cannot write results into {}: {e}",
             dir.display()
+        ))),
+    }
+}
+
+/// Takes the lock on a results file (a hidden `.<name>.lock` beside it), held for the whole run: two runs
+/// writing the same results, even with different journals, would each call the whole list.
+pub fn lock(output: &Path) -> Result<File> {
+    let dir = output
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results".into());
+    let path = dir.join(format!(".{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Output(format!("cannot open lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(format!(
+            "another ivr-campaign run is writing {} (it holds {}); wait for it to finish",
+            output.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::Output(format!(
+            "cannot lock {}: {e}",
+            path.display()
         ))),
     }
 }

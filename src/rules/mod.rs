@@ -180,6 +180,15 @@ impl Rules {
                 )
             })
             .collect();
+        let Some(opens) = window.next_opening_all(now, &placed.zones) else {
+            // Not a wait but never: no hour of the window is inside it in every one of the zones (Alaska and
+            // Maine for a half-hour window), or dates off cover the next five weeks.
+            return Decision::Unplaceable(format!(
+                "the calling window ({}) is not open at once in all of its zones ({}) in the next five weeks, so no hour is safe; give the row its own zone (--timezone-column) or widen the window",
+                window.describe(),
+                placed.names.join(", ")
+            ));
+        };
         let detail = format!(
             "outside the calling window ({}, ending {} before its close) at {} local time",
             window.describe(),
@@ -188,8 +197,25 @@ impl Rules {
         );
         Decision::OutsideWindow {
             detail,
-            opens: window.next_opening_all(now, &placed.zones),
+            opens: Some(opens),
         }
+    }
+
+    /// The last moment a call request for a contact [`Rules::decide`] just allowed may still leave: its
+    /// window's close less the margin, the earliest over its zones. `None`: no window. A request held up
+    /// after the decision (a journal that is slow to write, a full disk, the cap ledger busy) is not sent
+    /// after it.
+    pub fn send_by(&mut self, c: Candidate<'_>, now: Timestamp) -> Option<Timestamp> {
+        self.window.as_ref()?;
+        let placed = self.place(c).ok()?;
+        let window = self.window.as_ref()?;
+        placed
+            .zones
+            .iter()
+            .filter_map(|tz| window.last_request(now, tz))
+            .min()
+            // A zone with no close today (it cannot be: the window allowed the call): send nothing.
+            .or(Some(now))
     }
 
     /// The cap per number ([`Ledger::check`]); none without a ledger.

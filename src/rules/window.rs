@@ -173,7 +173,8 @@ impl Window {
         else {
             return false;
         };
-        if now < opens {
+        // At its close the window is shut, whatever the margin.
+        if now < opens || now >= closes {
             return false;
         }
         let Ok(margin) = jiff::SignedDuration::try_from(self.margin) else {

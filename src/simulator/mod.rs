@@ -106,6 +106,8 @@ pub struct Recorded {
 struct Call {
     records: Vec<String>,
     task: Option<AbortHandle>,
+    /// Scripted answers still to give to its status polls, in order.
+    polls: std::collections::VecDeque<scenario::PollAnswer>,
 }
 
 struct State {
@@ -722,6 +724,7 @@ fn call_request(
             Call {
                 records: Vec::new(),
                 task: None,
+                polls: script.polls.iter().copied().collect(),
             },
         );
         if let Some(task) = replaced.and_then(|c| c.task) {
@@ -861,6 +864,33 @@ fn status_request(
     let id = req_id_param(params);
     rec.req_id = Some(id.clone());
     let mut st = shared.state();
+    let scripted = st.calls.get_mut(&id).and_then(|c| c.polls.pop_front());
+    match scripted {
+        Some(scenario::PollAnswer::Missing) => {
+            rec.outcome = "no-such-record".into();
+            return reply(
+                StatusCode::OK,
+                jsp(&format!("ERROR: no such call record: {id}")),
+            );
+        }
+        Some(scenario::PollAnswer::Error) => {
+            rec.outcome = "status-error".into();
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                jsp(
+                    "<html><body><h1>HTTP Status 500 - java.lang.NullPointerException</h1></body></html>",
+                ),
+            );
+        }
+        Some(scenario::PollAnswer::Garbage) => {
+            rec.outcome = "status-garbage".into();
+            return reply(
+                StatusCode::OK,
+                jsp("<html><body>Voicent Gateway is starting, please wait...</body></html>"),
+            );
+        }
+        Some(scenario::PollAnswer::Normal) | None => {}
+    }
     if st.chance(shared.faults.status_error) {
         rec.outcome = "status-error".into();
         return reply(

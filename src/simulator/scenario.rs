@@ -11,6 +11,11 @@
 //! fields = { attendee = "Dr *", detection = "3" }
 //! steps = [{ status = "made", responses = "Confirm=1" }]
 //!
+//! [[rule]]                       # the first polls answered so, in order: missing, error, garbage or normal
+//! numbers = ["+1212555019?"]
+//! polls = ["missing", "error", "missing", "garbage", "missing"]
+//! steps = ["made"]
+//!
 //! [[rule]]                       # rules without `numbers` or `fields` are drawn by weight for every other call
 //! weight = 3
 //! steps = ["made"]
@@ -239,6 +244,21 @@ pub struct Rule {
     pub recalls: Vec<Vec<Step>>,
     #[serde(default)]
     pub reply: Reply,
+    /// How the first status polls of the call are answered, in order, before the normal answers: `missing`
+    /// (`ERROR: no such call record`, while the record is there: a gateway restarting), `error` (HTTP 500),
+    /// `garbage` (a page that is not a status reply) or `normal`.
+    #[serde(default)]
+    pub polls: Vec<PollAnswer>,
+}
+
+/// A scripted answer to one status poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollAnswer {
+    Missing,
+    Error,
+    Garbage,
+    Normal,
 }
 
 fn one() -> u32 {
@@ -335,6 +355,7 @@ pub struct Picker {
 pub struct Script {
     pub attempts: Vec<Attempt>,
     pub reply: Reply,
+    pub polls: Vec<PollAnswer>,
 }
 
 impl Picker {
@@ -403,11 +424,13 @@ impl Picker {
                 Script {
                     attempts: steps.iter().map(Step::resolve).collect(),
                     reply: r.reply,
+                    polls: r.polls.clone(),
                 }
             }
             None => Script {
                 attempts: vec![Step::Word("made".into()).resolve()],
                 reply: Reply::Normal,
+                polls: Vec::new(),
             },
         }
     }

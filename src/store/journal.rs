@@ -853,7 +853,14 @@ fn commit_retrying(
                 if failures == 1 {
                     tracing::error!(error = %reason, "the journal cannot be written; retrying");
                 }
-                health.send_replace(Health::Failing(reason.clone()));
+                // Said once per spell of failures: the engine logs each change it is told of.
+                health.send_if_modified(|h| {
+                    let news = !matches!(h, Health::Failing(_));
+                    if news {
+                        *h = Health::Failing(reason.clone());
+                    }
+                    news
+                });
                 if give_up.load(std::sync::atomic::Ordering::Relaxed) || failures > MAX_COMMIT_TRIES
                 {
                     return writes
@@ -1076,6 +1083,21 @@ impl Journal {
     pub fn give_up(&self) {
         self.give_up
             .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The write-ahead log was deleted under the run: what it holds is copied into the journal file now, and
+    /// every later commit is copied at once, so that a crash from here on loses nothing the file had. (The
+    /// connection still reads and writes the deleted log through its open handle.)
+    pub fn rescue_wal(&self) {
+        let _ = self.tx.send(Job::Read(Box::new(|c| {
+            let done = c
+                .execute_batch("PRAGMA wal_autocheckpoint=1;")
+                .and_then(|()| c.query_row("PRAGMA wal_checkpoint(FULL)", [], |r| r.get::<_, i64>(0)));
+            match done {
+                Ok(0) => tracing::warn!("the journal's write-ahead log was deleted; its writes were saved into the journal file, and later ones are saved there at once"),
+                Ok(_) | Err(_) => tracing::error!("the journal's write-ahead log was deleted and its writes could not all be saved into the journal file: a rerun may not see the last ones"),
+            }
+        })));
     }
 
     /// Runs a query on the writer's connection, after every write queued before it has committed.
@@ -1317,6 +1339,10 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
             )));
         }
         lines.retain(|l| only.contains(l));
+    }
+    if lines.is_empty() {
+        // Nothing done, nothing recorded.
+        return Ok(Redialed { action: 0, lines });
     }
     let now = crate::types::now_ms();
     let shown: Vec<String> = lines.iter().map(u64::to_string).collect();

@@ -41,7 +41,7 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
     let second = run(&args).await;
     assert_eq!(code(&second), 75, "{}", stderr(&second));
     let msg = stderr(&second);
-    assert!(msg.contains("another ivr-campaign run is using"), "{msg}");
+    assert!(msg.contains("another ivr-campaign run is"), "{msg}");
     assert_eq!(msg.trim().lines().count(), 1, "one line: {msg}");
     assert_eq!(
         call_requests(&sim.requests()).len(),
@@ -241,7 +241,7 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
                 url.clone(),
             ],
             65,
-            "already has the column(s) status, req_id",
+            "is a results file (it has the columns status, req_id",
         ),
         // Crash safety cannot be switched off for good by one line of a campaign file.
         (
@@ -421,4 +421,92 @@ async fn settings_that_would_wreck_a_campaign_are_refused_or_stop_it_at_once() {
             .iter()
             .all(|r| r["status"] == "not_attempted")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_ahead_log_deleted_during_the_run_loses_nothing_even_to_a_kill() {
+    use tokio::io::AsyncBufReadExt;
+    let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\nslow = \"300ms\"\n").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(10));
+    let output = dir.path().join("r.csv");
+    let mut args = base_args(&sim, &input, &output);
+    args.retain(|a| a != "-q");
+    let args = with(&args, &["--lines", "1"]);
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| call_requests(log).len() >= 2,
+        "two calls requested",
+    )
+    .await;
+    std::fs::remove_file(dir.path().join("r.csv.state/journal.sqlite-wal")).expect("rm wal");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut seen = Vec::new();
+    loop {
+        let line = tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("a log line")
+            .expect("read")
+            .unwrap_or_else(|| panic!("the run never said it saved the log: {seen:?}"));
+        let saved = line.contains("write-ahead log was deleted");
+        seen.push(line);
+        if saved {
+            break;
+        }
+    }
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+    let before = call_requests(&sim.requests()).len();
+    let again = run(&args).await;
+    let c = code(&again);
+    assert!(c == 0 || c == 3, "exit {c}: {}", stderr(&again));
+    let log = sim.requests();
+    assert_eq!(dialed_twice(&log), Vec::<String>::new(), "{seen:?}");
+    assert!(call_requests(&log).len() >= before);
+    assert_eq!(results(&output).len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_writing_the_same_results_cannot_both_call() {
+    let sim = sim(8, ms(5), ms(200), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(6));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let first_args = with(&base, &["--lines", "1"]);
+    let mut first = tokio::process::Command::new(bin())
+        .args(&first_args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut first,
+        |log| !call_requests(log).is_empty(),
+        "the first run calls",
+    )
+    .await;
+    // The same results, another journal: refused while the first run writes them.
+    let other_state = dir.path().join("elsewhere.state").display().to_string();
+    let second = run(&with(&base, &["--state", &other_state])).await;
+    assert_eq!(code(&second), 75, "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another ivr-campaign run is writing"),
+        "{}",
+        stderr(&second)
+    );
+    let status = tokio::time::timeout(PATIENCE, first.wait())
+        .await
+        .expect("the first run ends")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+    assert_eq!(call_requests(&sim.requests()).len(), 6);
 }

@@ -325,3 +325,30 @@ async fn a_stray_quote_refuses_the_list_instead_of_swallowing_it() {
     assert!(stderr(&o).contains("row 2 (from line 3"), "{}", stderr(&o));
     assert!(sim.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stray_quote_closed_by_another_row_is_refused_but_a_multi_line_cell_is_kept() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Row 2's name opens a quote; row 6's closes one: rows 3 to 5 would become part of Ben's name.
+    let text = "name,phone,note\nAda,646-555-1000,x\n\"Ben,646-555-1001,x\nCy,646-555-1002,x\nDi,646-555-1003,x\nEd,646-555-1004,x\nFay\",646-555-1005,x\nGus,646-555-1006,x\n";
+    let input = write(dir.path(), "c.csv", text);
+    let output = dir.path().join("r.csv");
+    let o = run(&with(&base_args(&sim, &input, &output), &[])).await;
+    assert_eq!(code(&o), 65, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("takes other rows with it"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(sim.requests().is_empty());
+    // A real multi-line cell (an address) is a cell, not a stray quote.
+    let text = "name,phone,address\nAda,646-555-1000,\"1 Main St\nApt 4, Springfield\"\nBen,646-555-1001,x\n";
+    let input = write(dir.path(), "d.csv", text);
+    let output = dir.path().join("d.results.csv");
+    let o = run(&with(&base_args(&sim, &input, &output), &[])).await;
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let rows = results(&output);
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["address"], "1 Main St\nApt 4, Springfield");
+}

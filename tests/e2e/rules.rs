@@ -115,7 +115,7 @@ async fn suppressed_numbers_are_never_called_even_when_listed_between_runs() {
     let optout = write(dir.path(), "optout.txt", "# opt-outs\n(646) 555-1000\n");
     // Night one: the window is closed (no allowed day today), so nobody is called yet.
     let today = jiff::Timestamp::now()
-        .to_zoned_datetime(TimeZone::UTC)
+        .to_zoned_datetime(TimeZone::get("Atlantic/Reykjavik").expect("zone"))
         .weekday();
     let other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
         [((today.to_monday_zero_offset() + 1) % 7) as usize];
@@ -127,7 +127,7 @@ async fn suppressed_numbers_are_never_called_even_when_listed_between_runs() {
             "--days",
             other_day,
             "--timezone",
-            "UTC",
+            "Atlantic/Reykjavik",
         ],
     ))
     .await;
@@ -329,4 +329,102 @@ async fn an_opt_out_that_cannot_be_read_refuses_the_run() {
     let rows = results(&output);
     assert_eq!(rows[0]["status"], "suppressed");
     assert!(rows[1..].iter().all(|r| r["status"] == "made"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_held_up_past_its_window_is_not_sent() {
+    // The window closes two to three minutes from now; the margin (firstocc + call length) is set so that the
+    // last moment a request may leave is ten seconds from now. The cap ledger is locked by another process
+    // until after that moment, so the call task, which passed the window check, waits on it.
+    let zone = "Atlantic/Reykjavik";
+    let tz = TimeZone::get(zone).expect("zone");
+    let now = jiff::Timestamp::now();
+    let local = now.to_zoned_datetime(tz.clone());
+    let close = local
+        .with()
+        .second(0)
+        .subsec_nanosecond(0)
+        .build()
+        .expect("minute")
+        .checked_add(jiff::SignedDuration::from_mins(3))
+        .expect("close");
+    if close.date() != local.date() {
+        eprintln!("skipped: the window would cross midnight");
+        return;
+    }
+    let last = now + jiff::SignedDuration::from_secs(10);
+    let margin = close.timestamp().duration_since(last);
+    let call_length = margin - jiff::SignedDuration::from_mins(1);
+    let window = format!("00:00-{}", close.strftime("%H:%M"));
+
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(
+        dir.path(),
+        "c.csv",
+        &format!("id,name,phone,tz\n1,Ada,646-555-1000,{zone}\n"),
+    );
+    let output = dir.path().join("r.csv");
+    let ledger = dir.path().join("ledger.sqlite");
+    drop(
+        ivr_campaign::rules::ledger::Ledger::open(
+            &ledger,
+            5,
+            std::time::Duration::from_secs(86400),
+        )
+        .expect("ledger"),
+    );
+    let lock = rusqlite::Connection::open(&ledger).expect("open ledger");
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .expect("lock the ledger");
+    let base = base_args(&sim, &input, &output);
+    let length = format!("{}ms", call_length.as_millis());
+    let ledger_s = ledger.display().to_string();
+    let mut base = base;
+    base.retain(|a| a != "-q");
+    let child = tokio::process::Command::new(bin())
+        .args(with(
+            &base,
+            &[
+                "--window",
+                &window,
+                "--timezone-column",
+                "tz",
+                "--firstocc",
+                "1",
+                "--call-length",
+                &length,
+                "--max-calls-per-number",
+                "5",
+                "--per",
+                "24h",
+                "--ledger",
+                &ledger_s,
+            ],
+        ))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let until = last + jiff::SignedDuration::from_secs(1);
+    let wait = until.duration_since(jiff::Timestamp::now());
+    if wait.is_positive() {
+        tokio::time::sleep(wait.unsigned_abs()).await;
+    }
+    lock.execute_batch("ROLLBACK").expect("unlock");
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("the run ends")
+        .expect("output");
+    let err = stderr(&out);
+    assert!(
+        call_requests(&sim.requests()).is_empty(),
+        "a request left after the window: {err}"
+    );
+    assert!(
+        err.contains("calling window closed"),
+        "the late request was caught where it waited: {err}"
+    );
+    assert_eq!(code(&out), 75, "{err}");
+    assert_eq!(results(&output)[0]["status"], "not_attempted");
 }

@@ -158,3 +158,28 @@ async fn requests_held_back_by_an_outage_still_keep_to_the_rate() {
     let most = busiest(&times, Duration::from_secs(1));
     assert!(most <= 3, "{most} requests in one second: {times:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_such_record_between_unreadable_answers_is_not_in_a_row() {
+    // A gateway restarting: "no such record", then a 500 or its "starting" page, several times over, then the
+    // record is back. Three "no such record" answers are not three in a row: the made call is kept.
+    let scenario = r#"
+[[rule]]
+numbers = ["+16465551000"]
+polls = ["missing", "error", "missing", "garbage", "missing", "error", "missing"]
+steps = [{ status = "made", responses = "Confirm=1" }]
+[[rule]]
+numbers = ["+16465551001"]
+polls = ["missing", "missing", "missing"]
+steps = ["made"]
+"#;
+    let sim = sim(4, ms(50), ms(50), ms(10), scenario).await;
+    let c = Campaign::new(&contacts(2));
+    let s = run(c.args(&sim)).await;
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "made", "{}", rows[0]["detail"]);
+    assert_eq!(rows[0]["responses"], "Confirm=1");
+    // Three in a row still mean the record is gone.
+    assert_eq!(rows[1]["status"], "error", "{}", rows[1]["detail"]);
+    assert_eq!(s.exit_code(), 3, "{}", s.line());
+}

@@ -152,7 +152,10 @@ async fn a_gateways_own_rate_holds_on_it_and_the_total_across_them() {
     let (on_a, on_b) = (at(&a_log), at(&b_log));
     assert_eq!(on_a.len() + on_b.len(), 120);
     let a_most = busiest(&on_a, Duration::from_secs(1));
-    assert!(a_most <= 3, "{a_most} requests in one second on the 2/s gateway");
+    assert!(
+        a_most <= 3,
+        "{a_most} requests in one second on the 2/s gateway"
+    );
     let all: Vec<Duration> = on_a.iter().chain(&on_b).copied().collect();
     let most = busiest(&all, Duration::from_secs(1));
     assert!(most <= 11, "{most} requests in one second at 10/s in all");

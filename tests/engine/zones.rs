@@ -118,6 +118,23 @@ async fn a_time_zone_column_added_on_a_rerun_places_the_contacts_not_yet_called(
             ("Asia/Tokyo", "column")
         );
     }
+    // Left out on a later run (a cron line without the flag), the column is not quietly dropped.
+    let mut forgot = args.clone();
+    forgot.timezone_column = None;
+    let cfg = ivr_campaign::config::RunConfig::from_args(forgot).expect("settings");
+    let (_signals, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
+    let refused = ivr_campaign::commands::run::run_with_clock(
+        cfg,
+        rx,
+        ivr_campaign::output::progress::Progress::Never,
+        ivr_campaign::engine::Clock::virtual_from(ten),
+    )
+    .await;
+    match refused {
+        Err(e) => assert!(e.to_string().contains("--timezone-column tz"), "{e}"),
+        Ok(s) => panic!("the zone column was dropped: {}", s.line()),
+    }
+    assert!(call_requests(&sim.requests()).is_empty());
     // What identifies a contact cannot change under a campaign.
     args.default_region = Some("GB".into());
     let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
@@ -133,4 +150,35 @@ async fn a_time_zone_column_added_on_a_rerun_places_the_contacts_not_yet_called(
         Err(e) => assert!(e.to_string().contains("default-region US → GB"), "{e}"),
         Ok(s) => panic!("a changed default region was accepted: {}", s.line()),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn national_format_chosen_on_a_rerun_is_refused_for_two_countries_as_on_a_first_run() {
+    let sim = sim(8, ms(20), ms(20), ms(10), "").await;
+    let c = Campaign::new("name,phone\nfr,+33 2 12 34 56 78\nit,+39 02 1234 5678\n");
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("Europe/Paris".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    // 05:00 in Paris: closed, so the journal is made and nobody called.
+    let early: Timestamp = "2026-12-02T04:00:00Z".parse().expect("timestamp");
+    assert_eq!(run_at(args.clone(), early).await.exit_code(), 75);
+    args.number_format = Some("national".into());
+    let ten: Timestamp = "2026-12-02T09:00:00Z".parse().expect("timestamp");
+    let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
+    let (_signals, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
+    let refused = ivr_campaign::commands::run::run_with_clock(
+        cfg,
+        rx,
+        ivr_campaign::output::progress::Progress::Never,
+        ivr_campaign::engine::Clock::virtual_from(ten),
+    )
+    .await;
+    match refused {
+        Err(e) => assert!(e.to_string().contains("without their country code"), "{e}"),
+        Ok(s) => panic!("two countries dialed nationally: {}", s.line()),
+    }
+    assert!(call_requests(&sim.requests()).is_empty());
+    assert!(c.results().iter().all(|r| r["status"] == "not_attempted"));
 }
