@@ -30,20 +30,30 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// More log output (-v debug, -vv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Logging (every command)", action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Less log output (warnings and errors only).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Logging (every command)")]
     pub quiet: bool,
     /// Log line format: human, or json (one object per line, for journald and log shippers).
-    #[arg(long, global = true, default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Logging (every command)",
+        default_value = "human"
+    )]
     pub log_format: String,
     /// Show whole phone numbers in logs (by default only their last four digits).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Logging (every command)")]
     pub log_full_numbers: bool,
     /// Progress display: auto (a bar on a terminal, nothing otherwise), always (a line every 10 s when not on a
     /// terminal), never.
-    #[arg(long, global = true, default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Logging (every command)",
+        default_value = "auto"
+    )]
     pub progress: String,
 }
 
@@ -56,13 +66,39 @@ pub enum Command {
     /// Serve a stand-in Voicent Gateway for rehearsals and tests.
     Simulate(Box<SimulateArgs>),
     /// Show a campaign's progress from its journal (also while it runs).
-    Status(StatusArgs),
+    Status(StatusCommand),
     /// Write a self-contained HTML report of a campaign from its journal.
     Report(ReportArgs),
     /// Mark the contacts left `unknown` to be called again by the next run (once; recorded in the journal).
     /// Their first call may have been placed, so this can call a person twice: check the gateway's own log
     /// first.
     RedialUnknown(RedialArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory with --dir.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct ManArgs {
+    /// Write ivr-campaign.1 and one ivr-campaign-COMMAND.1 per command here instead of printing the main page.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Args)]
+pub struct StatusCommand {
+    #[command(flatten)]
+    pub campaign: StatusArgs,
+    /// Print JSON for scripts (schema `ivr-campaign/status/v1`, versioned with the summary's; see the README).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Default, Args)]
@@ -80,168 +116,172 @@ pub struct RunArgs {
     /// Campaign file (TOML). Relative paths inside it are relative to the file.
     pub campaign: Option<PathBuf>,
     /// Contact list (CSV with a header row).
-    #[arg(long)]
+    #[arg(help_heading = "Contacts", long)]
     pub input: Option<PathBuf>,
-    /// Results CSV [default: <input stem>.results.csv next to the input].
-    #[arg(long)]
-    pub output: Option<PathBuf>,
-    /// Gateway base URL, or `sim` for the built-in simulator [default: http://localhost:8155]. Repeatable: the
-    /// campaign is spread over the gateways, and --lines is then the lines of each.
-    #[arg(long)]
-    pub gateway: Vec<String>,
-    /// A gateway no longer listed whose calls are still open: write those calls off as `unknown` (repeatable).
-    /// Check that gateway before calling any of them again.
-    #[arg(long)]
-    pub forget_gateway: Vec<String>,
-    /// Name of the IVR application deployed on the gateway (required).
-    #[arg(long)]
-    pub app: Option<String>,
-    /// Call requests per second or minute, e.g. `5/s`, `90/m` [default: 1/s].
-    #[arg(long, allow_hyphen_values = true)]
-    pub rate: Option<String>,
-    /// Most calls outstanding (requested, not yet final) at once on each gateway: its lines [default: 4].
-    #[arg(long, allow_hyphen_values = true)]
-    pub lines: Option<String>,
-    /// Time between status polls of one call, e.g. `5s` [default: 5s].
-    #[arg(long)]
-    pub poll_interval: Option<String>,
-    /// Status polls per second or minute across all calls of one gateway [default: 10/s].
-    #[arg(long, allow_hyphen_values = true)]
-    pub poll_rate: Option<String>,
-    /// Give up polling a call this long after it was requested [default: firstocc minutes + 5m].
-    #[arg(long)]
-    pub poll_timeout: Option<String>,
-    /// Journal directory [default: <output>.state next to the output].
-    #[arg(long)]
-    pub state: Option<PathBuf>,
     /// Name of the phone number column, case-insensitive [default: the first of phone, phone_number, mobile,
     /// tel, … that exists].
-    #[arg(long)]
+    #[arg(help_heading = "Contacts", long)]
     pub phone_column: Option<String>,
     /// Text encoding of the contact list: auto, utf-8 or windows-1252 [default: auto].
-    #[arg(long)]
+    #[arg(help_heading = "Contacts", long)]
     pub encoding: Option<String>,
     /// Field delimiter: , ; | or tab [default: detected from the header].
-    #[arg(long)]
+    #[arg(help_heading = "Contacts", long)]
     pub delimiter: Option<String>,
     /// Region for numbers written without a country code (ISO 3166 code) [default: US].
-    #[arg(long)]
+    #[arg(help_heading = "Contacts", long)]
     pub default_region: Option<String>,
+    /// Gateway base URL, or `sim` for the built-in simulator [default: http://localhost:8155]. Repeatable: the
+    /// campaign is spread over the gateways, and --lines is then the lines of each.
+    #[arg(help_heading = "Gateway", long)]
+    pub gateway: Vec<String>,
+    /// Name of the IVR application deployed on the gateway (required).
+    #[arg(help_heading = "Gateway", long)]
+    pub app: Option<String>,
+    /// Most calls outstanding (requested, not yet final) at once on each gateway: its lines [default: 4].
+    #[arg(help_heading = "Gateway", long, allow_hyphen_values = true)]
+    pub lines: Option<String>,
+    /// User for a gateway behind a proxy with basic auth; the password comes from the environment variable
+    /// named by --gateway-password-env (never from a flag or file, so it stays out of `ps` and the shell history).
+    #[arg(help_heading = "Gateway", long)]
+    pub gateway_user: Option<String>,
+    /// Environment variable holding the gateway password [default: IVR_GATEWAY_PASSWORD].
+    #[arg(help_heading = "Gateway", long)]
+    pub gateway_password_env: Option<String>,
+    /// A CA certificate (PEM) to trust, besides the system's, for an https gateway behind a proxy.
+    #[arg(help_heading = "Gateway", long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Deadline for one HTTP request to the gateway, connect to last byte [default: 15s]. A call request that
+    /// times out after being sent ends `unknown`.
+    #[arg(help_heading = "Gateway", long)]
+    pub request_timeout: Option<String>,
+    /// Stop (exit 75, rerun to resume) when the gateway stays unreachable this long [default: 10m].
+    #[arg(help_heading = "Gateway", long)]
+    pub max_outage: Option<String>,
+    /// A gateway no longer listed whose calls are still open: write those calls off as `unknown` (repeatable).
+    /// Check that gateway before calling any of them again.
+    #[arg(help_heading = "Gateway", long)]
+    pub forget_gateway: Vec<String>,
+    /// Leave call records on the gateway instead of removing them once their result is saved.
+    #[arg(help_heading = "Gateway", long)]
+    pub keep_records: bool,
     /// Minutes after a request during which the gateway may still place the call [default: 10].
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(help_heading = "Call request", long, allow_hyphen_values = true)]
     pub firstocc: Option<String>,
     /// How numbers are sent to the gateway: e164 (+14155550123), national (4155550123), digits (14155550123)
     /// [default: e164].
-    #[arg(long)]
+    #[arg(help_heading = "Call request", long)]
     pub number_format: Option<String>,
-    /// IVR response names to give their own `response.<name>` column (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub response_keys: Option<Vec<String>>,
-    /// Leave call records on the gateway instead of removing them once their result is saved.
-    #[arg(long)]
-    pub keep_records: bool,
-    /// Retries of a call request that the gateway did not schedule (refused, 5xx, no request id) [default: 3].
-    #[arg(long, allow_hyphen_values = true)]
-    pub request_retries: Option<String>,
-    /// After the first interrupt, how long to keep polling calls already placed [default: 2m].
-    #[arg(long)]
-    pub drain_timeout: Option<String>,
-    /// Deadline for one HTTP request to the gateway, connect to last byte [default: 15s]. A call request that
-    /// times out after being sent ends `unknown`.
-    #[arg(long)]
-    pub request_timeout: Option<String>,
-    /// Stop (exit 75, rerun to resume) when the gateway stays unreachable this long [default: 10m].
-    #[arg(long)]
-    pub max_outage: Option<String>,
-    /// Calling window in the recipient's local time, e.g. 09:00-20:00 [default: none].
-    #[arg(long)]
-    pub window: Option<String>,
-    /// Days calls are allowed, e.g. mon-fri or mon,wed,fri [default: all].
-    #[arg(long)]
-    pub days: Option<String>,
-    /// The recipients' IANA time zone when neither their row nor their number tells it, e.g. America/Chicago
-    /// [default: none; the machine's zone is never used].
-    #[arg(long)]
-    pub timezone: Option<String>,
-    /// Column holding each contact's IANA time zone (an empty cell means: from the number, else --timezone).
-    #[arg(long)]
-    pub timezone_column: Option<String>,
-    /// Dates nobody is called on, in each recipient's own calendar, e.g. 2026-12-25,2027-01-01.
-    #[arg(long, value_delimiter = ',')]
-    pub skip_dates: Vec<String>,
-    /// Contacts outside their window: `stop` leaves them not_attempted for the next run; `wait` waits for the
-    /// window to open [default: stop].
-    #[arg(long)]
-    pub outside_window: Option<String>,
-    /// Expected length of a call, kept free before the window closes and used by the forecast [default: 2m].
-    #[arg(long)]
-    pub call_length: Option<String>,
-    /// Suppression list: a CSV with a phone column or one number per line (repeatable).
-    #[arg(long)]
-    pub suppress: Vec<PathBuf>,
-    /// Region for numbers without a country code in the suppression lists [default: --default-region].
-    #[arg(long)]
-    pub suppress_region: Option<String>,
-    /// Most calls to one number within --per, across campaigns (needs --per).
-    #[arg(long)]
-    pub max_calls_per_number: Option<String>,
-    /// The period of --max-calls-per-number, e.g. 24h.
-    #[arg(long)]
-    pub per: Option<String>,
-    /// Ledger file shared by campaigns for --max-calls-per-number [default: ~/.local/state/ivr-campaign/ledger.sqlite].
-    #[arg(long)]
-    pub ledger: Option<PathBuf>,
-    /// Read everything and apply every rule, write each row's decision and a forecast, and call nobody.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Write a machine-readable summary (JSON, fields documented in the README) to this file.
-    #[arg(long)]
-    pub summary_json: Option<PathBuf>,
-    /// User for a gateway behind a proxy with basic auth; the password comes from the environment variable
-    /// named by --gateway-password-env (never from a flag or file, so it stays out of `ps` and the shell history).
-    #[arg(long)]
-    pub gateway_user: Option<String>,
-    /// Environment variable holding the gateway password [default: IVR_GATEWAY_PASSWORD].
-    #[arg(long)]
-    pub gateway_password_env: Option<String>,
-    /// A CA certificate (PEM) to trust, besides the system's, for an https gateway behind a proxy.
-    #[arg(long)]
-    pub ca_cert: Option<PathBuf>,
-    /// Outcomes called again later: failed (busy, no answer, too late), unresolved, no-response (made, but the
-    /// IVR collected nothing: an answering machine, a hang-up); comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    pub recall_on: Option<Vec<String>>,
-    /// Also call made calls again whose responses contain none of these answers, e.g. Confirm=1.
-    #[arg(long, value_delimiter = ',')]
-    pub recall_unless: Option<Vec<String>>,
-    /// The least time between the end of one call to a contact and the next request [default: 1h].
-    #[arg(long)]
-    pub recall_after: Option<String>,
-    /// Call requests per contact in all, the first included (3 = the first call and two recalls) [default: 3].
-    #[arg(long, allow_hyphen_values = true)]
-    pub max_attempts: Option<String>,
     /// The number the called person sees, sent on every call request: 10 or 11 digits, or E.164.
-    #[arg(long)]
+    #[arg(help_heading = "Call request", long)]
     pub caller_id: Option<String>,
     /// Answer detection: 0 balanced, 1 more aggressive, 2 most aggressive, 3 off.
-    #[arg(long, allow_hyphen_values = true)]
+    #[arg(help_heading = "Call request", long, allow_hyphen_values = true)]
     pub detection: Option<String>,
     /// A form field made from each contact's row, NAME=TEMPLATE, e.g. attendee={name} or appt="{date} {time}"
     /// (repeatable; `{{` and `}}` are literal braces). A field named like --caller-id-param overrides --caller-id.
-    #[arg(long)]
+    #[arg(help_heading = "Call request", long)]
     pub field: Vec<String>,
     /// The call record's `info` text, a template like the fields' [default: "ivr-campaign <campaign> row <n>"].
-    #[arg(long)]
+    #[arg(help_heading = "Call request", long)]
     pub info: Option<String>,
     /// Fields a row must not leave empty: a row whose value is empty is `invalid` (comma-separated).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(help_heading = "Call request", long, value_delimiter = ',')]
     pub require_fields: Option<Vec<String>>,
     /// The form field name the caller ID is sent as [default: callerid].
-    #[arg(long)]
+    #[arg(help_heading = "Call request", long)]
     pub caller_id_param: Option<String>,
     /// The form field name the detection level is sent as [default: detection].
-    #[arg(long)]
+    #[arg(help_heading = "Call request", long)]
     pub detection_param: Option<String>,
+    /// Call requests per second or minute, e.g. `5/s`, `90/m` [default: 1/s].
+    #[arg(help_heading = "Pacing", long, allow_hyphen_values = true)]
+    pub rate: Option<String>,
+    /// Time between status polls of one call, e.g. `5s` [default: 5s].
+    #[arg(help_heading = "Pacing", long)]
+    pub poll_interval: Option<String>,
+    /// Status polls per second or minute across all calls of one gateway [default: 10/s].
+    #[arg(help_heading = "Pacing", long, allow_hyphen_values = true)]
+    pub poll_rate: Option<String>,
+    /// Give up polling a call this long after it was requested [default: firstocc minutes + 5m].
+    #[arg(help_heading = "Pacing", long)]
+    pub poll_timeout: Option<String>,
+    /// Retries of a call request that the gateway did not schedule (refused, 5xx, no request id) [default: 3].
+    #[arg(help_heading = "Pacing", long, allow_hyphen_values = true)]
+    pub request_retries: Option<String>,
+    /// After the first interrupt, how long to keep polling calls already placed [default: 2m].
+    #[arg(help_heading = "Pacing", long)]
+    pub drain_timeout: Option<String>,
+    /// Calling window in the recipient's local time, e.g. 09:00-20:00 [default: none].
+    #[arg(help_heading = "Calling rules", long)]
+    pub window: Option<String>,
+    /// Days calls are allowed, e.g. mon-fri or mon,wed,fri [default: all].
+    #[arg(help_heading = "Calling rules", long)]
+    pub days: Option<String>,
+    /// The recipients' IANA time zone when neither their row nor their number tells it, e.g. America/Chicago
+    /// [default: none; the machine's zone is never used].
+    #[arg(help_heading = "Calling rules", long)]
+    pub timezone: Option<String>,
+    /// Column holding each contact's IANA time zone (an empty cell means: from the number, else --timezone).
+    #[arg(help_heading = "Calling rules", long)]
+    pub timezone_column: Option<String>,
+    /// Dates nobody is called on, in each recipient's own calendar, e.g. 2026-12-25,2027-01-01.
+    #[arg(help_heading = "Calling rules", long, value_delimiter = ',')]
+    pub skip_dates: Vec<String>,
+    /// Contacts outside their window: `stop` leaves them not_attempted for the next run; `wait` waits for the
+    /// window to open [default: stop].
+    #[arg(help_heading = "Calling rules", long)]
+    pub outside_window: Option<String>,
+    /// Expected length of a call, kept free before the window closes and used by the forecast [default: 2m].
+    #[arg(help_heading = "Calling rules", long)]
+    pub call_length: Option<String>,
+    /// Suppression list: a CSV with a phone column or one number per line (repeatable).
+    #[arg(help_heading = "Calling rules", long)]
+    pub suppress: Vec<PathBuf>,
+    /// Region for numbers without a country code in the suppression lists [default: --default-region].
+    #[arg(help_heading = "Calling rules", long)]
+    pub suppress_region: Option<String>,
+    /// Most calls to one number within --per, across campaigns (needs --per).
+    #[arg(help_heading = "Calling rules", long)]
+    pub max_calls_per_number: Option<String>,
+    /// The period of --max-calls-per-number, e.g. 24h.
+    #[arg(help_heading = "Calling rules", long)]
+    pub per: Option<String>,
+    /// Ledger file shared by campaigns for --max-calls-per-number [default: ~/.local/state/ivr-campaign/ledger.sqlite].
+    #[arg(help_heading = "Calling rules", long)]
+    pub ledger: Option<PathBuf>,
+    /// Outcomes called again later: failed (busy, no answer, too late), unresolved, no-response (made, but the
+    /// IVR collected nothing: an answering machine, a hang-up); comma-separated.
+    #[arg(help_heading = "Recall", long, value_delimiter = ',')]
+    pub recall_on: Option<Vec<String>>,
+    /// Also call made calls again whose responses contain none of these answers, e.g. Confirm=1.
+    #[arg(help_heading = "Recall", long, value_delimiter = ',')]
+    pub recall_unless: Option<Vec<String>>,
+    /// The least time between the end of one call to a contact and the next request [default: 1h].
+    #[arg(help_heading = "Recall", long)]
+    pub recall_after: Option<String>,
+    /// Call requests per contact in all, the first included (3 = the first call and two recalls) [default: 3].
+    #[arg(help_heading = "Recall", long, allow_hyphen_values = true)]
+    pub max_attempts: Option<String>,
+    /// Results CSV [default: <input stem>.results.csv next to the input].
+    #[arg(help_heading = "Results", long)]
+    pub output: Option<PathBuf>,
+    /// Journal directory [default: <output>.state next to the output].
+    #[arg(help_heading = "Results", long)]
+    pub state: Option<PathBuf>,
+    /// IVR response names to give their own `response.<name>` column (comma-separated).
+    #[arg(help_heading = "Results", long, value_delimiter = ',')]
+    pub response_keys: Option<Vec<String>>,
+    /// Write a machine-readable summary (JSON, fields documented in the README) to this file.
+    #[arg(help_heading = "Results", long)]
+    pub summary_json: Option<PathBuf>,
+    /// Write the run's figures in the Prometheus text format to this file at the end of every run, replaced
+    /// atomically (for node_exporter's textfile collector; metrics documented in the README).
+    #[arg(help_heading = "Results", long)]
+    pub metrics_file: Option<PathBuf>,
+    /// Read everything and apply every rule, write each row's decision and a forecast, and call nobody.
+    #[arg(help_heading = "Results", long)]
+    pub dry_run: bool,
     /// Replaced by the `redial-unknown` command (refused with a message saying so).
     #[arg(long, hide = true)]
     pub redial_unknown: bool,

@@ -89,6 +89,10 @@ pub struct RunConfig {
     pub ledger: PathBuf,
     pub dry_run: bool,
     pub summary_json: Option<PathBuf>,
+    /// Prometheus text file written at the end of every run, for node_exporter's textfile collector.
+    pub metrics_file: Option<PathBuf>,
+    /// The campaign file, when one was given: the name monitoring knows the campaign by.
+    pub campaign_file: Option<PathBuf>,
 }
 
 /// How long after `firstocc` runs out we keep polling: the gateway's last attempt may still be on the line.
@@ -148,6 +152,7 @@ struct CampaignFile {
     ledger: Option<PathBuf>,
     dry_run: Option<bool>,
     summary_json: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
     ca_cert: Option<PathBuf>,
     gateway_user: Option<String>,
     gateway_password_env: Option<String>,
@@ -773,12 +778,23 @@ impl RunConfig {
         let summary_json = args
             .summary_json
             .or_else(|| file.summary_json.map(|p| relative_to(base, p)));
+        let metrics_file = args
+            .metrics_file
+            .or_else(|| file.metrics_file.map(|p| relative_to(base, p)));
         let gateways = gateways_of(&mut gateway_inputs, base, lines, &rate)?;
         let forget_gateways = forget_gateway
             .iter()
             .map(|g| gateway_key_of(g).map_err(|e| Error::Usage(format!("--forget-gateway: {e}"))))
             .collect::<Result<Vec<_>>>()?;
-        refuse_overwriting(&input, &output, &suppress, summary_json.as_deref())?;
+        refuse_overwriting(
+            &input,
+            &output,
+            &suppress,
+            &[
+                ("--summary-json", summary_json.as_deref()),
+                ("--metrics-file", metrics_file.as_deref()),
+            ],
+        )?;
         Ok(RunConfig {
             input,
             output,
@@ -817,6 +833,8 @@ impl RunConfig {
             ledger,
             dry_run,
             summary_json,
+            metrics_file,
+            campaign_file: args.campaign.clone(),
         })
     }
 }
@@ -838,12 +856,10 @@ fn refuse_overwriting(
     input: &Path,
     output: &Path,
     suppress: &[PathBuf],
-    summary: Option<&Path>,
+    reports: &[(&str, Option<&Path>)],
 ) -> Result<()> {
     let mut written: Vec<(&str, &Path)> = vec![("--output", output)];
-    if let Some(s) = summary {
-        written.push(("--summary-json", s));
-    }
+    written.extend(reports.iter().filter_map(|(flag, p)| Some((*flag, (*p)?))));
     let mut read: Vec<(&str, &Path)> = vec![("the contact list", input)];
     read.extend(suppress.iter().map(|p| ("a suppression list", p.as_path())));
     for (what_w, w) in &written {
@@ -1068,14 +1084,42 @@ pub fn parse_gateway_url(text: &str) -> Result<reqwest::Url, String> {
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(format!("{:?}: use http:// or https://", url.scheme()));
     }
+    if t.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "{:?} is not a gateway URL (it contains a space)",
+            redact_userinfo(text)
+        ));
+    }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("{:?} has no host", url.host_str().unwrap_or("")));
+        return Err(format!("{:?} has no host", redact_userinfo(text)));
+    }
+    if let Some(name) = url.domain().filter(|name| !is_host_name(name)) {
+        return Err(format!(
+            "{:?} is not a gateway URL ({name:?} is not a host name or address)",
+            redact_userinfo(text)
+        ));
     }
     if url.password().is_some() {
         // Never echo it: the message names the problem, not the secret.
         return Err("the gateway URL holds a password; give the user with --gateway-user and the password in IVR_GATEWAY_PASSWORD".into());
     }
     Ok(url)
+}
+
+/// A host name as DNS takes it (RFC 1123 labels, after IDNA): without this check a typo such as `ht!tp:/x`
+/// becomes the host `ht!tp`, and the run waits out `max-outage` on lookups that can never succeed.
+fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                // `_` is not in RFC 1123, but Windows networks name hosts with it and resolvers pass it.
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 fn sim_settings(t: SimulatorTable, base: Option<&Path>) -> Result<SimSettings> {
@@ -1193,6 +1237,19 @@ mod tests {
         assert!(parse_gateway_url("http://").is_err());
         assert!(parse_gateway_url("ftp://x").is_err());
         assert!(parse_gateway_url("http://exa mple").is_err());
+        assert!(parse_gateway_url("gw_01.clinic.lan").is_ok());
+        assert!(parse_gateway_url("http://[::1]:8155").is_ok());
+        assert!(parse_gateway_url("https://bücher.example/").is_ok());
+        for typo in [
+            "ht!tp:/x y",
+            "http://gw..lan",
+            "http://-gw.lan",
+            "http://gw*.lan",
+            " http://gw /x",
+        ] {
+            let err = parse_gateway_url(typo).expect_err(typo);
+            assert!(err.contains("not a gateway URL"), "{typo}: {err}");
+        }
         let err = parse_gateway_url("http://user:hunter2@gw:8155").expect_err("password in URL");
         assert!(!err.contains("hunter2"), "{err}");
         let err = parse_gateway_url("http://user:hunter2@exa mple").expect_err("bad URL");

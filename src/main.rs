@@ -10,7 +10,7 @@ use ivr_campaign::config::{RunConfig, sim_settings_from_args};
 use ivr_campaign::engine::Stage;
 use ivr_campaign::error::{Error, exit};
 use ivr_campaign::output::progress::Progress;
-use ivr_campaign::output::status;
+use ivr_campaign::output::{metrics, status};
 use ivr_campaign::{logging, simulator};
 
 /// A line on stderr. Never panics: a closed stderr (`2>&1 | head`, a log reader that went away) must not
@@ -84,7 +84,23 @@ fn main() -> ExitCode {
             Command::Report(args) => report(&args),
             Command::RedialUnknown(args) => redial(&args),
             Command::Simulate(args) => simulate(*args).await,
-            Command::Status(args) => match status::locate(&args).and_then(|d| status::report(&d)) {
+            Command::Completions(args) => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                // Into memory first: written straight to a closed pipe, the generator would panic.
+                let mut script = Vec::new();
+                clap_complete::generate(args.shell, &mut cmd, "ivr-campaign", &mut script);
+                use std::io::Write as _;
+                let _ = std::io::stdout().write_all(&script);
+                Ok(exit::OK)
+            }
+            Command::Man(args) => man(&args),
+            Command::Status(args) => match status::locate(&args.campaign).and_then(|d| {
+                if args.json {
+                    status::json(&d).map(|v| format!("{v:#}"))
+                } else {
+                    status::report(&d)
+                }
+            }) {
                 Ok(text) => {
                     out!("{}", text.trim_end());
                     Ok(exit::OK)
@@ -225,18 +241,85 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
     }
     let stop_rx = watch_signals();
     let summary_path = cfg.summary_json.clone();
-    let summary = ivr_campaign::commands::run::run(cfg, stop_rx, progress).await?;
-    say!("ivr-campaign: {}", summary.line());
-    if let Some(m) = summary.ending.message() {
-        say!("ivr-campaign: {m}");
+    let metrics_path = cfg.metrics_file.clone();
+    // A dated list changes its results file every day; the campaign file names the job that runs it.
+    let campaign = cfg.campaign_file.clone().unwrap_or_else(|| cfg.output.clone());
+    let started = std::time::Instant::now();
+    let outcome = ivr_campaign::commands::run::run(cfg, stop_rx, progress).await;
+    let mut code = match &outcome {
+        Ok(summary) => summary.exit_code(),
+        Err(e) => e.exit_code(),
+    };
+    if let Ok(summary) = &outcome {
+        say!("ivr-campaign: {}", summary.line());
+        if let Some(m) = summary.ending.message() {
+            say!("ivr-campaign: {m}");
+        }
+        if let Some(path) = &summary_path {
+            let text = serde_json::to_string_pretty(&summary.to_json())
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            if let Err(e) = ivr_campaign::output::results::write_atomically(path, |w| {
+                use std::io::Write as _;
+                w.write_all((text + "\n").as_bytes()).map_err(|e| {
+                    Error::Output(format!("cannot write summary {}: {e}", path.display()))
+                })
+            }) {
+                say!("ivr-campaign: {e}");
+                code = worse(code, e.exit_code());
+            }
+        }
     }
-    if let Some(path) = summary_path {
-        let text = serde_json::to_string_pretty(&summary.to_json())
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(&path, text + "\n")
-            .map_err(|e| Error::Output(format!("cannot write summary {}: {e}", path.display())))?;
+    if let Some(path) = &metrics_path {
+        let end = metrics::RunEnd {
+            campaign: &campaign,
+            summary: outcome.as_ref().ok(),
+            exit_code: code,
+            duration: started.elapsed(),
+            finished_at: jiff::Timestamp::now(),
+        };
+        if let Err(e) = metrics::write(path, &end) {
+            say!("ivr-campaign: {e}");
+            code = worse(code, e.exit_code());
+        }
     }
-    Ok(summary.exit_code())
+    // An error's own line is printed by the caller, with its exit code.
+    outcome.map(|_| code)
+}
+
+/// A report that could not be written turns a success into its failure; a run that already failed keeps its
+/// own code, which says more.
+fn worse(code: i32, report_failure: i32) -> i32 {
+    if metrics::succeeded(code) {
+        report_failure
+    } else {
+        code
+    }
+}
+
+fn man(args: &ivr_campaign::cli::ManArgs) -> Result<i32, Error> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(cmd, dir))
+                .map_err(|e| {
+                    Error::Output(format!(
+                        "cannot write manual pages to {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            out!("{}", dir.display());
+        }
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut page)
+                .map_err(|e| Error::Internal(format!("cannot render the manual page: {e}")))?;
+            use std::io::Write as _;
+            let _ = std::io::stdout().write_all(&page);
+        }
+    }
+    Ok(exit::OK)
 }
 
 async fn simulate(args: ivr_campaign::cli::SimulateArgs) -> Result<i32, Error> {

@@ -302,7 +302,10 @@ pub async fn gateways_for(cfg: &RunConfig) -> Result<(Vec<Gateway>, Vec<Simulato
                 simulators.push(sim);
                 url
             }
-            GatewayTarget::Url(u) => u.clone(),
+            GatewayTarget::Url(u) => {
+                warn_if_unresolvable(u).await;
+                u.clone()
+            }
         };
         let ca_pem = match &g.ca_cert {
             Some(p) => Some(std::fs::read(p).map_err(|e| {
@@ -316,6 +319,33 @@ pub async fn gateways_for(cfg: &RunConfig) -> Result<(Vec<Gateway>, Vec<Simulato
         );
     }
     Ok((clients, simulators))
+}
+
+/// Says plainly, once at the start, that a gateway's name does not resolve: otherwise the first sign is a
+/// stream of generic "not reached" warnings until `max-outage`. Only a warning: the name may come back (a DNS
+/// server restarting), and the breaker then carries on as for any outage.
+async fn warn_if_unresolvable(url: &reqwest::Url) {
+    let Some(host) = url.domain() else { return };
+    // Through a proxy the proxy resolves the name; a local lookup says nothing.
+    let proxied = ["http_proxy", "https_proxy", "all_proxy"].iter().any(|v| {
+        std::env::var_os(v).is_some() || std::env::var_os(v.to_ascii_uppercase()).is_some()
+    });
+    if proxied {
+        return;
+    }
+    let port = url.port_or_known_default().unwrap_or(80);
+    let lookup = tokio::net::lookup_host((host, port));
+    let failed = match tokio::time::timeout(std::time::Duration::from_secs(5), lookup).await {
+        Ok(Ok(mut addrs)) => addrs.next().is_none().then(|| "no address".to_string()),
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer from the resolver in 5s".to_string()),
+    };
+    if let Some(why) = failed {
+        warn!(
+            gateway = %url,
+            "cannot resolve gateway host {host} ({why}); call requests wait for it, up to max-outage"
+        );
+    }
 }
 
 /// Calls open on a gateway the campaign no longer lists are refused, unless the operator forgets that
@@ -532,7 +562,7 @@ pub async fn run_with_clock(
             .collect::<Vec<_>>()
             .join(", "),
         poll_interval = %Dur(cfg.poll_interval),
-        region = ?cfg.default_region,
+        region = %AsRef::<str>::as_ref(&cfg.default_region),
         "campaign starting"
     );
 

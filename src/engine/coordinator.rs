@@ -953,14 +953,18 @@ impl Coordinator {
                         self.queue.extend(fresh);
                         continue;
                     }
-                    if let Some((at, n)) = self.ctx.journal.next_wait().await? {
+                    if let Some((at, n, recall)) = self.ctx.journal.next_wait().await? {
                         let t = jiff::Timestamp::from_millisecond(at).unwrap_or(clock.now());
                         let soon = Instant::now() + Duration::from_millis(200);
                         // Due but still owned (its intent is on its way): look again shortly.
                         self.wait_until = Some(clock.instant_at(t).max(soon));
                         if self.announced_wait != Some(at) && at > now_ms {
                             self.announced_wait = Some(at);
-                            info!(contacts = n, opens = %t, "waiting for the calling window to open");
+                            if recall {
+                                info!(contacts = n, next_due = %t, "waiting for recalls to fall due");
+                            } else {
+                                info!(contacts = n, opens = %t, "waiting for the calling window to open");
+                            }
                         }
                     }
                     return Ok(None);

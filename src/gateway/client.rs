@@ -356,6 +356,12 @@ fn describe(e: &reqwest::Error) -> String {
         }
         source = s.source();
     }
+    // hyper's connector words a failed lookup "dns error", which reads like an outage; say what it is.
+    if text.contains("dns error")
+        && let Some(host) = e.url().and_then(|u| u.host_str())
+    {
+        return format!("cannot resolve gateway host {host} ({text})");
+    }
     text
 }
 

@@ -76,6 +76,67 @@ pub fn gateway_line(g: &journal::GatewayShare) -> String {
     line
 }
 
+/// `status --json`: the journal's side of the summary (`rows`, `recalls`, `gateways[].campaign` have the
+/// summary's shapes and names), versioned with it.
+pub fn json(dir: &Path) -> Result<serde_json::Value> {
+    let db = dir.join(journal::DB_FILE);
+    let counts = journal::counts(&db)?;
+    let (waiting, next_recall) = recalls(&db)?;
+    let count = |f: fn(State) -> bool| -> u64 {
+        counts.iter().filter(|(s, _)| f(*s)).map(|(_, n)| n).sum()
+    };
+    let conn = journal::open_read_only(&db)?;
+    // Shown as the results show them: a contact waiting for a recall with its last call's outcome.
+    let mut shown: std::collections::BTreeMap<State, u64> = Default::default();
+    let mut stmt = conn.prepare(
+        "SELECT COALESCE(CASE WHEN state = 'pending' THEN last_outcome END, state), COUNT(*) FROM contacts GROUP BY 1",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let text: String = row.get(0)?;
+        let state = State::parse(&text)
+            .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
+        *shown.entry(state.result()).or_insert(0) += row.get::<_, i64>(1)? as u64;
+    }
+    let by_status: serde_json::Map<String, serde_json::Value> = State::RESULTS
+        .iter()
+        .map(|r| {
+            (
+                r.result_name().to_string(),
+                shown.get(r).copied().unwrap_or(0).into(),
+            )
+        })
+        .collect();
+    let gateways = journal::gateways_on(&conn)?;
+    Ok(serde_json::json!({
+        "schema": "ivr-campaign/status/v1",
+        "state": dir.display().to_string(),
+        "running": running(dir),
+        "rows": {
+            "total": count(|_| true),
+            "needs_attention": count(State::needs_attention),
+            // As in the summary: a contact waiting for a recall is open.
+            "open": count(State::is_open),
+            // Requests a running process has recorded but not yet had an answer to.
+            "requesting": count(|s| s == State::Intent),
+            "by_status": by_status,
+        },
+        "recalls": {
+            "waiting": waiting,
+            "next_due": next_recall.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
+        },
+        "gateways": gateways.iter().map(|g| serde_json::json!({
+            "url": g.key,
+            "campaign": {
+                "calls": g.calls,
+                "open": g.open,
+                "outcomes": g.outcomes,
+                "outage_seconds": g.outage_ms as f64 / 1000.0,
+            },
+        })).collect::<Vec<_>>(),
+    }))
+}
+
 /// The report printed by `status`.
 pub fn report(dir: &Path) -> Result<String> {
     let db = dir.join(journal::DB_FILE);

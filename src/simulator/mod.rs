@@ -962,9 +962,9 @@ pub async fn serve(listen: &str, settings: SimSettings) -> Result<(), String> {
     tracing::info!(
         url = %sim.url(),
         lines = settings.lines,
-        ring_delay = ?settings.ring_delay,
-        call_duration = ?settings.call_duration,
-        retry_delay = ?settings.retry_delay,
+        ring_delay = %crate::types::Dur(settings.ring_delay),
+        call_duration = %crate::types::Dur(settings.call_duration),
+        retry_delay = %crate::types::Dur(settings.retry_delay),
         "simulated gateway listening"
     );
     let _ = tokio::signal::ctrl_c().await;

@@ -1144,15 +1144,23 @@ impl Journal {
         .await
     }
 
-    /// The earliest time a waiting contact is to be looked at again, and how many are waiting.
-    pub async fn next_wait(&self) -> Result<Option<(i64, u64)>> {
+    /// The earliest time a waiting contact is to be looked at again, how many are waiting, and whether the
+    /// first to fall due is a recall.
+    pub async fn next_wait(&self) -> Result<Option<(i64, u64, bool)>> {
         self.read(|c| {
             let (at, n): (Option<i64>, i64) = c.query_row(
                 "SELECT MIN(not_before), COUNT(*) FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
-            Ok(at.map(|a| (a, n as u64)))
+            let Some(at) = at else { return Ok(None) };
+            // Whether the first to fall due is a recall (its wait is the recall delay, not a window).
+            let recall: bool = c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM contacts WHERE state = 'pending' AND not_before = ?1 AND last_outcome IS NOT NULL)",
+                [at],
+                |r| r.get(0),
+            )?;
+            Ok(Some((at, n as u64, recall)))
         })
         .await
     }

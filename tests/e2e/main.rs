@@ -8,6 +8,7 @@ mod gateways;
 mod guards;
 mod helpers;
 mod lists;
+mod newcomer;
 mod operator;
 mod outcomes;
 mod pacing;
