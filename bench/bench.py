@@ -3,7 +3,7 @@
 
     python3 bench/bench.py                 # everything (about 15 minutes on 2 cores)
     python3 bench/bench.py --smoke         # tiny sizes, one run each: checks the harness works (CI-safe)
-    python3 bench/bench.py --only rate,sdk # some sections: rate, sdk, throughput, polls, resume
+    python3 bench/bench.py --only rate,sdk # some sections: rate, sdk, throughput, polls, resume, gateways
 
 Sections (numbers refer to BENCHMARKS.md):
   rate        1. achieved call-request rate at 25/s and 200/s over 22 s, busiest 1-s window, lag behind schedule
@@ -11,6 +11,7 @@ Sections (numbers refer to BENCHMARKS.md):
   throughput  3. contacts/s end to end and peak RSS at 200k and 1M contacts, zero call time, unlimited rate
   polls       4. status polls per call against the minimum (call length / poll interval)
   resume      5. time to reopen a 1M-row journal and place the next call
+  gateways    7. wall time of one campaign over 1, 2 and 4 simulated gateways of 8 lines each (1 s calls)
 Parser throughput (6.) is `cargo bench --bench parser`.
 
 Medians of several runs are printed, and ratios come from one run. Results also go to bench/last-run.json.
@@ -321,10 +322,46 @@ def bench_resume(work, smoke):
     return res
 
 
+def bench_gateways(work, smoke):
+    """The same list over 1, 2 and 4 gateways of 8 lines, calls holding a line for 1 s: lines are the
+    bottleneck, so the ideal wall time with k gateways is a k-th of one gateway's."""
+    n = 32 if smoke else 192
+    counts = (1, 2, 4)
+    runs = {k: [] for k in counts}
+    d = tempfile.mkdtemp(dir=work)
+    csv_path = os.path.join(d, "c.csv")
+    contacts(csv_path, n)
+    for _ in range(1 if smoke else 3):
+        # Alternating sizes, so a noisy minute hurts each alike.
+        for k in counts:
+            out_csv = os.path.join(d, f"r{k}.csv")
+            shutil.rmtree(out_csv + ".state", ignore_errors=True)
+            sims = [Sim("--lines", "8", "--ring-delay", "400ms", "--call-duration", "600ms") for _ in range(k)]
+            try:
+                gateways = [x for s in sims for x in ("--gateway", s.url)]
+                wall, code, err, _ = runner(["run", "--input", csv_path, "--output", out_csv, *gateways, "--app",
+                                             "A", "--rate", "unlimited", "--lines", "8", "--poll-interval",
+                                             "100ms", "--poll-rate", "unlimited"])
+            finally:
+                for s in sims:
+                    s.stop()
+            assert code == 0, err
+            runs[k].append(wall)
+    shutil.rmtree(d)
+    med = {k: statistics.median(runs[k]) for k in counts}
+    out = {"contacts": n, "lines_per_gateway": 8, "call_seconds": 1.0}
+    for k in counts:
+        speedup = med[1] / med[k]
+        out[str(k)] = {"median_seconds": med[k], "runs": runs[k], "speedup": speedup, "efficiency": speedup / k}
+        print(f"gateways {k} x 8 lines, {n} contacts of 1 s: {med[k]:.2f}s (median of {len(runs[k])}), "
+              f"speedup {speedup:.2f} of {k}, {100 * speedup / k:.0f}% of linear")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--only", default="rate,sdk,throughput,polls,resume")
+    ap.add_argument("--only", default="rate,sdk,throughput,polls,resume,gateways")
     a = ap.parse_args()
     if not os.environ.get("IVR_BENCH_BIN"):
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)

@@ -247,6 +247,15 @@ fn request_fields(args: &RunArgs, file: &CampaignFile) -> Result<crate::fields::
             *param = f.name;
         }
     }
+    if out
+        .caller_id_param
+        .eq_ignore_ascii_case(&out.detection_param)
+    {
+        return Err(Error::Usage(format!(
+            "caller-id-param and detection-param are both {:?}: the gateway would get two values under one name",
+            out.caller_id_param
+        )));
+    }
     let mut fields: Vec<crate::fields::Field> = Vec::new();
     for (name, template) in file.fields.iter().flatten() {
         let template = template.as_str().ok_or_else(|| {
@@ -254,6 +263,12 @@ fn request_fields(args: &RunArgs, file: &CampaignFile) -> Result<crate::fields::
                 "[fields]: {name} = {template}: write the template as a string, e.g. {name} = \"{{column}}\""
             ))
         })?;
+        if let Some(twin) = fields.iter().find(|f| f.name.eq_ignore_ascii_case(name)) {
+            return Err(key(format!(
+                "[fields]: {name} and {} are one field (names are case-insensitive, as the gateway's are); keep one",
+                twin.name
+            )));
+        }
         fields
             .push(crate::fields::field(name, template).map_err(|e| key(format!("[fields]: {e}")))?);
     }
@@ -263,6 +278,13 @@ fn request_fields(args: &RunArgs, file: &CampaignFile) -> Result<crate::fields::
         fields.push(f);
     }
     out.fields = fields;
+    // `info` is a required parameter of the call request: an empty label is not one.
+    let empty_info = "is empty; the gateway requires an info text (leave it out for the default)";
+    match (&args.info, &file.info) {
+        (Some(t), _) if t.trim().is_empty() => return Err(flag(format!("--info {empty_info}"))),
+        (None, Some(t)) if t.trim().is_empty() => return Err(key(format!("info {empty_info}"))),
+        _ => {}
+    }
     out.info = match (&args.info, &file.info) {
         (Some(t), _) => {
             Some(crate::fields::Template::parse(t).map_err(|e| flag(format!("--info: {e}")))?)
@@ -302,6 +324,10 @@ fn recall_of(
     after: Option<(String, String)>,
     max: Option<(String, String)>,
 ) -> Result<Option<crate::engine::Recall>> {
+    // `recall-on = []` says nothing: taken as not given, so `max-attempts` without an outcome is refused
+    // alike either way.
+    let on = on.filter(|(v, _)| v.iter().any(|w| !w.trim().is_empty()));
+    let unless = unless.filter(|(v, _)| v.iter().any(|w| !w.trim().is_empty()));
     if on.is_none() && unless.is_none() {
         if let Some((_, what)) = after.or(max) {
             return Err(Error::Usage(format!(
@@ -1103,7 +1129,30 @@ pub fn parse_gateway_url(text: &str) -> Result<reqwest::Url, String> {
         // Never echo it: the message names the problem, not the secret.
         return Err("the gateway URL holds a password; give the user with --gateway-user and the password in IVR_GATEWAY_PASSWORD".into());
     }
-    Ok(url)
+    if url.query().is_some() || url.fragment().is_some() {
+        // The handlers' paths are appended to the base: a query or fragment there means nothing, and two
+        // spellings of one gateway would count its lines twice.
+        return Err(format!(
+            "{:?} has a query or fragment (`?…`, `#…`); give the gateway's base URL, e.g. http://10.0.0.5:8155",
+            redact_userinfo(text)
+        ));
+    }
+    Ok(canonical(url))
+}
+
+/// One spelling per gateway, so a gateway listed twice is seen as one: no trailing slashes on a path
+/// prefix, and an IPv4 address written as IPv6 (`[::ffff:127.0.0.1]`) as IPv4.
+fn canonical(mut url: reqwest::Url) -> reqwest::Url {
+    if let Some(std::net::IpAddr::V6(v6)) = url
+        .host_str()
+        .and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok())
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        let _ = url.set_ip_host(std::net::IpAddr::V4(v4));
+    }
+    let trimmed = url.path().trim_end_matches('/').to_string();
+    url.set_path(if trimmed.is_empty() { "/" } else { &trimmed });
+    url
 }
 
 /// A host name as DNS takes it (RFC 1123 labels, after IDNA): without this check a typo such as `ht!tp:/x`
@@ -1230,6 +1279,41 @@ mod tests {
         assert_eq!(nightly.cap.map(|c| c.0), Some(1));
     }
 
+    /// The settings of a campaign file with these lines (and a list beside it).
+    fn from_toml(extra: &str, flags: RunArgs) -> Result<RunConfig> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("c.csv"), "phone\n6465550100\n").expect("list");
+        let toml = format!("input = \"c.csv\"\napp = \"A\"\n{extra}");
+        std::fs::write(dir.path().join("c.toml"), toml).expect("campaign");
+        RunConfig::from_args(RunArgs {
+            campaign: Some(dir.path().join("c.toml")),
+            ..flags
+        })
+    }
+
+    #[test]
+    fn settings_that_would_send_nonsense_are_refused() {
+        let refused = |extra: &str| {
+            from_toml(extra, RunArgs::default())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| panic!("accepted: {extra}"))
+        };
+        let e = refused("caller-id-param = \"detection\"\n");
+        assert!(e.contains("both"), "{e}");
+        let e = refused("[fields]\nattendee = \"{phone}\"\nAttendee = \"{phone}\"\n");
+        assert!(e.contains("one field"), "{e}");
+        let e = refused("recall-on = []\nmax-attempts = 2\n");
+        assert!(e.contains("needs --recall-on"), "{e}");
+        let e = refused("info = \"\"\n");
+        assert!(e.contains("info"), "{e}");
+        let e = refused(
+            "[[gateways]]\nurl = \"http://127.0.0.1:8155\"\n[[gateways]]\nurl = \"http://127.0.0.1:8155/\"\n",
+        );
+        assert!(e.contains("listed twice"), "{e}");
+        assert!(from_toml("", RunArgs::default()).is_ok());
+    }
+
     #[test]
     fn gateway_urls() {
         assert!(parse_gateway_url("http://10.0.0.5:8155").is_ok());
@@ -1240,6 +1324,18 @@ mod tests {
         assert!(parse_gateway_url("gw_01.clinic.lan").is_ok());
         assert!(parse_gateway_url("http://[::1]:8155").is_ok());
         assert!(parse_gateway_url("https://bücher.example/").is_ok());
+        let key = |t: &str| gateway_key(&parse_gateway_url(t).expect(t));
+        assert_eq!(
+            key("http://gw:8155/voicent//"),
+            key("http://gw:8155/voicent")
+        );
+        assert_eq!(key("http://GW:8155/"), key("gw:8155"));
+        assert_eq!(key("http://gw:80"), key("http://gw"));
+        assert_eq!(key("http://[::ffff:127.0.0.1]:8155"), key("127.0.0.1:8155"));
+        for odd in ["http://gw:8155/?a=1", "http://gw:8155/#second"] {
+            let err = parse_gateway_url(odd).expect_err(odd);
+            assert!(err.contains("query or fragment"), "{odd}: {err}");
+        }
         for typo in [
             "ht!tp:/x y",
             "http://gw..lan",

@@ -146,6 +146,47 @@ impl Request {
 /// Parameters the runner sets itself; a field may not overwrite them.
 pub const RESERVED: [&str; 5] = ["phoneno", "startapp", "firstocc", "selfdelete", "info"];
 
+/// Parameters that change when, how often or what the gateway calls (protocol §2): set as fields they would
+/// move a call out of its window check (`schedule`, `calltime`), make the gateway call again by itself
+/// (retries, recurrences) or make it do something other than the IVR call (a program, a text, an SMS).
+pub const CONTROLS: [&str; 35] = [
+    "reqid",
+    "schedule",
+    "calltime",
+    "retrymax",
+    "retrydelay",
+    "recurtype",
+    "recursubtype",
+    "rskip",
+    "rsunday",
+    "rsmonday",
+    "rstuesday",
+    "rswednesday",
+    "rsthursday",
+    "rsfriday",
+    "rssaturday",
+    "rweekdayonly",
+    "rdayofmonth",
+    "rweekofmonth",
+    "rdayofweek",
+    "rmonthofyear",
+    "rangetype",
+    "rangetotal",
+    "rangeendyear",
+    "rangeendmonth",
+    "rangeendday",
+    "startexec",
+    "cmdline",
+    "sms",
+    "txt",
+    "audiofile",
+    "startvxml",
+    "starturl",
+    "exitvxml",
+    "exiturl",
+    "eocactions",
+];
+
 /// A template, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
@@ -159,11 +200,17 @@ enum Piece {
     Column(String),
 }
 
+/// A control character, or a Unicode line or paragraph separator (U+2028, U+2029; U+0085 is a control):
+/// any of them splits a gateway field that must be one line.
+fn breaks_a_line(c: char) -> bool {
+    c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+}
+
 impl Template {
     /// Parses `{column}` references and `{{` `}}` escapes. Control characters in the text are refused: a
     /// gateway field is one line.
     pub fn parse(text: &str) -> Result<Template, String> {
-        if text.chars().any(|c| c.is_control()) {
+        if text.chars().any(breaks_a_line) {
             return Err(format!("{text:?} has a control character"));
         }
         let mut pieces = Vec::new();
@@ -265,6 +312,12 @@ pub fn field(name: &str, template: &str) -> Result<Field, String> {
             "field {name:?} is set by ivr-campaign itself and cannot be overwritten{hint}"
         ));
     }
+    let lower = name.to_ascii_lowercase();
+    if CONTROLS.contains(&lower.as_str()) {
+        return Err(format!(
+            "field {name:?} changes when, how often or what the gateway calls; ivr-campaign decides that itself (window, recalls), so it cannot be set as a field"
+        ));
+    }
     Ok(Field {
         name: name.to_string(),
         template: Template::parse(template).map_err(|e| format!("field {name}: {e}"))?,
@@ -283,12 +336,18 @@ pub fn caller_id(text: &str) -> Result<String, String> {
         None => (false, cleaned.as_str()),
     };
     let all_digits = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit());
+    // A number a person can see and call back: 10 digits are a North American number, 11 a country code
+    // and number (Voicent's own form, 1 for North America), E.164 anything libphonenumber knows as valid.
+    // Zeros or a made-up country code would reach the carrier as a spoofed or rejected caller ID.
+    let international = match (plus, digits.len()) {
+        (true, 8..=15) | (false, 11) => Some(format!("+{digits}")),
+        (false, 10) => Some(format!("+1{digits}")),
+        _ => None,
+    };
     let ok = all_digits
-        && if plus {
-            (8..=15).contains(&digits.len())
-        } else {
-            (10..=11).contains(&digits.len())
-        };
+        && international
+            .and_then(|n| phonenumber::parse(None, n).ok())
+            .is_some_and(|n| phonenumber::is_valid(&n));
     if ok {
         Ok(cleaned)
     } else {
@@ -400,7 +459,7 @@ impl Bound {
                     }
                 }
             }
-            if out.chars().any(|c| c.is_control()) {
+            if out.chars().any(breaks_a_line) {
                 return Err("a line break or other control character in a cell the call's fields are made from".to_string());
             }
             Ok(out)
@@ -455,6 +514,26 @@ mod tests {
         for bad in ["=x", "phoneno={a}", "STARTAPP=x", "info=x", "noequals"] {
             assert!(parse_field(bad).is_err(), "{bad:?}");
         }
+        // Fields that would move a call outside its window, make the gateway call again, or run a program.
+        for bad in [
+            "calltime=600",
+            "Schedule=t",
+            "recurtype=0",
+            "rangetotal={n}",
+            "startexec=x",
+            "reqid=5",
+            "SMS=1",
+        ] {
+            let e = parse_field(bad).expect_err(bad);
+            assert!(
+                e.contains("how often or what the gateway calls"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(
+            Template::parse("one\u{2028}two").is_err(),
+            "a Unicode line separator"
+        );
         let headers = ByteRecord::from(vec!["name"]);
         let e = Bound::new(
             &[parse_field("a={nmae}").expect("field")],
@@ -494,8 +573,19 @@ mod tests {
             caller_id("+44 20 7946 0018").as_deref(),
             Ok("+442079460018")
         );
-        for bad in ["555-0100", "646555010012", "+1", "abc", ""] {
+        for bad in [
+            "555-0100",
+            "646555010012",
+            "+1",
+            "abc",
+            "",
+            "+00000000",
+            "0000000000",
+            "+123456789012345",
+            "1234567890",
+        ] {
             assert!(caller_id(bad).is_err(), "{bad:?}");
         }
+        assert!(caller_id("1-800-555-0199").is_ok(), "toll-free");
     }
 }

@@ -243,7 +243,7 @@ fn recall_share_seen(cfg: &RunConfig) -> Option<(f64, u64)> {
         };
         seen += 1;
         // As a first call: would the policy call it again?
-        if policy.wants(state, &responses, 1) {
+        if policy.wants(state, &responses, 1, true) {
             recalled += 1;
         }
     }
@@ -288,6 +288,12 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
 pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
     crate::output::results::check_columns(&source, cfg.window.is_some())?;
+    // What `run` reads before its first call, read here too: a dry run that passes is a run that starts.
+    for g in &cfg.gateways {
+        if let crate::config::GatewayTarget::Url(url) = &g.target {
+            super::run::client_for(cfg, g, url.clone())?;
+        }
+    }
     // A run refuses unreadable opt-outs; the dry run lists every one of them, so they can all be fixed at once.
     let (_, unreadable) = crate::rules::suppress::read(&cfg.suppress, cfg.suppress_region)?;
     if !unreadable.is_empty() {

@@ -607,7 +607,10 @@ async fn poll_inner(
                     } else {
                         State::Failed
                     };
-                    if let Some(end) = recall(ctx, contact, st, &answer).await? {
+                    let certain = last.irregular.is_none();
+                    if let Some(end) =
+                        recall(ctx, contact, st, &answer, certain, dialed_at_ms).await?
+                    {
                         if !s.keep_records {
                             remove_record(ctx, row, req_id, gw).await;
                         }
@@ -660,7 +663,9 @@ async fn poll_inner(
                 attempts: n,
                 notes: detail.clone(),
             };
-            if let Some(end) = recall(ctx, contact, State::Unresolved, &answer).await? {
+            if let Some(end) =
+                recall(ctx, contact, State::Unresolved, &answer, true, dialed_at_ms).await?
+            {
                 if !s.keep_records {
                     remove_record(ctx, row, req_id, gw).await;
                 }
@@ -693,15 +698,27 @@ async fn recall(
     contact: &ContactRow,
     outcome: State,
     answer: &Answer,
+    certain: bool,
+    dialed_at_ms: i64,
 ) -> Result<Option<End>, End> {
     let Some(policy) = &ctx.settings.recall else {
         return Ok(None);
     };
-    if !policy.wants(outcome, &answer.responses, contact.attempt) {
+    if !policy.wants(outcome, &answer.responses, contact.attempt, certain) {
         return Ok(None);
     }
     let after = i64::try_from(policy.after.as_millis()).unwrap_or(i64::MAX);
-    let due_ms = ctx.now_ms().saturating_add(after);
+    let mut due_ms = ctx.now_ms().saturating_add(after);
+    if outcome == State::Unresolved {
+        // The gateway may still be dialing the old record (its removal can fail, or the run can die before
+        // it): the recall waits until the gateway's own attempts are over, `firstocc` minutes after the
+        // request, plus the 5 minutes the default poll timeout allows for the last of them. Two calls are
+        // never open for one person at once.
+        let gateway_done = dialed_at_ms
+            .saturating_add(i64::from(ctx.settings.firstocc) * 60_000)
+            .saturating_add(5 * 60_000);
+        due_ms = due_ms.max(gateway_done);
+    }
     let event = Event::Recall {
         outcome,
         answer: answer.clone(),
@@ -753,7 +770,10 @@ pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize) {
     Stats::add(&ctx.stats.removes);
     match ctx.gateways[gw].remove(req_id).await {
         Ok(RemoveReply::Removed | RemoveReply::NoSuchRecord) => {
-            ctx.journal.write_later(Op::Removed { row })
+            ctx.journal.write_later(Op::Removed {
+                row,
+                req_id: req_id.to_string(),
+            })
         }
         Ok(RemoveReply::Unexpected(body)) => {
             warn!(%req_id, gateway = ctx.key(gw), reply = %body, "unexpected reply to remove; record left on the gateway")

@@ -722,7 +722,8 @@ impl Coordinator {
             // its last outcome stands.
             if let Some((outcome, responses)) = &contact.recall_of {
                 let wanted = self.ctx.settings.recall.as_ref().is_some_and(|r| {
-                    r.wants(*outcome, responses, contact.attempt.saturating_sub(1))
+                    // Recorded only when its responses were certain.
+                    r.wants(*outcome, responses, contact.attempt.saturating_sub(1), true)
                 });
                 if !wanted {
                     self.ctx.journal.write_later(Op::Apply {

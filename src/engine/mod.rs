@@ -247,7 +247,15 @@ pub struct Recall {
 
 impl Recall {
     /// Whether a call that ended with `outcome` (and `responses`) as attempt `attempt` is called again.
-    pub fn wants(&self, outcome: crate::store::State, responses: &str, attempt: u32) -> bool {
+    /// `responses_certain` is false when the gateway's record was irregular: a made call whose responses may
+    /// be cut short is never recalled for them (a reply that cannot be fully read is no reason to call again).
+    pub fn wants(
+        &self,
+        outcome: crate::store::State,
+        responses: &str,
+        attempt: u32,
+        responses_certain: bool,
+    ) -> bool {
         use crate::store::State;
         if attempt >= self.max_attempts {
             return false;
@@ -255,14 +263,16 @@ impl Recall {
         match outcome {
             State::Failed => self.on_failed,
             State::Unresolved => self.on_unresolved,
+            State::Made if !responses_certain => false,
             State::Made => {
                 let parsed = crate::gateway::protocol::Responses::parse(responses);
+                // Names as the IVR app spells them may differ in case from the operator's; values are exact.
                 (self.on_no_response && parsed.is_empty())
                     || (!self.unless.is_empty()
                         && !self
                             .unless
                             .iter()
-                            .any(|(k, v)| parsed.get(k) == Some(v.as_str())))
+                            .any(|(k, v)| parsed.get_ignore_case(k) == Some(v.as_str())))
             }
             _ => false,
         }

@@ -271,6 +271,14 @@ impl Responses {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The value of the first response whose name matches `name` in any letter case.
+    pub fn get_ignore_case(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

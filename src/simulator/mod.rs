@@ -108,6 +108,8 @@ struct Call {
     task: Option<AbortHandle>,
     /// Scripted answers still to give to its status polls, in order.
     polls: std::collections::VecDeque<scenario::PollAnswer>,
+    /// Records are shown with eight fields, not ten.
+    short_records: bool,
 }
 
 struct State {
@@ -725,6 +727,7 @@ fn call_request(
                 records: Vec::new(),
                 task: None,
                 polls: script.polls.iter().copied().collect(),
+                short_records: script.short_records,
             },
         );
         if let Some(task) = replaced.and_then(|c| c.task) {
@@ -926,7 +929,19 @@ fn status_request(
                 .to_string();
             rec.is_final = last == "made" || last == "failed";
             rec.status = Some(last);
-            format!("[{}\r\n]", call.records.concat())
+            let records: String = if call.short_records {
+                // Each record is ten `^`-terminated fields; keep the first eight.
+                call.records
+                    .iter()
+                    .map(|r| {
+                        let f: Vec<&str> = r.split('^').take(8).collect();
+                        format!("{}^", f.join("^"))
+                    })
+                    .collect()
+            } else {
+                call.records.concat()
+            };
+            format!("[{records}\r\n]")
         }
     };
     reply(StatusCode::OK, jsp(&body))

@@ -249,6 +249,10 @@ pub struct Rule {
     /// `garbage` (a page that is not a status reply) or `normal`.
     #[serde(default)]
     pub polls: Vec<PollAnswer>,
+    /// Answer status polls with records of eight fields instead of ten, as a gateway release with another
+    /// record layout might: the status is readable, the responses are not certain.
+    #[serde(default, rename = "short-records")]
+    pub short_records: bool,
 }
 
 /// A scripted answer to one status poll.
@@ -356,6 +360,7 @@ pub struct Script {
     pub attempts: Vec<Attempt>,
     pub reply: Reply,
     pub polls: Vec<PollAnswer>,
+    pub short_records: bool,
 }
 
 impl Picker {
@@ -425,12 +430,14 @@ impl Picker {
                     attempts: steps.iter().map(Step::resolve).collect(),
                     reply: r.reply,
                     polls: r.polls.clone(),
+                    short_records: r.short_records,
                 }
             }
             None => Script {
                 attempts: vec![Step::Word("made".into()).resolve()],
                 reply: Reply::Normal,
                 polls: Vec::new(),
+                short_records: false,
             },
         }
     }

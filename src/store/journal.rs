@@ -42,7 +42,8 @@ pub enum Op {
     /// A life-cycle event for one contact, at `at_ms`.
     Apply { row: u64, event: Event, at_ms: i64 },
     /// The gateway record of a final contact was removed (or was already gone). Housekeeping, not a state.
-    Removed { row: u64 },
+    /// Which record: by then the contact may hold a recall's newer one.
+    Removed { row: u64, req_id: String },
     /// A contact not yet called is read again under changed settings (a time zone column added, another
     /// number format): its zone and the number sent. Not a state change; contacts called already keep theirs.
     Reread {
@@ -635,6 +636,8 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
             // A new attempt: what the last one said is in the history of calls now.
             cols.push(("last_outcome", V::Null));
             cols.push(("req_id", V::Null));
+            // The new attempt has no record on the gateway yet (the last one's removal is behind us).
+            cols.push(("removed", V::Integer(0)));
             cols.push(("dialed_at", V::Null));
             cols.push(("finished_at", V::Null));
             cols.push(("responses", V::Null));
@@ -695,6 +698,8 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
             ));
             cols.push(("finished_at", V::Null));
             cols.push(("req_id", V::Null));
+            // The new attempt has no record on the gateway yet (the last one's removal is behind us).
+            cols.push(("removed", V::Integer(0)));
             cols.push(("dialed_at", V::Null));
         }
         Event::Recall {
@@ -918,7 +923,9 @@ fn apply_event(
         let holder: Option<(i64, String, i64)> = tx
             .prepare_cached(
                 // Ids are the gateway's own: two gateways may well give the same one.
-                "SELECT row, state, line FROM contacts WHERE req_id = ?1 AND row != ?2
+                // A contact waiting for a recall keeps its last call's id, but that call is over and is not
+                // polled: a gateway that gives the id again has reused it, which is no clash.
+                "SELECT row, state, line FROM contacts WHERE req_id = ?1 AND row != ?2 AND state != 'pending'
                    AND gateway IS (SELECT gateway FROM contacts WHERE row = ?2) LIMIT 1",
             )?
             .query_row(params![req_id, row as i64], |r| {
@@ -1022,9 +1029,9 @@ fn apply_op(
 ) -> rusqlite::Result<std::result::Result<Applied, WriteError>> {
     match op {
         Op::Apply { row, event, at_ms } => apply_event(tx, *row, event, *at_ms),
-        Op::Removed { row } => {
-            tx.prepare_cached("UPDATE contacts SET removed = 1 WHERE row = ?1")?
-                .execute(params![*row as i64])?;
+        Op::Removed { row, req_id } => {
+            tx.prepare_cached("UPDATE contacts SET removed = 1 WHERE row = ?1 AND req_id = ?2")?
+                .execute(params![*row as i64, req_id])?;
             Ok(Ok(Applied::Done))
         }
         Op::Reread { row, dial, tz } => {
@@ -1191,12 +1198,18 @@ impl Journal {
             // record it is now, nobody knows.
             let mut st = c.prepare(
                 "SELECT row, req_id, gateway FROM contacts AS c
-                 WHERE removed = 0 AND req_id IS NOT NULL AND state IN ('made', 'failed', 'unresolved')
+                 WHERE removed = 0 AND req_id IS NOT NULL
+                   AND (state IN ('made', 'failed', 'unresolved')
+                        OR (state = 'pending' AND last_outcome IS NOT NULL))
                    AND (SELECT COUNT(*) FROM contacts AS o
                         WHERE o.req_id = c.req_id AND o.gateway IS c.gateway) = 1",
             )?;
             let rows = st.query_map([], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?, r.get(2)?))
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

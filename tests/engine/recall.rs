@@ -200,3 +200,98 @@ async fn a_number_suppressed_between_runs_is_not_recalled_and_max_attempts_holds
     assert_eq!(rows[0]["status"], "failed");
     assert_eq!(rows[1]["status"], "suppressed");
 }
+
+#[tokio::test(start_paused = true)]
+async fn responses_that_cannot_be_read_for_certain_are_no_reason_to_call_again() {
+    const UNSURE: &str = r#"
+[[rule]]  # made, but the gateway's records have eight fields: responses uncertain
+numbers = ["+16465551000"]
+short-records = true
+steps = [{ status = "made", responses = "Confirm=1" }]
+[[rule]]  # the IVR app spells the answer's name in lower case
+numbers = ["+16465551001"]
+steps = [{ status = "made", responses = "confirm=1" }]
+"#;
+    let sim = sim(8, ms(100), ms(100), ms(10), UNSURE).await;
+    let c = Campaign::new(&contacts(2));
+    let mut args = c.args(&sim);
+    args.recall_on = Some(vec!["no-response".into()]);
+    args.recall_unless = Some(vec!["Confirm=1".into()]);
+    args.recall_after = Some("1m".into());
+    args.max_attempts = Some("3".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let by = calls_by_number(&sim.requests());
+    assert_eq!(
+        by["+16465551000"].len(),
+        1,
+        "an irregular record: no recall"
+    );
+    assert_eq!(by["+16465551001"].len(), 1, "confirm=1 is Confirm=1");
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "made");
+    assert!(
+        rows[0]["detail"].contains("fields, not 10"),
+        "{:?}",
+        rows[0]
+    );
+    assert_eq!(rows[1]["status"], "made");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unresolved_call_is_recalled_only_once_the_gateway_has_stopped_dialing_it() {
+    const RETRYING: &str = r#"
+[[rule]]
+steps = ["retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry"]
+"#;
+    // The gateway keeps retrying the first record; its removal can fail, or the run die before it, so the
+    // recall must not count on it.
+    let sim = sim(8, ms(100), ms(100), Duration::from_secs(60), RETRYING).await;
+    let c = Campaign::new(&contacts(1));
+    let mut args = c.args(&sim);
+    args.firstocc = Some("10".into());
+    args.poll_timeout = Some("1m".into());
+    args.recall_on = Some(vec!["unresolved".into()]);
+    args.recall_after = Some("1m".into());
+    args.max_attempts = Some("2".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 3, "{}", s.line());
+    let requests = call_requests(&sim.requests())
+        .into_iter()
+        .map(|r| r.arrived)
+        .collect::<Vec<_>>();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    // firstocc (10 min) + 5 min after the first request, not recall-after (1 min) after it was written off.
+    assert!(
+        requests[1] >= requests[0] + Duration::from_secs(15 * 60),
+        "{requests:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_gateway_that_reuses_the_id_of_a_call_waiting_for_its_recall_is_no_internal_error() {
+    const REUSE: &str = r#"
+[[rule]]
+numbers = ["+16465551000"]
+steps = [{ status = "failed", notes = "No Answer" }]
+recalls = [[{ status = "made", responses = "Confirm=1" }]]
+[[rule]]  # its request id is the previous request's: the first contact's, which waits for a recall
+numbers = ["+16465551001"]
+reply = "reuse-id"
+steps = [{ status = "made", responses = "Confirm=1" }]
+"#;
+    let sim = sim(8, ms(100), ms(100), ms(10), REUSE).await;
+    let c = Campaign::new(&contacts(2));
+    let mut args = c.args(&sim);
+    args.lines = Some("1".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("10m".into());
+    args.max_attempts = Some("2".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "made", "{:?}", rows[0]);
+    assert_eq!(rows[0]["calls"], "2");
+    assert_eq!(rows[1]["status"], "made", "{:?}", rows[1]);
+    assert_eq!(call_requests(&sim.requests()).len(), 3);
+}
