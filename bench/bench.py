@@ -83,6 +83,14 @@ class Sim:
         self.proc.wait(timeout=10)
 
 
+def fresh(out_csv):
+    """Starts a campaign over: its journal and its results (a results file without a journal is refused)."""
+    shutil.rmtree(out_csv + ".state", ignore_errors=True)
+    for p in (out_csv, os.path.join(os.path.dirname(out_csv), f".{os.path.basename(out_csv)}.lock")):
+        if os.path.exists(p):
+            os.remove(p)
+
+
 def runner(args, binary=None):
     """Runs ivr-campaign; returns (seconds, exit code, stderr, peak RSS in MiB of that process alone)."""
     start = time.monotonic()
@@ -230,7 +238,7 @@ def bench_throughput(work, smoke):
             # Alternating builds, so a noisy minute hurts both alike.
             for name, binary in builds:
                 out_csv = os.path.join(d, f"r-{name}.csv")
-                shutil.rmtree(out_csv + ".state", ignore_errors=True)
+                fresh(out_csv)
                 sim = Sim("--lines", "100000", "--ring-delay", "0ms", "--call-duration", "0ms")
                 try:
                     wall, code, err, rss = runner(["run", "--input", csv_path, "--output", out_csv, "--gateway",
@@ -335,7 +343,7 @@ def bench_gateways(work, smoke):
         # Alternating sizes, so a noisy minute hurts each alike.
         for k in counts:
             out_csv = os.path.join(d, f"r{k}.csv")
-            shutil.rmtree(out_csv + ".state", ignore_errors=True)
+            fresh(out_csv)
             sims = [Sim("--lines", "8", "--ring-delay", "400ms", "--call-duration", "600ms") for _ in range(k)]
             try:
                 gateways = [x for s in sims for x in ("--gateway", s.url)]

@@ -243,10 +243,12 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
     let summary_path = cfg.summary_json.clone();
     let metrics_path = cfg.metrics_file.clone();
     // A dated list changes its results file every day; the campaign file names the job that runs it.
+    // Absolute, so the label is the same from cron and from a shell in another directory.
     let campaign = cfg
         .campaign_file
         .clone()
         .unwrap_or_else(|| cfg.output.clone());
+    let campaign = std::path::absolute(&campaign).unwrap_or(campaign);
     let started = std::time::Instant::now();
     let outcome = ivr_campaign::commands::run::run(cfg, stop_rx, progress).await;
     let mut code = match &outcome {

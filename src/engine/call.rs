@@ -185,6 +185,12 @@ async fn request_inner(
     let gateway = ctx.settings.gateways[gw].key.clone();
     ctx.apply(row, Event::Intent { gateway }).await?;
     let mut stage = ctx.stage.clone();
+    // The connection slot first, then the send instant: a request that waited for a slot takes the next
+    // paced instant rather than leaving with others that waited.
+    let _slot = tokio::select! {
+        slot = ctx.gateways[gw].call_slot() => slot,
+        _ = stage.wait_for(|s| *s != Stage::Run) => None,
+    };
     if !ctx
         .sends
         .ready_on(gw, &mut stage, |s| *s != Stage::Run)

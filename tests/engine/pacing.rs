@@ -162,3 +162,27 @@ async fn a_gateways_own_rate_holds_on_it_and_the_total_across_them() {
     // The fast gateway took what the slow one could not: about 8 of every 10.
     assert!(on_b.len() >= 90, "B took {}", on_b.len());
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_in_flight_to_one_gateway_are_bounded_whatever_the_lines() {
+    // Every answer takes 1 s, and 400 lines would each hold a request (and a socket) at once.
+    let sim = sim(4000, ms(0), ms(0), ms(0), "[faults]\nslow = \"1s\"\n").await;
+    let c = Campaign::new(&contacts(400));
+    let mut args = c.args(&sim);
+    args.lines = Some("400".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let log = sim.requests();
+    let arrivals = |path: &str| -> Vec<Duration> {
+        log.iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.arrived)
+            .collect()
+    };
+    // A request holds its slot until its answer, 1 s later: no more than the slots arrive in less than that.
+    for path in [protocol::CALL_PATH, protocol::STATUS_PATH] {
+        let most = busiest(&arrivals(path), Duration::from_millis(900));
+        assert!(most <= 128, "{most} requests to {path} in flight at once");
+        assert!(most >= 64, "{most}: the slots are used");
+    }
+}
