@@ -369,6 +369,13 @@ fn recall_of(
                         "{what}: {a:?} is not an answer; write it like Confirm=1"
                     ))
                 })?;
+            // `|` and `^` separate responses and fields in the gateway's reply: inside one answer they could
+            // never match, and everyone who gave it would be called again.
+            if a.contains(['|', '^']) {
+                return Err(Error::Usage(format!(
+                    "{what}: {a:?} joins several answers; give each on its own, comma-separated (Confirm=1,Confirm=2: a call with any one of them is not recalled)"
+                )));
+            }
             policy.unless.push((k, v));
         }
     }
@@ -815,6 +822,7 @@ impl RunConfig {
         refuse_overwriting(
             &input,
             &output,
+            &state_dir,
             &suppress,
             &[
                 ("--summary-json", summary_json.as_deref()),
@@ -877,15 +885,49 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// The files a run writes must not be the files it reads: a typo in `--output` must not overwrite the list.
+/// The files a run writes must not be the files it reads, nor each other, nor its journal: a typo in
+/// `--output` must not overwrite the list, nor `--metrics-file` the journal that says who was called.
 fn refuse_overwriting(
     input: &Path,
     output: &Path,
+    state_dir: &Path,
     suppress: &[PathBuf],
     reports: &[(&str, Option<&Path>)],
 ) -> Result<()> {
     let mut written: Vec<(&str, &Path)> = vec![("--output", output)];
     written.extend(reports.iter().filter_map(|(flag, p)| Some((*flag, (*p)?))));
+    let abs = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let state = abs(state_dir);
+    for (i, (what_w, w)) in written.iter().enumerate() {
+        if let Some(why) = crate::output::results::not_a_file_to_replace(w) {
+            return Err(Error::Usage(format!("{what_w} {}: {why}", w.display())));
+        }
+        let db = crate::store::journal::DB_FILE;
+        let journal_files = [
+            state.clone(),
+            state.join(db),
+            state.join(format!("{db}-wal")),
+            state.join(format!("{db}-shm")),
+            state.join(crate::store::journal::LOCK_FILE),
+        ];
+        if journal_files.contains(&abs(w)) {
+            return Err(Error::Usage(format!(
+                "{what_w} {} is the journal (or one of its files) in {}: it would overwrite what the campaign knows; write it elsewhere",
+                w.display(),
+                state_dir.display()
+            )));
+        }
+        if let Some((what_o, _)) = written[..i].iter().find(|(_, o)| same_file(w, o)) {
+            return Err(Error::Usage(format!(
+                "{what_w} {} is also {what_o}: one would overwrite the other; give each its own file",
+                w.display()
+            )));
+        }
+    }
     let mut read: Vec<(&str, &Path)> = vec![("the contact list", input)];
     read.extend(suppress.iter().map(|p| ("a suppression list", p.as_path())));
     for (what_w, w) in &written {
@@ -1116,8 +1158,16 @@ pub fn parse_gateway_url(text: &str) -> Result<reqwest::Url, String> {
             redact_userinfo(text)
         ));
     }
-    if url.host_str().is_none_or(str::is_empty) {
+    // `http:///x` is read by URL rules as the host `x`: a slash too many is a typo, not a host.
+    let after_scheme = with_scheme.split_once("://").map_or("", |(_, rest)| rest);
+    if url.host_str().is_none_or(str::is_empty) || after_scheme.starts_with('/') {
         return Err(format!("{:?} has no host", redact_userinfo(text)));
+    }
+    if url.port() == Some(0) {
+        return Err(format!(
+            "{:?}: port 0 is not a port a gateway listens on",
+            redact_userinfo(text)
+        ));
     }
     if let Some(name) = url.domain().filter(|name| !is_host_name(name)) {
         return Err(format!(
@@ -1311,6 +1361,29 @@ mod tests {
             "[[gateways]]\nurl = \"http://127.0.0.1:8155\"\n[[gateways]]\nurl = \"http://127.0.0.1:8155/\"\n",
         );
         assert!(e.contains("listed twice"), "{e}");
+        let e = refused("recall-on = [\"no-response\"]\nrecall-unless = [\"Confirm=1|Q=2\"]\n");
+        assert!(e.contains("joins several answers"), "{e}");
+        let e = refused("[fields]\n\"\u{17f}ms\" = \"1\"\n");
+        assert!(e.contains("ASCII"), "{e}");
+        for (extra, says) in [
+            (
+                "metrics-file = \"r.csv\"\noutput = \"r.csv\"\n",
+                "is also --output",
+            ),
+            (
+                "summary-json = \"s\"\nmetrics-file = \"s\"\n",
+                "is also --summary-json",
+            ),
+            (
+                "output = \"r.csv\"\nmetrics-file = \"r.csv.state/journal.sqlite\"\n",
+                "is the journal",
+            ),
+            ("summary-json = \"/dev/null\"\n", "not a regular file"),
+            ("metrics-file = \".\"\n", "a directory"),
+        ] {
+            let e = refused(extra);
+            assert!(e.contains(says), "{extra}: {e}");
+        }
         assert!(from_toml("", RunArgs::default()).is_ok());
     }
 
@@ -1332,6 +1405,8 @@ mod tests {
         assert_eq!(key("http://GW:8155/"), key("gw:8155"));
         assert_eq!(key("http://gw:80"), key("http://gw"));
         assert_eq!(key("http://[::ffff:127.0.0.1]:8155"), key("127.0.0.1:8155"));
+        assert!(parse_gateway_url("http:///x").is_err());
+        assert!(parse_gateway_url("http://127.0.0.1:0").is_err());
         for odd in ["http://gw:8155/?a=1", "http://gw:8155/#second"] {
             let err = parse_gateway_url(odd).expect_err(odd);
             assert!(err.contains("query or fragment"), "{odd}: {err}");

@@ -297,9 +297,13 @@ pub fn field(name: &str, template: &str) -> Result<Field, String> {
             "field {name:?}={template:?}: the field name is empty"
         ));
     }
-    if name.chars().any(|c| c.is_control() || c == '=' || c == '&') {
+    // ASCII only: a gateway that folds case the Java way reads `ſms` (long s) as `sms`, past the checks below.
+    if name
+        .chars()
+        .any(|c| !c.is_ascii() || c.is_control() || c == '=' || c == '&')
+    {
         return Err(format!(
-            "field name {name:?} has a character a form field name cannot have"
+            "field name {name:?} has a character a form field name cannot have (names are ASCII letters, digits and punctuation)"
         ));
     }
     if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {

@@ -335,7 +335,15 @@ pub fn parse_status_reply(body: &str) -> Result<StatusReply, Malformed> {
             .chunks(FIELDS_PER_RECORD)
             .map(|f| record(f, None))
             .collect();
-        if attempts.iter().all(|a| !a.status.is_empty()) {
+        // Ten fields a record only when each chunk starts like one: a response value holding ten `^` would
+        // otherwise shift every later record, and a fragment of it be read as a status word.
+        let starts_like_a_record = |f: &[&str]| {
+            let word = f[2].trim();
+            !word.is_empty()
+                && word.chars().all(|c| c.is_ascii_alphabetic())
+                && (GatewayTime::parse(f[3]).is_some() || GatewayTime::parse(f[4]).is_some())
+        };
+        if fields.chunks(FIELDS_PER_RECORD).all(starts_like_a_record) {
             return Ok(StatusReply::Attempts(attempts));
         }
     }
@@ -645,6 +653,13 @@ mod tests {
         // Regular records say nothing.
         let a = attempts("[0^null^made^2008 3 17 12 24^2008 3 17 12 24^Call succeeded^^^^^\n]");
         assert_eq!(a[0].irregular, None);
+        // Ten `^` inside a response value: twenty fields, but the second ten are not a record.
+        let a = attempts(
+            "[0^null^made^2008 3 17 12 26^2008 3 17 12 25^Call succeeded^^^Q=a^b^c^d^e^f^g^h^i^j^k^^\n]",
+        );
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].state(), AttemptState::Made);
+        assert!(a[0].irregular.is_some());
     }
 
     #[test]

@@ -34,7 +34,11 @@ pub fn succeeded(exit_code: i32) -> bool {
 
 /// Writes the metrics file for `end`, keeping the previous file's last success time when this run failed.
 pub fn write(path: &Path, end: &RunEnd<'_>) -> Result<()> {
-    let previous = std::fs::read_to_string(path).ok();
+    // Only a file of ours is read back: never a device or pipe (endless, or blocking), nor something huge.
+    let previous = std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file() && m.len() <= 1 << 20)
+        .and_then(|_| std::fs::read_to_string(path).ok());
     let text = render(end, previous.as_deref());
     crate::output::results::write_atomically(path, |w| {
         w.write_all(text.as_bytes())

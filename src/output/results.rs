@@ -249,6 +249,21 @@ impl Drop for Atomic {
     }
 }
 
+/// Why `path` cannot be replaced by a file written beside it: it exists and is not a regular file (a symbolic
+/// link is judged by what it names).
+pub fn not_a_file_to_replace(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if meta.is_file() {
+        return None;
+    }
+    let kind = if meta.is_dir() {
+        "a directory"
+    } else {
+        "a device, pipe or socket, not a regular file"
+    };
+    Some(format!("it is {kind}; name a file"))
+}
+
 /// Writes `path` atomically from what `fill` writes into it.
 pub fn write_atomically(
     path: &Path,
@@ -256,6 +271,11 @@ pub fn write_atomically(
 ) -> Result<()> {
     let out_err =
         |e: &dyn std::fmt::Display| Error::Output(format!("cannot write {}: {e}", path.display()));
+    // Renamed over, a device or a pipe would be replaced by a plain file (`/dev/null` run as root), and a
+    // directory cannot be: only a regular file, or nothing yet, is a target.
+    if let Some(why) = not_a_file_to_replace(path) {
+        return Err(out_err(&why));
+    }
     let atomic = Atomic::new(path);
     let file = File::create(&atomic.tmp).map_err(|e| out_err(&e))?;
     let mut w = BufWriter::with_capacity(1 << 16, file);
