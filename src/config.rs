@@ -371,7 +371,7 @@ fn recall_of(
                 })?;
             // `|` and `^` separate responses and fields in the gateway's reply: inside one answer they could
             // never match, and everyone who gave it would be called again.
-            if a.contains(['|', '^']) {
+            if a.contains(['|', '^']) || k.chars().chain(v.chars()).any(|c| c.is_control()) {
                 return Err(Error::Usage(format!(
                     "{what}: {a:?} joins several answers; give each on its own, comma-separated (Confirm=1,Confirm=2: a call with any one of them is not recalled)"
                 )));
@@ -819,11 +819,16 @@ impl RunConfig {
             .iter()
             .map(|g| gateway_key_of(g).map_err(|e| Error::Usage(format!("--forget-gateway: {e}"))))
             .collect::<Result<Vec<_>>>()?;
+        let mut read: Vec<(&str, &Path)> = vec![("the cap ledger", ledger.as_path())];
+        if let Some(c) = &args.campaign {
+            read.push(("the campaign file", c.as_path()));
+        }
         refuse_overwriting(
             &input,
             &output,
             &state_dir,
             &suppress,
+            &read,
             &[
                 ("--summary-json", summary_json.as_deref()),
                 ("--metrics-file", metrics_file.as_deref()),
@@ -876,13 +881,45 @@ impl RunConfig {
 /// Whether two paths name the same file (or would: a path that does not exist yet is compared as written,
 /// made absolute).
 fn same_file(a: &Path, b: &Path) -> bool {
-    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => {
-            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-            abs(a) == abs(b)
+    resolved(a) == resolved(b)
+}
+
+/// Where a path leads, whether or not it exists yet: its deepest existing ancestor with symbolic links and
+/// `..` resolved, then the rest taken as written (`..` there undoing the name before it). Two spellings of
+/// one file (`sub/../r.csv`, a link to its directory) compare equal before either exists.
+fn resolved(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut existing = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    let mut base = loop {
+        if let Ok(c) = std::fs::canonicalize(&existing) {
+            break c;
+        }
+        match existing.components().next_back() {
+            Some(Component::Normal(name)) => rest.push(name.to_os_string()),
+            Some(Component::ParentDir) => rest.push("..".into()),
+            Some(Component::CurDir) => {}
+            _ => break existing,
+        }
+        existing.pop();
+    };
+    for name in rest.iter().rev() {
+        if name == ".." {
+            base.pop();
+        } else {
+            base.push(name);
         }
     }
+    base
+}
+
+/// Whether an existing file is an SQLite database (a journal or a cap ledger): never a report's target.
+fn is_sqlite(p: &Path) -> bool {
+    use std::io::Read as _;
+    let mut head = [0u8; 16];
+    std::fs::File::open(p)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|()| &head == b"SQLite format 3\0")
 }
 
 /// The files a run writes must not be the files it reads, nor each other, nor its journal: a typo in
@@ -892,16 +929,12 @@ fn refuse_overwriting(
     output: &Path,
     state_dir: &Path,
     suppress: &[PathBuf],
+    also_read: &[(&str, &Path)],
     reports: &[(&str, Option<&Path>)],
 ) -> Result<()> {
     let mut written: Vec<(&str, &Path)> = vec![("--output", output)];
     written.extend(reports.iter().filter_map(|(flag, p)| Some((*flag, (*p)?))));
-    let abs = |p: &Path| {
-        std::fs::canonicalize(p)
-            .or_else(|_| std::path::absolute(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
-    let state = abs(state_dir);
+    let state = resolved(state_dir);
     for (i, (what_w, w)) in written.iter().enumerate() {
         if let Some(why) = crate::output::results::not_a_file_to_replace(w) {
             return Err(Error::Usage(format!("{what_w} {}: {why}", w.display())));
@@ -914,11 +947,10 @@ fn refuse_overwriting(
             state.join(format!("{db}-shm")),
             state.join(crate::store::journal::LOCK_FILE),
         ];
-        if journal_files.contains(&abs(w)) {
+        if journal_files.contains(&resolved(w)) || is_sqlite(w) {
             return Err(Error::Usage(format!(
-                "{what_w} {} is the journal (or one of its files) in {}: it would overwrite what the campaign knows; write it elsewhere",
-                w.display(),
-                state_dir.display()
+                "{what_w} {} is a journal or one of its files, or a cap ledger: it would overwrite what a campaign knows; write it elsewhere",
+                w.display()
             )));
         }
         if let Some((what_o, _)) = written[..i].iter().find(|(_, o)| same_file(w, o)) {
@@ -930,6 +962,7 @@ fn refuse_overwriting(
     }
     let mut read: Vec<(&str, &Path)> = vec![("the contact list", input)];
     read.extend(suppress.iter().map(|p| ("a suppression list", p.as_path())));
+    read.extend_from_slice(also_read);
     for (what_w, w) in &written {
         for (what_r, r) in &read {
             if same_file(w, r) {
@@ -1142,6 +1175,18 @@ pub fn gateway_key_of(text: &str) -> std::result::Result<String, String> {
 /// Accepts `http://host:port[/prefix]` (and a bare `host:port`, taken as http).
 pub fn parse_gateway_url(text: &str) -> Result<reqwest::Url, String> {
     let t = text.trim();
+    // URL rules forgive `http:/x` and backslashes (the host becomes `http`, or `x`): for a gateway they are
+    // typos, and the run would wait out max-outage on a host that is not there.
+    let lower = t.to_ascii_lowercase();
+    let scheme_typo = ["http:", "https:"]
+        .iter()
+        .any(|s| lower.starts_with(s) && !lower[s.len()..].starts_with("//"));
+    if t.contains('\\') || scheme_typo {
+        return Err(format!(
+            "{:?} is not a gateway URL; write it like http://10.0.0.5:8155",
+            redact_userinfo(text)
+        ));
+    }
     let with_scheme = if t.contains("://") {
         t.to_string()
     } else {
@@ -1376,10 +1421,20 @@ mod tests {
             ),
             (
                 "output = \"r.csv\"\nmetrics-file = \"r.csv.state/journal.sqlite\"\n",
-                "is the journal",
+                "is a journal",
             ),
             ("summary-json = \"/dev/null\"\n", "not a regular file"),
             ("metrics-file = \".\"\n", "a directory"),
+            (
+                "output = \"r.csv\"\nmetrics-file = \"sub/../r.csv.state/journal.sqlite\"\n",
+                "is a journal",
+            ),
+            ("summary-json = \"sub/../c.csv\"\n", "is the contact list"),
+            ("output = \"c.toml\"\n", "is the campaign file"),
+            (
+                "ledger = \"l.sqlite\"\nmetrics-file = \"l.sqlite\"\n",
+                "is the cap ledger",
+            ),
         ] {
             let e = refused(extra);
             assert!(e.contains(says), "{extra}: {e}");
@@ -1406,6 +1461,9 @@ mod tests {
         assert_eq!(key("http://gw:80"), key("http://gw"));
         assert_eq!(key("http://[::ffff:127.0.0.1]:8155"), key("127.0.0.1:8155"));
         assert!(parse_gateway_url("http:///x").is_err());
+        for typo in ["http:/x", "http:\\\\x", "http://\\x", "HTTPS:x"] {
+            assert!(parse_gateway_url(typo).is_err(), "{typo}");
+        }
         assert!(parse_gateway_url("http://127.0.0.1:0").is_err());
         for odd in ["http://gw:8155/?a=1", "http://gw:8155/#second"] {
             let err = parse_gateway_url(odd).expect_err(odd);
