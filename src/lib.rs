@@ -17,12 +17,14 @@
 //! - [`output`]: views of the journal: results CSV, HTML report, summary, `status`, progress.
 //! - [`commands`]: `run` and `validate`.
 //! - [`logging`]: log formats, masked phone numbers, logs above the progress bar.
-//! - [`simulator`]: a stand-in gateway for rehearsals and tests.
+//! - [`simulator`]: a stand-in gateway for rehearsals and tests, and the gateway model of the simulation tier.
+//! - [`determinism`]: what a run leaves to chance, pinned by the simulation tier so a seed replays exactly.
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod contacts;
+pub mod determinism;
 pub mod engine;
 pub mod error;
 pub mod fields;

@@ -483,6 +483,18 @@ pub async fn run_with_clock(
     progress: Progress,
     clock: Clock,
 ) -> Result<Summary> {
+    run_in(cfg, signals, progress, clock, None).await
+}
+
+/// [`run_with_clock`], with the gateways answered in-process by `exchanges` (one per configured gateway, in
+/// order) instead of over HTTP: the simulation tier runs whole campaigns so, with no socket.
+pub async fn run_in(
+    cfg: RunConfig,
+    signals: watch::Receiver<Stage>,
+    progress: Progress,
+    clock: Clock,
+    exchanges: Option<Vec<Arc<dyn crate::gateway::Exchange>>>,
+) -> Result<Summary> {
     let started = Instant::now();
     let started_at = jiff::Timestamp::now();
     // Validate the input and the output before anything else happens: no call for a list we cannot read or
@@ -514,7 +526,31 @@ pub async fn run_with_clock(
         warn!("{warning}");
     }
     let rules = rules_for(&cfg, false)?;
-    let (gateways, simulators) = gateways_for(&cfg).await?;
+    let (gateways, simulators) = match exchanges {
+        Some(x) if x.len() == cfg.gateways.len() => (
+            cfg.gateways
+                .iter()
+                .zip(x)
+                .map(|(g, x)| {
+                    let base = match &g.target {
+                        GatewayTarget::Url(u) => u.clone(),
+                        GatewayTarget::Simulator(_) => {
+                            reqwest::Url::parse("http://sim.invalid/")
+                                .map_err(|e| Error::Internal(e.to_string()))?
+                        }
+                    };
+                    Ok(Gateway::in_process(base, x))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            Vec::new(),
+        ),
+        Some(_) => {
+            return Err(Error::Internal(
+                "one in-process gateway is needed for each configured gateway".into(),
+            ));
+        }
+        None => gateways_for(&cfg).await?,
+    };
 
     if let Some(source) = &source {
         refuse_a_lost_journal(&cfg, source)?;

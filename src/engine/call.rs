@@ -169,7 +169,7 @@ async fn request_inner(
         let (e164, campaign) = (contact.e164.clone(), ctx.settings.campaign_id.clone());
         let attempt = contact.attempt;
         let capped =
-            tokio::task::spawn_blocking(move || ledger.check(&e164, &campaign, row, attempt, true))
+            crate::determinism::unblock(move || ledger.check(&e164, &campaign, row, attempt, true))
                 .await
                 .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
                 .map_err(|e| End::Stop(Ending::JournalFailed(e.to_string())))?;
@@ -188,6 +188,7 @@ async fn request_inner(
     // The connection slot first, then the send instant: a request that waited for a slot takes the next
     // paced instant rather than leaving with others that waited.
     let _slot = tokio::select! {
+        biased;
         slot = ctx.gateways[gw].call_slot() => slot,
         _ = stage.wait_for(|s| *s != Stage::Run) => None,
     };
@@ -398,6 +399,7 @@ async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String, gw: usize) ->
             tracing::error!(row = contact.line, number = %number(&contact.dialed_number), %req_id, gateway = ctx.key(gw), "the gateway scheduled this call, and the journal cannot save its request id yet; retrying (if the run ends first, find the call on the gateway by this id)");
         }
         tokio::select! {
+            biased;
             r = &mut write => break r,
             changed = health.changed(), if !said => {
                 if changed.is_err() {

@@ -150,30 +150,48 @@ impl Ending {
 pub const UNREADABLE_IN_A_ROW: u32 = 3;
 
 /// The current time, from the system (a run) or from tokio's clock (tests under paused time).
+///
+/// This is the wall clock: it answers calendar questions (the window, the days, what to write in the journal).
+/// Durations within a run are measured on tokio's monotonic [`tokio::time::Instant`] instead, which a step of
+/// the wall clock (NTP, a resumed VM) does not move.
 #[derive(Debug, Clone)]
 pub enum Clock {
     System,
-    /// Wall time that follows tokio's (possibly paused) clock from a starting point.
+    /// Wall time that follows tokio's (possibly paused) clock from a starting point, plus a step the
+    /// simulation tier moves to imitate a wall clock that jumps.
     Virtual {
         base: jiff::Timestamp,
         at: tokio::time::Instant,
+        step_ms: Arc<std::sync::atomic::AtomicI64>,
     },
 }
 
 impl Clock {
     pub fn virtual_from(base: jiff::Timestamp) -> Clock {
+        Clock::stepped_from(base, Arc::default())
+    }
+
+    /// A virtual clock whose wall time is off by whatever `step_ms` holds when it is read.
+    pub fn stepped_from(
+        base: jiff::Timestamp,
+        step_ms: Arc<std::sync::atomic::AtomicI64>,
+    ) -> Clock {
         Clock::Virtual {
             base,
             at: tokio::time::Instant::now(),
+            step_ms,
         }
     }
 
     pub fn now(&self) -> jiff::Timestamp {
         match self {
             Clock::System => jiff::Timestamp::now(),
-            Clock::Virtual { base, at } => {
+            Clock::Virtual { base, at, step_ms } => {
                 let elapsed = jiff::SignedDuration::try_from(at.elapsed())
-                    .unwrap_or(jiff::SignedDuration::MAX);
+                    .unwrap_or(jiff::SignedDuration::MAX)
+                    .saturating_add(jiff::SignedDuration::from_millis(
+                        step_ms.load(Ordering::Relaxed),
+                    ));
                 base.saturating_add(elapsed).unwrap_or(*base)
             }
         }

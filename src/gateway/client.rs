@@ -119,12 +119,60 @@ pub fn install_tls_provider() {
 /// again, so a wait here neither bunches requests past the rate nor sends one after its window.
 const IN_FLIGHT: usize = 128;
 
+/// What came back on the wire for one request, before the protocol reads it. The HTTP client makes one from a
+/// socket; the simulation tier's gateway model makes one directly, so both go through the same reading of
+/// replies ([`Gateway::place_call`], [`Gateway::status`], [`Gateway::remove`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// The request never reached the gateway (refused, DNS, connect timeout).
+    NotSent(String),
+    /// Sent, and no answer came back (reset, closed, timeout).
+    Lost(String),
+    /// An answer: its HTTP status, the text of its body as far as it could be read, and whether it was read
+    /// whole.
+    Answer {
+        code: u16,
+        text: String,
+        whole: Result<(), BodyError>,
+    },
+}
+
+impl Wire {
+    /// A whole answer.
+    pub fn answer(code: u16, text: impl Into<String>) -> Wire {
+        Wire::Answer {
+            code,
+            text: text.into(),
+            whole: Ok(()),
+        }
+    }
+}
+
+/// A gateway reached without sockets: one request to a handler `path` with its form, answered on the wire.
+/// The simulation tier's gateway model implements it; nothing in a real run does.
+pub trait Exchange: Send + Sync + std::fmt::Debug {
+    fn exchange<'a>(
+        &'a self,
+        path: &'a str,
+        form: Vec<(String, String)>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Wire> + Send + 'a>>;
+}
+
+/// How requests reach a gateway.
+#[derive(Clone, Debug)]
+enum Transport {
+    Http {
+        http: Client,
+        auth: Option<(String, crate::types::Secret)>,
+    },
+    Exchange(std::sync::Arc<dyn Exchange>),
+}
+
 /// A gateway at a base URL.
 #[derive(Clone, Debug)]
 pub struct Gateway {
-    http: Client,
+    transport: Transport,
     base: Url,
-    auth: Option<(String, crate::types::Secret)>,
     polls: std::sync::Arc<tokio::sync::Semaphore>,
     calls: std::sync::Arc<tokio::sync::Semaphore>,
 }
@@ -159,24 +207,28 @@ impl Gateway {
             .user_agent(concat!("ivr-campaign/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Gateway {
-            http,
+        Ok(Gateway::with_transport(
+            Transport::Http { http, auth },
             base,
-            auth,
+        ))
+    }
+
+    /// A gateway answered by `exchange` in-process, named by `base` (the simulation tier).
+    pub fn in_process(base: Url, exchange: std::sync::Arc<dyn Exchange>) -> Gateway {
+        Gateway::with_transport(Transport::Exchange(exchange), base)
+    }
+
+    fn with_transport(transport: Transport, base: Url) -> Gateway {
+        Gateway {
+            transport,
+            base,
             polls: std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
             calls: std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT)),
-        })
+        }
     }
 
     pub fn base(&self) -> &Url {
         &self.base
-    }
-
-    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.auth {
-            Some((user, password)) => req.basic_auth(user, Some(&password.0)),
-            None => req,
-        }
     }
 
     fn url(&self, path: &str) -> Url {
@@ -192,81 +244,35 @@ impl Gateway {
         self.calls.clone().acquire_owned().await.ok()
     }
 
+    /// Sends one request and returns what came back on the wire.
+    async fn send(&self, path: &str, form: Vec<(String, String)>) -> Wire {
+        let (http, auth) = match &self.transport {
+            Transport::Exchange(x) => return x.exchange(path, form).await,
+            Transport::Http { http, auth } => (http, auth),
+        };
+        let mut req = http.post(self.url(path)).form(&form);
+        if let Some((user, password)) = auth {
+            req = req.basic_auth(user, Some(&password.0));
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let code = resp.status().as_u16();
+                let body = read_body(resp).await;
+                Wire::Answer {
+                    code,
+                    text: body.text,
+                    whole: body.whole,
+                }
+            }
+            Err(e) if e.is_connect() || e.is_builder() => Wire::NotSent(describe(&e)),
+            Err(e) => Wire::Lost(describe(&e)),
+        }
+    }
+
     /// Sends a call request; returns the request id.
     pub async fn place_call(&self, req: &CallRequest) -> Result<String, PlaceError> {
-        let sent = self
-            .authed(self.http.post(self.url(protocol::CALL_PATH)))
-            .form(&req.form())
-            .send()
-            .await;
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() || e.is_builder() => {
-                return Err(PlaceError::NotSent(describe(&e)));
-            }
-            Err(e) => return Err(PlaceError::Lost(describe(&e))),
-        };
-        let status = resp.status();
-        let code = status.as_u16();
-        let read = read_body(resp).await;
-        // A page with an id says the call was scheduled, whatever its status line says (and however much of
-        // it could be read): a front end that answers 302 or 400 around the gateway's own page must not get
-        // the person called again.
-        if let Some(id) = protocol::parse_call_reply(&read.text) {
-            if code != 200 {
-                tracing::warn!(status = code, req_id = %id, "the call request's answer carries a request id under HTTP {code}; taking the id");
-            }
-            return Ok(id);
-        }
-        // A refusal or a 503 says nothing was scheduled only if its page was read whole: the id might be in
-        // the part that never arrived.
-        if let (Err(e), 400..=499 | 503) = (&read.whole, code)
-            && !matches!(code, 401 | 403 | 404 | 405 | 407)
-        {
-            return Err(PlaceError::Lost(format!(
-                "HTTP {code} whose page could not be read whole ({e}): it may carry a request id"
-            )));
-        }
-        let body = read.into_result();
-        let text = |b: &Result<String, BodyError>| match b {
-            Ok(t) => protocol::excerpt(t),
-            Err(e) => e.to_string(),
-        };
-        match code {
-            401 | 403 | 407 => Err(PlaceError::Unauthorized(format!("HTTP {code}"))),
-            404 | 405 => Err(PlaceError::Misconfigured(format!(
-                "HTTP {code} from {}: {}",
-                self.url(protocol::CALL_PATH),
-                text(&body)
-            ))),
-            300..=399 => Err(PlaceError::Redirected(format!(
-                "HTTP {code} from {}: {}",
-                self.url(protocol::CALL_PATH),
-                text(&body)
-            ))),
-            503 => Err(PlaceError::Unavailable(format!(
-                "HTTP 503: {}",
-                text(&body)
-            ))),
-            400..=499 => Err(PlaceError::Refused(format!("HTTP {code}: {}", text(&body)))),
-            200 => match body {
-                Err(BodyError::Read(e)) => Err(PlaceError::Lost(e)),
-                Err(e @ BodyError::TooLarge) => Err(PlaceError::Unreadable {
-                    reason: e.to_string(),
-                    down: false,
-                }),
-                Ok(body) => {
-                    protocol::parse_call_reply(&body).ok_or_else(|| PlaceError::Unreadable {
-                        reason: format!("no [ReqId=…] in the reply: {}", protocol::excerpt(&body)),
-                        down: false,
-                    })
-                }
-            },
-            _ => Err(PlaceError::Unreadable {
-                reason: format!("HTTP {code}: {}", text(&body)),
-                down: matches!(code, 502 | 504),
-            }),
-        }
+        let wire = self.send(protocol::CALL_PATH, req.form()).await;
+        read_call_reply(wire, &self.url(protocol::CALL_PATH))
     }
 
     /// Asks for a call's status.
@@ -284,39 +290,102 @@ impl Gateway {
     async fn post(&self, path: &str, req_id: &str) -> Result<String, PollError> {
         // Never closed, so the wait always ends with a permit.
         let _slot = self.polls.acquire().await.ok();
-        let resp = self
-            .authed(self.http.post(self.url(path)))
-            .form(&[("reqid", req_id)])
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() || e.is_builder() {
-                    PollError::Unreachable(describe(&e))
-                } else {
-                    PollError::Lost(describe(&e))
-                }
-            })?;
-        let code = resp.status().as_u16();
-        let body = read_body(resp).await.into_result();
-        match code {
-            401 | 403 | 407 => Err(PollError::Unauthorized(code)),
-            300..=399 | 404 | 405 => Err(PollError::Misconfigured(code)),
-            200 => body.map_err(|e| match e {
-                BodyError::Read(e) => PollError::Lost(e),
-                e @ BodyError::TooLarge => PollError::Malformed(e.to_string()),
-            }),
-            _ => Err(PollError::Http(
-                code,
-                body.map(|b| protocol::excerpt(&b))
-                    .unwrap_or_else(|e| e.to_string()),
-            )),
+        let wire = self
+            .send(path, vec![("reqid".to_string(), req_id.to_string())])
+            .await;
+        read_poll_reply(wire)
+    }
+}
+
+/// What the answer to a call request says: the request id, or why there is none (see [`PlaceError`]).
+fn read_call_reply(wire: Wire, url: &Url) -> Result<String, PlaceError> {
+    let (code, text, whole) = match wire {
+        Wire::NotSent(e) => return Err(PlaceError::NotSent(e)),
+        Wire::Lost(e) => return Err(PlaceError::Lost(e)),
+        Wire::Answer { code, text, whole } => (code, text, whole),
+    };
+    // A page with an id says the call was scheduled, whatever its status line says (and however much of
+    // it could be read): a front end that answers 302 or 400 around the gateway's own page must not get
+    // the person called again.
+    if let Some(id) = protocol::parse_call_reply(&text) {
+        if code != 200 {
+            tracing::warn!(status = code, req_id = %id, "the call request's answer carries a request id under HTTP {code}; taking the id");
         }
+        return Ok(id);
+    }
+    // A refusal or a 503 says nothing was scheduled only if its page was read whole: the id might be in
+    // the part that never arrived.
+    if let (Err(e), 400..=499 | 503) = (&whole, code)
+        && !matches!(code, 401 | 403 | 404 | 405 | 407)
+    {
+        return Err(PlaceError::Lost(format!(
+            "HTTP {code} whose page could not be read whole ({e}): it may carry a request id"
+        )));
+    }
+    let body = Body { text, whole }.into_result();
+    let text = |b: &Result<String, BodyError>| match b {
+        Ok(t) => protocol::excerpt(t),
+        Err(e) => e.to_string(),
+    };
+    match code {
+        401 | 403 | 407 => Err(PlaceError::Unauthorized(format!("HTTP {code}"))),
+        404 | 405 => Err(PlaceError::Misconfigured(format!(
+            "HTTP {code} from {url}: {}",
+            text(&body)
+        ))),
+        300..=399 => Err(PlaceError::Redirected(format!(
+            "HTTP {code} from {url}: {}",
+            text(&body)
+        ))),
+        503 => Err(PlaceError::Unavailable(format!(
+            "HTTP 503: {}",
+            text(&body)
+        ))),
+        400..=499 => Err(PlaceError::Refused(format!("HTTP {code}: {}", text(&body)))),
+        200 => match body {
+            Err(BodyError::Read(e)) => Err(PlaceError::Lost(e)),
+            Err(e @ BodyError::TooLarge) => Err(PlaceError::Unreadable {
+                reason: e.to_string(),
+                down: false,
+            }),
+            Ok(body) => protocol::parse_call_reply(&body).ok_or_else(|| PlaceError::Unreadable {
+                reason: format!("no [ReqId=…] in the reply: {}", protocol::excerpt(&body)),
+                down: false,
+            }),
+        },
+        _ => Err(PlaceError::Unreadable {
+            reason: format!("HTTP {code}: {}", text(&body)),
+            down: matches!(code, 502 | 504),
+        }),
+    }
+}
+
+/// The body of the answer to a status or remove request, or why there is none to read.
+fn read_poll_reply(wire: Wire) -> Result<String, PollError> {
+    let (code, text, whole) = match wire {
+        Wire::NotSent(e) => return Err(PollError::Unreachable(e)),
+        Wire::Lost(e) => return Err(PollError::Lost(e)),
+        Wire::Answer { code, text, whole } => (code, text, whole),
+    };
+    let body = Body { text, whole }.into_result();
+    match code {
+        401 | 403 | 407 => Err(PollError::Unauthorized(code)),
+        300..=399 | 404 | 405 => Err(PollError::Misconfigured(code)),
+        200 => body.map_err(|e| match e {
+            BodyError::Read(e) => PollError::Lost(e),
+            e @ BodyError::TooLarge => PollError::Malformed(e.to_string()),
+        }),
+        _ => Err(PollError::Http(
+            code,
+            body.map(|b| protocol::excerpt(&b))
+                .unwrap_or_else(|e| e.to_string()),
+        )),
     }
 }
 
 /// Why a reply body could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-enum BodyError {
+pub enum BodyError {
     #[error("{0}")]
     Read(String),
     #[error("the reply is larger than {} KiB", MAX_REPLY / 1024)]

@@ -3,4 +3,4 @@
 pub mod client;
 pub mod protocol;
 
-pub use client::{Gateway, PlaceError, PollError};
+pub use client::{Exchange, Gateway, PlaceError, PollError, Wire};

@@ -17,6 +17,7 @@
 //!   value wins, query string before body, as a servlet's `getParameter` does;
 //! - timestamps are the gateway host's local time, month 0-based.
 
+pub mod model;
 pub mod scenario;
 
 use std::collections::{BTreeMap, HashMap};

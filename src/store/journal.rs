@@ -736,8 +736,7 @@ fn literal(v: &rusqlite::types::Value) -> String {
 }
 
 fn new_campaign_id() -> String {
-    use rand::Rng;
-    let n: u64 = rand::rng().random();
+    let n = crate::determinism::random_u64();
     format!("{:012x}", n & 0xffff_ffff_ffff)
 }
 
@@ -765,15 +764,20 @@ async fn writer(
             }
         }
         let (health, give_up) = (health.clone(), give_up.clone());
-        let done = tokio::task::spawn_blocking(move || {
+        let done = crate::determinism::unblock(move || {
             let stop = process(&mut conn, jobs, &health, &give_up);
             (conn, stop)
         })
         .await;
         match done {
+            Ok((_, Next::Dead(unanswered))) => {
+                std::future::pending::<()>().await;
+                drop(unanswered);
+                return;
+            }
             Ok((c, s)) => {
                 conn = c;
-                stop = s;
+                stop = matches!(s, Next::Stop);
             }
             // The connection went with the panicking group; later writes fail with "the writer has stopped".
             Err(e) => {
@@ -790,7 +794,7 @@ fn process(
     jobs: Vec<Job>,
     health: &watch::Sender<Health>,
     give_up: &GiveUp,
-) -> bool {
+) -> Next {
     let mut stop = false;
     let mut writes = Vec::new();
     let mut reads = Vec::new();
@@ -802,7 +806,14 @@ fn process(
         }
     }
     if !writes.is_empty() {
+        // The simulation tier's crash points: the group never committed, or committed and never acknowledged.
+        if crate::determinism::fail_point(crate::determinism::Point::BeforeCommit) {
+            return Next::Dead(writes);
+        }
         let results = commit_retrying(conn, &writes, health, give_up);
+        if crate::determinism::fail_point(crate::determinism::Point::AfterCommit) {
+            return Next::Dead(writes);
+        }
         for ((op, ack), result) in writes.into_iter().zip(results) {
             match ack {
                 Some(ack) => {
@@ -820,7 +831,16 @@ fn process(
     for f in reads {
         f(conn);
     }
-    stop
+    if stop { Next::Stop } else { Next::Go }
+}
+
+/// What the writer does after a group.
+enum Next {
+    Go,
+    Stop,
+    /// The simulation tier crashed the process here: nothing more is committed or acknowledged (the writes
+    /// are kept, unanswered, until the runtime is dropped).
+    Dead(Vec<(Op, Option<Ack>)>),
 }
 
 /// Commits a group, retrying a failed commit (a full disk, a locked file) with a growing pause, so that no
