@@ -48,8 +48,13 @@ pub enum End {
     /// The contact reached this final state in this run.
     Final(State),
     /// The call ended with an outcome the recall policy calls again: the contact is pending again, due at
-    /// `due_ms`.
-    Recalled { contact: ContactRow, due_ms: i64 },
+    /// `due_ms` on the wall clock (what the journal keeps for the next run) and not before `due` on the
+    /// monotonic clock (what this run holds to, whatever the wall clock does meanwhile).
+    Recalled {
+        contact: ContactRow,
+        due_ms: i64,
+        due: Instant,
+    },
     /// The gateway gave this contact a request id another open contact holds; that one is `unknown` now and
     /// its task must stop.
     Clash { other_row: u64 },
@@ -380,6 +385,9 @@ async fn request_inner(
 async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String, gw: usize) -> Result<End, End> {
     let row = contact.row;
     let dialed_at = ctx.now_ms();
+    // Durations from here (the poll deadline, the wait before a recall) are measured on the monotonic clock:
+    // a step of the wall clock (NTP, a resumed VM) must not write off a call the gateway still holds.
+    let dialed_mono = Instant::now();
     let write = ctx.journal.write(Op::Apply {
         row,
         event: Event::Scheduled {
@@ -445,7 +453,7 @@ async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String, gw: usize) ->
     }
     Stats::add(&ctx.stats.dialed);
     debug!(row = contact.line, number = %number(&contact.dialed_number), %req_id, gateway = ctx.key(gw), "call requested");
-    poll_inner(ctx, &contact, &req_id, dialed_at, false, gw).await
+    poll_inner(ctx, &contact, &req_id, dialed_mono, false, gw).await
 }
 
 /// Polls a call placed by an earlier run.
@@ -456,8 +464,12 @@ pub async fn resume(ctx: Arc<Ctx>, contact: ContactRow, gw: usize) -> End {
             contact.line
         )));
     };
-    let dialed_at = contact.dialed_at_ms.unwrap_or_else(|| ctx.now_ms());
-    match poll_inner(&ctx, &contact, &req_id, dialed_at, true, gw).await {
+    // Placed by an earlier run: only the wall clock spans the two runs, and it may have been stepped or
+    // corrected in between, so it cannot say how long ago the request was. The call is taken as placed now:
+    // it is written off (or recalled as unresolved) only after a full poll timeout of this run, unless the
+    // gateway gives its final answer first, as it does within `firstocc` for every call it still holds.
+    let dialed = Instant::now();
+    match poll_inner(&ctx, &contact, &req_id, dialed, true, gw).await {
         Ok(end) | Err(end) => end,
     }
 }
@@ -491,15 +503,14 @@ async fn poll_inner(
     ctx: &Ctx,
     contact: &ContactRow,
     req_id: &str,
-    dialed_at_ms: i64,
+    dialed: Instant,
     resumed: bool,
     gw: usize,
 ) -> Result<End, End> {
     let _in_flight = InFlight::new(&ctx.stats.in_flight);
     let row = contact.row;
     let s = &ctx.settings;
-    let timeout_ms = i64::try_from(s.poll_timeout.as_millis()).unwrap_or(i64::MAX);
-    let deadline_ms = dialed_at_ms.saturating_add(timeout_ms);
+    let deadline = dialed + s.poll_timeout;
     let interval = s.poll_interval;
     let mut stage = ctx.stage.clone();
     // A resumed call is read at once: its deadline may be long past, and it is written off only after a read.
@@ -511,8 +522,7 @@ async fn poll_inner(
     // answer from a gateway that is restarting, or a proxy in a bad moment, must not lose a made call.
     let mut missing = 0u32;
     loop {
-        let to_deadline =
-            Duration::from_millis(deadline_ms.saturating_sub(ctx.now_ms()).max(0) as u64);
+        let to_deadline = deadline.saturating_duration_since(Instant::now());
         // Never sleep past the deadline: the read that may write the call off happens on time.
         let wait = if to_deadline.is_zero() {
             delay
@@ -535,7 +545,7 @@ async fn poll_inner(
         Stats::add(&ctx.stats.polls);
         // When the poll was sent, not when its answer came: a slow answer may describe the call as it was
         // before the deadline, and only an answer asked for at or after it may write the call off.
-        let asked_at_ms = ctx.now_ms();
+        let asked_at = Instant::now();
         let reply = tokio::select! {
             biased;
             _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
@@ -616,9 +626,7 @@ async fn poll_inner(
                         State::Failed
                     };
                     let certain = last.irregular.is_none();
-                    if let Some(end) =
-                        recall(ctx, contact, st, &answer, certain, dialed_at_ms).await?
-                    {
+                    if let Some(end) = recall(ctx, contact, st, &answer, certain, dialed).await? {
                         if !s.keep_records {
                             remove_record(ctx, row, req_id, gw).await;
                         }
@@ -658,7 +666,7 @@ async fn poll_inner(
                 }
             },
         };
-        if asked_at_ms >= deadline_ms {
+        if asked_at >= deadline {
             // Read at or after the deadline and still not final: written off, and the record removed so the
             // gateway makes no further attempt.
             warn!(row = contact.line, %req_id, "giving up polling: {last_seen}");
@@ -672,7 +680,7 @@ async fn poll_inner(
                 notes: detail.clone(),
             };
             if let Some(end) =
-                recall(ctx, contact, State::Unresolved, &answer, true, dialed_at_ms).await?
+                recall(ctx, contact, State::Unresolved, &answer, true, dialed).await?
             {
                 if !s.keep_records {
                     remove_record(ctx, row, req_id, gw).await;
@@ -707,7 +715,7 @@ async fn recall(
     outcome: State,
     answer: &Answer,
     certain: bool,
-    dialed_at_ms: i64,
+    dialed: Instant,
 ) -> Result<Option<End>, End> {
     let Some(policy) = &ctx.settings.recall else {
         return Ok(None);
@@ -715,18 +723,19 @@ async fn recall(
     if !policy.wants(outcome, &answer.responses, contact.attempt, certain) {
         return Ok(None);
     }
-    let after = i64::try_from(policy.after.as_millis()).unwrap_or(i64::MAX);
-    let mut due_ms = ctx.now_ms().saturating_add(after);
+    let now = Instant::now();
+    let mut due = now + policy.after;
     if outcome == State::Unresolved {
         // The gateway may still be dialing the old record (its removal can fail, or the run can die before
         // it): the recall waits until the gateway's own attempts are over, `firstocc` minutes after the
         // request, plus the 5 minutes the default poll timeout allows for the last of them. Two calls are
         // never open for one person at once.
-        let gateway_done = dialed_at_ms
-            .saturating_add(i64::from(ctx.settings.firstocc) * 60_000)
-            .saturating_add(5 * 60_000);
-        due_ms = due_ms.max(gateway_done);
+        let gateway_done =
+            dialed + Duration::from_secs(u64::from(ctx.settings.firstocc) * 60 + 5 * 60);
+        due = due.max(gateway_done);
     }
+    let ahead = i64::try_from((due - now).as_millis()).unwrap_or(i64::MAX);
+    let due_ms = ctx.now_ms().saturating_add(ahead);
     let event = Event::Recall {
         outcome,
         answer: answer.clone(),
@@ -744,6 +753,7 @@ async fn recall(
             Ok(Some(End::Recalled {
                 contact: contact.clone(),
                 due_ms,
+                due,
             }))
         }
         // A request-id clash made it unknown meanwhile.

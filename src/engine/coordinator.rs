@@ -152,6 +152,9 @@ pub struct Coordinator {
     /// losing it loses them as surely as losing the file.
     journal_file: Option<Vec<(std::path::PathBuf, FileId)>>,
     next_file_check: Instant,
+    /// Recalls decided in this run, by row: not requested before this monotonic instant, however far the
+    /// wall clock (by which the journal says they are due) moves meanwhile.
+    not_before: HashMap<u64, Instant>,
 }
 
 /// Device and inode: a file deleted (or replaced) under an open connection no longer has the same pair at its
@@ -267,6 +270,7 @@ impl Coordinator {
             forced: false,
             journal_file,
             next_file_check: Instant::now() + FILE_CHECK,
+            not_before: HashMap::new(),
         }
     }
 
@@ -559,7 +563,14 @@ impl Coordinator {
         self.wait_dirty = true;
         match end {
             End::Final(_) | End::LeftOpen | End::NotSent => {}
-            End::Recalled { contact, due_ms } => self.postpone_recall(&contact, due_ms),
+            End::Recalled {
+                contact,
+                due_ms,
+                due,
+            } => {
+                self.not_before.insert(contact.row, due);
+                self.postpone_recall(&contact, due_ms)
+            }
             End::Clash { other_row } => {
                 if let Some(h) = self.owned.get(&other_row).and_then(|o| o.task.clone()) {
                     h.abort();
@@ -946,13 +957,27 @@ impl Coordinator {
                     let clock = &self.ctx.settings.clock;
                     let now_ms = clock.now().as_millisecond();
                     let batch = self.ctx.journal.due(now_ms, BATCH).await?;
+                    let now = Instant::now();
+                    let mut held: Option<Instant> = None;
                     let fresh: Vec<ContactRow> = batch
                         .into_iter()
                         .filter(|c| !self.owned.contains_key(&c.row))
+                        .filter(|c| match self.not_before.get(&c.row) {
+                            Some(t) if *t > now => {
+                                held = Some(held.map_or(*t, |h| h.min(*t)));
+                                false
+                            }
+                            _ => true,
+                        })
                         .collect();
                     if !fresh.is_empty() {
                         self.queue.extend(fresh);
                         continue;
+                    }
+                    if let Some(t) = held {
+                        // Due by the wall clock, and not yet by the time measured since the call ended.
+                        self.wait_until = Some(t);
+                        return Ok(None);
                     }
                     if let Some((at, n, recall)) = self.ctx.journal.next_wait().await? {
                         let t = jiff::Timestamp::from_millisecond(at).unwrap_or(clock.now());

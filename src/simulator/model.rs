@@ -119,6 +119,8 @@ pub struct Call {
     pub gone: bool,
     /// A status reply showing its final record reached the runner.
     pub final_read: bool,
+    /// When a remove request cancelled it while the gateway could still dial it.
+    pub cancelled_live_at: Option<i64>,
     phase: Phase,
 }
 
@@ -404,6 +406,7 @@ impl Model {
                     live_until: None,
                     gone: false,
                     final_read: false,
+                    cancelled_live_at: None,
                     phase: Phase::Queued,
                 });
                 self.by_id.insert(id.clone(), i);
@@ -486,6 +489,9 @@ impl Model {
             } else {
                 match idx {
                     Some(i) if !self.calls[i].gone => {
+                        if self.calls[i].phase != Phase::Over {
+                            self.calls[i].cancelled_live_at = Some(self.now_ms);
+                        }
                         self.drop_call(i);
                         self.by_id.remove(&id);
                         seen.what = "removed";

@@ -21,7 +21,10 @@ pub struct Expect {
     pub max_per_number: u32,
     pub window: Option<String>,
     pub margin: Duration,
-    pub firstocc: u32,
+    /// How long after a request a call still not final may be written off (and its record removed).
+    pub poll_timeout: Duration,
+    /// The recall policy's least time from the end of one call to the next request, if it recalls.
+    pub recall_after: Option<Duration>,
 }
 
 /// What earlier processes left, to compare the next one with.
@@ -29,8 +32,8 @@ pub struct Expect {
 pub struct History {
     /// Rows that were final, with their status and request id.
     pub finals: BTreeMap<u64, (String, String)>,
-    /// Numbers opted out so far.
-    pub suppressed: Vec<String>,
+    /// Numbers opted out so far, with the gateway's time when they were.
+    pub suppressed: Vec<(String, i64)>,
 }
 
 type Row = HashMap<String, String>;
@@ -124,11 +127,9 @@ fn line_of(call: &Call) -> Option<u64> {
 /// The gateway's ledger: who was called, how often, when, and never twice at once.
 fn gateways(expect: &Expect, sims: &[SimGateway]) -> Result<(), String> {
     let mut calls: Vec<Call> = Vec::new();
-    let mut seen = Vec::new();
     for s in sims {
         let m = s.model.lock().map_err(|_| "model poisoned".to_string())?;
         calls.extend(m.calls.iter().cloned());
-        seen.extend(m.seen.iter().cloned());
     }
     // The right person: each call dials the number of the row it was made for.
     for c in &calls {
@@ -167,8 +168,33 @@ fn gateways(expect: &Expect, sims: &[SimGateway]) -> Result<(), String> {
                     .join(", ")
             ));
         }
+        for c in &list {
+            if let Some(at) = c.cancelled_live_at {
+                let held = Duration::from_millis((at - c.created_ms).max(0) as u64);
+                if held < expect.poll_timeout {
+                    return Err(format!(
+                        "written-off-early: call {} for {number} was cancelled on the gateway {} s after its request, while still live (poll timeout {} s)",
+                        c.id,
+                        held.as_secs(),
+                        expect.poll_timeout.as_secs()
+                    ));
+                }
+            }
+        }
         for pair in list.windows(2) {
             let (a, b) = (pair[0], pair[1]);
+            if let (Some(after), Some(end)) = (expect.recall_after, a.live_until) {
+                let gap = b.created_ms - end;
+                if gap < after.as_millis() as i64 {
+                    return Err(format!(
+                        "recalled-too-soon: {number} requested again (id {}) {} s after call {} ended (recall-after {} s)",
+                        b.id,
+                        gap / 1000,
+                        a.id,
+                        after.as_secs()
+                    ));
+                }
+            }
             let live = a.live_until.is_none_or(|t| t > b.created_ms);
             if live {
                 return Err(format!(
@@ -177,6 +203,35 @@ fn gateways(expect: &Expect, sims: &[SimGateway]) -> Result<(), String> {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Nobody is called after opting out.
+fn opt_outs(history: &History, sims: &[SimGateway]) -> Result<(), String> {
+    for s in sims {
+        let m = s.model.lock().map_err(|_| "model poisoned".to_string())?;
+        for c in &m.calls {
+            if let Some((n, at)) = history
+                .suppressed
+                .iter()
+                .find(|(n, at)| digits(n) == digits(&c.phoneno) && c.created_ms > *at)
+            {
+                return Err(format!(
+                    "opted-out-called: {n} opted out at {at} and was requested at {} (id {})",
+                    c.created_ms, c.id
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn windows(expect: &Expect, sims: &[SimGateway]) -> Result<(), String> {
+    let mut seen = Vec::new();
+    for s in sims {
+        let m = s.model.lock().map_err(|_| "model poisoned".to_string())?;
+        seen.extend(m.seen.iter().cloned());
     }
     // Never outside the calling window, in any of the person's zones, with the margin for the call.
     if let Some(w) = &expect.window {
@@ -342,6 +397,8 @@ pub fn after_process(
     _step_ms: i64,
 ) -> Result<(), String> {
     gateways(expect, sims)?;
+    windows(expect, sims)?;
+    opt_outs(history, sims)?;
     let Some(output) = output else {
         return Ok(());
     };
@@ -360,7 +417,6 @@ pub fn after_process(
     if let Some(s) = summary {
         summary_agrees(s, &rows)?;
     }
-    let _ = expect.firstocc;
     Ok(())
 }
 
@@ -368,15 +424,19 @@ pub fn after_process(
 pub fn at_end(
     expect: &Expect,
     sims: &[SimGateway],
-    output: &Path,
+    output: Option<&Path>,
     history: &History,
 ) -> Result<(), String> {
     gateways(expect, sims)?;
+    windows(expect, sims)?;
+    opt_outs(history, sims)?;
     let mut h = History {
         finals: history.finals.clone(),
         suppressed: history.suppressed.clone(),
     };
-    if let Some(rows) = read_results(output)? {
+    if let Some(output) = output
+        && let Some(rows) = read_results(output)?
+    {
         results(expect, sims, &rows, &mut h)?;
     }
     Ok(())

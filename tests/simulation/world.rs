@@ -285,12 +285,20 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         sims.push(sim);
     }
 
+    let poll_timeout = match RunConfig::from_args(args.clone()) {
+        Ok(c) => c.poll_timeout,
+        Err(_) => Duration::MAX,
+    };
     let expect = Expect {
         people: people.clone(),
         max_per_number,
         window: window.clone(),
         margin: Duration::from_secs(5 * 60),
-        firstocc,
+        poll_timeout,
+        recall_after: args
+            .recall_after
+            .as_deref()
+            .map(|a| Duration::from_secs(60 * a.trim_end_matches('m').parse::<u64>().unwrap_or(0))),
     };
     say(format!(
         "{n} contacts, {gateways_n} gateway(s), {lines} lines, rate {rate}, poll {poll_interval}, firstocc {firstocc}, window {window:?}, recall {:?}/{:?} max {:?}, cap {cap:?}, suppress later {suppress_later}, clock steps {steps_on}",
@@ -301,15 +309,35 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
     let mut crashes = 0u64;
     let mut history = check::History::default();
     let mut violation = None;
+    let mut last_finished = false;
     for process in 0..PROCESSES {
         if process >= 1 && suppress_later && args.suppress.is_empty() {
             let listed: Vec<&String> = people.iter().filter_map(|p| p.e164.as_ref()).collect();
             if !listed.is_empty() {
                 let file = dir.path().join("optout.csv");
                 let chosen = listed[rng.random_range(0..listed.len())];
-                std::fs::write(&file, format!("phone\n{chosen}\n")).expect("write opt-outs");
+                // Opt-out lists as people keep them: with or without a title line, in ASCII, full-width or
+                // Arabic-Indic digits.
+                let national: String = chosen[2..].to_string();
+                let written: String = match rng.random_range(0..6) {
+                    0..=3 => national.clone(),
+                    4 => national
+                        .chars()
+                        .map(|c| char::from_u32(0xFF10 + (c as u32 - 0x30)).unwrap_or(c))
+                        .collect(),
+                    _ => national
+                        .chars()
+                        .map(|c| char::from_u32(0x0660 + (c as u32 - 0x30)).unwrap_or(c))
+                        .collect(),
+                };
+                let body = if rng.random_bool(0.5) {
+                    format!("phone\n{written}\n")
+                } else {
+                    format!("{written}\n")
+                };
+                std::fs::write(&file, body).expect("write opt-outs");
                 args.suppress.push(file);
-                history.suppressed.push(chosen.clone());
+                history.suppressed.push((chosen.clone(), now_ms));
                 say(format!("process {process}: {chosen} opted out"));
             }
         }
@@ -339,6 +367,21 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         });
         if steps_on && rng.random_bool(0.3) {
             step.store(0, Ordering::Relaxed);
+        }
+        // The operator's damage: the journal moved away, and perhaps the results re-saved by a spreadsheet.
+        // The run must refuse (a new journal would call everyone again); then the journal is put back.
+        let state = dir.path().join("results.csv.state");
+        let moved = dir.path().join("journal-moved-away");
+        let lost_journal = process >= 1 && state.exists() && rng.random_bool(0.05);
+        if lost_journal {
+            std::fs::rename(&state, &moved).expect("move the journal away");
+            if rng.random_bool(0.5) {
+                let output = dir.path().join("results.csv");
+                if let Ok(text) = std::fs::read_to_string(&output) {
+                    std::fs::write(&output, text.replace(',', ";")).expect("re-save the results");
+                }
+            }
+            say(format!("process {process}: the journal was moved away"));
         }
         let cfg = match RunConfig::from_args(args.clone()) {
             Ok(c) => c,
@@ -395,6 +438,13 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
             (result, sims_in[0].now_ms(), stepped)
         });
         drop(rt);
+        if lost_journal {
+            // Whatever the run did, the operator puts the journal back for the next one.
+            if state.exists() {
+                let _ = std::fs::remove_dir_all(&state);
+            }
+            std::fs::rename(&moved, &state).expect("put the journal back");
+        }
         for s in &sims {
             if let Ok(mut m) = s.model.lock() {
                 m.crash_at_call = None;
@@ -415,6 +465,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
             (now_ms - start_ms) / 1000,
             if stepped { " (wall clock stepped)" } else { "" }
         ));
+        let finished = matches!(result, Some(Ok(_)));
         let summary = match result {
             Some(Ok(s)) => Some(s),
             Some(Err(ivr_campaign::error::Error::Internal(e))) => {
@@ -423,6 +474,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
             }
             _ => None,
         };
+        last_finished = finished;
         let output = dir.path().join("results.csv");
         let step_now = step.load(Ordering::Relaxed);
         // After a crash the results file is the last finished run's: the journal is the truth until the
@@ -430,7 +482,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         if let Err(v) = check::after_process(
             &expect,
             &sims,
-            (!crashed).then_some(output.as_path()),
+            finished.then_some(output.as_path()),
             summary.as_ref(),
             &mut history,
             step_now,
@@ -462,7 +514,14 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         }
     }
     if violation.is_none()
-        && let Err(v) = check::at_end(&expect, &sims, &dir.path().join("results.csv"), &history)
+        && let Err(v) = check::at_end(
+            &expect,
+            &sims,
+            last_finished
+                .then(|| dir.path().join("results.csv"))
+                .as_deref(),
+            &history,
+        )
     {
         violation = Some(v);
     }
