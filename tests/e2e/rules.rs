@@ -332,6 +332,37 @@ async fn an_opt_out_that_cannot_be_read_refuses_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_in_other_digits_on_the_first_line_is_judged_like_any_line() {
+    // Full-width and Arabic-Indic digits are digits: such a first line is an entry, not a title, so it
+    // refuses the run as it would on any other line, rather than being skipped while its person is called.
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    for (name, entry) in [
+        (
+            "full-width",
+            "\u{ff14}\u{ff11}\u{ff15}\u{ff15}\u{ff15}\u{ff15}\u{ff11}\u{ff10}\u{ff10}\u{ff10}",
+        ),
+        (
+            "arabic-indic",
+            "\u{0664}\u{0661}\u{0665}\u{0665}\u{0665}\u{0665}\u{0661}\u{0660}\u{0660}\u{0660}",
+        ),
+    ] {
+        for text in [format!("{entry}\n"), format!("Opt-outs\n{entry}\n")] {
+            let optout = write(dir.path(), "optout.txt", &text);
+            let optout_s = optout.display().to_string();
+            let o = run(&with(&base, &["--suppress", &optout_s])).await;
+            let err = stderr(&o);
+            assert_eq!(code(&o), 65, "{name} {text:?}: {err}");
+            assert!(err.contains("optout.txt line"), "{name}: {err}");
+            assert!(sim.requests().is_empty(), "{name}: a call was placed");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_held_up_past_its_window_is_not_sent() {
     // The window closes two to three minutes from now; the margin (firstocc + call length) is set so that the
     // last moment a request may leave is ten seconds from now. The cap ledger is locked by another process
