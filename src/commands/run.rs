@@ -449,18 +449,21 @@ pub fn rules_for(cfg: &RunConfig, ledger_must_exist: bool) -> Result<Rules> {
     ))
 }
 
-/// A results file this list's campaign wrote, with no usable journal beside it: the journal was deleted or
-/// emptied, and a new one would call everyone again and overwrite the results. Refused before anything.
-fn refuse_a_lost_journal(cfg: &RunConfig, source: &Source) -> Result<()> {
+/// A results file with no usable journal beside it: the journal was deleted or emptied, and a new one would
+/// call everyone again and overwrite the results. Refused before anything, whatever the file looks like now: a
+/// spreadsheet that re-saved it (another delimiter, a renamed column, another encoding) changed its bytes, not
+/// the calls it records. Moving the file away (or another `--output`) is how an operator starts over.
+fn refuse_a_lost_journal(cfg: &RunConfig) -> Result<()> {
     let db = cfg.state_dir.join(journal::DB_FILE);
     if journal::usable(&db) {
         return Ok(());
     }
-    if !results::written_for(&cfg.output, &source.clean_headers(), source.delimiter) {
+    let holds_something = std::fs::metadata(&cfg.output).is_ok_and(|m| m.is_file() && m.len() > 0);
+    if !holds_something {
         return Ok(());
     }
     Err(Error::Config(format!(
-        "{} holds results of this list, but its journal {} is missing or empty: a new run would call everyone again. Restore the journal, or move {} away to start the campaign over",
+        "{} exists (results of an earlier run, perhaps re-saved), but its journal {} is missing or empty: a new run would call everyone again. Restore the journal, or move {} away to start the campaign over",
         cfg.output.display(),
         db.display(),
         cfg.output.display()
@@ -516,9 +519,7 @@ pub async fn run_with_clock(
     let rules = rules_for(&cfg, false)?;
     let (gateways, simulators) = gateways_for(&cfg).await?;
 
-    if let Some(source) = &source {
-        refuse_a_lost_journal(&cfg, source)?;
-    }
+    refuse_a_lost_journal(&cfg)?;
     let input_name = cfg.input.display().to_string();
     let stored = match &source {
         Some(_) => None,

@@ -167,37 +167,6 @@ pub fn lock(output: &Path) -> Result<File> {
     }
 }
 
-/// Whether `path` is a results file written for a list with these headers: its header row is the list's,
-/// then this program's columns.
-pub fn written_for(path: &Path, headers: &ByteRecord, delimiter: u8) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
-    };
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .from_reader(std::io::Read::take(file, 1 << 20));
-    let mut first = ByteRecord::new();
-    if !r.read_byte_record(&mut first).unwrap_or(false) {
-        return false;
-    }
-    // The list's header, then `status` and `req_id`: so a results file an older release wrote (fewer columns
-    // of ours) is recognised too.
-    let ours: Vec<&[u8]> = headers
-        .iter()
-        .chain(COLUMNS.iter().take(2).map(|c| c.as_bytes()))
-        .collect();
-    let first = first.iter().enumerate().map(|(i, f)| {
-        if i == 0 {
-            f.strip_prefix("\u{feff}".as_bytes()).unwrap_or(f)
-        } else {
-            f
-        }
-    });
-    first.take(ours.len()).eq(ours)
-}
-
 /// What the results file shows besides the input's columns.
 #[derive(Debug, Clone, Default)]
 pub struct View {
