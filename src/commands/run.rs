@@ -186,7 +186,7 @@ async fn reread(
         let batch = journal.pending_records(after, 1024).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.0);
-        for (_, line, record) in batch {
+        for (_, line, record, _) in batch {
             let Some(rec) = journal::decode_record(&record) else {
                 continue;
             };
@@ -206,7 +206,7 @@ async fn reread(
         let batch = journal.pending_records(after, 1024).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.0);
-        for (row, _line, record) in batch {
+        for (row, _line, record, last_outcome) in batch {
             let Some(rec) = journal::decode_record(&record) else {
                 continue;
             };
@@ -229,7 +229,8 @@ async fn reread(
                 contacts::Verdict::Invalid(reason) => {
                     let event = crate::store::Event::Unplace {
                         reason: reason.clone(),
-                    };
+                    }
+                    .refusing(last_outcome);
                     if let Err(e) = journal.apply(row, event).await {
                         return Err(Error::Internal(e.to_string()));
                     }

@@ -572,10 +572,7 @@ fn bulk(tx: &rusqlite::Transaction<'_>, event: &Event, at_ms: i64) -> rusqlite::
     // Bulk events carry no operator text, so their values can be inlined as SQL literals.
     let set = columns(event, at_ms)
         .iter()
-        .map(|(c, v)| match v {
-            Val::V(v) => format!("{c} = {}", literal(v)),
-            Val::Sql(e) => format!("{c} = {e}"),
-        })
+        .map(|(c, v)| v.assign_literal(c))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
@@ -585,10 +582,28 @@ fn bulk(tx: &rusqlite::Transaction<'_>, event: &Event, at_ms: i64) -> rusqlite::
     Ok(tx.execute(&sql, [])? as u64)
 }
 
-/// A column's new value: bound, or an SQL expression of the row's own columns.
+/// A column's new value: bound, an SQL expression of the row's own columns, or text added to what the column
+/// holds (after `; `).
 enum Val {
     V(rusqlite::types::Value),
     Sql(&'static str),
+    Append(rusqlite::types::Value),
+}
+
+impl Val {
+    /// `col = value`, the value inlined as an SQL literal (for events that carry no operator text).
+    fn assign_literal(&self, c: &str) -> String {
+        match self {
+            Val::V(v) => format!("{c} = {}", literal(v)),
+            Val::Sql(e) => format!("{c} = {e}"),
+            Val::Append(v) => appended(c, &literal(v)),
+        }
+    }
+}
+
+/// `col = ` what [`Val::Append`] makes of `v` (an SQL literal or a bound parameter).
+fn appended(col: &str, v: &str) -> String {
+    format!("{col} = CASE WHEN {col} IS NULL OR {col} = '' THEN {v} ELSE {col} || '; ' || {v} END")
 }
 
 impl From<rusqlite::types::Value> for Val {
@@ -604,6 +619,16 @@ fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, Val)> {
     if let Event::Redial { .. } | Event::Recall { .. } = event {
         // Another call to the same person: the cap ledger counts it as one more.
         out.push(("attempt", Val::Sql("attempt + 1")));
+    }
+    if let Event::Settle {
+        detail: Some(why), ..
+    } = event
+    {
+        // The last call's own detail (its notes) stays: why its recall was not placed follows it.
+        out.push((
+            "detail",
+            Val::Append(rusqlite::types::Value::Text(why.clone())),
+        ));
     }
     out
 }
@@ -972,6 +997,10 @@ fn apply_event(
                 set.push(format!("{c} = ?{}", bound.len()));
             }
             Val::Sql(e) => set.push(format!("{c} = {e}")),
+            Val::Append(v) => {
+                bound.push(v);
+                set.push(appended(c, &format!("?{}", bound.len())));
+            }
         }
     }
     let sql = format!(
@@ -1261,22 +1290,26 @@ impl Journal {
         .await
     }
 
-    /// Up to `limit` pending contacts after `after_row`, with their copy of the row.
+    /// Up to `limit` pending contacts after `after_row`: row, line, their copy of the row, and for one waiting
+    /// for a recall its last call's outcome.
     pub async fn pending_records(
         &self,
         after_row: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    ) -> Result<Vec<(u64, u64, Vec<u8>, Option<State>)>> {
         let after = after_row.map_or(-1, |r| r as i64);
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT row, line, record FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
+                "SELECT row, line, record, last_outcome FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
             )?;
             let rows = st.query_map(params![after, limit as i64], |r| {
                 Ok((
                     r.get::<_, i64>(0)? as u64,
                     r.get::<_, i64>(1)? as u64,
                     r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                    r.get::<_, Option<String>>(3)?
+                        .as_deref()
+                        .and_then(State::parse),
                 ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1376,10 +1409,7 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
         let event = Event::Redial { action };
         let set = columns(&event, now)
             .iter()
-            .map(|(c, v)| match v {
-                Val::V(v) => format!("{c} = {}", literal(v)),
-                Val::Sql(e) => format!("{c} = {e}"),
-            })
+            .map(|(c, v)| v.assign_literal(c))
             .collect::<Vec<_>>()
             .join(", ");
         let mut st = tx.prepare(&format!(
