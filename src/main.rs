@@ -169,18 +169,7 @@ fn usage(message: &str) -> ExitCode {
 fn redial(args: &ivr_campaign::cli::RedialArgs) -> Result<i32, Error> {
     let dir = status::locate(&args.campaign)?;
     let done = ivr_campaign::store::journal::redial_unknown(&dir, args.rows.as_deref())?;
-    if done.lines.is_empty() {
-        out!("no unknown contact to call again in {}", dir.display());
-    } else {
-        let rows: Vec<String> = done.lines.iter().map(u64::to_string).collect();
-        out!(
-            "{} contact(s) will be called again by the next run (rows {}); recorded as action {} in {}. The results file still shows them unknown until that run",
-            done.lines.len(),
-            rows.join(", "),
-            done.action,
-            dir.display()
-        );
-    }
+    out!("{}", done.message(&dir));
     Ok(exit::OK)
 }
 

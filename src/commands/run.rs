@@ -582,6 +582,17 @@ pub async fn run_with_clock(
         zones: cfg.window.is_some(),
         campaign_zone: cfg.timezone_name.clone(),
     };
+    // For `redial-unknown`, which says when a redial goes past it.
+    owner
+        .journal
+        .set_meta(
+            journal::MAX_ATTEMPTS_META,
+            cfg.recall
+                .as_ref()
+                .map(|r| r.max_attempts.to_string())
+                .unwrap_or_default(),
+        )
+        .await?;
     // For the report: the zone rows without their own were judged in, this run.
     owner
         .journal

@@ -1356,7 +1356,45 @@ pub struct Redialed {
     pub action: i64,
     /// Data row numbers (as in the results file) to be called again by the next run.
     pub lines: Vec<u64>,
+    /// The campaign's `max-attempts`, as its last run had it (none without a recall policy).
+    pub max_attempts: Option<u32>,
+    /// The rows whose next call goes past `max-attempts`, with which call it is: a redial is the operator's
+    /// decision, and the policy does not hold it back, so the operator is told.
+    pub beyond: Vec<(u64, u32)>,
 }
+
+impl Redialed {
+    /// What the command tells the operator.
+    pub fn message(&self, dir: &Path) -> String {
+        if self.lines.is_empty() {
+            return format!("no unknown contact to call again in {}", dir.display());
+        }
+        let rows: Vec<String> = self.lines.iter().map(u64::to_string).collect();
+        let mut out = format!(
+            "{} contact(s) will be called again by the next run (rows {}); recorded as action {} in {}.",
+            self.lines.len(),
+            rows.join(", "),
+            self.action,
+            dir.display()
+        );
+        if let (Some(max), false) = (self.max_attempts, self.beyond.is_empty()) {
+            let each: Vec<String> = self
+                .beyond
+                .iter()
+                .map(|(line, call)| format!("row {line} gets call {call}"))
+                .collect();
+            out.push_str(&format!(
+                " Past max-attempts ({max}), which a redial does not stop: {}.",
+                each.join(", ")
+            ));
+        }
+        out.push_str(" The results file still shows them unknown until that run");
+        out
+    }
+}
+
+/// Where a run records its `max-attempts` for `redial-unknown` (empty without a recall policy).
+pub const MAX_ATTEMPTS_META: &str = "max_attempts";
 
 /// The operator's one-off action: the contacts `unknown` now (all, or those of the given rows) are called
 /// again by the next run, accepting that some may be called a second time. Recorded with its time in the
@@ -1373,13 +1411,17 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
     }
     let mut conn = open_connection(&db_path)?;
     let tx = conn.transaction()?;
-    let mut lines: Vec<u64> = {
+    let unknown: Vec<(u64, u32)> = {
         let mut st =
-            tx.prepare("SELECT line FROM contacts WHERE state = 'unknown' ORDER BY row")?;
-        let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
-        rows.map(|l| l.map(|l| l as u64))
+            tx.prepare("SELECT line, attempt FROM contacts WHERE state = 'unknown' ORDER BY row")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?))
+        })?;
+        rows.map(|l| l.map(|(line, attempt)| (line, attempt.max(1) as u32 + 1)))
             .collect::<rusqlite::Result<_>>()?
     };
+    let mut lines: Vec<u64> = unknown.iter().map(|(l, _)| *l).collect();
+    let max_attempts = meta(&tx, MAX_ATTEMPTS_META)?.and_then(|m| m.parse::<u32>().ok());
     if let Some(only) = only_lines {
         let missing: Vec<String> = only
             .iter()
@@ -1396,8 +1438,17 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
     }
     if lines.is_empty() {
         // Nothing done, nothing recorded.
-        return Ok(Redialed { action: 0, lines });
+        return Ok(Redialed {
+            action: 0,
+            lines,
+            max_attempts,
+            beyond: Vec::new(),
+        });
     }
+    let beyond: Vec<(u64, u32)> = unknown
+        .into_iter()
+        .filter(|(l, call)| lines.contains(l) && max_attempts.is_some_and(|m| *call > m))
+        .collect();
     let now = crate::types::now_ms();
     let shown: Vec<String> = lines.iter().map(u64::to_string).collect();
     tx.execute(
@@ -1421,7 +1472,12 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
         }
     }
     tx.commit()?;
-    Ok(Redialed { action, lines })
+    Ok(Redialed {
+        action,
+        lines,
+        max_attempts,
+        beyond,
+    })
 }
 
 /// Counts per state on a connection.

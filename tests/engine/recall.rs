@@ -384,3 +384,40 @@ async fn a_call_whose_recall_is_capped_keeps_its_outcome() {
     assert_eq!(status["rows"]["by_status"]["made"], 5, "{status}");
     assert_eq!(status["rows"]["by_status"]["capped"], 0, "{status}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn redialing_an_unknown_recall_says_it_goes_past_max_attempts() {
+    let busy = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new("id,phone\n1,646-555-1003\n2,646-555-1002\n");
+    let mut args = c.args(&busy);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    args.max_attempts = Some("2".into());
+    let late: Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    assert_eq!(run_at(args.clone(), late).await.exit_code(), 75);
+    // The next morning the answer to the recall (the second and last call the policy allows) is lost.
+    let dropping = sim(
+        8,
+        ms(100),
+        ms(100),
+        ms(10),
+        "[[rule]]\nreply = \"drop\"\nsteps = [\"made\"]\n",
+    )
+    .await;
+    args.gateway = vec![dropping.url()];
+    let morning: Timestamp = "2026-12-03T15:00:00Z".parse().expect("timestamp");
+    run_at(args, morning).await;
+    assert_eq!(c.results()[0]["status"], "unknown");
+    let state = ivr_campaign::config::default_state_dir(&c.output);
+    let done = ivr_campaign::store::journal::redial_unknown(&state, None).expect("redial");
+    assert_eq!(done.lines, vec![1]);
+    let said = done.message(&state);
+    assert!(
+        said.contains("row 1 gets call 3") && said.contains("max-attempts (2)"),
+        "{said}"
+    );
+}
