@@ -249,6 +249,11 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
         if let Some(m) = summary.ending.message() {
             say!("ivr-campaign: {m}");
         }
+        if let Some(e) = &summary.results_error {
+            say!(
+                "ivr-campaign: {e}; nothing is lost: rerun the same command when it can be written, and the results are rebuilt from the journal"
+            );
+        }
         if let Some(path) = &summary_path {
             let text = serde_json::to_string_pretty(&summary.to_json())
                 .map_err(|e| Error::Internal(e.to_string()))?;

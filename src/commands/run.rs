@@ -706,10 +706,26 @@ pub async fn run_with_clock(
     // Written from the journal's own connection, after every write queued so far: the results come out even
     // when the state directory was deleted under the run. The lock is held until they are written.
     let output = cfg.output.clone();
+    let tally_view = view.clone();
     let written = owner
         .journal
         .read(move |conn| results::write(conn, &output, &view))
         .await;
+    // A results file that cannot be written (its disk full, its directory gone) still leaves the summary
+    // and the metrics to write, on their own disks: they say how the rows stand, from the journal.
+    let (written, results_error) = match written {
+        Err(Error::Output(why)) => {
+            match owner
+                .journal
+                .read(move |conn| results::tally(conn, &tally_view))
+                .await
+            {
+                Ok(tally) => (Ok(tally), Some(why)),
+                Err(_) => (Err(Error::Output(why)), None),
+            }
+        }
+        other => (other, None),
+    };
     owner.close().await;
     for sim in simulators {
         sim.stop();
@@ -735,5 +751,6 @@ pub async fn run_with_clock(
         outage: std::time::Duration::from_millis(Stats::get(&stats.outage_ms)),
         output: cfg.output.clone(),
         gateways,
+        results_error,
     })
 }

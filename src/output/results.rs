@@ -255,6 +255,27 @@ pub fn write_atomically(
 
 /// Writes the results file from the journal on `conn`; returns the count of each result status.
 pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
+    let mut written = Written::default();
+    write_atomically(output, |file| {
+        written = rows_to(conn, file, output, view)?;
+        Ok(())
+    })?;
+    Ok(written)
+}
+
+/// The counts the results file would show, without writing it: the summary of a run whose results file could
+/// not be written still tells monitoring how the rows stand.
+pub fn tally(conn: &Connection, view: &View) -> Result<Written> {
+    rows_to(conn, std::io::sink(), Path::new("(none)"), view)
+}
+
+/// The results, row by row, into `file` (named `output` in messages).
+fn rows_to(
+    conn: &Connection,
+    file: impl std::io::Write,
+    output: &Path,
+    view: &View,
+) -> Result<Written> {
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
     let mut stmt = conn.prepare(
@@ -272,7 +293,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
         Error::Output(format!("cannot write results {}: {e}", output.display()))
     };
     let mut written = Written::default();
-    write_atomically(output, |file| {
+    {
         let mut w = csv::WriterBuilder::new()
             .flexible(true)
             // The results open in the same spreadsheet as the input: keep its delimiter.
@@ -459,8 +480,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
             w.write_byte_record(&out).map_err(|e| out_err(&e))?;
         }
         w.flush().map_err(|e| out_err(&e))?;
-        Ok(())
-    })?;
+    }
     Ok(written)
 }
 
