@@ -143,12 +143,18 @@ fn watch_signals() -> watch::Receiver<Stage> {
                 _ = term_fut => {}
             }
             let was = *tx.borrow();
-            if was == Stage::Run {
-                tracing::warn!(
-                    "stop requested: no new calls; waiting for calls in progress (signal again to stop at once)"
-                );
-            } else {
-                tracing::warn!("stopping now; calls in progress are polled again by the next run");
+            // Each says what it does, and what another one would do: the third costs certainty about
+            // requests already sent, so an operator must be able to tell it from the second.
+            match was {
+                Stage::Run => tracing::warn!(
+                    "stop requested (first signal): no new calls; waiting for calls in progress, up to drain-timeout (signal again to stop polling)"
+                ),
+                Stage::Drain => tracing::warn!(
+                    "stopping now (second signal): polling stops, and the next run polls the calls placed; call requests already sent are answered and recorded first, within request-timeout (signal again to leave them unknown)"
+                ),
+                Stage::Now => tracing::warn!(
+                    "stopping at once (third signal): call requests still waiting for their answer are left unrecorded and become unknown (each may have been placed); journal writes still failing are given up"
+                ),
             }
             // A repeated `Now` still wakes the receivers: the engine takes it as "give up now".
             tx.send_replace(Stage::Drain.max(if was == Stage::Run {
