@@ -233,3 +233,29 @@ async fn a_dry_run_decides_every_row_as_the_run_does() {
         s.line()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn stop_mode_forecast_with_everyone_outside_the_window_says_when_it_opens() {
+    let sim = sim(4, ms(50), ms(50), ms(10), "").await;
+    let c = Campaign::new(&contacts(3));
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    // 18:00 in New York: closed for everyone; it opens tomorrow at 09:00 (14:00 UTC).
+    let evening: Timestamp = "2026-12-02T23:00:00Z".parse().expect("timestamp");
+    let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
+    let report = ivr_campaign::commands::validate::run_at(&cfg, evening).expect("dry run");
+    assert_eq!(report.decisions.get("outside_window"), Some(&3));
+    let text = &report.forecast.text;
+    assert!(!text.contains("does not open"), "{text}");
+    assert!(
+        text.contains("3 contacts") && text.contains("Thu 14:00 UTC"),
+        "{text}"
+    );
+    let rows = results(&c.dir.path().join("r.dry-run.csv"));
+    assert!(
+        rows.iter()
+            .all(|r| r["detail"].contains("opens 2026-12-03T14:00:00Z")),
+        "{rows:?}"
+    );
+}
