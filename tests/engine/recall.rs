@@ -383,6 +383,9 @@ async fn a_call_whose_recall_is_capped_keeps_its_outcome() {
     let status = ivr_campaign::output::status::json(&state).expect("status");
     assert_eq!(status["rows"]["by_status"]["made"], 5, "{status}");
     assert_eq!(status["rows"]["by_status"]["capped"], 0, "{status}");
+    // And so does the report.
+    let html = ivr_campaign::output::report::build(&state).expect("report");
+    assert!(html.contains("Reached<b class=\"ok\">5</b>"), "{html}");
 }
 
 #[tokio::test(start_paused = true)]
