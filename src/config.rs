@@ -435,6 +435,15 @@ fn pick<T>(flag: Option<T>, file: Option<T>, key: &str) -> Option<(T, String)> {
     }
 }
 
+/// How a setting was given, for a message about it: the flag, the campaign key, or its default.
+fn named(flag: bool, file: bool, key: &str) -> String {
+    match (flag, file) {
+        (true, _) => format!("--{key}"),
+        (false, true) => format!("campaign key {key}"),
+        (false, false) => key.to_string(),
+    }
+}
+
 fn positive_u32(v: i64, what: &str) -> Result<u32> {
     if v <= 0 {
         return Err(Error::Usage(format!("{what}: must be at least 1, not {v}")));
@@ -568,6 +577,7 @@ impl RunConfig {
                 per: Duration::from_secs(1),
             },
         )?;
+        let firstocc_named = named(args.firstocc.is_some(), file.firstocc.is_some(), "firstocc");
         let firstocc = match pick(
             args.firstocc,
             file.firstocc.map(|n| n.to_string()),
@@ -686,6 +696,11 @@ impl RunConfig {
         if request_timeout.is_zero() {
             return Err(Error::Usage("request-timeout: must be above zero".into()));
         }
+        let call_length_named = named(
+            args.call_length.is_some(),
+            file.call_length.is_some(),
+            "call-length",
+        );
         let call_length = duration_of(
             pick(args.call_length, file.call_length, "call-length"),
             Duration::from_secs(120),
@@ -724,6 +739,14 @@ impl RunConfig {
             w.skip = skip;
             w
         });
+        if let Some(w) = window.as_ref().filter(|w| !w.leaves_room()) {
+            return Err(Error::Config(format!(
+                "{firstocc_named} ({firstocc} minutes of gateway retries) plus {call_length_named} ({}) is the time a call needs before the window closes, and the calling window {} is only {} long: nobody could ever be called. Shorten {call_length_named} or {firstocc_named}, or widen the window",
+                crate::types::humanize(call_length),
+                w.describe(),
+                crate::types::humanize(w.length())
+            )));
+        }
         // Never the machine's zone: a nightly server on UTC would call New York at 4 a.m. Without a campaign
         // zone, recipients are placed by their column or their number, or not called.
         let (timezone, timezone_name) = match pick(args.timezone, file.timezone, "timezone") {

@@ -22,8 +22,9 @@ pub mod exit {
     pub const CANTCREAT: i32 = 73;
     /// The journal cannot be read or written.
     pub const IOERR: i32 = 74;
-    /// The gateway's answers cannot be read (several call-request replies in a row): its interface changed,
-    /// or something in front of it answers instead.
+    /// The gateway's answers are lost or cannot be read (several call-request replies in a row): its
+    /// interface changed, or something in front of it answers instead or drops its answers. Not TEMPFAIL:
+    /// each such contact may have been called, and a rerun would only add more of them.
     pub const PROTOCOL: i32 = 76;
     /// Stopped with work left (signal, another run holds the journal): rerun the same command to resume.
     pub const TEMPFAIL: i32 = 75;

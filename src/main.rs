@@ -143,12 +143,18 @@ fn watch_signals() -> watch::Receiver<Stage> {
                 _ = term_fut => {}
             }
             let was = *tx.borrow();
-            if was == Stage::Run {
-                tracing::warn!(
-                    "stop requested: no new calls; waiting for calls in progress (signal again to stop at once)"
-                );
-            } else {
-                tracing::warn!("stopping now; calls in progress are polled again by the next run");
+            // Each says what it does, and what another one would do: the third costs certainty about
+            // requests already sent, so an operator must be able to tell it from the second.
+            match was {
+                Stage::Run => tracing::warn!(
+                    "stop requested (first signal): no new calls; waiting for calls in progress, up to drain-timeout (signal again to stop polling)"
+                ),
+                Stage::Drain => tracing::warn!(
+                    "stopping now (second signal): polling stops, and the next run polls the calls placed; call requests already sent are answered and recorded first, within request-timeout (signal again to leave them unknown)"
+                ),
+                Stage::Now => tracing::warn!(
+                    "stopping at once (third signal): call requests still waiting for their answer are left unrecorded and become unknown (each may have been placed); journal writes still failing are given up"
+                ),
             }
             // A repeated `Now` still wakes the receivers: the engine takes it as "give up now".
             tx.send_replace(Stage::Drain.max(if was == Stage::Run {
@@ -169,18 +175,7 @@ fn usage(message: &str) -> ExitCode {
 fn redial(args: &ivr_campaign::cli::RedialArgs) -> Result<i32, Error> {
     let dir = status::locate(&args.campaign)?;
     let done = ivr_campaign::store::journal::redial_unknown(&dir, args.rows.as_deref())?;
-    if done.lines.is_empty() {
-        out!("no unknown contact to call again in {}", dir.display());
-    } else {
-        let rows: Vec<String> = done.lines.iter().map(u64::to_string).collect();
-        out!(
-            "{} contact(s) will be called again by the next run (rows {}); recorded as action {} in {}. The results file still shows them unknown until that run",
-            done.lines.len(),
-            rows.join(", "),
-            done.action,
-            dir.display()
-        );
-    }
+    out!("{}", done.message(&dir));
     Ok(exit::OK)
 }
 
@@ -259,6 +254,11 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
         say!("ivr-campaign: {}", summary.line());
         if let Some(m) = summary.ending.message() {
             say!("ivr-campaign: {m}");
+        }
+        if let Some(e) = &summary.results_error {
+            say!(
+                "ivr-campaign: {e}; nothing is lost: rerun the same command when it can be written, and the results are rebuilt from the journal"
+            );
         }
         if let Some(path) = &summary_path {
             let text = serde_json::to_string_pretty(&summary.to_json())

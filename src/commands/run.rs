@@ -186,7 +186,7 @@ async fn reread(
         let batch = journal.pending_records(after, 1024).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.0);
-        for (_, line, record) in batch {
+        for (_, line, record, _) in batch {
             let Some(rec) = journal::decode_record(&record) else {
                 continue;
             };
@@ -206,7 +206,7 @@ async fn reread(
         let batch = journal.pending_records(after, 1024).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.0);
-        for (row, _line, record) in batch {
+        for (row, _line, record, last_outcome) in batch {
             let Some(rec) = journal::decode_record(&record) else {
                 continue;
             };
@@ -229,7 +229,8 @@ async fn reread(
                 contacts::Verdict::Invalid(reason) => {
                     let event = crate::store::Event::Unplace {
                         reason: reason.clone(),
-                    };
+                    }
+                    .refusing(last_outcome);
                     if let Err(e) = journal.apply(row, event).await {
                         return Err(Error::Internal(e.to_string()));
                     }
@@ -449,18 +450,21 @@ pub fn rules_for(cfg: &RunConfig, ledger_must_exist: bool) -> Result<Rules> {
     ))
 }
 
-/// A results file this list's campaign wrote, with no usable journal beside it: the journal was deleted or
-/// emptied, and a new one would call everyone again and overwrite the results. Refused before anything.
-fn refuse_a_lost_journal(cfg: &RunConfig, source: &Source) -> Result<()> {
+/// A results file with no usable journal beside it: the journal was deleted or emptied, and a new one would
+/// call everyone again and overwrite the results. Refused before anything, whatever the file looks like now: a
+/// spreadsheet that re-saved it (another delimiter, a renamed column, another encoding) changed its bytes, not
+/// the calls it records. Moving the file away (or another `--output`) is how an operator starts over.
+fn refuse_a_lost_journal(cfg: &RunConfig) -> Result<()> {
     let db = cfg.state_dir.join(journal::DB_FILE);
     if journal::usable(&db) {
         return Ok(());
     }
-    if !results::written_for(&cfg.output, &source.clean_headers(), source.delimiter) {
+    let holds_something = std::fs::metadata(&cfg.output).is_ok_and(|m| m.is_file() && m.len() > 0);
+    if !holds_something {
         return Ok(());
     }
     Err(Error::Config(format!(
-        "{} holds results of this list, but its journal {} is missing or empty: a new run would call everyone again. Restore the journal, or move {} away to start the campaign over",
+        "{} exists (results of an earlier run, perhaps re-saved), but its journal {} is missing or empty: a new run would call everyone again. Restore the journal, or move {} away to start the campaign over",
         cfg.output.display(),
         db.display(),
         cfg.output.display()
@@ -552,9 +556,7 @@ pub async fn run_in(
         None => gateways_for(&cfg).await?,
     };
 
-    if let Some(source) = &source {
-        refuse_a_lost_journal(&cfg, source)?;
-    }
+    refuse_a_lost_journal(&cfg)?;
     let input_name = cfg.input.display().to_string();
     let stored = match &source {
         Some(_) => None,
@@ -616,6 +618,17 @@ pub async fn run_in(
         zones: cfg.window.is_some(),
         campaign_zone: cfg.timezone_name.clone(),
     };
+    // For `redial-unknown`, which says when a redial goes past it.
+    owner
+        .journal
+        .set_meta(
+            journal::MAX_ATTEMPTS_META,
+            cfg.recall
+                .as_ref()
+                .map(|r| r.max_attempts.to_string())
+                .unwrap_or_default(),
+        )
+        .await?;
     // For the report: the zone rows without their own were judged in, this run.
     owner
         .journal
@@ -729,10 +742,26 @@ pub async fn run_in(
     // Written from the journal's own connection, after every write queued so far: the results come out even
     // when the state directory was deleted under the run. The lock is held until they are written.
     let output = cfg.output.clone();
+    let tally_view = view.clone();
     let written = owner
         .journal
         .read(move |conn| results::write(conn, &output, &view))
         .await;
+    // A results file that cannot be written (its disk full, its directory gone) still leaves the summary
+    // and the metrics to write, on their own disks: they say how the rows stand, from the journal.
+    let (written, results_error) = match written {
+        Err(Error::Output(why)) => {
+            match owner
+                .journal
+                .read(move |conn| results::tally(conn, &tally_view))
+                .await
+            {
+                Ok(tally) => (Ok(tally), Some(why)),
+                Err(_) => (Err(Error::Output(why)), None),
+            }
+        }
+        other => (other, None),
+    };
     owner.close().await;
     for sim in simulators {
         sim.stop();
@@ -758,5 +787,6 @@ pub async fn run_in(
         outage: std::time::Duration::from_millis(Stats::get(&stats.outage_ms)),
         output: cfg.output.clone(),
         gateways,
+        results_error,
     })
 }

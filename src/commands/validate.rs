@@ -63,6 +63,9 @@ fn line_time(cfg: &RunConfig) -> Duration {
 pub struct Groups {
     /// Zone names joined with `&` → the zones and the calls.
     pub by_zones: BTreeMap<String, (Vec<jiff::tz::TimeZone>, u64)>,
+    /// Contacts outside their window now, left for a later run (stop mode), and the first of their openings.
+    pub later: u64,
+    pub first_opening: Option<jiff::Timestamp>,
 }
 
 impl Groups {
@@ -75,6 +78,15 @@ impl Groups {
 
     pub fn add(&mut self, key: String, zones: Vec<jiff::tz::TimeZone>, calls: u64) {
         self.by_zones.entry(key).or_insert((zones, 0)).1 += calls;
+    }
+
+    /// A contact outside its window now, whose window opens at `opens`: not called by this run (stop mode).
+    pub fn left_for_later(&mut self, opens: Option<jiff::Timestamp>) {
+        self.later += 1;
+        self.first_opening = match (self.first_opening, opens) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     pub fn calls(&self) -> u64 {
@@ -158,7 +170,21 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
         }
     }
     let utc = |t: jiff::Timestamp| t.strftime("%a %H:%M UTC").to_string();
-    if spans.is_empty() {
+    // Contacts outside their window now are not in the calls (stop mode leaves them for a later run): said
+    // apart, with when their window opens, so the forecast agrees with the rows' own `opens`.
+    let later = match (groups.later, groups.first_opening) {
+        (0, _) => String::new(),
+        (n, Some(t)) => format!(
+            " {n} contacts are outside their calling window now and left for a later run (the first window opens {}; --outside-window wait waits for it).",
+            utc(t)
+        ),
+        (n, None) => {
+            format!(" {n} contacts are outside their calling window now and left for a later run.")
+        }
+    };
+    if spans.is_empty() && calls == 0 {
+        text.push_str(" Nobody would be called now.");
+    } else if spans.is_empty() {
         text.push_str(" The calling window does not open for any of them in the next weeks: nobody would be called.");
     } else {
         let first = spans.iter().map(|s| s.1).min().unwrap_or(now);
@@ -211,6 +237,7 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
             " {never} contacts' windows do not open in the next weeks."
         ));
     }
+    text.push_str(&later);
     recall_forecast(cfg, calls, &mut text);
     Forecast {
         calls,
@@ -393,6 +420,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                         None => ("would_call", String::new(), dial),
                     },
                     Decision::OutsideWindow { detail, opens } => {
+                        let decision_opens = opens;
                         let opens =
                             opens.map_or("never in the next week".to_string(), |t| t.to_string());
                         if cfg.wait_for_window {
@@ -402,6 +430,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                                 dial,
                             )
                         } else {
+                            groups.left_for_later(decision_opens);
                             ("outside_window", format!("{detail}; opens {opens}"), dial)
                         }
                     }

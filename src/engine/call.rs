@@ -166,8 +166,7 @@ async fn request_inner(
         Ok(x) => x,
         Err(reason) => {
             warn!(row = contact.line, "{reason}; not called");
-            ctx.apply(row, Event::Unplace { reason }).await?;
-            return Ok(End::Final(State::Invalid));
+            return refused(ctx, &contact, Event::Unplace { reason }, State::Invalid).await;
         }
     };
     if let Some(ledger) = ctx.ledger.clone() {
@@ -179,8 +178,7 @@ async fn request_inner(
                 .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
                 .map_err(|e| End::Stop(Ending::JournalFailed(e.to_string())))?;
         if let Some(detail) = capped {
-            ctx.apply(row, Event::Cap { detail }).await?;
-            return Ok(End::Final(State::Capped));
+            return refused(ctx, &contact, Event::Cap { detail }, State::Capped).await;
         }
     }
     if ctx.stage() != Stage::Run {
@@ -379,6 +377,14 @@ async fn request_inner(
             Ok(End::Final(State::Unknown))
         }
     }
+}
+
+/// A rule refused the call: the contact ends `state`, or, waiting for a recall, with its last call's outcome
+/// ([`Event::refusing`]).
+async fn refused(ctx: &Ctx, contact: &ContactRow, event: Event, state: State) -> Result<End, End> {
+    let last = contact.recall_of.as_ref().map(|(o, _)| *o);
+    ctx.apply(contact.row, event.refusing(last)).await?;
+    Ok(End::Final(last.unwrap_or(state)))
 }
 
 /// Records the request id, then polls.

@@ -739,7 +739,10 @@ impl Coordinator {
                 if !wanted {
                     self.ctx.journal.write_later(Op::Apply {
                         row: contact.row,
-                        event: Event::Settle { outcome: *outcome },
+                        event: Event::Settle {
+                            outcome: *outcome,
+                            detail: None,
+                        },
                         at_ms: self.ctx.settings.clock.now().as_millisecond(),
                     });
                     if is_retry {
@@ -835,7 +838,7 @@ impl Coordinator {
         };
         self.ctx.journal.write_later(Op::Apply {
             row: c.row,
-            event,
+            event: event.refusing(c.recall_of.as_ref().map(|(o, _)| *o)),
             at_ms: self.ctx.settings.clock.now().as_millisecond(),
         });
     }

@@ -167,37 +167,6 @@ pub fn lock(output: &Path) -> Result<File> {
     }
 }
 
-/// Whether `path` is a results file written for a list with these headers: its header row is the list's,
-/// then this program's columns.
-pub fn written_for(path: &Path, headers: &ByteRecord, delimiter: u8) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
-    };
-    let mut r = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(delimiter)
-        .from_reader(std::io::Read::take(file, 1 << 20));
-    let mut first = ByteRecord::new();
-    if !r.read_byte_record(&mut first).unwrap_or(false) {
-        return false;
-    }
-    // The list's header, then `status` and `req_id`: so a results file an older release wrote (fewer columns
-    // of ours) is recognised too.
-    let ours: Vec<&[u8]> = headers
-        .iter()
-        .chain(COLUMNS.iter().take(2).map(|c| c.as_bytes()))
-        .collect();
-    let first = first.iter().enumerate().map(|(i, f)| {
-        if i == 0 {
-            f.strip_prefix("\u{feff}".as_bytes()).unwrap_or(f)
-        } else {
-            f
-        }
-    });
-    first.take(ours.len()).eq(ours)
-}
-
 /// What the results file shows besides the input's columns.
 #[derive(Debug, Clone, Default)]
 pub struct View {
@@ -286,6 +255,27 @@ pub fn write_atomically(
 
 /// Writes the results file from the journal on `conn`; returns the count of each result status.
 pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
+    let mut written = Written::default();
+    write_atomically(output, |file| {
+        written = rows_to(conn, file, output, view)?;
+        Ok(())
+    })?;
+    Ok(written)
+}
+
+/// The counts the results file would show, without writing it: the summary of a run whose results file could
+/// not be written still tells monitoring how the rows stand.
+pub fn tally(conn: &Connection, view: &View) -> Result<Written> {
+    rows_to(conn, std::io::sink(), Path::new("(none)"), view)
+}
+
+/// The results, row by row, into `file` (named `output` in messages).
+fn rows_to(
+    conn: &Connection,
+    file: impl std::io::Write,
+    output: &Path,
+    view: &View,
+) -> Result<Written> {
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
     let mut stmt = conn.prepare(
@@ -303,7 +293,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
         Error::Output(format!("cannot write results {}: {e}", output.display()))
     };
     let mut written = Written::default();
-    write_atomically(output, |file| {
+    {
         let mut w = csv::WriterBuilder::new()
             .flexible(true)
             // The results open in the same spreadsheet as the input: keep its delimiter.
@@ -490,8 +480,7 @@ pub fn write(conn: &Connection, output: &Path, view: &View) -> Result<Written> {
             w.write_byte_record(&out).map_err(|e| out_err(&e))?;
         }
         w.flush().map_err(|e| out_err(&e))?;
-        Ok(())
-    })?;
+    }
     Ok(written)
 }
 

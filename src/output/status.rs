@@ -46,6 +46,29 @@ fn running(dir: &Path) -> bool {
     matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
+/// How a state reads to someone looking now. A request whose answer has not come (`intent`) is in progress
+/// while a run holds the journal: that run is waiting for the answer and records it. With no run holding it,
+/// the process that sent it is gone, and nobody knows whether the call was placed: it is `unknown`, as the
+/// next run will record it.
+fn seen(state: State, running: bool) -> State {
+    match state {
+        State::Intent if running => State::Dialed,
+        State::Intent => State::Unknown,
+        s => s,
+    }
+}
+
+/// Counts per state as [`seen`] now; `intent` is kept as such while a run holds the journal (it is counted
+/// as `requesting`, and in progress).
+fn as_seen(counts: Vec<(State, u64)>, running: bool) -> Vec<(State, u64)> {
+    let mut out: std::collections::BTreeMap<State, u64> = Default::default();
+    for (s, n) in counts {
+        let s = if running { s } else { seen(s, false) };
+        *out.entry(s).or_insert(0) += n;
+    }
+    out.into_iter().collect()
+}
+
 /// Contacts waiting for a recall, and the earliest due (ms).
 pub fn recalls(db: &Path) -> Result<(u64, Option<i64>)> {
     let conn = journal::open_read_only(db)?;
@@ -80,10 +103,20 @@ pub fn gateway_line(g: &journal::GatewayShare) -> String {
 /// summary's shapes and names), versioned with it.
 pub fn json(dir: &Path) -> Result<serde_json::Value> {
     let db = dir.join(journal::DB_FILE);
-    let counts = journal::counts(&db)?;
+    let running = running(dir);
+    let counts = as_seen(journal::counts(&db)?, running);
     let (waiting, next_recall) = recalls(&db)?;
+    let requesting = counts
+        .iter()
+        .filter(|(s, _)| *s == State::Intent)
+        .map(|(_, n)| n)
+        .sum::<u64>();
     let count = |f: fn(State) -> bool| -> u64 {
-        counts.iter().filter(|(s, _)| f(*s)).map(|(_, n)| n).sum()
+        counts
+            .iter()
+            .filter(|(s, _)| f(seen(*s, running)))
+            .map(|(_, n)| n)
+            .sum()
     };
     let conn = journal::open_read_only(&db)?;
     // Shown as the results show them: a contact waiting for a recall with its last call's outcome.
@@ -96,7 +129,7 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
         let text: String = row.get(0)?;
         let state = State::parse(&text)
             .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
-        *shown.entry(state.result()).or_insert(0) += row.get::<_, i64>(1)? as u64;
+        *shown.entry(seen(state, running).result()).or_insert(0) += row.get::<_, i64>(1)? as u64;
     }
     let by_status: serde_json::Map<String, serde_json::Value> = State::RESULTS
         .iter()
@@ -111,14 +144,14 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "schema": "ivr-campaign/status/v1",
         "state": dir.display().to_string(),
-        "running": running(dir),
+        "running": running,
         "rows": {
             "total": count(|_| true),
             "needs_attention": count(State::needs_attention),
             // As in the summary: a contact waiting for a recall is open.
             "open": count(State::is_open),
             // Requests a running process has recorded but not yet had an answer to.
-            "requesting": count(|s| s == State::Intent),
+            "requesting": requesting,
             "by_status": by_status,
         },
         "recalls": {
@@ -140,7 +173,8 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
 /// The report printed by `status`.
 pub fn report(dir: &Path) -> Result<String> {
     let db = dir.join(journal::DB_FILE);
-    let counts = journal::counts(&db)?;
+    let running = running(dir);
+    let counts = as_seen(journal::counts(&db)?, running);
     let (waiting, next_recall) = recalls(&db)?;
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
     let open: u64 = counts
@@ -154,7 +188,7 @@ pub fn report(dir: &Path) -> Result<String> {
         total,
         total - open,
         open,
-        if running(dir) {
+        if running {
             "a run is in progress"
         } else {
             "no run in progress"
@@ -173,7 +207,7 @@ pub fn report(dir: &Path) -> Result<String> {
         if n > 0 {
             let label = match state {
                 State::Pending => "pending (not yet called)",
-                State::Intent => "requesting",
+                State::Intent => "requesting (in progress)",
                 State::Dialed => "dialed (polling)",
                 s => s.as_str(),
             };

@@ -31,6 +31,8 @@ pub struct Summary {
     pub output: std::path::PathBuf,
     /// Each gateway: what this run sent it and how long it was down, and the campaign's calls on it.
     pub gateways: Vec<GatewaySummary>,
+    /// Why the results file could not be written (exit 73); the counts come from the journal all the same.
+    pub results_error: Option<String>,
 }
 
 /// One gateway in the summary.
@@ -58,6 +60,9 @@ impl Summary {
     /// From the ending and the counts: 0 when every row is final and none needs a person; 3 when some do;
     /// 75 when work is left; the ending's own code when it stopped the run.
     pub fn exit_code(&self) -> i32 {
+        if self.results_error.is_some() {
+            return crate::error::exit::CANTCREAT;
+        }
         self.ending.exit_code(
             self.open() > 0,
             self.count_where(State::needs_attention) > 0,
@@ -106,6 +111,7 @@ impl Summary {
             "duration_seconds": self.elapsed.as_secs_f64(),
             "exit_code": self.exit_code(),
             "ending": self.ending.as_str(),
+            "results_error": self.results_error,
             "completed": self.ending == Ending::Completed && self.open() == 0,
             "rows": { "total": self.total(), "needs_attention": n(State::needs_attention), "open": self.open(), "by_status": rows },
             "recalls": {
@@ -165,6 +171,7 @@ impl Summary {
             crate::error::exit::TEMPFAIL => {
                 "stopped with work left; run the same command again to resume".to_string()
             }
+            crate::error::exit::CANTCREAT => "not written".to_string(),
             _ => format!("stopped: {}", self.ending.as_str()),
         };
         let gateways = if self.gateways.len() > 1 {

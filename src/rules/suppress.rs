@@ -1,7 +1,7 @@
 //! Suppression lists: numbers that must not be called (opt-outs, do-not-call registers).
 //!
 //! A file is a CSV with a phone column (found like the contact list's), or plain text with one number per
-//! line (`#` starts a comment; blank lines and a header line without digits are allowed). Numbers are
+//! line (`#` starts a comment; blank lines and a header line without digits, in any script, are allowed). Numbers are
 //! normalised like the contacts, with the lists' own region for numbers written without a country code, so
 //! `(415) 555-0100` suppresses `+14155550100`. They are applied on every run, to contacts not yet called: an
 //! opt-out that arrives between two nights of one campaign still counts.
@@ -160,8 +160,10 @@ fn entries(path: &Path) -> Result<Vec<(u64, String)>> {
         if entry.is_empty() {
             continue;
         }
-        // A title line before the first number ("Opt-outs", "number") names no one.
-        if !seen_entry && !entry.chars().any(|c| c.is_ascii_digit()) {
+        // A title line before the first number ("Opt-outs", "number") names no one. A digit of any script
+        // (full-width, Arabic-Indic) makes it an entry, judged like any other line: skipping it as a title
+        // would call the person it names.
+        if !seen_entry && !entry.chars().any(char::is_numeric) {
             seen_entry = true;
             continue;
         }

@@ -141,6 +141,26 @@ impl Window {
         })
     }
 
+    /// The window's civil length on a day without a clock change (`24:00` is the end of the day).
+    pub fn length(&self) -> Duration {
+        let secs = |t: Time| {
+            if t == Time::MAX {
+                86_400
+            } else {
+                u64::from(t.hour().unsigned_abs()) * 3600
+                    + u64::from(t.minute().unsigned_abs()) * 60
+                    + u64::from(t.second().unsigned_abs())
+            }
+        };
+        Duration::from_secs(secs(self.end).saturating_sub(secs(self.start)))
+    }
+
+    /// Whether a call fits in the window at all: its margin must be shorter than the window, or no instant of
+    /// any day, in any zone, allows a request, and every row of every list would be uncallable.
+    pub fn leaves_room(&self) -> bool {
+        self.margin < self.length()
+    }
+
     /// Whether calls are allowed on this day at all: an allowed weekday, and not a date off.
     fn day_on(&self, date: Date) -> bool {
         self.days[monday_index(date.weekday())] && self.skip.binary_search(&date).is_err()
@@ -310,6 +330,14 @@ mod tests {
             w("09:00-20:00", "mon-fri", 0).describe(),
             "09:00-20:00 mon,tue,wed,thu,fri"
         );
+    }
+
+    #[test]
+    fn a_margin_as_long_as_the_window_leaves_no_room() {
+        assert!(w("09:00-20:00", "all", 659).leaves_room());
+        assert!(!w("09:00-20:00", "all", 660).leaves_room());
+        assert!(w("00:00-24:00", "all", 1439).leaves_room());
+        assert!(!w("00:00-24:00", "all", 1440).leaves_room());
     }
 
     #[test]

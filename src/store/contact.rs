@@ -27,7 +27,8 @@
 //!   │              │  └──Forgotten──────► unknown         (its gateway is no longer listed: --forget-gateway)
 //!   │              └──Recall──► pending   (an outcome the recall policy calls again: the next attempt, due
 //!   │                                      after recall-after; its last outcome is kept)
-//!   │           pending ──Settle──► made | failed | unresolved   (a recall no longer wanted: the last
+//!   │           pending ──Settle──► made | failed | unresolved   (a recall no longer wanted, or refused by
+//!   │                                                             the cap, an opt-out or the row: the last
 //!   │                                                             outcome stands)
 //!   └───────────── unknown
 //! ```
@@ -224,8 +225,35 @@ pub enum Event {
         due_ms: i64,
         not_before_ms: Option<i64>,
     },
-    /// A recall is no longer wanted (the policy changed, or the attempts are used up): the last outcome stands.
-    Settle { outcome: State },
+    /// A recall is no longer wanted (the policy changed, or the attempts are used up), or a rule refuses it
+    /// (the cap, a suppression list, a row that cannot be called any more): the last outcome stands, with why
+    /// the recall was not placed added to its detail.
+    Settle {
+        outcome: State,
+        detail: Option<String>,
+    },
+}
+
+impl Event {
+    /// What a rule's refusal does to a contact. For one waiting for a recall (`last_outcome`: its last call's
+    /// outcome), the refusal is of the recall only: that call's outcome stands, with the reason the recall
+    /// was not placed, because a call that was made (or failed) must never be hidden behind `capped`,
+    /// `suppressed` or `invalid`. Any other contact takes the refusal as it is.
+    pub fn refusing(self, last_outcome: Option<State>) -> Event {
+        let Some(outcome) = last_outcome else {
+            return self;
+        };
+        let why = match &self {
+            Event::Cap { detail } => format!("recall not placed, capped: {detail}"),
+            Event::Suppress { list } => format!("recall not placed: on suppression list {list}"),
+            Event::Unplace { reason } => format!("recall not placed: {reason}"),
+            _ => return self,
+        };
+        Event::Settle {
+            outcome,
+            detail: Some(why),
+        }
+    }
 }
 
 /// An event without its data: what [`RULES`] is keyed by.
@@ -375,7 +403,7 @@ impl Event {
             Event::Redial { .. } => Kind::Redial,
             Event::Forgotten { .. } => Kind::Forgotten,
             Event::Recall { .. } => Kind::Recall,
-            Event::Settle { outcome } => match outcome {
+            Event::Settle { outcome, .. } => match outcome {
                 State::Made => Kind::SettleMade,
                 State::Failed => Kind::SettleFailed,
                 _ => Kind::SettleUnresolved,
@@ -496,6 +524,28 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "{names:?}");
         for s in State::ALL {
             assert!(State::RESULTS.contains(&s.result()), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn a_refused_recall_keeps_the_last_outcome() {
+        let cap = || Event::Cap {
+            detail: "1 call(s)".into(),
+        };
+        assert_eq!(cap().refusing(None), cap());
+        for refusal in [
+            cap(),
+            Event::Suppress { list: "dnc".into() },
+            Event::Unplace {
+                reason: "no zone".into(),
+            },
+        ] {
+            let settled = refusal.refusing(Some(State::Made));
+            assert_eq!(settled.kind(), Kind::SettleMade, "{settled:?}");
+            assert!(
+                matches!(&settled, Event::Settle { detail: Some(d), .. } if d.starts_with("recall not placed")),
+                "{settled:?}"
+            );
         }
     }
 

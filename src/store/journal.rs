@@ -572,10 +572,7 @@ fn bulk(tx: &rusqlite::Transaction<'_>, event: &Event, at_ms: i64) -> rusqlite::
     // Bulk events carry no operator text, so their values can be inlined as SQL literals.
     let set = columns(event, at_ms)
         .iter()
-        .map(|(c, v)| match v {
-            Val::V(v) => format!("{c} = {}", literal(v)),
-            Val::Sql(e) => format!("{c} = {e}"),
-        })
+        .map(|(c, v)| v.assign_literal(c))
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
@@ -585,10 +582,28 @@ fn bulk(tx: &rusqlite::Transaction<'_>, event: &Event, at_ms: i64) -> rusqlite::
     Ok(tx.execute(&sql, [])? as u64)
 }
 
-/// A column's new value: bound, or an SQL expression of the row's own columns.
+/// A column's new value: bound, an SQL expression of the row's own columns, or text added to what the column
+/// holds (after `; `).
 enum Val {
     V(rusqlite::types::Value),
     Sql(&'static str),
+    Append(rusqlite::types::Value),
+}
+
+impl Val {
+    /// `col = value`, the value inlined as an SQL literal (for events that carry no operator text).
+    fn assign_literal(&self, c: &str) -> String {
+        match self {
+            Val::V(v) => format!("{c} = {}", literal(v)),
+            Val::Sql(e) => format!("{c} = {e}"),
+            Val::Append(v) => appended(c, &literal(v)),
+        }
+    }
+}
+
+/// `col = ` what [`Val::Append`] makes of `v` (an SQL literal or a bound parameter).
+fn appended(col: &str, v: &str) -> String {
+    format!("{col} = CASE WHEN {col} IS NULL OR {col} = '' THEN {v} ELSE {col} || '; ' || {v} END")
 }
 
 impl From<rusqlite::types::Value> for Val {
@@ -604,6 +619,16 @@ fn columns(event: &Event, at_ms: i64) -> Vec<(&'static str, Val)> {
     if let Event::Redial { .. } | Event::Recall { .. } = event {
         // Another call to the same person: the cap ledger counts it as one more.
         out.push(("attempt", Val::Sql("attempt + 1")));
+    }
+    if let Event::Settle {
+        detail: Some(why), ..
+    } = event
+    {
+        // The last call's own detail (its notes) stays: why its recall was not placed follows it.
+        out.push((
+            "detail",
+            Val::Append(rusqlite::types::Value::Text(why.clone())),
+        ));
     }
     out
 }
@@ -992,6 +1017,10 @@ fn apply_event(
                 set.push(format!("{c} = ?{}", bound.len()));
             }
             Val::Sql(e) => set.push(format!("{c} = {e}")),
+            Val::Append(v) => {
+                bound.push(v);
+                set.push(appended(c, &format!("?{}", bound.len())));
+            }
         }
     }
     let sql = format!(
@@ -1281,22 +1310,26 @@ impl Journal {
         .await
     }
 
-    /// Up to `limit` pending contacts after `after_row`, with their copy of the row.
+    /// Up to `limit` pending contacts after `after_row`: row, line, their copy of the row, and for one waiting
+    /// for a recall its last call's outcome.
     pub async fn pending_records(
         &self,
         after_row: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    ) -> Result<Vec<(u64, u64, Vec<u8>, Option<State>)>> {
         let after = after_row.map_or(-1, |r| r as i64);
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT row, line, record FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
+                "SELECT row, line, record, last_outcome FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
             )?;
             let rows = st.query_map(params![after, limit as i64], |r| {
                 Ok((
                     r.get::<_, i64>(0)? as u64,
                     r.get::<_, i64>(1)? as u64,
                     r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                    r.get::<_, Option<String>>(3)?
+                        .as_deref()
+                        .and_then(State::parse),
                 ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1343,7 +1376,45 @@ pub struct Redialed {
     pub action: i64,
     /// Data row numbers (as in the results file) to be called again by the next run.
     pub lines: Vec<u64>,
+    /// The campaign's `max-attempts`, as its last run had it (none without a recall policy).
+    pub max_attempts: Option<u32>,
+    /// The rows whose next call goes past `max-attempts`, with which call it is: a redial is the operator's
+    /// decision, and the policy does not hold it back, so the operator is told.
+    pub beyond: Vec<(u64, u32)>,
 }
+
+impl Redialed {
+    /// What the command tells the operator.
+    pub fn message(&self, dir: &Path) -> String {
+        if self.lines.is_empty() {
+            return format!("no unknown contact to call again in {}", dir.display());
+        }
+        let rows: Vec<String> = self.lines.iter().map(u64::to_string).collect();
+        let mut out = format!(
+            "{} contact(s) will be called again by the next run (rows {}); recorded as action {} in {}.",
+            self.lines.len(),
+            rows.join(", "),
+            self.action,
+            dir.display()
+        );
+        if let (Some(max), false) = (self.max_attempts, self.beyond.is_empty()) {
+            let each: Vec<String> = self
+                .beyond
+                .iter()
+                .map(|(line, call)| format!("row {line} gets call {call}"))
+                .collect();
+            out.push_str(&format!(
+                " Past max-attempts ({max}), which a redial does not stop: {}.",
+                each.join(", ")
+            ));
+        }
+        out.push_str(" The results file still shows them unknown until that run");
+        out
+    }
+}
+
+/// Where a run records its `max-attempts` for `redial-unknown` (empty without a recall policy).
+pub const MAX_ATTEMPTS_META: &str = "max_attempts";
 
 /// The operator's one-off action: the contacts `unknown` now (all, or those of the given rows) are called
 /// again by the next run, accepting that some may be called a second time. Recorded with its time in the
@@ -1360,13 +1431,17 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
     }
     let mut conn = open_connection(&db_path)?;
     let tx = conn.transaction()?;
-    let mut lines: Vec<u64> = {
+    let unknown: Vec<(u64, u32)> = {
         let mut st =
-            tx.prepare("SELECT line FROM contacts WHERE state = 'unknown' ORDER BY row")?;
-        let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
-        rows.map(|l| l.map(|l| l as u64))
+            tx.prepare("SELECT line, attempt FROM contacts WHERE state = 'unknown' ORDER BY row")?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)?))
+        })?;
+        rows.map(|l| l.map(|(line, attempt)| (line, attempt.max(1) as u32 + 1)))
             .collect::<rusqlite::Result<_>>()?
     };
+    let mut lines: Vec<u64> = unknown.iter().map(|(l, _)| *l).collect();
+    let max_attempts = meta(&tx, MAX_ATTEMPTS_META)?.and_then(|m| m.parse::<u32>().ok());
     if let Some(only) = only_lines {
         let missing: Vec<String> = only
             .iter()
@@ -1383,8 +1458,17 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
     }
     if lines.is_empty() {
         // Nothing done, nothing recorded.
-        return Ok(Redialed { action: 0, lines });
+        return Ok(Redialed {
+            action: 0,
+            lines,
+            max_attempts,
+            beyond: Vec::new(),
+        });
     }
+    let beyond: Vec<(u64, u32)> = unknown
+        .into_iter()
+        .filter(|(l, call)| lines.contains(l) && max_attempts.is_some_and(|m| *call > m))
+        .collect();
     let now = crate::types::now_ms();
     let shown: Vec<String> = lines.iter().map(u64::to_string).collect();
     tx.execute(
@@ -1396,10 +1480,7 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
         let event = Event::Redial { action };
         let set = columns(&event, now)
             .iter()
-            .map(|(c, v)| match v {
-                Val::V(v) => format!("{c} = {}", literal(v)),
-                Val::Sql(e) => format!("{c} = {e}"),
-            })
+            .map(|(c, v)| v.assign_literal(c))
             .collect::<Vec<_>>()
             .join(", ");
         let mut st = tx.prepare(&format!(
@@ -1411,7 +1492,12 @@ pub fn redial_unknown(dir: &Path, only_lines: Option<&[u64]>) -> Result<Redialed
         }
     }
     tx.commit()?;
-    Ok(Redialed { action, lines })
+    Ok(Redialed {
+        action,
+        lines,
+        max_attempts,
+        beyond,
+    })
 }
 
 /// Counts per state on a connection.

@@ -215,3 +215,76 @@ async fn a_disk_that_stays_full_ends_on_a_signal_with_the_request_id_logged() {
         .expect("an id");
     assert!(log.contains(&req_id), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_is_written_when_the_results_cannot_be() {
+    // The results' directory disappears during the run (an unmounted share, a cleanup job); the summary's
+    // own directory is fine, and monitoring still learns how the rows stand.
+    let sim = sim(4, ms(5), ms(5), ms(5), "[faults]\nslow = \"300ms\"\n").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).expect("mkdir");
+    let output = out_dir.join("r.csv");
+    let summary = dir.path().join("summary.json");
+    let metrics = dir.path().join("run.prom");
+    let state = dir.path().join("state").display().to_string();
+    let base = base_args(&sim, &input, &output);
+    let (summary_s, metrics_s) = (summary.display().to_string(), metrics.display().to_string());
+    let args = with(
+        &base,
+        &[
+            "--state",
+            &state,
+            "--lines",
+            "1",
+            "--summary-json",
+            &summary_s,
+            "--metrics-file",
+            &metrics_s,
+        ],
+    );
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| !call_requests(log).is_empty(),
+        "a call",
+    )
+    .await;
+    std::fs::remove_dir_all(&out_dir).expect("rm the results' directory");
+    let done = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("stops")
+        .expect("output");
+    let err = String::from_utf8_lossy(&done.stderr).into_owned();
+    assert_eq!(done.status.code(), Some(73), "{err}");
+    assert!(
+        err.contains("cannot write") && err.contains("r.csv"),
+        "{err}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary written"))
+            .expect("summary JSON");
+    assert_eq!(json["exit_code"], 73, "{json}");
+    assert_eq!(json["rows"]["total"], 3, "{json}");
+    assert_eq!(json["rows"]["by_status"]["made"], 3, "{json}");
+    assert!(
+        json["results_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("r.csv")),
+        "{json}"
+    );
+    let prom = std::fs::read_to_string(&metrics).expect("metrics written");
+    assert!(
+        prom.lines().any(|l| l.starts_with("ivr_campaign_rows{")
+            && l.contains("status=\"made\"")
+            && l.ends_with(" 3")),
+        "{prom}"
+    );
+}

@@ -640,3 +640,72 @@ async fn running_out_of_file_descriptors_pauses_instead_of_burning_the_list() {
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
     assert_eq!(call_requests(&sim.requests()).len(), n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_signal_says_what_it_does() {
+    use tokio::io::AsyncBufReadExt;
+    // The gateway takes 30 s to answer call requests: after the second signal the run waits for those
+    // answers; the third leaves them, and the contacts become unknown.
+    let sim = sim(
+        8,
+        ms(5),
+        ms(5),
+        ms(5),
+        "[faults]\nslow = \"30s\"\nslow-rate = 1.0\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let mut child = tokio::process::Command::new(bin())
+        .args(with(&base, &["--request-timeout", "60s"]))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid").to_string();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    sim.wait_for(|log| call_requests(log).len() >= 3).await;
+    let mut said = Vec::new();
+    for _ in 0..3 {
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .expect("kill")
+                .success()
+        );
+        // Each signal's own line, before the next signal.
+        loop {
+            let line = tokio::time::timeout(PATIENCE, lines.next_line())
+                .await
+                .expect("a log line")
+                .expect("read")
+                .expect("the runner logs each signal before exiting");
+            if line.contains("signal") {
+                said.push(line);
+                break;
+            }
+        }
+    }
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("stops")
+        .expect("status");
+    assert_eq!(status.code(), Some(75));
+    assert!(
+        said[0].contains("first signal") && said[0].contains("no new calls"),
+        "{said:?}"
+    );
+    assert!(
+        said[1].contains("second signal") && said[1].contains("answered"),
+        "{said:?}"
+    );
+    assert!(
+        said[2].contains("third signal") && said[2].contains("unknown"),
+        "{said:?}"
+    );
+    let rows = results(&output);
+    assert!(rows.iter().all(|r| r["status"] == "unknown"), "{rows:?}");
+}

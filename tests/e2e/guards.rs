@@ -330,6 +330,43 @@ async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
             "the results were touched"
         );
     }
+
+    // The results re-saved by a spreadsheet (`;` in a European locale, a header changed, UTF-16) are still
+    // results: without their journal the run is refused, never a new journal that calls everyone again.
+    std::fs::remove_dir_all(&state).expect("rm state");
+    let text = String::from_utf8(done.clone()).expect("utf-8 results");
+    let utf16: Vec<u8> = [0xff, 0xfe]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    for (resave, bytes) in [
+        ("semicolons", text.replace(',', ";").into_bytes()),
+        (
+            "header renamed",
+            text.replacen("phone", "Phone number", 1).into_bytes(),
+        ),
+        ("utf-16", utf16),
+    ] {
+        std::fs::write(&output, &bytes).expect("re-save");
+        let o = run(&args).await;
+        let err = stderr(&o);
+        assert_eq!(code(&o), 78, "{resave}: {err}");
+        assert!(err.contains("missing or empty"), "{resave}: {err}");
+        assert_eq!(
+            call_requests(&sim.requests()).len(),
+            requests,
+            "{resave}: a call was placed"
+        );
+        assert_eq!(
+            std::fs::read(&output).expect("results"),
+            bytes,
+            "{resave}: the file was touched"
+        );
+    }
+    // Moved away, as the message says, the campaign starts over.
+    std::fs::rename(&output, dir.path().join("old.csv")).expect("move away");
+    assert_eq!(code(&run(&args).await), 0);
+    assert_eq!(call_requests(&sim.requests()).len(), requests * 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -274,3 +274,68 @@ async fn a_closed_stderr_never_stops_the_run() {
     assert!(rows.iter().all(|r| r["status"] == "made"));
     assert_eq!(call_requests(&sim.requests()).len(), 12);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_requests_awaiting_their_answer_as_in_progress_while_the_run_holds_the_lock()
+{
+    // The gateway takes 30 s to answer each call request: the three intents stay unanswered while status reads.
+    let sim = sim(
+        8,
+        ms(5),
+        ms(5),
+        ms(5),
+        "[faults]\nslow = \"30s\"\nslow-rate = 1.0\n",
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let mut child = tokio::process::Command::new(bin())
+        .args(with(&base, &["--request-timeout", "60s"]))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| call_requests(log).len() >= 3,
+        "three call requests sent",
+    )
+    .await;
+    let out = output.display().to_string();
+    let status_json = || async {
+        let st = run(&["status", "--output", &out, "--json"]).await;
+        assert_eq!(code(&st), 0, "{}", stderr(&st));
+        serde_json::from_slice::<serde_json::Value>(&st.stdout).expect("status JSON")
+    };
+    let during = status_json().await;
+    assert_eq!(during["running"], true);
+    assert_eq!(during["rows"]["requesting"], 3, "{during}");
+    assert_eq!(during["rows"]["by_status"]["unknown"], 0, "{during}");
+    assert_eq!(during["rows"]["by_status"]["in_progress"], 3, "{during}");
+    assert_eq!(during["rows"]["needs_attention"], 0, "{during}");
+    assert_eq!(during["rows"]["open"], 3, "{during}");
+    let plain = run(&["status", "--output", &out]).await;
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        text.contains("3 open") && !text.contains("unknown"),
+        "{text}"
+    );
+
+    // Killed before the answers came: nobody knows whether those calls were placed. Now they are unknown.
+    child.start_kill().expect("SIGKILL");
+    child.wait().await.expect("reaped");
+    let after = status_json().await;
+    assert_eq!(after["running"], false);
+    assert_eq!(after["rows"]["by_status"]["unknown"], 3, "{after}");
+    assert_eq!(after["rows"]["by_status"]["in_progress"], 0, "{after}");
+    assert_eq!(after["rows"]["needs_attention"], 3, "{after}");
+    assert_eq!(after["rows"]["open"], 0, "{after}");
+    let plain = run(&["status", "--output", &out]).await;
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(
+        text.contains("unknown") && text.contains("0 open"),
+        "{text}"
+    );
+}

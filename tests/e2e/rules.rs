@@ -332,6 +332,37 @@ async fn an_opt_out_that_cannot_be_read_refuses_the_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_in_other_digits_on_the_first_line_is_judged_like_any_line() {
+    // Full-width and Arabic-Indic digits are digits: such a first line is an entry, not a title, so it
+    // refuses the run as it would on any other line, rather than being skipped while its person is called.
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    for (name, entry) in [
+        (
+            "full-width",
+            "\u{ff14}\u{ff11}\u{ff15}\u{ff15}\u{ff15}\u{ff15}\u{ff11}\u{ff10}\u{ff10}\u{ff10}",
+        ),
+        (
+            "arabic-indic",
+            "\u{0664}\u{0661}\u{0665}\u{0665}\u{0665}\u{0665}\u{0661}\u{0660}\u{0660}\u{0660}",
+        ),
+    ] {
+        for text in [format!("{entry}\n"), format!("Opt-outs\n{entry}\n")] {
+            let optout = write(dir.path(), "optout.txt", &text);
+            let optout_s = optout.display().to_string();
+            let o = run(&with(&base, &["--suppress", &optout_s])).await;
+            let err = stderr(&o);
+            assert_eq!(code(&o), 65, "{name} {text:?}: {err}");
+            assert!(err.contains("optout.txt line"), "{name}: {err}");
+            assert!(sim.requests().is_empty(), "{name}: a call was placed");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_held_up_past_its_window_is_not_sent() {
     // The window closes two to three minutes from now; the margin (firstocc + call length) is set so that the
     // last moment a request may leave is ten seconds from now. The cap ledger is locked by another process
@@ -427,4 +458,55 @@ async fn a_request_held_up_past_its_window_is_not_sent() {
     );
     assert_eq!(code(&out), 75, "{err}");
     assert_eq!(results(&output)[0]["status"], "not_attempted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_under_which_nobody_can_ever_be_called_are_a_configuration_error() {
+    // The whole call (firstocc minutes of gateway retries, then the call) must fit before the window closes:
+    // a margin as long as the window leaves no moment at which any row could be called.
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let cases: [(&[&str], &str); 2] = [
+        (
+            &[
+                "--window",
+                "09:00-20:00",
+                "--timezone",
+                "America/New_York",
+                "--call-length",
+                "11h",
+            ],
+            "--call-length",
+        ),
+        (
+            &[
+                "--window",
+                "09:00-20:00",
+                "--timezone",
+                "America/New_York",
+                "--firstocc",
+                "100000",
+            ],
+            "--firstocc",
+        ),
+    ];
+    for (extra, named) in cases {
+        let args = with(&base, extra);
+        let validate: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "run" { "validate" } else { a })
+            .collect();
+        for a in [args.clone(), validate] {
+            let o = run(&a).await;
+            let err = stderr(&o);
+            assert_eq!(code(&o), 78, "{extra:?}: {err}");
+            assert!(err.contains(named) && err.contains("09:00-20:00"), "{err}");
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+        }
+        assert!(sim.requests().is_empty(), "{extra:?}: a call was placed");
+        assert!(!output.exists(), "{extra:?}: results written");
+    }
 }

@@ -183,3 +183,29 @@ steps = ["made"]
     assert_eq!(rows[1]["status"], "error", "{}", rows[1]["detail"]);
     assert_eq!(s.exit_code(), 3, "{}", s.line());
 }
+
+#[tokio::test(start_paused = true)]
+async fn three_lost_answers_in_a_row_stop_the_run_for_a_person_to_look() {
+    // The gateway schedules every call and the connection closes before its answer: each contact may have
+    // been called. A rerun would only add more such people, so the run stops with exit 76, not 75.
+    let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\ncall-drop = 1.0\n").await;
+    let c = Campaign::new(&contacts(6));
+    let mut args = c.args(&sim);
+    args.lines = Some("1".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 76, "{}", s.line());
+    assert!(
+        s.ending
+            .message()
+            .is_some_and(|m| m.contains("3 call requests in a row")),
+        "{:?}",
+        s.ending
+    );
+    let rows = c.results();
+    assert!(
+        rows[..3].iter().all(|r| r["status"] == "unknown"),
+        "{rows:?}"
+    );
+    assert!(rows[3..].iter().all(|r| r["status"] == "not_attempted"));
+    assert_eq!(sim.requests().len(), 3, "no request after the third");
+}

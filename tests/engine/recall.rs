@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ivr_campaign::gateway::protocol;
+use ivr_campaign::store::State;
 use jiff::Timestamp;
 
 use crate::*;
@@ -198,7 +199,46 @@ async fn a_number_suppressed_between_runs_is_not_recalled_and_max_attempts_holds
     assert_eq!(by["+16465551000"].len(), 1, "suppressed before its recall");
     let rows = c.results();
     assert_eq!(rows[0]["status"], "failed");
-    assert_eq!(rows[1]["status"], "suppressed");
+    // Its one call failed, and that stays visible: the opt-out refused the recall, not the call.
+    assert_eq!(rows[1]["status"], "failed");
+    assert!(
+        rows[1]["detail"].contains("recall not placed: on suppression list"),
+        "{}",
+        rows[1]["detail"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recall_whose_fields_cannot_be_made_keeps_the_last_outcome() {
+    let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new("id,name,phone\n1,Ann,646-555-1003\n");
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    let late: Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    assert_eq!(run_at(args.clone(), late).await.exit_code(), 75);
+    // The next morning's run sends a caller id made from a column that holds no number.
+    args.field = vec!["callerid={name}".into()];
+    let morning: Timestamp = "2026-12-03T15:00:00Z".parse().expect("timestamp");
+    let s = run_at(args, morning).await;
+    assert_eq!(call_requests(&sim.requests()).len(), 1, "not recalled");
+    let rows = c.results();
+    assert_eq!(rows[0]["status"], "failed", "{:?}", rows[0]);
+    assert!(
+        rows[0]["detail"].contains("Line Busy") && rows[0]["detail"].contains("recall not placed"),
+        "{}",
+        rows[0]["detail"]
+    );
+    assert_eq!(
+        s.counts.get(&State::Failed).copied(),
+        Some(1),
+        "{}",
+        s.line()
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -294,4 +334,93 @@ steps = [{ status = "made", responses = "Confirm=1" }]
     assert_eq!(rows[0]["calls"], "2");
     assert_eq!(rows[1]["status"], "made", "{:?}", rows[1]);
     assert_eq!(call_requests(&sim.requests()).len(), 3);
+}
+
+const ANSWERS: &str = r#"
+[[rule]]  # answers, and says no to the appointment
+numbers = ["+16465551000", "+16465551001", "+16465551002"]
+steps = [{ status = "made", responses = "Confirm=1" }]
+[[rule]]  # an answering machine
+numbers = ["+16465551003", "+16465551004"]
+steps = [{ status = "made", notes = "Message left on answering machine" }]
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_call_whose_recall_is_capped_keeps_its_outcome() {
+    let sim = sim(8, ms(100), ms(100), ms(10), ANSWERS).await;
+    let c = Campaign::new(&contacts(5));
+    let mut args = c.args(&sim);
+    args.recall_on = Some(vec!["no-response".into()]);
+    args.recall_unless = Some(vec!["Confirm=2".into()]);
+    args.recall_after = Some("1m".into());
+    args.max_attempts = Some("2".into());
+    args.max_calls_per_number = Some("1".into());
+    args.per = Some("24h".into());
+    let s = run(args).await;
+    assert_eq!(call_requests(&sim.requests()).len(), 5, "one call each");
+    assert_eq!(s.counts.get(&State::Made).copied(), Some(5), "{}", s.line());
+    assert_eq!(s.counts.get(&State::Capped).copied().unwrap_or(0), 0);
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let rows = c.results();
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r["status"], "made", "row {i}: {r:?}");
+        assert_eq!(r["calls"], "1", "row {i}");
+        assert!(
+            r["detail"].contains("recall") && r["detail"].contains("cap"),
+            "row {i}: {}",
+            r["detail"]
+        );
+        assert!(r["recall_at"].is_empty(), "row {i}");
+    }
+    assert_eq!(rows[0]["responses"], "Confirm=1");
+    assert!(
+        rows[3]["detail"].contains("answering machine"),
+        "{}",
+        rows[3]["detail"]
+    );
+    // `status --json` reads the journal the same way.
+    let state = ivr_campaign::config::default_state_dir(&c.output);
+    let status = ivr_campaign::output::status::json(&state).expect("status");
+    assert_eq!(status["rows"]["by_status"]["made"], 5, "{status}");
+    assert_eq!(status["rows"]["by_status"]["capped"], 0, "{status}");
+    // And so does the report.
+    let html = ivr_campaign::output::report::build(&state).expect("report");
+    assert!(html.contains("Reached<b class=\"ok\">5</b>"), "{html}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn redialing_an_unknown_recall_says_it_goes_past_max_attempts() {
+    let busy = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new("id,phone\n1,646-555-1003\n2,646-555-1002\n");
+    let mut args = c.args(&busy);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    args.max_attempts = Some("2".into());
+    let late: Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    assert_eq!(run_at(args.clone(), late).await.exit_code(), 75);
+    // The next morning the answer to the recall (the second and last call the policy allows) is lost.
+    let dropping = sim(
+        8,
+        ms(100),
+        ms(100),
+        ms(10),
+        "[[rule]]\nreply = \"drop\"\nsteps = [\"made\"]\n",
+    )
+    .await;
+    args.gateway = vec![dropping.url()];
+    let morning: Timestamp = "2026-12-03T15:00:00Z".parse().expect("timestamp");
+    run_at(args, morning).await;
+    assert_eq!(c.results()[0]["status"], "unknown");
+    let state = ivr_campaign::config::default_state_dir(&c.output);
+    let done = ivr_campaign::store::journal::redial_unknown(&state, None).expect("redial");
+    assert_eq!(done.lines, vec![1]);
+    let said = done.message(&state);
+    assert!(
+        said.contains("row 1 gets call 3") && said.contains("max-attempts (2)"),
+        "{said}"
+    );
 }

@@ -41,6 +41,32 @@ async fn wait_mode_calls_when_the_window_opens_and_not_before() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn after_a_wait_for_the_window_the_rate_holds_from_the_first_request() {
+    // The schedule must not restart with a free slot at the opening: the second request leaves a whole
+    // interval (3 s at 20/m) after the first, and the first minute holds 20 requests, not 21.
+    let sim = sim(30, ms(50), ms(50), ms(10), "").await;
+    let c = Campaign::new(&contacts(25));
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    args.outside_window = Some("wait".into());
+    args.call_length = Some("1m".into());
+    args.rate = Some("20/m".into());
+    args.lines = Some("30".into());
+    let s = run_at(args, before_nine_in_new_york()).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let log = sim.requests();
+    let times: Vec<Duration> = call_requests(&log).iter().map(|r| r.arrived).collect();
+    assert_eq!(times.len(), 25);
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(2_900)),
+        "requests closer than the interval: {gaps:?}"
+    );
+    assert_eq!(busiest(&times, Duration::from_secs(60)), 20, "{times:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn stop_mode_leaves_contacts_outside_their_window_for_the_next_run() {
     let sim = sim(4, ms(50), ms(50), ms(10), "").await;
     let c = Campaign::new(&contacts(3));
@@ -205,5 +231,31 @@ async fn a_dry_run_decides_every_row_as_the_run_does() {
         ],
         "{}",
         s.line()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_mode_forecast_with_everyone_outside_the_window_says_when_it_opens() {
+    let sim = sim(4, ms(50), ms(50), ms(10), "").await;
+    let c = Campaign::new(&contacts(3));
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.timezone = Some("America/New_York".into());
+    // 18:00 in New York: closed for everyone; it opens tomorrow at 09:00 (14:00 UTC).
+    let evening: Timestamp = "2026-12-02T23:00:00Z".parse().expect("timestamp");
+    let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
+    let report = ivr_campaign::commands::validate::run_at(&cfg, evening).expect("dry run");
+    assert_eq!(report.decisions.get("outside_window"), Some(&3));
+    let text = &report.forecast.text;
+    assert!(!text.contains("does not open"), "{text}");
+    assert!(
+        text.contains("3 contacts") && text.contains("Thu 14:00 UTC"),
+        "{text}"
+    );
+    let rows = results(&c.dir.path().join("r.dry-run.csv"));
+    assert!(
+        rows.iter()
+            .all(|r| r["detail"].contains("opens 2026-12-03T14:00:00Z")),
+        "{rows:?}"
     );
 }

@@ -118,12 +118,15 @@ fn example(kind: Kind, row: u64) -> Event {
         },
         Kind::SettleMade => Event::Settle {
             outcome: State::Made,
+            detail: None,
         },
         Kind::SettleFailed => Event::Settle {
             outcome: State::Failed,
+            detail: None,
         },
         Kind::SettleUnresolved => Event::Settle {
             outcome: State::Unresolved,
+            detail: None,
         },
     }
 }
