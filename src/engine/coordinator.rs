@@ -155,6 +155,8 @@ pub struct Coordinator {
     /// Recalls decided in this run, by row: not requested before this monotonic instant, however far the
     /// wall clock (by which the journal says they are due) moves meanwhile.
     not_before: HashMap<u64, Instant>,
+    /// The monotonic instant and the wall time (ms) at the start of the run (see [`Self::due_now_ms`]).
+    anchor: (Instant, i64),
 }
 
 /// Device and inode: a file deleted (or replaced) under an open connection no longer has the same pair at its
@@ -189,6 +191,7 @@ impl Coordinator {
         let (stage, stage_rx) = watch::channel(first);
         let (reports_tx, reports) = mpsc::channel(256);
         let now = Instant::now();
+        let anchor_ms = settings.clock.now().as_millisecond();
         let schedule = Schedule::new(settings.rate, now);
         let named = settings.gateways.len() > 1;
         let lanes: Vec<Lane> = settings
@@ -271,7 +274,19 @@ impl Coordinator {
             journal_file,
             next_file_check: Instant::now() + FILE_CHECK,
             not_before: HashMap::new(),
+            anchor: (Instant::now(), anchor_ms),
         }
+    }
+
+    /// The time by which waiting contacts fall due: the wall clock, but never ahead of the wall time this
+    /// run started at plus the time measured since on the monotonic clock. A wall clock stepped forward
+    /// during the run brings no recall (nor any deferred contact) forward; one stepped back only delays them,
+    /// and the window is judged on the wall clock at the request anyway.
+    fn due_now_ms(&self) -> i64 {
+        let (at, wall_ms) = self.anchor;
+        let run =
+            wall_ms.saturating_add(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX));
+        self.ctx.settings.clock.now().as_millisecond().min(run)
     }
 
     fn stage_now(&self) -> Stage {
@@ -685,7 +700,9 @@ impl Coordinator {
                     .map(|Reverse(d)| d.at)
                     .filter(|at| *at > now),
             );
-            consider(self.wait_until);
+            // Only ahead: a time already passed is looked at by the next dispatch, which a due retry held
+            // back by the breaker can end before it gets there; waking for it again would spin.
+            consider(self.wait_until.filter(|t| *t > now));
         }
         consider(self.drain_deadline);
         consider(self.outage_deadline());
@@ -929,7 +946,7 @@ impl Coordinator {
             match self.phase {
                 Phase::Resume { .. } => return Ok(None),
                 Phase::List { after } => {
-                    let now_ms = self.ctx.settings.clock.now().as_millisecond();
+                    let now_ms = self.due_now_ms();
                     let batch = self.ctx.journal.pending_after(after, BATCH, now_ms).await?;
                     match batch.last() {
                         Some(last) => {
@@ -958,7 +975,7 @@ impl Coordinator {
                     self.wait_dirty = false;
                     self.wait_until = None;
                     let clock = &self.ctx.settings.clock;
-                    let now_ms = clock.now().as_millisecond();
+                    let now_ms = self.due_now_ms();
                     let batch = self.ctx.journal.due(now_ms, BATCH).await?;
                     let now = Instant::now();
                     let mut held: Option<Instant> = None;
@@ -986,7 +1003,9 @@ impl Coordinator {
                         let t = jiff::Timestamp::from_millisecond(at).unwrap_or(clock.now());
                         let soon = Instant::now() + Duration::from_millis(200);
                         // Due but still owned (its intent is on its way): look again shortly.
-                        self.wait_until = Some(clock.instant_at(t).max(soon));
+                        let by_run = Instant::now()
+                            + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64);
+                        self.wait_until = Some(clock.instant_at(t).max(by_run).max(soon));
                         if self.announced_wait != Some(at) && at > now_ms {
                             self.announced_wait = Some(at);
                             if recall {

@@ -657,21 +657,24 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
             cols.push(("gateway", text(gateway)));
             cols.push(("intent_at", V::Integer(at_ms)));
             cols.push(("not_before", V::Null));
-            cols.push(("recall_at", V::Null));
-            // A new attempt: what the last one said is in the history of calls now.
-            cols.push(("last_outcome", V::Null));
             cols.push(("req_id", V::Null));
             // The new attempt has no record on the gateway yet (the last one's removal is behind us).
             cols.push(("removed", V::Integer(0)));
             cols.push(("dialed_at", V::Null));
-            cols.push(("finished_at", V::Null));
-            cols.push(("responses", V::Null));
-            cols.push(("attempts", V::Null));
+            // What the last call said (a recall's `last_outcome`, `recall_at`, responses) stays until this
+            // attempt is placed: a request that provably never left puts the contact back to waiting for its
+            // recall, still shown with the outcome of the call that reached them.
         }
         Event::Scheduled { req_id } => {
             cols.push(("req_id", text(req_id)));
             cols.push(("dialed_at", V::Integer(at_ms)));
             cols.push(("detail", V::Null));
+            // A new call: what the last one said is in the history of calls now.
+            cols.push(("recall_at", V::Null));
+            cols.push(("last_outcome", V::Null));
+            cols.push(("finished_at", V::Null));
+            cols.push(("responses", V::Null));
+            cols.push(("attempts", V::Null));
         }
         Event::NotScheduled { detail } => cols.push(("detail", text(detail))),
         Event::GaveUp { detail } | Event::Ambiguous { detail } | Event::RecordLost { detail } => {
