@@ -106,7 +106,7 @@ impl Summary {
             "duration_seconds": self.elapsed.as_secs_f64(),
             "exit_code": self.exit_code(),
             "ending": self.ending.as_str(),
-            "completed": self.ending == Ending::Completed && self.open() == 0,
+            "completed": self.ending.completed(self.open() > 0),
             "rows": { "total": self.total(), "needs_attention": n(State::needs_attention), "open": self.open(), "by_status": rows },
             "recalls": {
                 "waiting": self.recalls_waiting,

@@ -1,0 +1,74 @@
+//! What the operator reads agrees with what happened: the exit code, `completed`, the metrics, the counts in
+//! every view.
+
+use std::path::Path;
+
+use crate::helpers::*;
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(p).expect("file written")).expect("json")
+}
+
+fn metric(p: &Path, name: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(p).expect("metrics file");
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_finishes_every_call_is_a_completed_run() {
+    let sim = sim(8, ms(400), ms(400), ms(10), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(4));
+    let output = dir.path().join("r.csv");
+    let summary = dir.path().join("summary.json");
+    let metrics = dir.path().join("m.prom");
+    let base = base_args(&sim, &input, &output);
+    let (s, m) = (summary.display().to_string(), metrics.display().to_string());
+    let args = with(
+        &base,
+        &["--lines", "8", "--summary-json", &s, "--metrics-file", &m],
+    );
+    let mut child = tokio::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn");
+    // Every contact is on a line before the signal: the drain has every call to finish, and nothing else.
+    wait_while_running(
+        &sim,
+        &mut child,
+        |log| call_requests(log).len() >= 4,
+        "four call requests",
+    )
+    .await;
+    let pid = child.id().expect("pid").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .expect("stops")
+        .expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stop requested"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+    let v = json(&summary);
+    assert_eq!(v["completed"], true, "{v:#}");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["ending"], "interrupted");
+    assert_eq!(v["rows"]["open"], 0);
+    assert_eq!(
+        metric(&metrics, "ivr_campaign_last_run_exit_code"),
+        Some(0.0)
+    );
+    assert!(
+        metric(&metrics, "ivr_campaign_last_success_timestamp_seconds").is_some(),
+        "a completed night is a success"
+    );
+}
