@@ -42,6 +42,8 @@ pub struct Breaker {
     max_outage: Duration,
     /// Time spent open, over the run (for the summary).
     pub outage_total: Duration,
+    /// The outages that ended, in order: the campaign's outage is the time every gateway was down at once.
+    spans: Vec<(Instant, Instant)>,
     /// The gateway's key, in logs, when the campaign has several.
     label: Option<String>,
 }
@@ -64,6 +66,7 @@ impl Breaker {
             delays: delays(PROBE_MIN, PROBE_MAX),
             max_outage,
             outage_total: Duration::ZERO,
+            spans: Vec::new(),
             label,
         }
     }
@@ -98,6 +101,7 @@ impl Breaker {
         if let Some(since) = self.open_since.take() {
             let down = now.saturating_duration_since(since);
             self.outage_total += down;
+            self.spans.push((since, now.max(since)));
             match &self.label {
                 Some(gateway) => info!(
                     %gateway,
@@ -166,6 +170,49 @@ impl Breaker {
     }
 }
 
+impl Breaker {
+    /// Its outages so far, in order, one still going on counted up to `now`.
+    pub fn outages(&self, now: Instant) -> Vec<(Instant, Instant)> {
+        let mut v = self.spans.clone();
+        if let Some(s) = self.open_since {
+            v.push((s, now.max(s)));
+        }
+        v
+    }
+}
+
+/// How long every one of the gateways was down at once, from each one's outages (each list in order, not
+/// overlapping). No gateway: no outage.
+pub fn all_down(gateways: &[Vec<(Instant, Instant)>]) -> Duration {
+    if gateways.is_empty() {
+        return Duration::ZERO;
+    }
+    // A sweep over every start (+1) and end (-1): the time during which all of them are down.
+    let mut edges: Vec<(Instant, i32)> = gateways
+        .iter()
+        .flatten()
+        .filter(|(a, b)| b > a)
+        .flat_map(|(a, b)| [(*a, 1), (*b, -1)])
+        .collect();
+    // At one instant, ends before starts: two outages that only touch do not overlap.
+    edges.sort();
+    let (mut down, mut since, mut total) = (0usize, None, Duration::ZERO);
+    for (t, d) in edges {
+        if d > 0 {
+            down += 1;
+            if down == gateways.len() {
+                since = Some(t);
+            }
+        } else {
+            if let Some(s) = since.take() {
+                total += t.saturating_duration_since(s);
+            }
+            down = down.saturating_sub(1);
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +252,29 @@ mod tests {
         assert_eq!(
             b.outage_so_far(at + Duration::from_secs(5)),
             at + Duration::from_secs(1) - t0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_campaign_outage_is_the_time_every_gateway_was_down_at_once() {
+        let t0 = Instant::now();
+        let s = |a: u64, b: u64| (t0 + Duration::from_secs(a), t0 + Duration::from_secs(b));
+        // One refusing all along, the other up: no campaign outage.
+        assert_eq!(all_down(&[vec![s(0, 22)], vec![]]), Duration::ZERO);
+        // Both down from 5 to 8 and from 15 to 16.
+        let both = all_down(&[vec![s(0, 8), s(15, 30)], vec![s(5, 10), s(12, 16)]]);
+        assert_eq!(both, Duration::from_secs(4));
+        // Alone, a gateway's outage is the campaign's; outages that only touch do not overlap.
+        assert_eq!(all_down(&[vec![s(1, 3), s(4, 6)]]), Duration::from_secs(4));
+        assert_eq!(all_down(&[vec![s(0, 2)], vec![s(2, 4)]]), Duration::ZERO);
+        assert_eq!(all_down(&[vec![s(3, 3), s(4, 5)]]), Duration::from_secs(1));
+        let mut b = Breaker::new(Duration::from_secs(60), None);
+        b.unreachable(t0, "refused");
+        b.answered(t0 + Duration::from_secs(2));
+        b.unreachable(t0 + Duration::from_secs(5), "refused");
+        assert_eq!(
+            b.outages(t0 + Duration::from_secs(6)),
+            vec![s(0, 2), s(5, 6)]
         );
     }
 
