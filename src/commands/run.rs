@@ -717,6 +717,7 @@ pub async fn run_with_clock(
         elapsed: started.elapsed(),
         requests: Stats::get(&stats.requests),
         request_failures: Stats::get(&stats.request_failures),
+        requests_unsent: Stats::get(&stats.requests_unsent),
         polls: Stats::get(&stats.polls),
         poll_errors: Stats::get(&stats.poll_errors),
         outage: std::time::Duration::from_millis(Stats::get(&stats.outage_ms)),

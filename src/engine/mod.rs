@@ -289,8 +289,11 @@ impl Recall {
 /// Counters, for the progress display and the summary. Only counts: how the run ended is [`Ending`].
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Call requests sent (answered or not).
     pub requests: AtomicU64,
     pub request_failures: AtomicU64,
+    /// Call requests that never left the process (no file descriptor for a socket): not call requests.
+    pub requests_unsent: AtomicU64,
     pub polls: AtomicU64,
     pub poll_errors: AtomicU64,
     pub removes: AtomicU64,

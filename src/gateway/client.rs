@@ -21,6 +21,10 @@ pub enum PlaceError {
     /// The request never reached the gateway (refused, DNS, connect timeout): safe to send again.
     #[error("gateway not reached: {0}")]
     NotSent(String),
+    /// The request never left this process: no file descriptor for its socket (`ulimit -n`), or it could not
+    /// be built. Safe to send again, and not a call request the gateway could have seen.
+    #[error("the call request could not leave this process: {0}")]
+    Unsent(String),
     /// HTTP 503: the gateway (or its proxy) is not serving. Nothing was scheduled; back off and send again.
     #[error("gateway unavailable: {0}")]
     Unavailable(String),
@@ -60,6 +64,7 @@ impl PlaceError {
         !matches!(
             self,
             PlaceError::NotSent(_)
+                | PlaceError::Unsent(_)
                 | PlaceError::Unavailable(_)
                 | PlaceError::Lost(_)
                 | PlaceError::Unreadable { down: true, .. }
@@ -71,10 +76,26 @@ impl PlaceError {
         matches!(
             self,
             PlaceError::NotSent(_)
+                | PlaceError::Unsent(_)
                 | PlaceError::Unavailable(_)
                 | PlaceError::Unreadable { down: true, .. }
         )
     }
+}
+
+/// Whether a failed request never left this process: it could not be built, or the system refused a socket
+/// for it (EMFILE, ENFILE: out of file descriptors).
+fn never_left(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(23 | 24))
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    e.is_builder()
 }
 
 /// Why a status or remove request gave no usable answer. Always safe to ask again.
@@ -201,9 +222,8 @@ impl Gateway {
             .await;
         let resp = match sent {
             Ok(r) => r,
-            Err(e) if e.is_connect() || e.is_builder() => {
-                return Err(PlaceError::NotSent(describe(&e)));
-            }
+            Err(e) if never_left(&e) => return Err(PlaceError::Unsent(describe(&e))),
+            Err(e) if e.is_connect() => return Err(PlaceError::NotSent(describe(&e))),
             Err(e) => return Err(PlaceError::Lost(describe(&e))),
         };
         let status = resp.status();

@@ -25,6 +25,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub requests: u64,
     pub request_failures: u64,
+    /// Call requests that could not leave this process (out of file descriptors): not among `requests`.
+    pub requests_unsent: u64,
     pub polls: u64,
     pub poll_errors: u64,
     pub outage: Duration,
@@ -115,6 +117,7 @@ impl Summary {
             "gateway": {
                 "call_requests": self.requests,
                 "call_request_failures": self.request_failures,
+                "call_requests_not_sent": self.requests_unsent,
                 "polls": self.polls,
                 "poll_errors": self.poll_errors,
                 "outage_stop": self.ending == Ending::Outage,
@@ -184,8 +187,16 @@ impl Summary {
         } else {
             String::new()
         };
+        let unsent = if self.requests_unsent > 0 {
+            format!(
+                "; {} more could not leave this process (out of file descriptors?) and are not counted",
+                self.requests_unsent
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} rows: {}.{recalls}{gateways} {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
+            "{} rows: {}.{recalls}{gateways} {} call requests ({} failed{unsent}), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
             self.total(),
             parts.join(", "),
             self.requests,

@@ -72,3 +72,47 @@ async fn a_drain_that_finishes_every_call_is_a_completed_run() {
         "a completed night is a success"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_requests_that_never_left_the_process_are_not_counted_as_sent() {
+    let sim = sim(100, ms(300), ms(300), ms(10), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(100));
+    let output = dir.path().join("r.csv");
+    let summary = dir.path().join("summary.json");
+    let s = summary.display().to_string();
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--lines", "100", "--summary-json", &s]);
+    // Far fewer file descriptors than lines: most call requests find no socket at first.
+    let out = tokio::time::timeout(
+        PATIENCE,
+        tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+            .arg(bin())
+            .args(&args)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("finished in time")
+    .expect("runs");
+    let err = stderr(&out);
+    let v = json(&summary);
+    let received = sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == ivr_campaign::gateway::protocol::CALL_PATH)
+        .count() as u64;
+    assert_eq!(
+        v["gateway"]["call_requests"].as_u64(),
+        Some(received),
+        "the summary counts what the gateway received: {err}"
+    );
+    let unsent = v["gateway"]["call_requests_not_sent"]
+        .as_u64()
+        .expect("a count");
+    assert!(unsent > 0, "the limit was not reached: {err}");
+    assert!(err.contains("could not leave this process"), "{err}");
+    assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
+}
