@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{RunArgs, StatusArgs};
 use crate::config::{RunConfig, default_output, default_state_dir};
 use crate::error::{Error, Result};
+use crate::output::tally::{Tally, due_text};
 use crate::store::State;
 use crate::store::journal;
 
@@ -46,17 +47,6 @@ fn running(dir: &Path) -> bool {
     matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
-/// Contacts waiting for a recall, and the earliest due (ms).
-pub fn recalls(db: &Path) -> Result<(u64, Option<i64>)> {
-    let conn = journal::open_read_only(db)?;
-    let (n, next): (i64, Option<i64>) = conn.query_row(
-        "SELECT COUNT(*), MIN(recall_at) FROM contacts WHERE state = 'pending' AND last_outcome IS NOT NULL",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok((n as u64, next))
-}
-
 /// One gateway's calls, open calls, outcomes and outage time, on one line.
 pub fn gateway_line(g: &journal::GatewayShare) -> String {
     let outcomes: Vec<String> = g.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
@@ -77,35 +67,14 @@ pub fn gateway_line(g: &journal::GatewayShare) -> String {
 }
 
 /// `status --json`: the journal's side of the summary (`rows`, `recalls`, `gateways[].campaign` have the
-/// summary's shapes and names), versioned with it.
+/// summary's shapes, names and meanings: see [`Tally`]), versioned with it.
 pub fn json(dir: &Path) -> Result<serde_json::Value> {
     let db = dir.join(journal::DB_FILE);
-    let counts = journal::counts(&db)?;
-    let (waiting, next_recall) = recalls(&db)?;
-    let count = |f: fn(State) -> bool| -> u64 {
-        counts.iter().filter(|(s, _)| f(*s)).map(|(_, n)| n).sum()
-    };
     let conn = journal::open_read_only(&db)?;
-    // Shown as the results show them: a contact waiting for a recall with its last call's outcome.
-    let mut shown: std::collections::BTreeMap<State, u64> = Default::default();
-    let mut stmt = conn.prepare(
-        "SELECT COALESCE(CASE WHEN state = 'pending' THEN last_outcome END, state), COUNT(*) FROM contacts GROUP BY 1",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(0)?;
-        let state = State::parse(&text)
-            .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
-        *shown.entry(state.result()).or_insert(0) += row.get::<_, i64>(1)? as u64;
-    }
+    let t = Tally::read(&conn)?;
     let by_status: serde_json::Map<String, serde_json::Value> = State::RESULTS
         .iter()
-        .map(|r| {
-            (
-                r.result_name().to_string(),
-                shown.get(r).copied().unwrap_or(0).into(),
-            )
-        })
+        .map(|r| (r.result_name().to_string(), t.count(*r).into()))
         .collect();
     let gateways = journal::gateways_on(&conn)?;
     Ok(serde_json::json!({
@@ -113,17 +82,15 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
         "state": dir.display().to_string(),
         "running": running(dir),
         "rows": {
-            "total": count(|_| true),
-            "needs_attention": count(State::needs_attention),
-            // As in the summary: a contact waiting for a recall is open.
-            "open": count(State::is_open),
-            // Requests a running process has recorded but not yet had an answer to.
-            "requesting": count(|s| s == State::Intent),
+            "total": t.total(),
+            "needs_attention": t.needs_attention(),
+            "open": t.open(),
+            "requesting": t.requesting,
             "by_status": by_status,
         },
         "recalls": {
-            "waiting": waiting,
-            "next_due": next_recall.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
+            "waiting": t.waiting,
+            "next_due": t.next_due_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
         },
         "gateways": gateways.iter().map(|g| serde_json::json!({
             "url": g.key,
@@ -137,65 +104,50 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
     }))
 }
 
-/// The report printed by `status`.
+/// The report printed by `status`, in the results' words (see [`Tally`]).
 pub fn report(dir: &Path) -> Result<String> {
     let db = dir.join(journal::DB_FILE);
-    let counts = journal::counts(&db)?;
-    let (waiting, next_recall) = recalls(&db)?;
-    let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    let open: u64 = counts
-        .iter()
-        .filter(|(s, _)| !s.is_final())
-        .map(|(_, n)| n)
-        .sum();
+    let conn = journal::open_read_only(&db)?;
+    let t = Tally::read(&conn)?;
     let mut out = format!(
-        "journal {}: {} contacts, {} final, {} open; {}\n",
+        "journal {}: {} rows, {} open, {} need a person; {}\n",
         dir.display(),
-        total,
-        total - open,
-        open,
+        t.total(),
+        t.open(),
+        t.needs_attention(),
         if running(dir) {
             "a run is in progress"
         } else {
             "no run in progress"
         }
     );
-    for state in State::ALL {
-        let n = counts
-            .iter()
-            .find(|(s, _)| *s == state)
-            .map_or(0, |(_, n)| *n);
-        let n = if state == State::Pending {
-            n - waiting
-        } else {
-            n
-        };
+    for state in State::RESULTS {
+        let n = t.count(state);
         if n > 0 {
-            let label = match state {
-                State::Pending => "pending (not yet called)",
-                State::Intent => "requesting",
-                State::Dialed => "dialed (polling)",
-                s => s.as_str(),
-            };
-            out.push_str(&format!("  {label:<26}{n:>9}\n"));
+            out.push_str(&format!("  {:<26}{n:>9}\n", state.result_name()));
         }
     }
-    let gateways = journal::gateways_on(&journal::open_read_only(&db)?)?;
+    if t.waiting > 0 {
+        let when = due_text(t.next_due_ms)
+            .map(|d| format!(", the next due {d}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<26}{:>9} (counted above under their last call's outcome{when})\n",
+            "waiting for a recall", t.waiting
+        ));
+    }
+    if t.requesting > 0 {
+        out.push_str(&format!(
+            "  {:<26}{:>9} (counted above as unknown until the gateway answers)\n",
+            "requesting", t.requesting
+        ));
+    }
+    let gateways = journal::gateways_on(&conn)?;
     if !gateways.is_empty() {
         out.push_str("gateways:\n");
         for g in &gateways {
             out.push_str(&format!("  {}\n", gateway_line(g)));
         }
-    }
-    if waiting > 0 {
-        let when = next_recall
-            .and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-            .map(|t| format!(" (next due {})", t.strftime("%Y-%m-%d %H:%M UTC")))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "  {:<26}{waiting:>9}{when}\n",
-            "waiting for a recall"
-        ));
     }
     Ok(out)
 }

@@ -68,7 +68,7 @@ impl Summary {
 
     /// Rows a rerun has work for: calls to poll, contacts to call, recalls waiting.
     pub fn open(&self) -> u64 {
-        self.count_where(State::is_open) + self.recalls_waiting
+        crate::output::tally::open_and_attention(&self.counts, self.recalls_waiting).0
     }
 
     pub fn total(&self) -> u64 {

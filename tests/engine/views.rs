@@ -33,3 +33,134 @@ async fn with_one_gateway_up_and_one_refusing_the_campaign_had_no_outage() {
         s.line()
     );
 }
+
+/// The count a report's outcome table shows for `word`, if it lists it.
+fn report_count(html: &str, word: &str) -> Option<u64> {
+    let outcomes = html
+        .split("<h2>Outcomes</h2>")
+        .nth(1)?
+        .split("</table>")
+        .next()?;
+    let at = outcomes.find(&format!("</span>{word}</td><td class=\"n\">"))?;
+    let rest = &outcomes[at..];
+    let start = rest.find("class=\"n\">")? + "class=\"n\">".len();
+    rest[start..].split('<').next()?.parse().ok()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_view_of_a_campaign_with_recalls_waiting_says_the_same() {
+    // Two numbers fail and are to be recalled after the window closes; three are made; one row is invalid.
+    let scenario = "[[rule]]\nnumbers = [\"+16465551000\", \"+16465551001\"]\nsteps = [{ status = \"failed\", notes = \"No Answer\" }]\n[[rule]]\nsteps = [{ status = \"made\", responses = \"Confirm=1\" }]\n";
+    let sim = sim(8, ms(100), ms(100), ms(10), scenario).await;
+    let mut list = contacts(5);
+    list.push_str("6,Nobody,not a number\n");
+    let c = Campaign::new(&list);
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    let late: jiff::Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    let s = run_at(args, late).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+
+    let state = c.dir.path().join("r.csv.state");
+    let summary = s.to_json();
+    let status = ivr_campaign::output::status::json(&state).expect("status --json");
+    let text = ivr_campaign::output::status::report(&state).expect("status");
+    let html = ivr_campaign::output::report::build(&state).expect("report");
+    let metrics = ivr_campaign::output::metrics::render(
+        &ivr_campaign::output::metrics::RunEnd {
+            campaign: &c.output,
+            summary: Some(&s),
+            exit_code: s.exit_code(),
+            duration: Duration::from_secs(1),
+            finished_at: late,
+        },
+        None,
+    );
+    let metric = |name: &str, label: Option<&str>| -> Option<u64> {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .find(|l| label.is_none_or(|x| l.contains(&format!("status=\"{x}\""))))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|v| v as u64)
+    };
+    let rows = c.results();
+
+    let words = [
+        "made",
+        "failed",
+        "unresolved",
+        "unknown",
+        "error",
+        "invalid",
+        "duplicate",
+        "suppressed",
+        "capped",
+        "in_progress",
+        "not_attempted",
+    ];
+    for w in words {
+        let in_results = rows.iter().filter(|r| r["status"] == w).count() as u64;
+        assert_eq!(summary["rows"]["by_status"][w], in_results, "summary {w}");
+        assert_eq!(
+            status["rows"]["by_status"][w], in_results,
+            "status --json {w}"
+        );
+        assert_eq!(
+            metric("ivr_campaign_rows", Some(w)),
+            Some(in_results),
+            "metrics {w}"
+        );
+        let in_report = report_count(&html, w).unwrap_or(0);
+        assert_eq!(in_report, in_results, "report {w}");
+        let in_text = text
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(w))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert_eq!(in_text, in_results, "status {w}:\n{text}");
+    }
+    assert_eq!(rows.iter().filter(|r| r["status"] == "failed").count(), 2);
+
+    // Waiting: the rows with a recall_at, in every view.
+    let waiting = rows.iter().filter(|r| !r["recall_at"].is_empty()).count() as u64;
+    assert_eq!(waiting, 2);
+    assert_eq!(summary["recalls"]["waiting"], waiting);
+    assert_eq!(status["recalls"]["waiting"], waiting);
+    assert_eq!(metric("ivr_campaign_recalls_waiting", None), Some(waiting));
+    assert!(
+        text.contains(&format!(
+            "waiting for a recall {:>w$}",
+            waiting,
+            w = 9 + 26 - 21
+        )),
+        "{text}"
+    );
+    assert!(
+        html.contains(&format!("waiting for a recall {waiting}")),
+        "{html}"
+    );
+
+    // Open, as the README defines it: not_attempted + in_progress + waiting for a recall.
+    let open = rows
+        .iter()
+        .filter(|r| ["not_attempted", "in_progress"].contains(&r["status"].as_str()))
+        .count() as u64
+        + waiting;
+    assert_eq!(summary["rows"]["open"], open);
+    assert_eq!(status["rows"]["open"], open);
+    assert_eq!(metric("ivr_campaign_rows_open", None), Some(open));
+    assert!(text.contains(&format!("{open} open")), "{text}");
+    assert!(
+        html.contains(&format!("Left for a rerun<b>{open}</b>")),
+        "{html}"
+    );
+    assert_eq!(
+        summary["rows"]["needs_attention"],
+        status["rows"]["needs_attention"]
+    );
+}
