@@ -116,3 +116,45 @@ async fn call_requests_that_never_left_the_process_are_not_counted_as_sent() {
     assert!(err.contains("could not leave this process"), "{err}");
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_stopped_half_way_leaves_the_previous_decisions_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(dir.path(), "c.csv", &contacts(600));
+    let output = dir.path().join("r.csv");
+    let decisions = dir.path().join("r.dry-run.csv");
+    let (i, o) = (input.display().to_string(), output.display().to_string());
+    let args = [
+        "validate",
+        "--input",
+        &i,
+        "--output",
+        &o,
+        "--gateway",
+        "http://127.0.0.1:9",
+        "--app",
+        "Reminder",
+        "--number-format",
+        "national",
+        "-q",
+    ];
+    let first = run(&args).await;
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(results(&decisions).len(), 600);
+    // The list saved again, now with a number of another country at row 301: the dry run stops there.
+    let mut list = contacts(600);
+    list = list.replacen("646-555-1300", "+44 20 7946 0300", 1);
+    std::fs::write(&input, list).expect("rewrite list");
+    let second = run(&args).await;
+    assert_eq!(code(&second), 65, "{}", stderr(&second));
+    let kept = results(&decisions);
+    assert_eq!(kept.len(), 600, "the previous decisions are whole");
+    assert!(kept.iter().all(|r| r["decision"] == "would_call"));
+    let stray: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("dry-run") && n != "r.dry-run.csv")
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+}

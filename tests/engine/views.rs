@@ -164,3 +164,59 @@ async fn every_view_of_a_campaign_with_recalls_waiting_says_the_same() {
         status["rows"]["needs_attention"]
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dry_run_in_the_middle_of_a_campaign_judges_only_what_is_left() {
+    // Two quick calls are made; four slow ones are still on the gateway when the run is stopped; four contacts
+    // were never called.
+    let scenario = "[[rule]]\nnumbers = [\"+16465551000\", \"+16465551001\"]\nsteps = [\"made\"]\n[[rule]]\nsteps = [\"retry\", \"retry\", \"made\"]\n";
+    let sim = sim(8, ms(100), ms(100), Duration::from_secs(30), scenario).await;
+    let c = Campaign::new(&contacts(10));
+    let mut args = c.args(&sim);
+    args.lines = Some("4".into());
+    let cfg = RunConfig::from_args(args.clone()).expect("settings");
+    let (stop, rx) = watch::channel(Stage::Run);
+    let start = jiff::Timestamp::now();
+    let running = tokio::spawn(run_with_clock(
+        cfg,
+        rx,
+        Progress::Never,
+        Clock::virtual_from(start),
+    ));
+    sim.wait_for(|log| call_requests(log).len() >= 6).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.send_replace(Stage::Now);
+    let s = running.await.expect("joins").expect("the run ends");
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    let count = |w: &str| c.results().iter().filter(|r| r["status"] == w).count() as u64;
+    assert_eq!(
+        (count("made"), count("in_progress"), count("not_attempted")),
+        (2, 4, 4)
+    );
+
+    let mut dry = args;
+    dry.dry_run = true;
+    let cfg = RunConfig::from_args(dry).expect("settings");
+    let report = ivr_campaign::commands::validate::run_at(&cfg, start).expect("dry run");
+    let d = |w: &str| report.decisions.get(w).copied().unwrap_or(0);
+    assert_eq!(
+        (d("made"), d("in_progress"), d("would_call")),
+        (2, 4, 4),
+        "{:?}",
+        report.decisions
+    );
+    assert_eq!(report.forecast.calls, 4, "{}", report.forecast.text);
+    let decisions = results(&report.output);
+    for r in &decisions {
+        let status = c
+            .results()
+            .into_iter()
+            .find(|x| x["id"] == r["id"])
+            .map(|x| x["status"].clone())
+            .unwrap_or_default();
+        match status.as_str() {
+            "not_attempted" => assert_eq!(r["decision"], "would_call"),
+            other => assert_eq!(r["decision"], other, "{r:?}"),
+        }
+    }
+}
