@@ -118,9 +118,44 @@ fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<O
     Ok(Some(j))
 }
 
-/// Time a call holds a line: its length, plus on average half a poll interval before the runner sees it end.
-fn line_time(cfg: &RunConfig) -> Duration {
-    cfg.call_length + cfg.poll_interval / 2
+/// Time a call holds a line, and where the figure comes from: its length plus a full poll interval (the end of
+/// a call is seen at the first poll after it, which in practice is nearly a full interval later; polls of
+/// many lines under `poll-rate` come less often than the interval), or what this campaign's calls took so far
+/// when that is longer. Never the shorter of the two: the forecast must not be optimistic.
+fn line_time(cfg: &RunConfig) -> (Duration, Option<u64>) {
+    let lines = cfg.gateways.iter().map(|g| g.lines).max().unwrap_or(1);
+    let by_rate = cfg
+        .poll_rate
+        .per_second()
+        .filter(|r| *r > 0.0)
+        .map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64(f64::from(lines) / r)
+        });
+    let modelled = cfg.call_length + cfg.poll_interval.max(by_rate);
+    match held_so_far(cfg) {
+        Some((held, calls)) if held > modelled => (held, Some(calls)),
+        _ => (modelled, None),
+    }
+}
+
+/// How long this campaign's finished calls held their lines on average (from the intent to the result read),
+/// once it has at least 20 of them.
+fn held_so_far(cfg: &RunConfig) -> Option<(Duration, u64)> {
+    let db = cfg.state_dir.join(crate::store::journal::DB_FILE);
+    if !crate::store::journal::usable(&db) {
+        return None;
+    }
+    let conn = crate::store::journal::open_read_only(&db).ok()?;
+    let (n, avg): (i64, Option<f64>) = conn
+        .query_row(
+            "SELECT COUNT(*), AVG(finished_at - intent_at) FROM calls
+             WHERE outcome IN ('made', 'failed') AND intent_at IS NOT NULL AND finished_at >= intent_at",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()?;
+    let avg = avg.filter(|a| a.is_finite() && *a >= 0.0)?;
+    (n >= 20).then(|| (Duration::from_secs_f64(avg / 1000.0), n as u64))
 }
 
 /// Calls to forecast, grouped by the zones their windows are judged in (one group without a window).
@@ -153,7 +188,8 @@ impl Groups {
 /// to the last close.
 pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forecast {
     let calls = groups.calls();
-    let per_call = line_time(cfg).as_secs_f64().max(1e-3);
+    let (held, learned) = line_time(cfg);
+    let per_call = held.as_secs_f64().max(1e-3);
     // Each gateway takes calls as fast as its lines (or its own rate) allow; the campaign's rate caps the sum.
     let mut gateways_own_rate = false;
     let by_gateways: f64 = cfg
@@ -187,11 +223,15 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
         calls as f64 / throughput + per_call
     };
     let duration = Duration::from_secs_f64(seconds);
+    let basis = match learned {
+        Some(n) => format!("as this campaign's {n} calls so far held them"),
+        None => "the call length and a poll interval".to_string(),
+    };
     let mut text = format!(
-        "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {lines_text}, {} per call) take about {}.",
+        "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {lines_text}, each line held {} per call: {basis}) take about {}.",
         throughput * 60.0,
         cfg.rate,
-        humanize(line_time(cfg)),
+        humanize(held),
         humanize(duration)
     );
     let Some(window) = &cfg.window else {

@@ -220,3 +220,53 @@ async fn a_dry_run_in_the_middle_of_a_campaign_judges_only_what_is_left() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_batch_the_forecast_says_fits_is_finished_inside_the_window() {
+    // 20-second calls polled every 6.6 s, on 2 lines: a call's end is seen 6.4 s after it (at 26.4 s), nearly a
+    // full interval. The last request may leave at 16:58:40 in New York (the window closes at 17:00, less
+    // firstocc and the call length), and the batch starts 1522.5 s before.
+    let sim = sim(
+        8,
+        Duration::from_secs(5),
+        Duration::from_secs(15),
+        ms(10),
+        "",
+    )
+    .await;
+    let start: jiff::Timestamp = "2026-12-02T21:33:17.5Z".parse().expect("timestamp");
+    let settings = |c: &Campaign| {
+        let mut args = c.args(&sim);
+        args.lines = Some("2".into());
+        args.poll_interval = Some("6600ms".into());
+        args.call_length = Some("20s".into());
+        args.firstocc = Some("1".into());
+        args.window = Some("09:00-17:00".into());
+        args
+    };
+    let probe = Campaign::new(&contacts(1));
+    let cfg = RunConfig::from_args(settings(&probe)).expect("settings");
+    let ny = jiff::tz::TimeZone::get("America/New_York").expect("zone");
+    let says_fits = |n: u64| {
+        let mut g = ivr_campaign::commands::validate::Groups::default();
+        g.add("America/New_York".into(), vec![ny.clone()], n);
+        let f = ivr_campaign::commands::validate::forecast(&cfg, &g, start);
+        !f.text.contains("NOT")
+    };
+    // The largest batch the forecast says fits.
+    let edge = (1..400u64)
+        .take_while(|n| says_fits(*n))
+        .last()
+        .expect("some batch fits");
+    assert!(!says_fits(edge + 1));
+    let c = Campaign::new(&contacts(edge as usize));
+    let s = run_at(settings(&c), start).await;
+    let left = c.results().iter().filter(|r| r["status"] != "made").count();
+    assert_eq!(
+        left,
+        0,
+        "the forecast said {edge} calls fit; the run left {left}: {}",
+        s.line()
+    );
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+}
