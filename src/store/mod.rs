@@ -1,6 +1,7 @@
 //! Where a contact's state lives and changes: the life cycle ([`contact`]) and the journal that applies it
 //! ([`journal`]).
 
+pub mod compat;
 pub mod contact;
 pub mod journal;
 

@@ -158,3 +158,71 @@ async fn a_dry_run_stopped_half_way_leaves_the_previous_decisions_whole() {
         .collect();
     assert!(stray.is_empty(), "{stray:?}");
 }
+
+fn digest(p: &Path) -> Vec<u8> {
+    std::fs::read(p).expect("journal file")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_report_read_older_journal_layouts_without_changing_them() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Layout 2: a campaign run by this release, then taken back to the layout before gateways were recorded.
+    let input = write(dir.path(), "c.csv", &contacts(3));
+    let output = dir.path().join("r.csv");
+    let done = run(&with(&base_args(&sim, &input, &output), &[])).await;
+    assert_eq!(code(&done), 0, "{}", stderr(&done));
+    let two = dir.path().join("r.csv.state");
+    {
+        let conn = rusqlite::Connection::open(two.join("journal.sqlite")).expect("open");
+        conn.execute_batch(
+            "PRAGMA journal_mode=DELETE;
+             ALTER TABLE contacts DROP COLUMN gateway; ALTER TABLE calls DROP COLUMN gateway;
+             UPDATE meta SET value = '2' WHERE key = 'schema';",
+        )
+        .expect("layout 2");
+    }
+    // Layout 1, as the first release wrote it: no history of calls, one call made and one in flight.
+    let one = dir.path().join("old.state");
+    std::fs::create_dir(&one).expect("dir");
+    {
+        let conn = rusqlite::Connection::open(one.join("journal.sqlite")).expect("db");
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE contacts (
+                 row INTEGER PRIMARY KEY, line INTEGER NOT NULL, e164 TEXT, dialed_number TEXT,
+                 state TEXT NOT NULL, req_id TEXT, responses TEXT, attempts INTEGER, detail TEXT,
+                 intent_at INTEGER, dialed_at INTEGER, finished_at INTEGER,
+                 removed INTEGER NOT NULL DEFAULT 0, tz TEXT);
+             INSERT INTO meta VALUES ('input_digest', 'sha256:test'), ('input_name', 'test.csv'),
+                 ('campaign_id', 'abc'), ('created_at', '2026-11-20T00:00:00Z');
+             INSERT INTO contacts (row, line, e164, dialed_number, state, req_id, responses, finished_at, tz)
+                 VALUES (0, 1, '+16465551000', '+16465551000', 'made', '11', 'Q=1', 1795000000000, 'America/New_York'),
+                        (1, 2, '+16465551001', '+16465551001', 'dialed', '12', NULL, NULL, NULL),
+                        (2, 3, '+16465551002', NULL, 'pending', NULL, NULL, NULL, NULL);",
+        )
+        .expect("layout 1");
+    }
+    for (state, made, open) in [(&two, 3, 0), (&one, 1, 2)] {
+        let db = state.join("journal.sqlite");
+        let before = digest(&db);
+        let s = state.display().to_string();
+        let json = run(&["status", "--state", &s, "--json"]).await;
+        assert_eq!(code(&json), 0, "{}", stderr(&json));
+        let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+        assert_eq!(v["rows"]["by_status"]["made"], made, "{v:#}");
+        assert_eq!(v["rows"]["open"], open, "{v:#}");
+        let text = run(&["status", "--state", &s]).await;
+        assert_eq!(code(&text), 0, "{}", stderr(&text));
+        let html = dir.path().join("report.html");
+        let h = html.display().to_string();
+        let report = run(&["report", "--state", &s, "--html", &h]).await;
+        assert_eq!(code(&report), 0, "{}", stderr(&report));
+        assert!(
+            std::fs::read_to_string(&html)
+                .expect("report")
+                .contains("Outcomes")
+        );
+        assert!(digest(&db) == before, "a view changed the journal in {s}");
+    }
+}
