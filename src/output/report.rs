@@ -52,7 +52,6 @@ struct Row {
     number: String,
     detail: String,
     responses: String,
-    finished_ms: Option<i64>,
 }
 
 /// Most attention rows listed in the report (the results CSV has them all).
@@ -91,15 +90,11 @@ pub fn build(state_dir: &Path) -> Result<String> {
     let tally = crate::output::tally::Tally::read(&conn)?;
     let mut attention: Vec<Row> = Vec::new();
     let mut attention_total = 0u64;
-    let mut finished: Vec<(i64, State)> = Vec::new();
     // key → value → count, over made calls.
     let mut answers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut made = 0u64;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        let state_text: String = r.get(1)?;
-        let state = State::parse(&state_text)
-            .ok_or_else(|| Error::Journal(format!("unknown state {state_text:?}")))?;
         if let Some(at) = r.get::<_, Option<i64>>(6)? {
             let own: Option<String> = r.get(7)?;
             let tz = match own {
@@ -126,14 +121,7 @@ pub fn build(state_dir: &Path) -> Result<String> {
             number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
             detail: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
             responses: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-            finished_ms: r.get(5)?,
         };
-        if let (Some(t), true) = (
-            row.finished_ms,
-            state.is_final() && row.status != State::Invalid,
-        ) {
-            finished.push((t, row.status));
-        }
         if row.status == State::Made {
             made += 1;
             for (k, v) in Responses::parse(&row.responses).iter() {
@@ -152,6 +140,22 @@ pub fn build(state_dir: &Path) -> Result<String> {
         }
     }
     let total = tally.total();
+    // Calls over time: every call request that ended (each attempt of a recalled contact is one), by when it
+    // ended and how; rows never called (suppressed, invalid, …) are not calls.
+    let mut finished: Vec<(i64, State)> = Vec::new();
+    {
+        let mut q = conn.prepare(
+            "SELECT COALESCE(finished_at, dialed_at, intent_at), outcome FROM calls
+             WHERE COALESCE(finished_at, dialed_at, intent_at) IS NOT NULL",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let outcome: String = r.get(1)?;
+            if let Some(s) = State::parse(&outcome) {
+                finished.push((r.get(0)?, s.result()));
+            }
+        }
+    }
     // Contacts reached (made) by the call that reached them: 1st, 2nd, 3rd … attempt.
     let mut reached_on: BTreeMap<i64, u64> = BTreeMap::new();
     {

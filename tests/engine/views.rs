@@ -270,3 +270,50 @@ async fn a_batch_the_forecast_says_fits_is_finished_inside_the_window() {
     );
     assert_eq!(s.exit_code(), 0, "{}", s.line());
 }
+
+/// The calls the report's "calls over time" chart shows, summed over its columns.
+fn charted_calls(html: &str) -> u64 {
+    let chart = html
+        .split("<h2>Calls over time</h2>")
+        .nth(1)
+        .and_then(|c| c.split("</svg>").next())
+        .unwrap_or("");
+    chart
+        .split("<title>")
+        .skip(1)
+        .filter_map(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_reports_chart_counts_calls_not_rows() {
+    // One contact is recalled twice (three calls), one once (two calls), one is suppressed (no call).
+    let scenario = r#"
+[[rule]]
+numbers = ["+16465551000"]
+steps = [{ status = "failed", notes = "No Answer" }]
+recalls = [[{ status = "failed", notes = "No Answer" }], [{ status = "made", responses = "Confirm=1" }]]
+[[rule]]
+numbers = ["+16465551001"]
+steps = [{ status = "failed", notes = "No Answer" }]
+recalls = [[{ status = "made", responses = "Confirm=1" }]]
+[[rule]]
+steps = [{ status = "made", responses = "Confirm=1" }]
+"#;
+    let sim = sim(8, ms(100), ms(100), ms(10), scenario).await;
+    let c = Campaign::new(&contacts(4));
+    let dnc = c.dir.path().join("dnc.txt");
+    std::fs::write(&dnc, "646-555-1003\n").expect("dnc");
+    let mut args = c.args(&sim);
+    args.suppress = vec![dnc];
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1m".into());
+    args.max_attempts = Some("3".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let requests = call_requests(&sim.requests()).len() as u64;
+    assert_eq!(requests, 6);
+    let html =
+        ivr_campaign::output::report::build(&c.dir.path().join("r.csv.state")).expect("report");
+    assert_eq!(charted_calls(&html), requests, "calls over time");
+}
