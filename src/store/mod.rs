@@ -3,6 +3,7 @@
 
 pub mod compat;
 pub mod contact;
+pub mod heard;
 pub mod journal;
 
 pub use contact::{Answer, Event, Kind, State};

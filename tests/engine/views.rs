@@ -317,3 +317,93 @@ steps = [{ status = "made", responses = "Confirm=1" }]
         ivr_campaign::output::report::build(&c.dir.path().join("r.csv.state")).expect("report");
     assert_eq!(charted_calls(&html), requests, "calls over time");
 }
+
+/// Log lines, captured while a test's run goes on this thread.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_app_is_warned_about_and_each_call_names_the_app_it_used() {
+    let scenario = r#"
+[[rule]]
+numbers = ["+16465551000"]
+steps = [{ status = "failed", notes = "No Answer" }]
+recalls = [[{ status = "made", responses = "Confirm=1" }]]
+[[rule]]
+steps = [{ status = "made", responses = "Confirm=1" }]
+"#;
+    let sim = sim(8, ms(100), ms(100), ms(10), scenario).await;
+    let c = Campaign::new(&contacts(2));
+    let mut args = c.args(&sim);
+    args.window = Some("09:00-17:00".into());
+    args.firstocc = Some("5".into());
+    args.call_length = Some("5m".into());
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("1h".into());
+    // 16:30 in New York: the first call fails, and its recall is left for the next morning.
+    let late: jiff::Timestamp = "2026-12-02T21:30:00Z".parse().expect("timestamp");
+    let s = run_at(args.clone(), late).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    // The results name no app while the campaign has used one.
+    assert!(
+        c.results().iter().all(|r| !r["history"].contains("(app ")),
+        "{:?}",
+        c.results()
+    );
+
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    args.app = Some("Survey".into());
+    let morning: jiff::Timestamp = "2026-12-03T15:00:00Z".parse().expect("timestamp");
+    let s = run_at(args, morning).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let said = logs.text();
+    assert!(
+        said.contains("what people hear changed") && said.contains("\"Reminder\" → \"Survey\""),
+        "{said}"
+    );
+    let apps: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["startapp"].clone())
+        .collect();
+    assert_eq!(apps, ["Reminder", "Reminder", "Survey"]);
+    let rows = c.results();
+    assert!(
+        rows[0]["history"].starts_with("failed ")
+            && rows[0]["history"].contains(" (app Reminder); made ")
+            && rows[0]["history"].ends_with(" (app Survey)"),
+        "{}",
+        rows[0]["history"]
+    );
+    assert!(
+        rows[1]["history"].ends_with(" (app Reminder)"),
+        "{}",
+        rows[1]["history"]
+    );
+}
