@@ -110,6 +110,15 @@ fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<O
         };
         j.settled.insert(row, (state.result_name(), detail));
     }
+    if let Some(was) = crate::store::heard::log(&conn).last() {
+        let changes = crate::store::heard::Heard::of(cfg, 0).changes_since(was);
+        if !changes.is_empty() {
+            notes.push(format!(
+                "What people hear changed since this campaign's last run ({}): the people called so far heard the earlier settings; a run warns, and the results name each call's app. A new --output starts a new campaign.",
+                changes.join("; ")
+            ));
+        }
+    }
     let (settled, recalls) = (j.settled.len(), j.recalls.len());
     notes.push(format!(
         "Campaign in progress (journal {}): {settled} rows already final or on the gateway keep their status; {recalls} waiting for a recall and the rows not yet called are judged.",

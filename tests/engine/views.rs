@@ -381,6 +381,19 @@ steps = [{ status = "made", responses = "Confirm=1" }]
     let _guard = tracing::subscriber::set_default(subscriber);
     args.app = Some("Survey".into());
     let morning: jiff::Timestamp = "2026-12-03T15:00:00Z".parse().expect("timestamp");
+    // The dry run before it says so too.
+    let mut dry = args.clone();
+    dry.dry_run = true;
+    let cfg = RunConfig::from_args(dry).expect("settings");
+    let report = ivr_campaign::commands::validate::run_at(&cfg, morning).expect("dry run");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("What people hear changed") && n.contains("\"Survey\"")),
+        "{:?}",
+        report.notes
+    );
     let s = run_at(args, morning).await;
     assert_eq!(s.exit_code(), 0, "{}", s.line());
     let said = logs.text();
