@@ -44,6 +44,9 @@ pub struct Breaker {
     pub outage_total: Duration,
     /// The outages that ended, in order: the campaign's outage is the time every gateway was down at once.
     spans: Vec<(Instant, Instant)>,
+    /// The pause going on is this process's own (no file descriptor for a socket), not the gateway's: it
+    /// pauses requests like an outage, and is not counted as one.
+    local: bool,
     /// The gateway's key, in logs, when the campaign has several.
     label: Option<String>,
 }
@@ -67,6 +70,7 @@ impl Breaker {
             max_outage,
             outage_total: Duration::ZERO,
             spans: Vec::new(),
+            local: false,
             label,
         }
     }
@@ -100,8 +104,10 @@ impl Breaker {
     pub fn answered(&mut self, now: Instant) {
         if let Some(since) = self.open_since.take() {
             let down = now.saturating_duration_since(since);
-            self.outage_total += down;
-            self.spans.push((since, now.max(since)));
+            if !std::mem::take(&mut self.local) {
+                self.outage_total += down;
+                self.spans.push((since, now.max(since)));
+            }
             match &self.label {
                 Some(gateway) => info!(
                     %gateway,
@@ -120,9 +126,16 @@ impl Breaker {
 
     /// The gateway could not be reached.
     pub fn unreachable(&mut self, now: Instant, why: &str) {
+        let local = why.contains("os error 24") || why.contains("Too many open files");
+        if self.local && !local {
+            // The gateway itself is now out of reach: its outage starts here.
+            self.local = false;
+            self.open_since = Some(now);
+        }
         if self.open_since.is_none() {
             self.open_since = Some(now);
-            if why.contains("os error 24") || why.contains("Too many open files") {
+            self.local = local;
+            if local {
                 // Not the gateway's fault: this process has no file descriptor left for a connection.
                 warn!(
                     reason = why,
@@ -166,6 +179,7 @@ impl Breaker {
         self.outage_total
             + self
                 .open_since
+                .filter(|_| !self.local)
                 .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 }
@@ -174,7 +188,7 @@ impl Breaker {
     /// Its outages so far, in order, one still going on counted up to `now`.
     pub fn outages(&self, now: Instant) -> Vec<(Instant, Instant)> {
         let mut v = self.spans.clone();
-        if let Some(s) = self.open_since {
+        if let Some(s) = self.open_since.filter(|_| !self.local) {
             v.push((s, now.max(s)));
         }
         v
@@ -276,6 +290,23 @@ mod tests {
             b.outages(t0 + Duration::from_secs(6)),
             vec![s(0, 2), s(5, 6)]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_out_of_file_descriptors_pauses_requests_and_is_no_outage() {
+        let t0 = Instant::now();
+        let at = |n: u64| t0 + Duration::from_secs(n);
+        let mut b = Breaker::new(Duration::from_secs(60), None);
+        b.unreachable(t0, "tcp open error: Too many open files (os error 24)");
+        assert!(b.is_open() && b.may_send(t0).is_err());
+        b.answered(at(3));
+        assert_eq!(b.outage_so_far(at(4)), Duration::ZERO);
+        // Out of descriptors, then the gateway itself refuses: its outage counts from the refusal.
+        b.unreachable(at(5), "Too many open files (os error 24)");
+        b.unreachable(at(6), "Connection refused (os error 111)");
+        b.answered(at(9));
+        assert_eq!(b.outages(at(10)), vec![(at(6), at(9))]);
+        assert_eq!(b.outage_so_far(at(10)), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
