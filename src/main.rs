@@ -231,6 +231,9 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
             }
             out!("Row {line} would be sent: {}", parts.join(" "));
         }
+        for note in &report.notes {
+            out!("{note}");
+        }
         out!("{}", report.forecast.text);
         return Ok(exit::OK);
     }

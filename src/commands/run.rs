@@ -249,6 +249,42 @@ async fn reread(
     Ok(())
 }
 
+/// Logs what people hear from this run's calls when it differs from the campaign's last run (or it is the
+/// first), warning about a change: the people already called heard something else.
+async fn note_what_people_hear(
+    journal: &crate::store::Journal,
+    cfg: &RunConfig,
+    now_ms: i64,
+) -> Result<()> {
+    use crate::store::heard::{self, Heard};
+    let mut log = journal.read(|conn| Ok(heard::log(conn))).await?;
+    let now = Heard::of(cfg, now_ms);
+    if let Some(was) = log.last() {
+        let changes = now.changes_since(was);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let called: u64 = journal
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT (SELECT COUNT(*) FROM calls) + (SELECT COUNT(*) FROM contacts WHERE state IN ('intent', 'dialed'))",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .await?
+            .max(0) as u64;
+        warn!(
+            changed = %changes.join("; "),
+            calls_before = called,
+            "what people hear changed since this campaign's last run: the {called} calls made so far used the earlier settings, the calls from now on use these (the results' history names each call's app); use another --output for a new campaign"
+        );
+    }
+    log.push(now);
+    let text = serde_json::to_string(&log).map_err(|e| Error::Internal(e.to_string()))?;
+    journal.set_meta("heard", text).await
+}
+
 /// The engine's slice of the settings.
 pub fn engine_settings(
     cfg: &RunConfig,
@@ -637,6 +673,7 @@ pub async fn run_in(
             cfg.timezone_name.clone().unwrap_or_default(),
         )
         .await?;
+    note_what_people_hear(&owner.journal, &cfg, clock.now().as_millisecond()).await?;
     if opened.created {
         let (output, first) = (cfg.output.clone(), view.clone());
         owner
@@ -782,6 +819,7 @@ pub async fn run_in(
         elapsed: started.elapsed(),
         requests: Stats::get(&stats.requests),
         request_failures: Stats::get(&stats.request_failures),
+        requests_unsent: Stats::get(&stats.requests_unsent),
         polls: Stats::get(&stats.polls),
         poll_errors: Stats::get(&stats.poll_errors),
         outage: std::time::Duration::from_millis(Stats::get(&stats.outage_ms)),

@@ -3,8 +3,6 @@
 //! (the ledger is only read, when it exists).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,11 +49,122 @@ pub struct Report {
     pub output: PathBuf,
     /// The first three callable rows' extra call fields, as they would be sent (none without fields).
     pub samples: Vec<(u64, crate::fields::Extras)>,
+    /// What the dry run read besides the list (the campaign's journal), for the operator.
+    pub notes: Vec<String>,
 }
 
-/// Time a call holds a line: its length, plus on average half a poll interval before the runner sees it end.
-fn line_time(cfg: &RunConfig) -> Duration {
-    cfg.call_length + cfg.poll_interval / 2
+/// A campaign in progress, as its journal has it: the rows a run would not judge again.
+#[derive(Debug, Default)]
+struct Journaled {
+    /// 0-based row → its status word and detail, for rows final or on the gateway.
+    settled: HashMap<u64, (&'static str, String)>,
+    /// 0-based row → when its recall is due (ms), for contacts waiting for one.
+    recalls: HashMap<u64, Option<i64>>,
+}
+
+/// The journal of this list's campaign, if one exists: final rows keep their status, calls in progress stay
+/// with the gateway, and only the rest are judged and forecast, as the next run would.
+fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<Option<Journaled>> {
+    use crate::store::{State, journal};
+    let db = cfg.state_dir.join(journal::DB_FILE);
+    if !journal::usable(&db) {
+        return Ok(None);
+    }
+    let conn = journal::open_read_only(&db)?;
+    let bound: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'input_digest'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    if bound.as_deref() != Some(digest) {
+        notes.push(format!(
+            "The journal in {} belongs to another contact list: a run with these settings would refuse to start (exit 78). The rows below are judged as a new campaign's.",
+            cfg.state_dir.display()
+        ));
+        return Ok(None);
+    }
+    let mut j = Journaled::default();
+    let mut st = conn.prepare(
+        "SELECT row, state, COALESCE(detail, ''), last_outcome IS NOT NULL, recall_at FROM contacts
+         WHERE state <> 'pending' OR last_outcome IS NOT NULL",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let row = r.get::<_, i64>(0)?.max(0) as u64;
+        let text: String = r.get(1)?;
+        let state = State::parse(&text)
+            .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
+        if state == State::Pending {
+            if r.get::<_, bool>(3)? {
+                j.recalls.insert(row, r.get(4)?);
+            }
+            continue;
+        }
+        let detail = match state {
+            State::Intent | State::Dialed => {
+                "called; the next run polls it (not called again)".to_string()
+            }
+            _ => r.get(2)?,
+        };
+        j.settled.insert(row, (state.result_name(), detail));
+    }
+    if let Some(was) = crate::store::heard::log(&conn).last() {
+        let changes = crate::store::heard::Heard::of(cfg, 0).changes_since(was);
+        if !changes.is_empty() {
+            notes.push(format!(
+                "What people hear changed since this campaign's last run ({}): the people called so far heard the earlier settings; a run warns, and the results name each call's app. A new --output starts a new campaign.",
+                changes.join("; ")
+            ));
+        }
+    }
+    let (settled, recalls) = (j.settled.len(), j.recalls.len());
+    notes.push(format!(
+        "Campaign in progress (journal {}): {settled} rows already final or on the gateway keep their status; {recalls} waiting for a recall and the rows not yet called are judged.",
+        cfg.state_dir.display()
+    ));
+    Ok(Some(j))
+}
+
+/// Time a call holds a line, and where the figure comes from: its length plus a full poll interval (the end of
+/// a call is seen at the first poll after it, which in practice is nearly a full interval later; polls of
+/// many lines under `poll-rate` come less often than the interval), or what this campaign's calls took so far
+/// when that is longer. Never the shorter of the two: the forecast must not be optimistic.
+fn line_time(cfg: &RunConfig) -> (Duration, Option<u64>) {
+    let lines = cfg.gateways.iter().map(|g| g.lines).max().unwrap_or(1);
+    let by_rate = cfg
+        .poll_rate
+        .per_second()
+        .filter(|r| *r > 0.0)
+        .map_or(Duration::ZERO, |r| {
+            Duration::from_secs_f64(f64::from(lines) / r)
+        });
+    let modelled = cfg.call_length + cfg.poll_interval.max(by_rate);
+    match held_so_far(cfg) {
+        Some((held, calls)) if held > modelled => (held, Some(calls)),
+        _ => (modelled, None),
+    }
+}
+
+/// How long this campaign's finished calls held their lines on average (from the intent to the result read),
+/// once it has at least 20 of them.
+fn held_so_far(cfg: &RunConfig) -> Option<(Duration, u64)> {
+    let db = cfg.state_dir.join(crate::store::journal::DB_FILE);
+    if !crate::store::journal::usable(&db) {
+        return None;
+    }
+    let conn = crate::store::journal::open_read_only(&db).ok()?;
+    let (n, avg): (i64, Option<f64>) = conn
+        .query_row(
+            "SELECT COUNT(*), AVG(finished_at - intent_at) FROM calls
+             WHERE outcome IN ('made', 'failed') AND intent_at IS NOT NULL AND finished_at >= intent_at",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()?;
+    let avg = avg.filter(|a| a.is_finite() && *a >= 0.0)?;
+    (n >= 20).then(|| (Duration::from_secs_f64(avg / 1000.0), n as u64))
 }
 
 /// Calls to forecast, grouped by the zones their windows are judged in (one group without a window).
@@ -100,7 +209,8 @@ impl Groups {
 /// to the last close.
 pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forecast {
     let calls = groups.calls();
-    let per_call = line_time(cfg).as_secs_f64().max(1e-3);
+    let (held, learned) = line_time(cfg);
+    let per_call = held.as_secs_f64().max(1e-3);
     // Each gateway takes calls as fast as its lines (or its own rate) allow; the campaign's rate caps the sum.
     let mut gateways_own_rate = false;
     let by_gateways: f64 = cfg
@@ -134,11 +244,15 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
         calls as f64 / throughput + per_call
     };
     let duration = Duration::from_secs_f64(seconds);
+    let basis = match learned {
+        Some(n) => format!("as this campaign's {n} calls so far held them"),
+        None => "the call length and a poll interval".to_string(),
+    };
     let mut text = format!(
-        "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {lines_text}, {} per call) take about {}.",
+        "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {lines_text}, each line held {} per call: {basis}) take about {}.",
         throughput * 60.0,
         cfg.rate,
-        humanize(line_time(cfg)),
+        humanize(held),
         humanize(duration)
     );
     let Some(window) = &cfg.window else {
@@ -333,154 +447,174 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     }
     // The ledger is only read, and only if it exists: a dry run leaves nothing behind.
     let mut rules = super::run::rules_for(cfg, true)?;
+    let mut notes = Vec::new();
+    let journal = journaled(cfg, &source.digest, &mut notes)?.unwrap_or_default();
     let output = output_path(&cfg.output);
     let out_err = |e: &dyn std::fmt::Display| {
         Error::Output(format!("cannot write {}: {e}", output.display()))
     };
-    let file = File::create(&output).map_err(|e| out_err(&e))?;
-    let mut w = csv::WriterBuilder::new()
-        .flexible(true)
-        .delimiter(source.delimiter)
-        .from_writer(BufWriter::new(file));
-    let mut header = source.clean_headers();
-    for c in ["decision", "detail", "dialed_number"] {
-        header.push_field(c.as_bytes());
-    }
-    if cfg.window.is_some() {
-        header.push_field(b"timezone");
-        header.push_field(b"timezone_source");
-    }
-    w.write_byte_record(&header).map_err(|e| out_err(&e))?;
-
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut decisions: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut reader = source.reader()?;
-    let mut record = csv::ByteRecord::new();
-    let mut line = 0u64;
     let mut groups = Groups::default();
     let mut sources: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut one_country = contacts::OneCountry::default();
-    let request = super::run::request_for(cfg, &source.clean_headers())?;
     let mut samples = Vec::new();
-    while let Some(read) = reader
-        .next(&mut record)
-        .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
-    {
-        line += 1;
-        if let contacts::Row::Runaway { from, lines } = read {
-            return Err(source.runaway(line, from, lines));
+    // Written beside and renamed over, as the results are: a dry run stopped half-way (Ctrl-C on a large
+    // list) leaves the previous decisions whole, never a truncated file.
+    crate::output::results::write_atomically(&output, |file| {
+        let mut w = csv::WriterBuilder::new()
+            .flexible(true)
+            .delimiter(source.delimiter)
+            .from_writer(file);
+        let mut header = source.clean_headers();
+        for c in ["decision", "detail", "dialed_number"] {
+            header.push_field(c.as_bytes());
         }
-        let mut judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
-        one_country.check(&judged.verdict, line, cfg.number_format)?;
-        super::run::admit_fields(&mut judged, &request, &record);
-        if samples.len() < 3
-            && matches!(judged.verdict, Verdict::Call { .. })
-            && let Ok(x) = request.extras(Some(&record))
-            && (!x.fields.is_empty() || x.info.is_some())
+        if cfg.window.is_some() {
+            header.push_field(b"timezone");
+            header.push_field(b"timezone_source");
+        }
+        w.write_byte_record(&header).map_err(|e| out_err(&e))?;
+
+        let mut reader = source.reader()?;
+        let mut record = csv::ByteRecord::new();
+        let mut line = 0u64;
+        let mut one_country = contacts::OneCountry::default();
+        let request = super::run::request_for(cfg, &source.clean_headers())?;
+        while let Some(read) = reader
+            .next(&mut record)
+            .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
         {
-            samples.push((line, x));
-        }
-        let admission = admit(&judged.verdict, |e164| {
-            Ok::<_, Error>(match seen.get(e164) {
-                Some(first) => Some(*first),
-                None => {
-                    seen.insert(e164.to_string(), line);
-                    None
-                }
-            })
-        })?;
-        let (e164, dial) = match &judged.verdict {
-            Verdict::Call { e164, dial, .. } => (Some(e164.as_str()), dial.clone()),
-            Verdict::Invalid(_) => (None, String::new()),
-        };
-        // The same placement the run stores: the column's zone, else the number's, else the campaign's.
-        let own = super::run::placed(&judged);
-        let mut zone_cells: (String, &'static str) = (String::new(), "");
-        let (decision, detail, dial) = match (&admission, e164) {
-            (Admission::Callable, Some(e164)) => {
-                let cand = Candidate {
-                    e164,
-                    tz: own.as_ref().map(|(z, _)| z.as_str()),
-                };
-                let placed = rules.place(cand);
-                if cfg.window.is_some() {
-                    let source = match (&own, &placed) {
-                        (Some((_, src)), _) => src.as_str(),
-                        (None, Ok(_)) => crate::zones::Source::Campaign.as_str(),
-                        (None, Err(_)) => "not placed",
-                    };
-                    *sources.entry(source).or_insert(0) += 1;
-                    if let Ok(p) = &placed {
-                        zone_cells = (p.names.join("&"), source);
+            line += 1;
+            if let contacts::Row::Runaway { from, lines } = read {
+                return Err(source.runaway(line, from, lines));
+            }
+            let mut judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
+            one_country.check(&judged.verdict, line, cfg.number_format)?;
+            super::run::admit_fields(&mut judged, &request, &record);
+            if samples.len() < 3
+                && matches!(judged.verdict, Verdict::Call { .. })
+                && let Ok(x) = request.extras(Some(&record))
+                && (!x.fields.is_empty() || x.info.is_some())
+            {
+                samples.push((line, x));
+            }
+            let admission = admit(&judged.verdict, |e164| {
+                Ok::<_, Error>(match seen.get(e164) {
+                    Some(first) => Some(*first),
+                    None => {
+                        seen.insert(e164.to_string(), line);
+                        None
                     }
+                })
+            })?;
+            let (e164, dial) = match &judged.verdict {
+                Verdict::Call { e164, dial, .. } => (Some(e164.as_str()), dial.clone()),
+                Verdict::Invalid(_) => (None, String::new()),
+            };
+            // The same placement the run stores: the column's zone, else the number's, else the campaign's.
+            let own = super::run::placed(&judged);
+            let mut zone_cells: (String, &'static str) = (String::new(), "");
+            let settled = journal.settled.get(&(line - 1));
+            let (decision, detail, dial) = match (&admission, e164) {
+                // Final, or on the gateway: a run does not judge it again.
+                _ if settled.is_some() => {
+                    let (word, detail) = settled.cloned().unwrap_or_default();
+                    (word, detail, dial)
                 }
-                match rules.decide(cand, now) {
-                    Decision::Call => match rules.cap(e164, "", line - 1, 1, false)? {
-                        Some(detail) => ("capped", detail, dial),
-                        None => ("would_call", String::new(), dial),
-                    },
-                    Decision::OutsideWindow { detail, opens } => {
-                        let decision_opens = opens;
-                        let opens =
-                            opens.map_or("never in the next week".to_string(), |t| t.to_string());
-                        if cfg.wait_for_window {
-                            (
-                                "would_call",
-                                format!("waits for the calling window (opens {opens}): {detail}"),
-                                dial,
-                            )
-                        } else {
-                            groups.left_for_later(decision_opens);
-                            ("outside_window", format!("{detail}; opens {opens}"), dial)
+                (Admission::Callable, Some(e164)) => {
+                    let cand = Candidate {
+                        e164,
+                        tz: own.as_ref().map(|(z, _)| z.as_str()),
+                    };
+                    let placed = rules.place(cand);
+                    if cfg.window.is_some() {
+                        let source = match (&own, &placed) {
+                            (Some((_, src)), _) => src.as_str(),
+                            (None, Ok(_)) => crate::zones::Source::Campaign.as_str(),
+                            (None, Err(_)) => "not placed",
+                        };
+                        *sources.entry(source).or_insert(0) += 1;
+                        if let Ok(p) = &placed {
+                            zone_cells = (p.names.join("&"), source);
                         }
                     }
-                    Decision::Suppressed(list) => {
-                        ("suppressed", format!("on suppression list {list}"), dial)
+                    let recall = journal.recalls.get(&(line - 1)).map(|due| {
+                        let due = due
+                            .and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+                            .map_or(String::new(), |t| format!(", due {t}"));
+                        format!("a recall{due}")
+                    });
+                    match rules.decide(cand, now) {
+                        Decision::Call => match rules.cap(e164, "", line - 1, 1, false)? {
+                            Some(detail) => ("capped", detail, dial),
+                            None => ("would_call", recall.unwrap_or_default(), dial),
+                        },
+                        Decision::OutsideWindow { detail, opens } => {
+                            let decision_opens = opens;
+                            let opens = opens
+                                .map_or("never in the next week".to_string(), |t| t.to_string());
+                            if cfg.wait_for_window {
+                                (
+                                    "would_call",
+                                    format!(
+                                        "waits for the calling window (opens {opens}): {detail}"
+                                    ),
+                                    dial,
+                                )
+                            } else {
+                                groups.left_for_later(decision_opens);
+                                ("outside_window", format!("{detail}; opens {opens}"), dial)
+                            }
+                        }
+                        Decision::Suppressed(list) => {
+                            ("suppressed", format!("on suppression list {list}"), dial)
+                        }
+                        Decision::Unplaceable(reason) => ("invalid", reason, dial),
                     }
-                    Decision::Unplaceable(reason) => ("invalid", reason, dial),
+                }
+                (a, _) => (
+                    if matches!(a, Admission::Duplicate { .. }) {
+                        "duplicate"
+                    } else {
+                        "invalid"
+                    },
+                    a.detail().unwrap_or_default(),
+                    String::new(),
+                ),
+            };
+            if decision == "would_call" {
+                let cand = Candidate {
+                    e164: e164.unwrap_or(""),
+                    tz: own.as_ref().map(|(z, _)| z.as_str()),
+                };
+                match (cfg.window.is_some(), rules.place(cand)) {
+                    (true, Ok(p)) => groups.add(p.names.join("&"), p.zones, 1),
+                    _ => groups.add(String::new(), Vec::new(), 1),
                 }
             }
-            (a, _) => (
-                if matches!(a, Admission::Duplicate { .. }) {
-                    "duplicate"
-                } else {
-                    "invalid"
-                },
-                a.detail().unwrap_or_default(),
-                String::new(),
-            ),
-        };
-        if decision == "would_call" {
-            let cand = Candidate {
-                e164: e164.unwrap_or(""),
-                tz: own.as_ref().map(|(z, _)| z.as_str()),
-            };
-            match (cfg.window.is_some(), rules.place(cand)) {
-                (true, Ok(p)) => groups.add(p.names.join("&"), p.zones, 1),
-                _ => groups.add(String::new(), Vec::new(), 1),
+            *decisions.entry(decision).or_insert(0) += 1;
+            let mut out = record.clone();
+            out.truncate(source.headers.len());
+            for _ in out.len()..source.headers.len() {
+                out.push_field(b"");
             }
+            out.push_field(decision.as_bytes());
+            out.push_field(detail.as_bytes());
+            out.push_field(dial.as_bytes());
+            if cfg.window.is_some() {
+                out.push_field(zone_cells.0.as_bytes());
+                out.push_field(zone_cells.1.as_bytes());
+            }
+            w.write_byte_record(&out).map_err(|e| out_err(&e))?;
         }
-        *decisions.entry(decision).or_insert(0) += 1;
-        let mut out = record.clone();
-        out.truncate(source.headers.len());
-        for _ in out.len()..source.headers.len() {
-            out.push_field(b"");
-        }
-        out.push_field(decision.as_bytes());
-        out.push_field(detail.as_bytes());
-        out.push_field(dial.as_bytes());
-        if cfg.window.is_some() {
-            out.push_field(zone_cells.0.as_bytes());
-            out.push_field(zone_cells.1.as_bytes());
-        }
-        w.write_byte_record(&out).map_err(|e| out_err(&e))?;
-    }
-    w.flush().map_err(|e| out_err(&e))?;
+        w.flush().map_err(|e| out_err(&e))
+    })?;
     Ok(Report {
         decisions,
         forecast: forecast(cfg, &groups, now),
         zone_sources: sources,
         output,
         samples,
+        notes,
     })
 }

@@ -42,6 +42,11 @@ pub struct Breaker {
     max_outage: Duration,
     /// Time spent open, over the run (for the summary).
     pub outage_total: Duration,
+    /// The outages that ended, in order: the campaign's outage is the time every gateway was down at once.
+    spans: Vec<(Instant, Instant)>,
+    /// The pause going on is this process's own (no file descriptor for a socket), not the gateway's: it
+    /// pauses requests like an outage, and is not counted as one.
+    local: bool,
     /// The gateway's key, in logs, when the campaign has several.
     label: Option<String>,
 }
@@ -64,6 +69,8 @@ impl Breaker {
             delays: delays(PROBE_MIN, PROBE_MAX),
             max_outage,
             outage_total: Duration::ZERO,
+            spans: Vec::new(),
+            local: false,
             label,
         }
     }
@@ -97,7 +104,10 @@ impl Breaker {
     pub fn answered(&mut self, now: Instant) {
         if let Some(since) = self.open_since.take() {
             let down = now.saturating_duration_since(since);
-            self.outage_total += down;
+            if !std::mem::take(&mut self.local) {
+                self.outage_total += down;
+                self.spans.push((since, now.max(since)));
+            }
             match &self.label {
                 Some(gateway) => info!(
                     %gateway,
@@ -116,9 +126,16 @@ impl Breaker {
 
     /// The gateway could not be reached.
     pub fn unreachable(&mut self, now: Instant, why: &str) {
+        let local = why.contains("os error 24") || why.contains("Too many open files");
+        if self.local && !local {
+            // The gateway itself is now out of reach: its outage starts here.
+            self.local = false;
+            self.open_since = Some(now);
+        }
         if self.open_since.is_none() {
             self.open_since = Some(now);
-            if why.contains("os error 24") || why.contains("Too many open files") {
+            self.local = local;
+            if local {
                 // Not the gateway's fault: this process has no file descriptor left for a connection.
                 warn!(
                     reason = why,
@@ -162,8 +179,52 @@ impl Breaker {
         self.outage_total
             + self
                 .open_since
+                .filter(|_| !self.local)
                 .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
+}
+
+impl Breaker {
+    /// Its outages so far, in order, one still going on counted up to `now`.
+    pub fn outages(&self, now: Instant) -> Vec<(Instant, Instant)> {
+        let mut v = self.spans.clone();
+        if let Some(s) = self.open_since.filter(|_| !self.local) {
+            v.push((s, now.max(s)));
+        }
+        v
+    }
+}
+
+/// How long every one of the gateways was down at once, from each one's outages (each list in order, not
+/// overlapping). No gateway: no outage.
+pub fn all_down(gateways: &[Vec<(Instant, Instant)>]) -> Duration {
+    if gateways.is_empty() {
+        return Duration::ZERO;
+    }
+    // A sweep over every start (+1) and end (-1): the time during which all of them are down.
+    let mut edges: Vec<(Instant, i32)> = gateways
+        .iter()
+        .flatten()
+        .filter(|(a, b)| b > a)
+        .flat_map(|(a, b)| [(*a, 1), (*b, -1)])
+        .collect();
+    // At one instant, ends before starts: two outages that only touch do not overlap.
+    edges.sort();
+    let (mut down, mut since, mut total) = (0usize, None, Duration::ZERO);
+    for (t, d) in edges {
+        if d > 0 {
+            down += 1;
+            if down == gateways.len() {
+                since = Some(t);
+            }
+        } else {
+            if let Some(s) = since.take() {
+                total += t.saturating_duration_since(s);
+            }
+            down = down.saturating_sub(1);
+        }
+    }
+    total
 }
 
 #[cfg(test)]
@@ -206,6 +267,46 @@ mod tests {
             b.outage_so_far(at + Duration::from_secs(5)),
             at + Duration::from_secs(1) - t0
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_campaign_outage_is_the_time_every_gateway_was_down_at_once() {
+        let t0 = Instant::now();
+        let s = |a: u64, b: u64| (t0 + Duration::from_secs(a), t0 + Duration::from_secs(b));
+        // One refusing all along, the other up: no campaign outage.
+        assert_eq!(all_down(&[vec![s(0, 22)], vec![]]), Duration::ZERO);
+        // Both down from 5 to 8 and from 15 to 16.
+        let both = all_down(&[vec![s(0, 8), s(15, 30)], vec![s(5, 10), s(12, 16)]]);
+        assert_eq!(both, Duration::from_secs(4));
+        // Alone, a gateway's outage is the campaign's; outages that only touch do not overlap.
+        assert_eq!(all_down(&[vec![s(1, 3), s(4, 6)]]), Duration::from_secs(4));
+        assert_eq!(all_down(&[vec![s(0, 2)], vec![s(2, 4)]]), Duration::ZERO);
+        assert_eq!(all_down(&[vec![s(3, 3), s(4, 5)]]), Duration::from_secs(1));
+        let mut b = Breaker::new(Duration::from_secs(60), None);
+        b.unreachable(t0, "refused");
+        b.answered(t0 + Duration::from_secs(2));
+        b.unreachable(t0 + Duration::from_secs(5), "refused");
+        assert_eq!(
+            b.outages(t0 + Duration::from_secs(6)),
+            vec![s(0, 2), s(5, 6)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_out_of_file_descriptors_pauses_requests_and_is_no_outage() {
+        let t0 = Instant::now();
+        let at = |n: u64| t0 + Duration::from_secs(n);
+        let mut b = Breaker::new(Duration::from_secs(60), None);
+        b.unreachable(t0, "tcp open error: Too many open files (os error 24)");
+        assert!(b.is_open() && b.may_send(t0).is_err());
+        b.answered(at(3));
+        assert_eq!(b.outage_so_far(at(4)), Duration::ZERO);
+        // Out of descriptors, then the gateway itself refuses: its outage counts from the refusal.
+        b.unreachable(at(5), "Too many open files (os error 24)");
+        b.unreachable(at(6), "Connection refused (os error 111)");
+        b.answered(at(9));
+        assert_eq!(b.outages(at(10)), vec![(at(6), at(9))]);
+        assert_eq!(b.outage_so_far(at(10)), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]

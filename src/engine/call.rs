@@ -259,20 +259,26 @@ async fn request_inner(
         startapp: ctx.settings.app.clone(),
         extra: extras.fields,
     };
-    Stats::add(&ctx.stats.requests);
-    if let Some(g) = ctx
-        .stats
-        .by_gateway
-        .lock()
-        .ok()
-        .as_mut()
-        .and_then(|v| v.get_mut(gw))
-    {
-        g.requests += 1;
-    }
     // Not raced against the stop: once sent, the answer is awaited (bounded by the request timeout) so the
     // contact ends with what the gateway said rather than as `unknown`.
     let placed = ctx.gateways[gw].place_call(&req).await;
+    // A request that never left the process is no call request: counted apart, so the figures match the
+    // gateway's.
+    if matches!(placed, Err(PlaceError::Unsent(_))) {
+        Stats::add(&ctx.stats.requests_unsent);
+    } else {
+        Stats::add(&ctx.stats.requests);
+        if let Some(g) = ctx
+            .stats
+            .by_gateway
+            .lock()
+            .ok()
+            .as_mut()
+            .and_then(|v| v.get_mut(gw))
+        {
+            g.requests += 1;
+        }
+    }
     let e = match placed {
         Ok(req_id) => {
             ctx.report(Report::Answered { gw }).await;
@@ -280,7 +286,9 @@ async fn request_inner(
         }
         Err(e) => e,
     };
-    Stats::add(&ctx.stats.request_failures);
+    if !matches!(e, PlaceError::Unsent(_)) {
+        Stats::add(&ctx.stats.request_failures);
+    }
     if e.gateway_down() {
         ctx.report(Report::Unreachable {
             gw,
@@ -292,7 +300,7 @@ async fn request_inner(
     }
     let unknown = match &e {
         // No answer to judge: the request never left.
-        PlaceError::NotSent(_) => None,
+        PlaceError::NotSent(_) | PlaceError::Unsent(_) => None,
         PlaceError::Unavailable(_)
         | PlaceError::Refused(_)
         | PlaceError::Unauthorized(_)
@@ -305,7 +313,7 @@ async fn request_inner(
     }
     let not_scheduled = |detail: String| Event::NotScheduled { detail };
     match e {
-        PlaceError::NotSent(_) | PlaceError::Unavailable(_) => {
+        PlaceError::NotSent(_) | PlaceError::Unsent(_) | PlaceError::Unavailable(_) => {
             // An outage is not this contact's fault: it waits for the breaker and spends none of its retries.
             ctx.apply(row, not_scheduled(e.to_string())).await?;
             debug!(row = contact.line, error = %e, "call request not scheduled; waiting for the gateway");

@@ -308,9 +308,10 @@ impl Coordinator {
             .iter()
             .map(|l| l.breaker.outage_so_far(now).as_millis() as u64)
             .collect();
-        // The summary's outage is the longest of any gateway; each one's is in `by_gateway`.
+        // The summary's outage is the time every gateway was down at once; each one's is in `by_gateway`.
+        let spans: Vec<_> = self.lanes.iter().map(|l| l.breaker.outages(now)).collect();
         self.ctx.stats.outage_ms.store(
-            outages.iter().copied().max().unwrap_or(0),
+            super::breaker::all_down(&spans).as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
         if let Ok(mut by) = self.ctx.stats.by_gateway.lock() {

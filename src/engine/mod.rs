@@ -89,13 +89,20 @@ impl Ending {
         }
     }
 
+    /// Whether the run did all the work it had: it ran out of work, or a signal's drain finished every call
+    /// and left no row open (a stop that found nothing left to stop is a completed night).
+    pub fn completed(&self, open_rows: bool) -> bool {
+        !open_rows && matches!(self, Ending::Completed | Ending::Interrupted)
+    }
+
     /// The exit code for this ending, given whether rows are left open and whether some need a person.
     pub fn exit_code(&self, open_rows: bool, attention: bool) -> i32 {
         match self {
-            Ending::Completed if open_rows => exit::TEMPFAIL,
-            Ending::Completed if attention => exit::NEEDS_ATTENTION,
-            Ending::Completed => exit::OK,
-            Ending::Interrupted | Ending::DrainTimeout | Ending::Outage => exit::TEMPFAIL,
+            _ if self.completed(open_rows) && attention => exit::NEEDS_ATTENTION,
+            _ if self.completed(open_rows) => exit::OK,
+            Ending::Completed | Ending::Interrupted | Ending::DrainTimeout | Ending::Outage => {
+                exit::TEMPFAIL
+            }
             Ending::CredentialsRefused(_) | Ending::Misconfigured(_) => exit::CONFIG,
             Ending::UnreadableGateway(_) => exit::PROTOCOL,
             Ending::JournalFailed(_) => exit::IOERR,
@@ -300,8 +307,11 @@ impl Recall {
 /// Counters, for the progress display and the summary. Only counts: how the run ended is [`Ending`].
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Call requests sent (answered or not).
     pub requests: AtomicU64,
     pub request_failures: AtomicU64,
+    /// Call requests that never left the process (no file descriptor for a socket): not call requests.
+    pub requests_unsent: AtomicU64,
     pub polls: AtomicU64,
     pub poll_errors: AtomicU64,
     pub removes: AtomicU64,

@@ -21,6 +21,10 @@ pub enum PlaceError {
     /// The request never reached the gateway (refused, DNS, connect timeout): safe to send again.
     #[error("gateway not reached: {0}")]
     NotSent(String),
+    /// The request never left this process: no file descriptor for its socket (`ulimit -n`), or it could not
+    /// be built. Safe to send again, and not a call request the gateway could have seen.
+    #[error("the call request could not leave this process: {0}")]
+    Unsent(String),
     /// HTTP 503: the gateway (or its proxy) is not serving. Nothing was scheduled; back off and send again.
     #[error("gateway unavailable: {0}")]
     Unavailable(String),
@@ -60,6 +64,7 @@ impl PlaceError {
         !matches!(
             self,
             PlaceError::NotSent(_)
+                | PlaceError::Unsent(_)
                 | PlaceError::Unavailable(_)
                 | PlaceError::Lost(_)
                 | PlaceError::Unreadable { down: true, .. }
@@ -71,10 +76,26 @@ impl PlaceError {
         matches!(
             self,
             PlaceError::NotSent(_)
+                | PlaceError::Unsent(_)
                 | PlaceError::Unavailable(_)
                 | PlaceError::Unreadable { down: true, .. }
         )
     }
+}
+
+/// Whether a failed request never left this process: it could not be built, or the system refused a socket
+/// for it (EMFILE, ENFILE: out of file descriptors).
+fn never_left(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(23 | 24))
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    e.is_builder()
 }
 
 /// Why a status or remove request gave no usable answer. Always safe to ask again.
@@ -128,6 +149,8 @@ pub enum Wire {
     NotSent(String),
     /// Sent, and no answer came back (reset, closed, timeout).
     Lost(String),
+    /// The request could not leave this process (no file descriptor for a socket).
+    Unsent(String),
     /// An answer: its HTTP status, the text of its body as far as it could be read, and whether it was read
     /// whole.
     Answer {
@@ -264,7 +287,8 @@ impl Gateway {
                     whole: body.whole,
                 }
             }
-            Err(e) if e.is_connect() || e.is_builder() => Wire::NotSent(describe(&e)),
+            Err(e) if never_left(&e) => Wire::Unsent(describe(&e)),
+            Err(e) if e.is_connect() => Wire::NotSent(describe(&e)),
             Err(e) => Wire::Lost(describe(&e)),
         }
     }
@@ -300,6 +324,7 @@ impl Gateway {
 /// What the answer to a call request says: the request id, or why there is none (see [`PlaceError`]).
 fn read_call_reply(wire: Wire, url: &Url) -> Result<String, PlaceError> {
     let (code, text, whole) = match wire {
+        Wire::Unsent(e) => return Err(PlaceError::Unsent(e)),
         Wire::NotSent(e) => return Err(PlaceError::NotSent(e)),
         Wire::Lost(e) => return Err(PlaceError::Lost(e)),
         Wire::Answer { code, text, whole } => (code, text, whole),
@@ -363,7 +388,7 @@ fn read_call_reply(wire: Wire, url: &Url) -> Result<String, PlaceError> {
 /// The body of the answer to a status or remove request, or why there is none to read.
 fn read_poll_reply(wire: Wire) -> Result<String, PollError> {
     let (code, text, whole) = match wire {
-        Wire::NotSent(e) => return Err(PollError::Unreachable(e)),
+        Wire::NotSent(e) | Wire::Unsent(e) => return Err(PollError::Unreachable(e)),
         Wire::Lost(e) => return Err(PollError::Lost(e)),
         Wire::Answer { code, text, whole } => (code, text, whole),
     };

@@ -133,6 +133,11 @@ pub fn render(end: &RunEnd<'_>, previous: Option<&str>) -> String {
         &one(s.request_failures as f64),
     );
     family(
+        "ivr_campaign_last_run_call_requests_not_sent",
+        "Call requests of the last run that could not leave the process (out of file descriptors); not counted as call requests.",
+        &one(s.requests_unsent as f64),
+    );
+    family(
         "ivr_campaign_last_run_polls",
         "Status polls the last run sent.",
         &one(s.polls as f64),

@@ -7,3 +7,4 @@ pub mod report;
 pub mod results;
 pub mod status;
 pub mod summary;
+pub mod tally;

@@ -52,7 +52,6 @@ struct Row {
     number: String,
     detail: String,
     responses: String,
-    finished_ms: Option<i64>,
 }
 
 /// Most attention rows listed in the report (the results CSV has them all).
@@ -82,21 +81,20 @@ pub fn build(state_dir: &Path) -> Result<String> {
     let mut by_hour = [0u64; 24];
     let mut hour_unknown = 0u64;
     let mut st = conn.prepare(
-        "SELECT line, state, dialed_number, detail, responses, finished_at, COALESCE(dialed_at, intent_at), tz
+        "SELECT line, state, dialed_number, detail, responses, finished_at, COALESCE(dialed_at, intent_at), tz,
+                COALESCE(CASE WHEN state = 'pending' THEN last_outcome END, state)
          FROM contacts ORDER BY row",
     )?;
-    let mut counts: BTreeMap<State, u64> = BTreeMap::new();
+    // The counts every view shows, by the same definitions (a contact waiting for a recall under its last
+    // call's outcome).
+    let tally = crate::output::tally::Tally::read(&conn)?;
     let mut attention: Vec<Row> = Vec::new();
     let mut attention_total = 0u64;
-    let mut finished: Vec<(i64, State)> = Vec::new();
     // key → value → count, over made calls.
     let mut answers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut made = 0u64;
     let mut rows = st.query([])?;
     while let Some(r) = rows.next()? {
-        let state_text: String = r.get(1)?;
-        let state = State::parse(&state_text)
-            .ok_or_else(|| Error::Journal(format!("unknown state {state_text:?}")))?;
         if let Some(at) = r.get::<_, Option<i64>>(6)? {
             let own: Option<String> = r.get(7)?;
             let tz = match own {
@@ -114,21 +112,16 @@ pub fn build(state_dir: &Path) -> Result<String> {
                 _ => hour_unknown += 1,
             }
         }
+        let shown_text: String = r.get(8)?;
+        let shown = State::parse(&shown_text)
+            .ok_or_else(|| Error::Journal(format!("unknown state {shown_text:?}")))?;
         let row = Row {
             line: r.get::<_, i64>(0)? as u64,
-            status: state.result(),
+            status: shown.result(),
             number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
             detail: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
             responses: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
-            finished_ms: r.get(5)?,
         };
-        *counts.entry(row.status).or_insert(0) += 1;
-        if let (Some(t), true) = (
-            row.finished_ms,
-            state.is_final() && row.status != State::Invalid,
-        ) {
-            finished.push((t, row.status));
-        }
         if row.status == State::Made {
             made += 1;
             for (k, v) in Responses::parse(&row.responses).iter() {
@@ -146,7 +139,23 @@ pub fn build(state_dir: &Path) -> Result<String> {
             }
         }
     }
-    let total: u64 = counts.values().sum();
+    let total = tally.total();
+    // Calls over time: every call request that ended (each attempt of a recalled contact is one), by when it
+    // ended and how; rows never called (suppressed, invalid, …) are not calls.
+    let mut finished: Vec<(i64, State)> = Vec::new();
+    {
+        let mut q = conn.prepare(
+            "SELECT COALESCE(finished_at, dialed_at, intent_at), outcome FROM calls
+             WHERE COALESCE(finished_at, dialed_at, intent_at) IS NOT NULL",
+        )?;
+        let mut rows = q.query([])?;
+        while let Some(r) = rows.next()? {
+            let outcome: String = r.get(1)?;
+            if let Some(s) = State::parse(&outcome) {
+                finished.push((r.get(0)?, s.result()));
+            }
+        }
+    }
     // Contacts reached (made) by the call that reached them: 1st, 2nd, 3rd … attempt.
     let mut reached_on: BTreeMap<i64, u64> = BTreeMap::new();
     {
@@ -183,13 +192,26 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
         now = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M UTC"),
     );
 
-    let n = |s: State| counts.get(&s).copied().unwrap_or(0);
-    let open = n(State::Dialed) + n(State::Pending);
+    let n = |s: State| tally.count(s);
+    let open = tally.open();
     let _ = write!(
         h,
         r#"<div class="cards"><div class="card">Rows<b>{total}</b></div><div class="card">Reached<b class="ok">{made}</b></div><div class="card">Need a person<b class="{att_class}">{attention_total}</b></div><div class="card">Left for a rerun<b>{open}</b></div></div>"#,
         att_class = if attention_total > 0 { "warn" } else { "ok" },
     );
+    if tally.waiting > 0 {
+        let when = crate::output::tally::due_text(tally.next_due_ms)
+            .map(|d| format!(", the next due {d}"))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            r#"<p class="meta">Left for a rerun: not_attempted {}, in_progress {}, waiting for a recall {} (counted under their last call's outcome{}).</p>"#,
+            n(State::Pending),
+            n(State::Dialed),
+            tally.waiting,
+            esc(&when)
+        );
+    }
 
     // Counts per outcome: a table with a horizontal bar per status.
     h.push_str("<h2>Outcomes</h2><table><tr><th>Status</th><th class=\"n\">Rows</th><th class=\"n\">Share</th><th style=\"width:45%\"></th></tr>");

@@ -285,10 +285,12 @@ fn rows_to(
     let mut rows = stmt.query([])?;
     // Every attempt, in the same row order: stepped alongside the contacts.
     let mut history_stmt = conn.prepare(
-        "SELECT row, outcome, COALESCE(finished_at, dialed_at, intent_at) FROM calls ORDER BY row, attempt",
+        "SELECT row, outcome, COALESCE(finished_at, dialed_at, intent_at), intent_at FROM calls ORDER BY row, attempt",
     )?;
     let mut history_rows = history_stmt.query([])?;
-    let mut pending_call: Option<(i64, String, Option<i64>)> = None;
+    let mut pending_call: Option<(i64, String, Option<i64>, Option<i64>)> = None;
+    // A campaign whose app changed between runs: each call in the history names the app it used.
+    let heard = crate::store::heard::log(conn);
     let out_err = |e: &dyn std::fmt::Display| {
         Error::Output(format!("cannot write results {}: {e}", output.display()))
     };
@@ -361,12 +363,18 @@ fn rows_to(
                 if pending_call.is_none() {
                     pending_call = history_rows
                         .next()?
-                        .map(|h| Ok::<_, rusqlite::Error>((h.get(0)?, h.get(1)?, h.get(2)?)))
+                        .map(|h| {
+                            Ok::<_, rusqlite::Error>((h.get(0)?, h.get(1)?, h.get(2)?, h.get(3)?))
+                        })
                         .transpose()?;
                 }
                 match &pending_call {
-                    Some((r, outcome, at)) if *r == index => {
-                        history.push(format!("{outcome} {}", rfc3339(*at)));
+                    Some((r, outcome, at, intent)) if *r == index => {
+                        let app = intent
+                            .or(*at)
+                            .and_then(|t| crate::store::heard::app_at(&heard, t))
+                            .map_or(String::new(), |a| format!(" (app {a})"));
+                        history.push(format!("{outcome} {}{app}", rfc3339(*at)));
                         pending_call = None;
                     }
                     _ => break,

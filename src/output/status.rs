@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{RunArgs, StatusArgs};
 use crate::config::{RunConfig, default_output, default_state_dir};
 use crate::error::{Error, Result};
+use crate::output::tally::{Tally, due_text};
 use crate::store::State;
 use crate::store::journal;
 
@@ -46,40 +47,6 @@ fn running(dir: &Path) -> bool {
     matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
-/// How a state reads to someone looking now. A request whose answer has not come (`intent`) is in progress
-/// while a run holds the journal: that run is waiting for the answer and records it. With no run holding it,
-/// the process that sent it is gone, and nobody knows whether the call was placed: it is `unknown`, as the
-/// next run will record it.
-fn seen(state: State, running: bool) -> State {
-    match state {
-        State::Intent if running => State::Dialed,
-        State::Intent => State::Unknown,
-        s => s,
-    }
-}
-
-/// Counts per state as [`seen`] now; `intent` is kept as such while a run holds the journal (it is counted
-/// as `requesting`, and in progress).
-fn as_seen(counts: Vec<(State, u64)>, running: bool) -> Vec<(State, u64)> {
-    let mut out: std::collections::BTreeMap<State, u64> = Default::default();
-    for (s, n) in counts {
-        let s = if running { s } else { seen(s, false) };
-        *out.entry(s).or_insert(0) += n;
-    }
-    out.into_iter().collect()
-}
-
-/// Contacts waiting for a recall, and the earliest due (ms).
-pub fn recalls(db: &Path) -> Result<(u64, Option<i64>)> {
-    let conn = journal::open_read_only(db)?;
-    let (n, next): (i64, Option<i64>) = conn.query_row(
-        "SELECT COUNT(*), MIN(recall_at) FROM contacts WHERE state = 'pending' AND last_outcome IS NOT NULL",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok((n as u64, next))
-}
-
 /// One gateway's calls, open calls, outcomes and outage time, on one line.
 pub fn gateway_line(g: &journal::GatewayShare) -> String {
     let outcomes: Vec<String> = g.outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
@@ -100,45 +67,15 @@ pub fn gateway_line(g: &journal::GatewayShare) -> String {
 }
 
 /// `status --json`: the journal's side of the summary (`rows`, `recalls`, `gateways[].campaign` have the
-/// summary's shapes and names), versioned with it.
+/// summary's shapes, names and meanings: see [`Tally`]), versioned with it.
 pub fn json(dir: &Path) -> Result<serde_json::Value> {
     let db = dir.join(journal::DB_FILE);
-    let running = running(dir);
-    let counts = as_seen(journal::counts(&db)?, running);
-    let (waiting, next_recall) = recalls(&db)?;
-    let requesting = counts
-        .iter()
-        .filter(|(s, _)| *s == State::Intent)
-        .map(|(_, n)| n)
-        .sum::<u64>();
-    let count = |f: fn(State) -> bool| -> u64 {
-        counts
-            .iter()
-            .filter(|(s, _)| f(seen(*s, running)))
-            .map(|(_, n)| n)
-            .sum()
-    };
     let conn = journal::open_read_only(&db)?;
-    // Shown as the results show them: a contact waiting for a recall with its last call's outcome.
-    let mut shown: std::collections::BTreeMap<State, u64> = Default::default();
-    let mut stmt = conn.prepare(
-        "SELECT COALESCE(CASE WHEN state = 'pending' THEN last_outcome END, state), COUNT(*) FROM contacts GROUP BY 1",
-    )?;
-    let mut rows = stmt.query([])?;
-    while let Some(row) = rows.next()? {
-        let text: String = row.get(0)?;
-        let state = State::parse(&text)
-            .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
-        *shown.entry(seen(state, running).result()).or_insert(0) += row.get::<_, i64>(1)? as u64;
-    }
+    let running = running(dir);
+    let t = Tally::read_now(&conn, running)?;
     let by_status: serde_json::Map<String, serde_json::Value> = State::RESULTS
         .iter()
-        .map(|r| {
-            (
-                r.result_name().to_string(),
-                shown.get(r).copied().unwrap_or(0).into(),
-            )
-        })
+        .map(|r| (r.result_name().to_string(), t.count(*r).into()))
         .collect();
     let gateways = journal::gateways_on(&conn)?;
     Ok(serde_json::json!({
@@ -146,17 +83,15 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
         "state": dir.display().to_string(),
         "running": running,
         "rows": {
-            "total": count(|_| true),
-            "needs_attention": count(State::needs_attention),
-            // As in the summary: a contact waiting for a recall is open.
-            "open": count(State::is_open),
-            // Requests a running process has recorded but not yet had an answer to.
-            "requesting": requesting,
+            "total": t.total(),
+            "needs_attention": t.needs_attention(),
+            "open": t.open(),
+            "requesting": t.requesting,
             "by_status": by_status,
         },
         "recalls": {
-            "waiting": waiting,
-            "next_due": next_recall.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
+            "waiting": t.waiting,
+            "next_due": t.next_due_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
         },
         "gateways": gateways.iter().map(|g| serde_json::json!({
             "url": g.key,
@@ -170,66 +105,50 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
     }))
 }
 
-/// The report printed by `status`.
+/// The report printed by `status`, in the results' words (see [`Tally`]).
 pub fn report(dir: &Path) -> Result<String> {
     let db = dir.join(journal::DB_FILE);
-    let running = running(dir);
-    let counts = as_seen(journal::counts(&db)?, running);
-    let (waiting, next_recall) = recalls(&db)?;
-    let total: u64 = counts.iter().map(|(_, n)| n).sum();
-    let open: u64 = counts
-        .iter()
-        .filter(|(s, _)| !s.is_final())
-        .map(|(_, n)| n)
-        .sum();
+    let conn = journal::open_read_only(&db)?;
+    let t = Tally::read_now(&conn, running(dir))?;
     let mut out = format!(
-        "journal {}: {} contacts, {} final, {} open; {}\n",
+        "journal {}: {} rows, {} open, {} need a person; {}\n",
         dir.display(),
-        total,
-        total - open,
-        open,
-        if running {
+        t.total(),
+        t.open(),
+        t.needs_attention(),
+        if running(dir) {
             "a run is in progress"
         } else {
             "no run in progress"
         }
     );
-    for state in State::ALL {
-        let n = counts
-            .iter()
-            .find(|(s, _)| *s == state)
-            .map_or(0, |(_, n)| *n);
-        let n = if state == State::Pending {
-            n - waiting
-        } else {
-            n
-        };
+    for state in State::RESULTS {
+        let n = t.count(state);
         if n > 0 {
-            let label = match state {
-                State::Pending => "pending (not yet called)",
-                State::Intent => "requesting (in progress)",
-                State::Dialed => "dialed (polling)",
-                s => s.as_str(),
-            };
-            out.push_str(&format!("  {label:<26}{n:>9}\n"));
+            out.push_str(&format!("  {:<26}{n:>9}\n", state.result_name()));
         }
     }
-    let gateways = journal::gateways_on(&journal::open_read_only(&db)?)?;
+    if t.waiting > 0 {
+        let when = due_text(t.next_due_ms)
+            .map(|d| format!(", the next due {d}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<26}{:>9} (counted above under their last call's outcome{when})\n",
+            "waiting for a recall", t.waiting
+        ));
+    }
+    if t.requesting > 0 {
+        out.push_str(&format!(
+            "  {:<26}{:>9} (counted above as unknown until the gateway answers)\n",
+            "requesting", t.requesting
+        ));
+    }
+    let gateways = journal::gateways_on(&conn)?;
     if !gateways.is_empty() {
         out.push_str("gateways:\n");
         for g in &gateways {
             out.push_str(&format!("  {}\n", gateway_line(g)));
         }
-    }
-    if waiting > 0 {
-        let when = next_recall
-            .and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
-            .map(|t| format!(" (next due {})", t.strftime("%Y-%m-%d %H:%M UTC")))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "  {:<26}{waiting:>9}{when}\n",
-            "waiting for a recall"
-        ));
     }
     Ok(out)
 }

@@ -25,6 +25,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub requests: u64,
     pub request_failures: u64,
+    /// Call requests that could not leave this process (out of file descriptors): not among `requests`.
+    pub requests_unsent: u64,
     pub polls: u64,
     pub poll_errors: u64,
     pub outage: Duration,
@@ -71,7 +73,7 @@ impl Summary {
 
     /// Rows a rerun has work for: calls to poll, contacts to call, recalls waiting.
     pub fn open(&self) -> u64 {
-        self.count_where(State::is_open) + self.recalls_waiting
+        crate::output::tally::open_and_attention(&self.counts, self.recalls_waiting).0
     }
 
     pub fn total(&self) -> u64 {
@@ -112,7 +114,7 @@ impl Summary {
             "exit_code": self.exit_code(),
             "ending": self.ending.as_str(),
             "results_error": self.results_error,
-            "completed": self.ending == Ending::Completed && self.open() == 0,
+            "completed": self.ending.completed(self.open() > 0),
             "rows": { "total": self.total(), "needs_attention": n(State::needs_attention), "open": self.open(), "by_status": rows },
             "recalls": {
                 "waiting": self.recalls_waiting,
@@ -121,6 +123,7 @@ impl Summary {
             "gateway": {
                 "call_requests": self.requests,
                 "call_request_failures": self.request_failures,
+                "call_requests_not_sent": self.requests_unsent,
                 "polls": self.polls,
                 "poll_errors": self.poll_errors,
                 "outage_stop": self.ending == Ending::Outage,
@@ -191,8 +194,16 @@ impl Summary {
         } else {
             String::new()
         };
+        let unsent = if self.requests_unsent > 0 {
+            format!(
+                "; {} more could not leave this process (out of file descriptors?) and are not counted",
+                self.requests_unsent
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} rows: {}.{recalls}{gateways} {} call requests ({} failed), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
+            "{} rows: {}.{recalls}{gateways} {} call requests ({} failed{unsent}), {} polls ({} failed) in {:.1}s ({:.2} requests/s{}). Results: {} ({what})",
             self.total(),
             parts.join(", "),
             self.requests,

@@ -1635,6 +1635,8 @@ pub fn open_read_only(db_path: &Path) -> Result<Connection> {
     )
     .map_err(|e| Error::Journal(format!("cannot open {}: {e}", db_path.display())))?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // Views read every layout `run` migrates, without migrating it.
+    super::compat::read_as_current(&conn)?;
     Ok(conn)
 }
 

@@ -14,3 +14,4 @@ mod outcomes;
 mod pacing;
 mod rules;
 mod simulator;
+mod views;

@@ -206,7 +206,7 @@ async fn a_clean_campaign_exits_zero_and_status_reports_it() {
     let st = run(&["status", "--output", &output.display().to_string()]).await;
     assert_eq!(code(&st), 0, "{}", stderr(&st));
     let text = String::from_utf8_lossy(&st.stdout);
-    assert!(text.contains("5 contacts, 5 final, 0 open"), "{text}");
+    assert!(text.contains("5 rows, 0 open, 0 need a person"), "{text}");
     assert!(text.contains("made"), "{text}");
 }
 

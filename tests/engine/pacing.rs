@@ -105,7 +105,8 @@ async fn the_forecast_matches_a_run() {
     args.lines = Some("4".into());
     args.rate = Some("20/s".into());
     args.poll_interval = Some("30ms".into());
-    args.call_length = Some("320ms".into());
+    // The simulator's ring and talk.
+    args.call_length = Some("300ms".into());
     let cfg = ivr_campaign::config::RunConfig::from_args(args.clone()).expect("settings");
     let forecast = ivr_campaign::commands::validate::forecast(
         &cfg,

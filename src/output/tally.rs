@@ -1,0 +1,105 @@
+//! What every view counts, defined once: `status`, `status --json` and the report read a journal through
+//! [`Tally`], and the results file (hence the summary and the metrics) counts its rows the same way.
+//!
+//! - A row's status is its result word ([`State::result_name`]); a contact **waiting for a recall** shows its
+//!   last call's outcome (`failed`, `made`, `unresolved`) and has a `recall_at`.
+//! - **Open** rows are those a rerun has work for: `not_attempted` + `in_progress` + waiting for a recall.
+//! - **Requesting** rows (a process sent their request and has no answer yet): while a run holds the journal
+//!   they are `in_progress` (that run is waiting for the answer and records it); with no run holding it they
+//!   are `unknown`, which is what the next run records them as.
+
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+use crate::store::State;
+
+/// A journal's rows as the views show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Rows per result status (a contact waiting for a recall under its last outcome).
+    pub by_status: BTreeMap<State, u64>,
+    /// Contacts waiting for a recall, and the earliest due (ms since the epoch).
+    pub waiting: u64,
+    pub next_due_ms: Option<i64>,
+    /// Requests a running process has recorded and not yet had an answer to (among `unknown`).
+    pub requesting: u64,
+}
+
+impl Tally {
+    /// The rows as a finished (or crashed) campaign shows them.
+    pub fn read(conn: &Connection) -> Result<Tally> {
+        Tally::read_now(conn, false)
+    }
+
+    /// The rows as someone looking now sees them: `running` says whether a run holds the journal.
+    pub fn read_now(conn: &Connection, running: bool) -> Result<Tally> {
+        let mut t = Tally::default();
+        let mut stmt = conn.prepare(
+            "SELECT COALESCE(CASE WHEN state = 'pending' THEN last_outcome END, state),
+                    state = 'pending' AND last_outcome IS NOT NULL, state = 'intent', COUNT(*),
+                    MIN(CASE WHEN state = 'pending' AND last_outcome IS NOT NULL THEN recall_at END)
+             FROM contacts GROUP BY 1, 2, 3",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let text: String = row.get(0)?;
+            let state = State::parse(&text)
+                .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
+            let n = row.get::<_, i64>(3)?.max(0) as u64;
+            let state = match state {
+                State::Intent if running => State::Dialed,
+                s => s,
+            };
+            *t.by_status.entry(state.result()).or_insert(0) += n;
+            if row.get::<_, bool>(1)? {
+                t.waiting += n;
+                t.next_due_ms = match (t.next_due_ms, row.get::<_, Option<i64>>(4)?) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            if row.get::<_, bool>(2)? {
+                t.requesting += n;
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn count(&self, s: State) -> u64 {
+        self.by_status.get(&s).copied().unwrap_or(0)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.by_status.values().sum()
+    }
+
+    pub fn needs_attention(&self) -> u64 {
+        open_and_attention(&self.by_status, self.waiting).1
+    }
+
+    /// Rows a rerun has work for.
+    pub fn open(&self) -> u64 {
+        open_and_attention(&self.by_status, self.waiting).0
+    }
+}
+
+/// Open rows and rows needing a person, from counts per result status and the recalls waiting: the one
+/// definition the summary, the metrics and every view use.
+pub fn open_and_attention(by_status: &BTreeMap<State, u64>, waiting: u64) -> (u64, u64) {
+    let sum = |f: fn(State) -> bool| -> u64 {
+        by_status
+            .iter()
+            .filter(|(s, _)| f(**s))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    (sum(State::is_open) + waiting, sum(State::needs_attention))
+}
+
+/// When a recall is next due, for people.
+pub fn due_text(ms: Option<i64>) -> Option<String> {
+    ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+}
