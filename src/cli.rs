@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand};
 pub fn version() -> &'static str {
     static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "{} (IANA time zone database {}, libphonenumber time-zone map {})",
+            "{} (IANA time zone database {}, libphonenumber number data {}, libphonenumber time-zone map {})",
             env!("CARGO_PKG_VERSION"),
             crate::zones::tzdb_release(),
+            crate::contacts::NUMBER_DATA_RELEASE,
             crate::zones::MAP_RELEASE
         )
     });

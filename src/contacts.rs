@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use csv::ByteRecord;
-use phonenumber::Mode;
-use phonenumber::country::Id as Region;
+pub use rlibphonenumber::Region;
+use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumber, PhoneNumberFormat};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -737,10 +737,12 @@ pub fn judge(
     normalise(text, region, format)
 }
 
-/// Parses a phone cell with libphonenumber's rules and the default region. An extension is left off (the
-/// caller notes it); any other letter makes the cell invalid, because libphonenumber reads letters as keypad
-/// digits, and in a contact list a letter is a typo far more often than a vanity number: `646-555-10O1` would
-/// call 646-555-1061, a stranger.
+/// Parses a phone cell as libphonenumber does (rlibphonenumber, a port of its C++ library, with the
+/// metadata release [`NUMBER_DATA_RELEASE`]) with the default region, and keeps the project's own rules on
+/// top. An extension is left off (the caller notes it); any other letter makes the cell invalid, because
+/// libphonenumber reads letters as keypad digits, and in a contact list a letter is a typo far more often than
+/// a vanity number: `646-555-10O1` would call 646-555-1061, a stranger. A number in scientific notation is
+/// refused: a spreadsheet dropped its last digits.
 pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
     let t = split_extension(text.trim()).0.trim();
     if t.is_empty() {
@@ -758,23 +760,21 @@ pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
             "{t:?} is in scientific notation (a spreadsheet converted it); digits are lost"
         ));
     }
-    let number = match phonenumber::parse(Some(region), t) {
+    let number = match parse(t, region) {
         Ok(n) => n,
         Err(e) => return Verdict::Invalid(format!("{t:?} is not a phone number ({e})")),
     };
     if !number.is_valid() {
         return Verdict::Invalid(format!(
-            "{t:?} is not a valid number (default region {region:?})"
+            "{t:?} is not a valid number (default region {region})"
         ));
     }
-    let e164 = number.format().mode(Mode::E164).to_string();
+    let e164 = number.format_as(PhoneNumberFormat::E164).into_owned();
     let dial = match format {
         NumberFormat::E164 => e164.clone(),
         NumberFormat::Digits => e164.trim_start_matches('+').to_string(),
         NumberFormat::National => number
-            .format()
-            .mode(Mode::National)
-            .to_string()
+            .format_as(PhoneNumberFormat::National)
             .chars()
             .filter(char::is_ascii_digit)
             .collect(),
@@ -782,8 +782,31 @@ pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
     Verdict::Call {
         e164,
         dial,
-        country: number.code().value(),
+        country: u16::try_from(number.country_code).unwrap_or(0),
     }
+}
+
+/// The libphonenumber metadata release the number rules come from: rlibphonenumber 2.2.15 carries 9.0.42
+/// (its README; `tests/phone_corpus.rs` checks it against numbers that 9.0.41 and 9.0.43 judge otherwise).
+pub const NUMBER_DATA_RELEASE: &str = "9.0.42";
+
+/// libphonenumber's parse: the country code a number is written with decides how its national part is read
+/// (the default region's trunk prefix is never stripped from another country's number).
+pub fn parse(
+    text: &str,
+    region: Region,
+) -> std::result::Result<PhoneNumber, rlibphonenumber::ParseError> {
+    PHONE_NUMBER_UTIL.parse(text, Some(region))
+}
+
+/// A region code as the metadata knows it (`US`, `GB`): two letters are not enough, the region must have
+/// numbers of its own.
+pub fn region(code: &str) -> Option<Region> {
+    let r: Region = code.trim().to_ascii_uppercase().parse().ok()?;
+    PHONE_NUMBER_UTIL
+        .get_country_code_for_region(r)
+        .is_some_and(|cc| cc > 0)
+        .then_some(r)
 }
 
 fn looks_scientific(t: &str) -> bool {

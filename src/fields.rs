@@ -350,8 +350,8 @@ pub fn caller_id(text: &str) -> Result<String, String> {
     };
     let ok = all_digits
         && international
-            .and_then(|n| phonenumber::parse(None, n).ok())
-            .is_some_and(|n| phonenumber::is_valid(&n));
+            .and_then(|n| rlibphonenumber::PHONE_NUMBER_UTIL.parse(n, None).ok())
+            .is_some_and(|n| n.is_valid());
     if ok {
         Ok(cleaned)
     } else {

@@ -92,7 +92,7 @@ struct PrefixMap {
 const MAP_DATA: &str = include_str!("../data/timezones/map_data.txt");
 
 /// The libphonenumber release the map comes from (`data/timezones/SOURCE.md`; the refresh script updates both).
-pub const MAP_RELEASE: &str = "9.0.34";
+pub const MAP_RELEASE: &str = "9.0.42";
 
 static MAP: LazyLock<PrefixMap> = LazyLock::new(|| {
     let mut zones = HashMap::new();
@@ -163,58 +163,53 @@ fn same_clock(zones: &[&'static str]) -> bool {
     })
 }
 
-/// The zones a number's prefix places it in, when the prefix says more than the country does: a number that
-/// matches only its country code, in a country whose zones keep different clocks (`1`: 42 zones from Guam to
-/// Bermuda), is not placed. A country with one clock places every number in its zones.
+/// The zones a number is placed in by libphonenumber's rule (its `time_zones_for_number`): a number of a
+/// geographic type (fixed line, fixed line or mobile, and mobiles where the country issues them by area code)
+/// by the longest prefix of the map it starts with; any other type (mobile, toll-free, VoIP, personal, …)
+/// by its country code's line. On top of that, two rules of our own, both stricter:
+/// - a line of zones that keep different clocks that is only the country's (`1`: 42 zones from Guam to
+///   Bermuda; `7`: eleven) places nobody;
+/// - a mobile number of a country of several clocks is not placed, even where libphonenumber places it by
+///   its prefix (Brazil, Mexico, Indonesia): the phone moves with its owner.
+///
+/// `None` also for a number that is not valid (libphonenumber's `Etc/Unknown`).
 pub fn of_number(e164: &str) -> Option<&'static [&'static str]> {
+    use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberType};
     let digits = e164.strip_prefix('+').unwrap_or(e164);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let map = &*MAP;
-    let mut found: Option<(usize, &'static [&'static str])> = None;
-    for len in (1..=map.longest.min(digits.len())).rev() {
-        if let Some(z) = map.zones.get(&digits[..len]) {
-            found = Some((len, z.as_slice()));
-            break;
-        }
-    }
-    let (len, zones) = found?;
-    // The shortest prefix of the number in the map is its country code's line.
-    let country_len = (1..=len).find(|l| map.zones.contains_key(&digits[..*l]))?;
-    let country = map.zones.get(&digits[..country_len])?;
-    let several_clocks = country.len() > 1 && !same_clock(country);
-    if country_len == len && zones.len() > 1 && !same_clock(zones) {
+    let number = PHONE_NUMBER_UTIL.parse(e164, None).ok()?;
+    let kind = number.get_type();
+    if kind == PhoneNumberType::Unknown {
         return None;
     }
-    // A mobile (or other non-geographic) number moves with its owner: in a country of several clocks its
-    // prefix names where the range was issued (every Australian mobile "in Sydney", every Russian one "in
-    // Moscow"), not where the person is. It is placed as a number that says only its country. North American
-    // numbers keep their area codes' zones: mobiles there are issued by area code.
-    if several_clocks && country_len < len && !digits.starts_with('1') && non_geographic(e164) {
+    let map = &*MAP;
+    let code = number.country_code.to_string();
+    let country = longest(map, &code)?;
+    let several_clocks = country.len() > 1 && !same_clock(country);
+    if several_clocks && kind == PhoneNumberType::Mobile {
+        return None;
+    }
+    let zones = if PHONE_NUMBER_UTIL
+        .is_number_geographical_by_country_code_and_type(kind, number.country_code)
+    {
+        longest(map, digits)?
+    } else {
+        country
+    };
+    if std::ptr::eq(zones, country) && several_clocks {
         return None;
     }
     Some(zones)
 }
 
-/// Whether libphonenumber types the number as one not tied to a place (mobile, VoIP, personal, pager, …).
-fn non_geographic(e164: &str) -> bool {
-    use phonenumber::Type;
-    let Ok(n) = phonenumber::parse(None, e164) else {
-        return false;
-    };
-    matches!(
-        n.number_type(&phonenumber::metadata::DATABASE),
-        Type::Mobile
-            | Type::Voip
-            | Type::PersonalNumber
-            | Type::Pager
-            | Type::Uan
-            | Type::TollFree
-            | Type::PremiumRate
-            | Type::SharedCost
-            | Type::Voicemail
-    )
+/// The line of the longest prefix of `digits` the map has.
+fn longest(map: &'static PrefixMap, digits: &str) -> Option<&'static [&'static str]> {
+    (1..=map.longest.min(digits.len()))
+        .rev()
+        .find_map(|len| map.zones.get(&digits[..len]))
+        .map(Vec::as_slice)
 }
 
 /// Every set of several zones a North American prefix lists, for tests.
@@ -255,7 +250,7 @@ mod tests {
         );
         // The file keeps its license header.
         assert!(MAP_DATA.starts_with("# Copyright (C) 2012 The Libphonenumber Authors"));
-        assert_eq!(MAP.zones.len(), 3295);
+        assert_eq!(MAP.zones.len(), 3240);
     }
 
     #[test]

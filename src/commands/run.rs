@@ -114,7 +114,7 @@ pub fn reading(source: &Source, cfg: &RunConfig) -> String {
     };
     [
         ("phone-column", header(source.phone_index)),
-        ("default-region", format!("{:?}", cfg.default_region)),
+        ("default-region", cfg.default_region.to_string()),
         ("encoding", format!("{:?}", source.encoding)),
         ("delimiter", (source.delimiter as char).to_string()),
         (
@@ -620,7 +620,7 @@ pub async fn run_with_clock(
             .collect::<Vec<_>>()
             .join(", "),
         poll_interval = %Dur(cfg.poll_interval),
-        region = %AsRef::<str>::as_ref(&cfg.default_region),
+        region = %cfg.default_region,
         "campaign starting"
     );
 
