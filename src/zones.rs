@@ -140,7 +140,7 @@ impl Source {
 /// Whether zones keep the same clock from now on: the same offset now and the same transitions (instant and
 /// offset) over the next two years. The United Kingdom's line lists London, Guernsey, Jersey and the Isle of
 /// Man, which do; Russia's lists eleven zones, which do not.
-fn same_clock(zones: &[&'static str]) -> bool {
+pub fn same_clock(zones: &[&'static str]) -> bool {
     static SEEN: LazyLock<std::sync::Mutex<HashMap<Vec<&'static str>, bool>>> =
         LazyLock::new(Default::default);
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
@@ -185,8 +185,7 @@ pub fn of_number(e164: &str) -> Option<&'static [&'static str]> {
         return None;
     }
     let map = &*MAP;
-    let code = number.country_code.to_string();
-    let country = longest(map, &code)?;
+    let country = country_line(number.country_code)?;
     let several_clocks = country.len() > 1 && !same_clock(country);
     if several_clocks && kind == PhoneNumberType::Mobile {
         return None;
@@ -202,6 +201,12 @@ pub fn of_number(e164: &str) -> Option<&'static [&'static str]> {
         return None;
     }
     Some(zones)
+}
+
+/// The zones the map lists for a country calling code: where libphonenumber places a number of a type not tied
+/// to a place.
+pub fn country_line(country_code: i32) -> Option<&'static [&'static str]> {
+    longest(&MAP, &country_code.to_string())
 }
 
 /// The line of the longest prefix of `digits` the map has.
