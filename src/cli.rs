@@ -381,3 +381,16 @@ pub struct StatusArgs {
     #[arg(long)]
     pub input: Option<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_names_the_number_data_and_the_map_release() {
+        let v = super::version();
+        assert!(
+            v.contains("libphonenumber number data 9.0.42")
+                && v.contains("libphonenumber time-zone map 9.0.42"),
+            "{v}"
+        );
+    }
+}

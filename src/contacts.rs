@@ -911,6 +911,46 @@ mod tests {
     }
 
     #[test]
+    fn a_number_with_its_own_country_code_keeps_its_national_part_under_any_default_region() {
+        // phonenumber 0.3 stripped the default region's trunk prefix (1 for US, 0 for GB and DE) from these,
+        // and dialed somebody else: +49 574 833 7887, +86 312 3456 786, +241 6031234.
+        for region in [Region::US, Region::GB, Region::DE] {
+            for (text, e164) in [
+                ("+49 157 4833 7887", "+4915748337887"),
+                ("+86 131 2345 6786", "+8613123456786"),
+                ("+91 186 0345 1234", "+9118603451234"),
+                ("+241 06 03 12 34", "+24106031234"),
+                ("+39 02 1234 5678", "+390212345678"),
+                ("+44 20 7946 0018", "+442079460018"),
+                ("+55 11 2345 6789", "+551123456789"),
+                ("+33 1 23 45 67 89", "+33123456789"),
+                ("+86 10 1234 5678", "+861012345678"),
+                ("+61 1800 123 456", "+611800123456"),
+                ("+1 273 201 1234", "+12732011234"),
+            ] {
+                match normalise(text, region, NumberFormat::E164) {
+                    Verdict::Call { e164: got, .. } => assert_eq!(got, e164, "{text} ({region})"),
+                    other => panic!("{text} ({region}): {other:?}"),
+                }
+            }
+        }
+        // A number's own trunk prefix after its country code is libphonenumber's to drop (+44 0 20 is London).
+        assert_eq!(
+            call("+44 020 7946 0018", Region::US, NumberFormat::E164).0,
+            "+442079460018"
+        );
+    }
+
+    #[test]
+    fn a_region_is_one_the_number_data_has() {
+        assert_eq!(region("gb"), Some(Region::GB));
+        assert_eq!(region(" US "), Some(Region::US));
+        for bad in ["XX", "ZZ", "001", "U", "USA", ""] {
+            assert_eq!(region(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn ragged_rows_are_invalid() {
         let rec = ByteRecord::from(vec!["a", "4155552671"]);
         assert!(

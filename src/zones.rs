@@ -288,6 +288,28 @@ mod tests {
     }
 
     #[test]
+    fn numbers_not_tied_to_a_place_are_placed_by_their_country_only() {
+        // Russian toll-free (800) and personal numbers (808, which follow their owner anywhere): libphonenumber
+        // types them as such, and Russia's eleven zones keep different clocks, so nobody is placed. phonenumber
+        // 0.3 typed them wrongly and placed them in three zones by prefix.
+        for n in ["+78005553535", "+78081234567", "+78091234567"] {
+            assert_eq!(of_number(n), None, "{n}");
+        }
+        // North American toll-free numbers say nothing of where the person is either.
+        assert_eq!(of_number("+18005550199"), None);
+        // A UK mobile is placed in the United Kingdom's four zones, which keep one clock, as libphonenumber
+        // places it; a London landline by its own prefix.
+        assert_eq!(
+            of_number("+447400123456").map(join),
+            Some("Europe/Guernsey&Europe/Isle_of_Man&Europe/Jersey&Europe/London".to_string())
+        );
+        assert_eq!(of_number("+442079460018"), Some(&["Europe/London"][..]));
+        // Brazilian mobiles: libphonenumber places them by area code, we do not (several clocks).
+        assert_eq!(of_number("+5511961234567"), None);
+        assert_eq!(of_number("+551123456789"), Some(&["America/Sao_Paulo"][..]));
+    }
+
+    #[test]
     fn longest_prefix_wins_down_to_the_exchange() {
         // 208 is Idaho: exchanges listed as Denver, or as Los Angeles, and whole blocks as both Boise and
         // Los Angeles.
