@@ -1266,17 +1266,18 @@ impl Journal {
         &self,
         after_row: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    ) -> Result<Vec<(u64, u64, Vec<u8>, String)>> {
         let after = after_row.map_or(-1, |r| r as i64);
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT row, line, record FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
+                "SELECT row, line, record, e164 FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
             )?;
             let rows = st.query_map(params![after, limit as i64], |r| {
                 Ok((
                     r.get::<_, i64>(0)? as u64,
                     r.get::<_, i64>(1)? as u64,
                     r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                    r.get::<_, Option<String>>(3)?.unwrap_or_default(),
                 ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

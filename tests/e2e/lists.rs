@@ -424,3 +424,62 @@ async fn foreign_numbers_are_dialed_as_written_and_numbers_not_tied_to_a_place_a
         "a whole number reached the logs: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_resumed_with_newer_number_data_never_dials_a_number_read_another_way() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(
+        dir.path(),
+        "c.csv",
+        "name,phone\nde,+49 157 4833 7887\nus,646-555-1000\n",
+    );
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--max-outage", "1s"]);
+    // The first night: the gateway is down, nobody is called, the journal keeps both contacts pending.
+    sim.go_away();
+    let first = run(&args).await;
+    assert_eq!(code(&first), 75, "{}", stderr(&first));
+    // As the release before libphonenumber 9.0.42 left it: the German mobile read as +49 574 833 7887 (a
+    // stranger's landline), and no number data recorded in how the list is read.
+    let journal =
+        rusqlite::Connection::open(dir.path().join("r.csv.state/journal.sqlite")).expect("journal");
+    let changed = journal
+        .execute(
+            "UPDATE contacts SET e164 = '+495748337887', dialed_number = '+495748337887' WHERE e164 = '+4915748337887' AND state = 'pending'",
+            [],
+        )
+        .expect("old reading");
+    assert_eq!(changed, 1);
+    journal
+        .execute(
+            "UPDATE meta SET value = replace(value, char(10) || 'number-data=9.0.42', '') WHERE key = 'reading'",
+            [],
+        )
+        .expect("old reading");
+    drop(journal);
+
+    sim.come_back().await.expect("listen again");
+    let again = run(&args).await;
+    let err = stderr(&again);
+    assert_eq!(code(&again), 0, "{err}");
+    let dialed: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    assert_eq!(
+        dialed,
+        ["+16465551000"],
+        "neither reading of the German number is dialed"
+    );
+    let rows = results(&output);
+    assert_eq!(rows[0]["status"], "invalid");
+    assert!(
+        rows[0]["detail"]
+            .contains("read as +495748337887 when the campaign started and as +4915748337887 now"),
+        "{}",
+        rows[0]["detail"]
+    );
+    assert_eq!(rows[1]["status"], "made");
+}
