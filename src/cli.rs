@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand};
 pub fn version() -> &'static str {
     static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "{} (IANA time zone database {}, libphonenumber time-zone map {})",
+            "{} (IANA time zone database {}, libphonenumber number data {}, libphonenumber time-zone map {})",
             env!("CARGO_PKG_VERSION"),
             crate::zones::tzdb_release(),
+            crate::contacts::NUMBER_DATA_RELEASE,
             crate::zones::MAP_RELEASE
         )
     });
@@ -379,4 +380,17 @@ pub struct StatusArgs {
     /// Contact list (locates the default results file, as `run` does).
     #[arg(long)]
     pub input: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_names_the_number_data_and_the_map_release() {
+        let v = super::version();
+        assert!(
+            v.contains("libphonenumber number data 9.0.42")
+                && v.contains("libphonenumber time-zone map 9.0.42"),
+            "{v}"
+        );
+    }
 }

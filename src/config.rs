@@ -59,9 +59,9 @@ pub struct RunConfig {
     pub phone_column: Option<String>,
     pub encoding: crate::contacts::EncodingChoice,
     pub delimiter: Option<u8>,
-    pub default_region: phonenumber::country::Id,
+    pub default_region: crate::contacts::Region,
     /// Region for numbers without a country code in the suppression lists.
-    pub suppress_region: phonenumber::country::Id,
+    pub suppress_region: crate::contacts::Region,
     /// Which outcomes are called again, when, and how often (none by default).
     pub recall: Option<crate::engine::Recall>,
     /// What each call request carries besides the number (caller ID, detection, the contact's own data).
@@ -618,10 +618,10 @@ impl RunConfig {
                     .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
             ),
         };
-        let region = |v: Option<(String, String)>| -> Result<Option<phonenumber::country::Id>> {
+        let region = |v: Option<(String, String)>| -> Result<Option<crate::contacts::Region>> {
             match v {
                 None => Ok(None),
-                Some((r, what)) => r.trim().to_ascii_uppercase().parse().map(Some).map_err(|_| {
+                Some((r, what)) => crate::contacts::region(&r).map(Some).ok_or_else(|| {
                     Error::Usage(format!(
                         "{what}: {r:?} is not a region code; use a two-letter ISO code like US or GB"
                     ))
@@ -633,7 +633,7 @@ impl RunConfig {
             file.default_region,
             "default-region",
         ))?
-        .unwrap_or(phonenumber::country::Id::US);
+        .unwrap_or(crate::contacts::Region::US);
         let suppress_region = region(pick(
             args.suppress_region,
             file.suppress_region,

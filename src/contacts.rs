@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use csv::ByteRecord;
-use phonenumber::Mode;
-use phonenumber::country::Id as Region;
+pub use rlibphonenumber::Region;
+use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumber, PhoneNumberFormat};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
@@ -737,10 +737,12 @@ pub fn judge(
     normalise(text, region, format)
 }
 
-/// Parses a phone cell with libphonenumber's rules and the default region. An extension is left off (the
-/// caller notes it); any other letter makes the cell invalid, because libphonenumber reads letters as keypad
-/// digits, and in a contact list a letter is a typo far more often than a vanity number: `646-555-10O1` would
-/// call 646-555-1061, a stranger.
+/// Parses a phone cell as libphonenumber does (rlibphonenumber, a port of its C++ library, with the
+/// metadata release [`NUMBER_DATA_RELEASE`]) with the default region, and keeps the project's own rules on
+/// top. An extension is left off (the caller notes it); any other letter makes the cell invalid, because
+/// libphonenumber reads letters as keypad digits, and in a contact list a letter is a typo far more often than
+/// a vanity number: `646-555-10O1` would call 646-555-1061, a stranger. A number in scientific notation is
+/// refused: a spreadsheet dropped its last digits.
 pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
     let t = split_extension(text.trim()).0.trim();
     if t.is_empty() {
@@ -758,23 +760,21 @@ pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
             "{t:?} is in scientific notation (a spreadsheet converted it); digits are lost"
         ));
     }
-    let number = match phonenumber::parse(Some(region), t) {
+    let number = match parse(t, region) {
         Ok(n) => n,
         Err(e) => return Verdict::Invalid(format!("{t:?} is not a phone number ({e})")),
     };
     if !number.is_valid() {
         return Verdict::Invalid(format!(
-            "{t:?} is not a valid number (default region {region:?})"
+            "{t:?} is not a valid number (default region {region})"
         ));
     }
-    let e164 = number.format().mode(Mode::E164).to_string();
+    let e164 = number.format_as(PhoneNumberFormat::E164).into_owned();
     let dial = match format {
         NumberFormat::E164 => e164.clone(),
         NumberFormat::Digits => e164.trim_start_matches('+').to_string(),
         NumberFormat::National => number
-            .format()
-            .mode(Mode::National)
-            .to_string()
+            .format_as(PhoneNumberFormat::National)
             .chars()
             .filter(char::is_ascii_digit)
             .collect(),
@@ -782,8 +782,31 @@ pub fn normalise(text: &str, region: Region, format: NumberFormat) -> Verdict {
     Verdict::Call {
         e164,
         dial,
-        country: number.code().value(),
+        country: u16::try_from(number.country_code).unwrap_or(0),
     }
+}
+
+/// The libphonenumber metadata release the number rules come from: rlibphonenumber 2.2.15 carries 9.0.42
+/// (its README; `tests/phone_corpus.rs` checks it against numbers that 9.0.41 and 9.0.43 judge otherwise).
+pub const NUMBER_DATA_RELEASE: &str = "9.0.42";
+
+/// libphonenumber's parse: the country code a number is written with decides how its national part is read
+/// (the default region's trunk prefix is never stripped from another country's number).
+pub fn parse(
+    text: &str,
+    region: Region,
+) -> std::result::Result<PhoneNumber, rlibphonenumber::ParseError> {
+    PHONE_NUMBER_UTIL.parse(text, Some(region))
+}
+
+/// A region code as the metadata knows it (`US`, `GB`): two letters are not enough, the region must have
+/// numbers of its own.
+pub fn region(code: &str) -> Option<Region> {
+    let r: Region = code.trim().to_ascii_uppercase().parse().ok()?;
+    PHONE_NUMBER_UTIL
+        .get_country_code_for_region(r)
+        .is_some_and(|cc| cc > 0)
+        .then_some(r)
 }
 
 fn looks_scientific(t: &str) -> bool {
@@ -885,6 +908,46 @@ mod tests {
         }
         assert_eq!(split_extension("4155552671").1, None);
         assert_eq!(split_extension("x123").1, None);
+    }
+
+    #[test]
+    fn a_number_with_its_own_country_code_keeps_its_national_part_under_any_default_region() {
+        // phonenumber 0.3 stripped the default region's trunk prefix (1 for US, 0 for GB and DE) from these,
+        // and dialed somebody else: +49 574 833 7887, +86 312 3456 786, +241 6031234.
+        for region in [Region::US, Region::GB, Region::DE] {
+            for (text, e164) in [
+                ("+49 157 4833 7887", "+4915748337887"),
+                ("+86 131 2345 6786", "+8613123456786"),
+                ("+91 186 0345 1234", "+9118603451234"),
+                ("+241 06 03 12 34", "+24106031234"),
+                ("+39 02 1234 5678", "+390212345678"),
+                ("+44 20 7946 0018", "+442079460018"),
+                ("+55 11 2345 6789", "+551123456789"),
+                ("+33 1 23 45 67 89", "+33123456789"),
+                ("+86 10 1234 5678", "+861012345678"),
+                ("+61 1800 123 456", "+611800123456"),
+                ("+1 273 201 1234", "+12732011234"),
+            ] {
+                match normalise(text, region, NumberFormat::E164) {
+                    Verdict::Call { e164: got, .. } => assert_eq!(got, e164, "{text} ({region})"),
+                    other => panic!("{text} ({region}): {other:?}"),
+                }
+            }
+        }
+        // A number's own trunk prefix after its country code is libphonenumber's to drop (+44 0 20 is London).
+        assert_eq!(
+            call("+44 020 7946 0018", Region::US, NumberFormat::E164).0,
+            "+442079460018"
+        );
+    }
+
+    #[test]
+    fn a_region_is_one_the_number_data_has() {
+        assert_eq!(region("gb"), Some(Region::GB));
+        assert_eq!(region(" US "), Some(Region::US));
+        for bad in ["XX", "ZZ", "001", "U", "USA", ""] {
+            assert_eq!(region(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -106,8 +106,12 @@ pub fn init(verbose: u8, quiet: bool, format: Format, full_numbers: bool) {
         (false, 1) => "ivr_campaign=debug,info",
         _ => "ivr_campaign=trace,debug",
     };
-    let filter =
+    let mut filter =
         EnvFilter::try_from_env("IVR_CAMPAIGN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // The number library traces the digits it parses, unmasked: heard only with whole numbers allowed.
+    if !full_numbers && let Ok(off) = "rlibphonenumber=off".parse() {
+        filter = filter.add_directive(off);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Stderr)

@@ -92,7 +92,7 @@ struct PrefixMap {
 const MAP_DATA: &str = include_str!("../data/timezones/map_data.txt");
 
 /// The libphonenumber release the map comes from (`data/timezones/SOURCE.md`; the refresh script updates both).
-pub const MAP_RELEASE: &str = "9.0.34";
+pub const MAP_RELEASE: &str = "9.0.42";
 
 static MAP: LazyLock<PrefixMap> = LazyLock::new(|| {
     let mut zones = HashMap::new();
@@ -140,7 +140,7 @@ impl Source {
 /// Whether zones keep the same clock from now on: the same offset now and the same transitions (instant and
 /// offset) over the next two years. The United Kingdom's line lists London, Guernsey, Jersey and the Isle of
 /// Man, which do; Russia's lists eleven zones, which do not.
-fn same_clock(zones: &[&'static str]) -> bool {
+pub fn same_clock(zones: &[&'static str]) -> bool {
     static SEEN: LazyLock<std::sync::Mutex<HashMap<Vec<&'static str>, bool>>> =
         LazyLock::new(Default::default);
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
@@ -163,58 +163,58 @@ fn same_clock(zones: &[&'static str]) -> bool {
     })
 }
 
-/// The zones a number's prefix places it in, when the prefix says more than the country does: a number that
-/// matches only its country code, in a country whose zones keep different clocks (`1`: 42 zones from Guam to
-/// Bermuda), is not placed. A country with one clock places every number in its zones.
+/// The zones a number is placed in by libphonenumber's rule (its `time_zones_for_number`): a number of a
+/// geographic type (fixed line, fixed line or mobile, and mobiles where the country issues them by area code)
+/// by the longest prefix of the map it starts with; any other type (mobile, toll-free, VoIP, personal, …)
+/// by its country code's line. On top of that, two rules of our own, both stricter:
+/// - a line of zones that keep different clocks that is only the country's (`1`: 42 zones from Guam to
+///   Bermuda; `7`: eleven) places nobody;
+/// - a mobile number of a country of several clocks is not placed, even where libphonenumber places it by
+///   its prefix (Brazil, Mexico, Indonesia): the phone moves with its owner.
+///
+/// `None` also for a number that is not valid (libphonenumber's `Etc/Unknown`).
 pub fn of_number(e164: &str) -> Option<&'static [&'static str]> {
+    use rlibphonenumber::{PHONE_NUMBER_UTIL, PhoneNumberType};
     let digits = e164.strip_prefix('+').unwrap_or(e164);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let map = &*MAP;
-    let mut found: Option<(usize, &'static [&'static str])> = None;
-    for len in (1..=map.longest.min(digits.len())).rev() {
-        if let Some(z) = map.zones.get(&digits[..len]) {
-            found = Some((len, z.as_slice()));
-            break;
-        }
-    }
-    let (len, zones) = found?;
-    // The shortest prefix of the number in the map is its country code's line.
-    let country_len = (1..=len).find(|l| map.zones.contains_key(&digits[..*l]))?;
-    let country = map.zones.get(&digits[..country_len])?;
-    let several_clocks = country.len() > 1 && !same_clock(country);
-    if country_len == len && zones.len() > 1 && !same_clock(zones) {
+    let number = PHONE_NUMBER_UTIL.parse(e164, None).ok()?;
+    let kind = number.get_type();
+    if kind == PhoneNumberType::Unknown {
         return None;
     }
-    // A mobile (or other non-geographic) number moves with its owner: in a country of several clocks its
-    // prefix names where the range was issued (every Australian mobile "in Sydney", every Russian one "in
-    // Moscow"), not where the person is. It is placed as a number that says only its country. North American
-    // numbers keep their area codes' zones: mobiles there are issued by area code.
-    if several_clocks && country_len < len && !digits.starts_with('1') && non_geographic(e164) {
+    let map = &*MAP;
+    let country = country_line(number.country_code)?;
+    let several_clocks = country.len() > 1 && !same_clock(country);
+    if several_clocks && kind == PhoneNumberType::Mobile {
+        return None;
+    }
+    let zones = if PHONE_NUMBER_UTIL
+        .is_number_geographical_by_country_code_and_type(kind, number.country_code)
+    {
+        longest(map, digits)?
+    } else {
+        country
+    };
+    if std::ptr::eq(zones, country) && several_clocks {
         return None;
     }
     Some(zones)
 }
 
-/// Whether libphonenumber types the number as one not tied to a place (mobile, VoIP, personal, pager, …).
-fn non_geographic(e164: &str) -> bool {
-    use phonenumber::Type;
-    let Ok(n) = phonenumber::parse(None, e164) else {
-        return false;
-    };
-    matches!(
-        n.number_type(&phonenumber::metadata::DATABASE),
-        Type::Mobile
-            | Type::Voip
-            | Type::PersonalNumber
-            | Type::Pager
-            | Type::Uan
-            | Type::TollFree
-            | Type::PremiumRate
-            | Type::SharedCost
-            | Type::Voicemail
-    )
+/// The zones the map lists for a country calling code: where libphonenumber places a number of a type not tied
+/// to a place.
+pub fn country_line(country_code: i32) -> Option<&'static [&'static str]> {
+    longest(&MAP, &country_code.to_string())
+}
+
+/// The line of the longest prefix of `digits` the map has.
+fn longest(map: &'static PrefixMap, digits: &str) -> Option<&'static [&'static str]> {
+    (1..=map.longest.min(digits.len()))
+        .rev()
+        .find_map(|len| map.zones.get(&digits[..len]))
+        .map(Vec::as_slice)
 }
 
 /// Every set of several zones a North American prefix lists, for tests.
@@ -255,7 +255,7 @@ mod tests {
         );
         // The file keeps its license header.
         assert!(MAP_DATA.starts_with("# Copyright (C) 2012 The Libphonenumber Authors"));
-        assert_eq!(MAP.zones.len(), 3295);
+        assert_eq!(MAP.zones.len(), 3240);
     }
 
     #[test]
@@ -285,6 +285,28 @@ mod tests {
         // A country of one clock places its mobiles, and North America keeps area codes for everyone.
         assert_eq!(of_number("+33612345678"), Some(&["Europe/Paris"][..]));
         assert_eq!(of_number("+16465551000"), Some(&["America/New_York"][..]));
+    }
+
+    #[test]
+    fn numbers_not_tied_to_a_place_are_placed_by_their_country_only() {
+        // Russian toll-free (800) and personal numbers (808, which follow their owner anywhere): libphonenumber
+        // types them as such, and Russia's eleven zones keep different clocks, so nobody is placed. phonenumber
+        // 0.3 typed them wrongly and placed them in three zones by prefix.
+        for n in ["+78005553535", "+78081234567", "+78091234567"] {
+            assert_eq!(of_number(n), None, "{n}");
+        }
+        // North American toll-free numbers say nothing of where the person is either.
+        assert_eq!(of_number("+18005550199"), None);
+        // A UK mobile is placed in the United Kingdom's four zones, which keep one clock, as libphonenumber
+        // places it; a London landline by its own prefix.
+        assert_eq!(
+            of_number("+447400123456").map(join),
+            Some("Europe/Guernsey&Europe/Isle_of_Man&Europe/Jersey&Europe/London".to_string())
+        );
+        assert_eq!(of_number("+442079460018"), Some(&["Europe/London"][..]));
+        // Brazilian mobiles: libphonenumber places them by area code, we do not (several clocks).
+        assert_eq!(of_number("+5511961234567"), None);
+        assert_eq!(of_number("+551123456789"), Some(&["America/Sao_Paulo"][..]));
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub fn reading(source: &Source, cfg: &RunConfig) -> String {
     };
     [
         ("phone-column", header(source.phone_index)),
-        ("default-region", format!("{:?}", cfg.default_region)),
+        ("default-region", cfg.default_region.to_string()),
         ("encoding", format!("{:?}", source.encoding)),
         ("delimiter", (source.delimiter as char).to_string()),
         (
@@ -122,6 +122,8 @@ pub fn reading(source: &Source, cfg: &RunConfig) -> String {
             source.timezone_index.map_or("(none)".to_string(), header),
         ),
         ("number-format", format!("{:?}", cfg.number_format)),
+        // Newer number data may read a cell as another number: the contacts not yet called are read again.
+        ("number-data", contacts::NUMBER_DATA_RELEASE.to_string()),
         ("fields", cfg.request.reading()),
     ]
     .iter()
@@ -152,14 +154,21 @@ async fn reread(
     let (was_map, now_map) = (parse(was), parse(now));
     let changed: Vec<String> = now_map
         .iter()
-        .filter(|(k, v)| was_map.get(*k).is_some_and(|w| w != *v))
-        .map(|(k, v)| format!("{k} {} → {v}", was_map[k]))
+        .filter(|(k, v)| was_map.get(*k).is_none_or(|w| w != *v))
+        .map(|(k, v)| {
+            let was = was_map.get(k).map_or("(not recorded)", String::as_str);
+            format!("{k} {was} → {v}")
+        })
         .collect();
-    if let Some(fixed) = changed.iter().find(|c| {
+    // A setting the journal does not record (written by an older release) is not a change of it.
+    if let Some(fixed) =
         FIXED_READING
             .iter()
-            .any(|k| c.starts_with(&format!("{k} ")))
-    }) {
+            .find_map(|k| match (was_map.get(*k), now_map.get(*k)) {
+                (Some(w), Some(n)) if w != n => Some(format!("{k} {w} → {n}")),
+                _ => None,
+            })
+    {
         return Err(Error::Config(format!(
             "the journal in {} read the list another way ({fixed}): the contacts were told apart that way, so it cannot change under the campaign. Finish it with the settings it started with; another --output starts a new campaign, which calls everyone on the list again",
             cfg.state_dir.display()
@@ -186,7 +195,7 @@ async fn reread(
         let batch = journal.pending_records(after, 1024).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.0);
-        for (_, line, record, _) in batch {
+        for (_, line, record, _, _) in batch {
             let Some(rec) = journal::decode_record(&record) else {
                 continue;
             };
@@ -206,7 +215,7 @@ async fn reread(
         let batch = journal.pending_records(after, 1024).await?;
         let Some(last) = batch.last() else { break };
         after = Some(last.0);
-        for (row, _line, record, last_outcome) in batch {
+        for (row, _line, record, last_outcome, was_e164) in batch {
             let Some(rec) = journal::decode_record(&record) else {
                 continue;
             };
@@ -217,6 +226,17 @@ async fn reread(
                 cfg.number_format,
             );
             admit_fields(&mut judged, request, &rec);
+            // Newer number data can read a cell as another number (phonenumber 0.3 cut a leading 1 or 0 from
+            // foreign numbers). Its duplicates, opt-outs and cap were judged by the old one, so it is not
+            // called under either: the operator checks it and calls it in a new campaign.
+            if let contacts::Verdict::Call { e164, .. } = &judged.verdict
+                && *e164 != was_e164
+            {
+                judged.verdict = contacts::Verdict::Invalid(format!(
+                    "read as {was_e164} when the campaign started and as {e164} now (libphonenumber {}): check the number, and call it in a new campaign if it is right",
+                    contacts::NUMBER_DATA_RELEASE
+                ));
+            }
             match &judged.verdict {
                 contacts::Verdict::Call { dial, .. } => {
                     journal.write_later(crate::store::Op::Reread {
@@ -706,7 +726,7 @@ pub async fn run_in(
             .collect::<Vec<_>>()
             .join(", "),
         poll_interval = %Dur(cfg.poll_interval),
-        region = %AsRef::<str>::as_ref(&cfg.default_region),
+        region = %cfg.default_region,
         "campaign starting"
     );
 

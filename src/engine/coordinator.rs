@@ -480,7 +480,11 @@ impl Coordinator {
         if s > Stage::Run {
             self.ending = self.ending.clone().worst(Ending::Interrupted);
         }
-        if self.stage_now() == Stage::Now {
+        // A journal that cannot be written stops the run by itself, and a signal then gives up on the writes.
+        // A signal that arrives before the coordinator has taken the failure in (both can be ready at once)
+        // is the same request, or the process would wait for a second one.
+        let failing = matches!(*self.health.borrow(), Health::Failing(_));
+        if self.stage_now() == Stage::Now || (s > Stage::Run && failing) {
             // Asked again while already stopping: the process must end. Whatever is still recording is left to
             // the next run, and a journal write that keeps failing is given up on (the request ids it held are
             // in the log already).

@@ -12,9 +12,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use phonenumber::country::Id as Region;
-
-use crate::contacts::{self, ReadOptions, Verdict};
+use crate::contacts::{self, ReadOptions, Region, Verdict};
 use crate::error::{Error, Result};
 use crate::types::NumberFormat;
 

@@ -96,6 +96,10 @@ pub enum Health {
     Refused(String),
 }
 
+/// A pending contact as [`Journal::pending_records`] reads it: row, line, its copy of the input row, its last
+/// call's outcome if it waits for a recall, and its number in E.164 as it was read.
+pub type PendingRecord = (u64, u64, Vec<u8>, Option<State>, String);
+
 /// A contact read back from the journal, for the engine.
 #[derive(Debug, Clone)]
 pub struct ContactRow {
@@ -1313,17 +1317,17 @@ impl Journal {
         .await
     }
 
-    /// Up to `limit` pending contacts after `after_row`: row, line, their copy of the row, and for one waiting
-    /// for a recall its last call's outcome.
+    /// Up to `limit` pending contacts after `after_row`: row, line, their copy of the row, for one waiting
+    /// for a recall its last call's outcome, and the number as it was read.
     pub async fn pending_records(
         &self,
         after_row: Option<u64>,
         limit: usize,
-    ) -> Result<Vec<(u64, u64, Vec<u8>, Option<State>)>> {
+    ) -> Result<Vec<PendingRecord>> {
         let after = after_row.map_or(-1, |r| r as i64);
         self.read(move |c| {
             let mut st = c.prepare_cached(
-                "SELECT row, line, record, last_outcome FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
+                "SELECT row, line, record, last_outcome, e164 FROM contacts WHERE state = 'pending' AND row > ?1 ORDER BY row LIMIT ?2",
             )?;
             let rows = st.query_map(params![after, limit as i64], |r| {
                 Ok((
@@ -1333,6 +1337,7 @@ impl Journal {
                     r.get::<_, Option<String>>(3)?
                         .as_deref()
                         .and_then(State::parse),
+                    r.get::<_, Option<String>>(4)?.unwrap_or_default(),
                 ))
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)

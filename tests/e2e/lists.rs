@@ -352,3 +352,134 @@ async fn a_stray_quote_closed_by_another_row_is_refused_but_a_multi_line_cell_is
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["address"], "1 Main St\nApt 4, Springfield");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_numbers_are_dialed_as_written_and_numbers_not_tied_to_a_place_are_not_placed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Under the default region US, the old reader dropped the leading 1 of these national parts (US's trunk
+    // prefix): +49 574 833 7887 and +86 312 3456 786 are other people.
+    let input = write(
+        dir.path(),
+        "c.csv",
+        "name,phone\nde,+49 157 4833 7887\ncn,+86 131 2345 6786\nru,+7 800 555 3535\nuk,+44 20 7946 0018\nde2,011 49 157 48337887\n",
+    );
+    let optout = write(dir.path(), "optout.txt", "+86 131 2345 6786\n");
+    let output = dir.path().join("r.csv");
+    let input_s = input.display().to_string();
+    let output_s = output.display().to_string();
+    let optout_s = optout.display().to_string();
+    let out = tokio::process::Command::new(bin())
+        .args([
+            "validate",
+            "--input",
+            &input_s,
+            "--output",
+            &output_s,
+            "--app",
+            "Reminder",
+            "--default-region",
+            "US",
+            "--suppress",
+            &optout_s,
+            "--window",
+            "00:00-23:59",
+            "--timezone",
+            "America/New_York",
+        ])
+        // Everything the process can log, numbers masked.
+        .env("IVR_CAMPAIGN_LOG", "trace")
+        .output()
+        .await
+        .expect("ivr-campaign runs");
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    let rows = results(&dir.path().join("r.dry-run.csv"));
+    let got: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["decision"].as_str(),
+                r["dialed_number"].as_str(),
+                r["timezone"].as_str(),
+                r["timezone_source"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("would_call", "+4915748337887", "Europe/Berlin", "number"),
+            ("suppressed", "+8613123456786", "Asia/Shanghai", "number"),
+            // A Russian toll-free number says nothing of where anyone is: the campaign's zone.
+            ("would_call", "+78005553535", "America/New_York", "campaign"),
+            ("would_call", "+442079460018", "Europe/London", "number"),
+            // The same number dialed from the United States (011, its international prefix).
+            ("duplicate", "", "", ""),
+        ],
+        "{rows:?}"
+    );
+    assert_eq!(rows[4]["detail"], "same number as row 1");
+    assert!(
+        !err.contains("15748337887") && !err.contains("13123456786"),
+        "a whole number reached the logs: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_resumed_with_newer_number_data_never_dials_a_number_read_another_way() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = write(
+        dir.path(),
+        "c.csv",
+        "name,phone\nde,+49 157 4833 7887\nus,646-555-1000\n",
+    );
+    let output = dir.path().join("r.csv");
+    let base = base_args(&sim, &input, &output);
+    let args = with(&base, &["--max-outage", "1s"]);
+    // The first night: the gateway is down, nobody is called, the journal keeps both contacts pending.
+    sim.go_away();
+    let first = run(&args).await;
+    assert_eq!(code(&first), 75, "{}", stderr(&first));
+    // As the release before libphonenumber 9.0.42 left it: the German mobile read as +49 574 833 7887 (a
+    // stranger's landline), and no number data recorded in how the list is read.
+    let journal =
+        rusqlite::Connection::open(dir.path().join("r.csv.state/journal.sqlite")).expect("journal");
+    let changed = journal
+        .execute(
+            "UPDATE contacts SET e164 = '+495748337887', dialed_number = '+495748337887' WHERE e164 = '+4915748337887' AND state = 'pending'",
+            [],
+        )
+        .expect("old reading");
+    assert_eq!(changed, 1);
+    journal
+        .execute(
+            "UPDATE meta SET value = replace(value, char(10) || 'number-data=9.0.42', '') WHERE key = 'reading'",
+            [],
+        )
+        .expect("old reading");
+    drop(journal);
+
+    sim.come_back().await.expect("listen again");
+    let again = run(&args).await;
+    let err = stderr(&again);
+    assert_eq!(code(&again), 0, "{err}");
+    let dialed: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    assert_eq!(
+        dialed,
+        ["+16465551000"],
+        "neither reading of the German number is dialed"
+    );
+    let rows = results(&output);
+    assert_eq!(rows[0]["status"], "invalid");
+    assert!(
+        rows[0]["detail"]
+            .contains("read as +495748337887 when the campaign started and as +4915748337887 now"),
+        "{}",
+        rows[0]["detail"]
+    );
+    assert_eq!(rows[1]["status"], "made");
+}

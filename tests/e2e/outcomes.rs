@@ -111,7 +111,7 @@ async fn every_outcome_lands_in_the_results() {
         rows[4]["detail"]
     );
     assert!(
-        rows[5]["detail"].contains("not a phone number"),
+        rows[5]["detail"].contains("\"12\" is not a valid number"),
         "{}",
         rows[5]["detail"]
     );
