@@ -369,7 +369,7 @@ impl Model {
                 _ => false,
             };
             let f = self.settings.faults.clone();
-            let r = if self.chance(f.call_not_sent) {
+            if self.chance(f.call_not_sent) {
                 seen.what = "not-sent";
                 Wire::NotSent("connection refused".into())
             } else if self.chance(f.call_unavailable) {
@@ -439,8 +439,7 @@ impl Model {
                     return Ok((wire, latency));
                 }
                 wire
-            };
-            r
+            }
         } else {
             let id = get("reqid");
             seen.req_id = Some(id.clone());
