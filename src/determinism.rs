@@ -118,3 +118,28 @@ pub async fn death() {
     }
     notify.notified().await;
 }
+
+thread_local! {
+    /// The simulation's boot clock: the true time of the simulated machine, which a wall-clock step does not
+    /// move.
+    static BOOT: RefCell<Option<Box<dyn Fn() -> i64>>> = const { RefCell::new(None) };
+}
+
+/// Sets the boot clock the simulation tier gives this thread (`None`: the machine's own).
+pub fn set_boot_clock(clock: Option<Box<dyn Fn() -> i64>>) {
+    BOOT.with(|b| *b.borrow_mut() = clock);
+}
+
+/// The machine's boot and the time since it (ms) on a clock that counts suspended time and that no step of
+/// the wall clock moves (Linux: `/proc/sys/kernel/random/boot_id` and `/proc/uptime`, which reads
+/// `CLOCK_BOOTTIME`). Two readings with the same boot id measure the time between two runs whatever the wall
+/// clock did meanwhile. `None` where the system does not say.
+pub fn boot_clock() -> Option<(String, i64)> {
+    if let Some(ms) = BOOT.with(|b| b.borrow().as_ref().map(|f| f())) {
+        return Some(("simulated".into(), ms));
+    }
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    Some((id.trim().to_string(), (secs * 1000.0) as i64))
+}

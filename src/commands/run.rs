@@ -336,6 +336,7 @@ pub fn engine_settings(
         max_outage: cfg.max_outage,
         request_timeout: cfg.request_timeout,
         wait_for_window: cfg.wait_for_window,
+        steady: engine::Steady::from_wall(&clock),
         clock,
         journal_path,
         recall: cfg.recall.clone(),
@@ -534,6 +535,42 @@ pub async fn run(
     progress: Progress,
 ) -> Result<Summary> {
     run_with_clock(cfg, signals, progress, Clock::System).await
+}
+
+/// The campaign's steady time line for this run ([`engine::Steady`]): carried on from the last run by the
+/// boot clock when both ran on one boot, so that a wall clock stepped or corrected in between moves no due
+/// time; from the wall clock otherwise. A wall clock that moved against the boot clock is said once.
+async fn steady_line(journal: &crate::store::Journal, clock: &Clock) -> Result<engine::Steady> {
+    const KEY: &str = "steady_anchor";
+    let wall = clock.now().as_millisecond();
+    let boot = crate::determinism::boot_clock();
+    let stored = journal.get_meta(KEY).await?;
+    let last = stored.as_deref().and_then(|s| {
+        let mut it = s.split_whitespace();
+        let id = it.next()?.to_string();
+        let up: i64 = it.next()?.parse().ok()?;
+        let line: i64 = it.next()?.parse().ok()?;
+        Some((id, up, line))
+    });
+    let base = match (&last, &boot) {
+        (Some((id, up, line)), Some((id_now, up_now))) if id == id_now && up_now >= up => {
+            let carried = line.saturating_add(up_now - up);
+            let moved = wall - carried;
+            if moved.abs() > 60_000 {
+                warn!(
+                    by = %crate::types::Dur(std::time::Duration::from_millis(moved.unsigned_abs())),
+                    direction = if moved > 0 { "forward" } else { "backward" },
+                    "the wall clock moved since the campaign's last run, by the machine's boot clock; recall waits go by the boot clock"
+                );
+            }
+            carried
+        }
+        _ => wall,
+    };
+    if let Some((id, up)) = boot {
+        journal.set_meta(KEY, format!("{id} {up} {base}")).await?;
+    }
+    Ok(engine::Steady::from_ms(base))
 }
 
 /// [`run`] on a given clock: tests run campaigns in-process on tokio's paused clock.
@@ -739,15 +776,18 @@ pub async fn run_in(
         .filter(|(s, _)| matches!(s, State::Pending | State::Dialed))
         .map(|(_, n)| n)
         .sum();
+    let steady = steady_line(&owner.journal, &clock).await?;
+    let mut settings = engine_settings(
+        &cfg,
+        owner.campaign_id.clone(),
+        clock,
+        Some(owner.db_path.clone()),
+        request,
+    );
+    settings.steady = steady;
     let shown = progress::show(progress, to_do, stats.clone());
     let ended = engine::run(
-        engine_settings(
-            &cfg,
-            owner.campaign_id.clone(),
-            clock,
-            Some(owner.db_path.clone()),
-            request,
-        ),
+        settings,
         rules,
         gateways,
         owner.journal.clone(),

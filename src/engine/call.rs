@@ -749,7 +749,8 @@ async fn recall(
         due = due.max(gateway_done);
     }
     let ahead = i64::try_from((due - now).as_millis()).unwrap_or(i64::MAX);
-    let due_ms = ctx.now_ms().saturating_add(ahead);
+    // On the campaign's time line, not the wall clock: the next run compares it with the same line.
+    let due_ms = ctx.settings.steady.now_ms().saturating_add(ahead);
     let event = Event::Recall {
         outcome,
         answer: answer.clone(),

@@ -155,8 +155,6 @@ pub struct Coordinator {
     /// Recalls decided in this run, by row: not requested before this monotonic instant, however far the
     /// wall clock (by which the journal says they are due) moves meanwhile.
     not_before: HashMap<u64, Instant>,
-    /// The monotonic instant and the wall time (ms) at the start of the run (see [`Self::due_now_ms`]).
-    anchor: (Instant, i64),
 }
 
 /// Device and inode: a file deleted (or replaced) under an open connection no longer has the same pair at its
@@ -191,7 +189,6 @@ impl Coordinator {
         let (stage, stage_rx) = watch::channel(first);
         let (reports_tx, reports) = mpsc::channel(256);
         let now = Instant::now();
-        let anchor_ms = settings.clock.now().as_millisecond();
         let schedule = Schedule::new(settings.rate, now);
         let named = settings.gateways.len() > 1;
         let lanes: Vec<Lane> = settings
@@ -274,19 +271,20 @@ impl Coordinator {
             journal_file,
             next_file_check: Instant::now() + FILE_CHECK,
             not_before: HashMap::new(),
-            anchor: (Instant::now(), anchor_ms),
         }
     }
 
-    /// The time by which waiting contacts fall due: the wall clock, but never ahead of the wall time this
-    /// run started at plus the time measured since on the monotonic clock. A wall clock stepped forward
-    /// during the run brings no recall (nor any deferred contact) forward; one stepped back only delays them,
-    /// and the window is judged on the wall clock at the request anyway.
+    /// The time by which waiting contacts fall due: the wall clock, but never ahead of the campaign's steady
+    /// time line ([`super::Steady`]). A wall clock stepped forward, during the run or between runs, brings no
+    /// recall (nor any deferred contact) forward; one stepped back only delays them, and the window is judged
+    /// on the wall clock at the request anyway.
     fn due_now_ms(&self) -> i64 {
-        let (at, wall_ms) = self.anchor;
-        let run =
-            wall_ms.saturating_add(i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX));
-        self.ctx.settings.clock.now().as_millisecond().min(run)
+        self.ctx
+            .settings
+            .clock
+            .now()
+            .as_millisecond()
+            .min(self.ctx.settings.steady.now_ms())
     }
 
     fn stage_now(&self) -> Stage {
@@ -981,7 +979,8 @@ impl Coordinator {
                     self.wait_until = None;
                     let clock = &self.ctx.settings.clock;
                     let now_ms = self.due_now_ms();
-                    let batch = self.ctx.journal.due(now_ms, BATCH).await?;
+                    let wall_ms = clock.now().as_millisecond();
+                    let batch = self.ctx.journal.due(wall_ms, now_ms, BATCH).await?;
                     let now = Instant::now();
                     let mut held: Option<Instant> = None;
                     let fresh: Vec<ContactRow> = batch

@@ -211,6 +211,35 @@ impl Clock {
     }
 }
 
+/// The campaign's own time line for durations (recall waits, due times): the wall time a run started from,
+/// carried forward on the monotonic clock. Across runs on one boot it continues from the last run by the boot
+/// clock ([`crate::determinism::boot_clock`]), so a wall clock stepped or corrected between runs brings no
+/// recall forward; otherwise it starts from the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Steady {
+    pub base_ms: i64,
+    pub at: tokio::time::Instant,
+}
+
+impl Steady {
+    /// Starting from the wall clock now.
+    pub fn from_wall(clock: &Clock) -> Steady {
+        Steady::from_ms(clock.now().as_millisecond())
+    }
+
+    pub fn from_ms(base_ms: i64) -> Steady {
+        Steady {
+            base_ms,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.base_ms
+            .saturating_add(i64::try_from(self.at.elapsed().as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
 /// What the engine needs to know, validated (a slice of the run settings).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -232,6 +261,8 @@ pub struct Settings {
     /// Wait for a closed window to open instead of leaving its contacts for the next run.
     pub wait_for_window: bool,
     pub clock: Clock,
+    /// The time line due times are kept on (see [`Steady`]).
+    pub steady: Steady,
     /// The journal file: if it is deleted or replaced under the run, the run stops (its results are still
     /// written, from the connection the run holds).
     pub journal_path: Option<std::path::PathBuf>,

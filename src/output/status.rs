@@ -109,14 +109,15 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
 pub fn report(dir: &Path) -> Result<String> {
     let db = dir.join(journal::DB_FILE);
     let conn = journal::open_read_only(&db)?;
-    let t = Tally::read_now(&conn, running(dir))?;
+    let running = running(dir);
+    let t = Tally::read_now(&conn, running)?;
     let mut out = format!(
         "journal {}: {} rows, {} open, {} need a person; {}\n",
         dir.display(),
         t.total(),
         t.open(),
         t.needs_attention(),
-        if running(dir) {
+        if running {
             "a run is in progress"
         } else {
             "no run in progress"
@@ -139,8 +140,14 @@ pub fn report(dir: &Path) -> Result<String> {
     }
     if t.requesting > 0 {
         out.push_str(&format!(
-            "  {:<26}{:>9} (counted above as unknown until the gateway answers)\n",
-            "requesting", t.requesting
+            "  {:<26}{:>9} (counted above as {})\n",
+            "requesting",
+            t.requesting,
+            if running {
+                "in progress: the run is waiting for the gateway's answer"
+            } else {
+                "unknown: the process that sent them is gone"
+            }
         ));
     }
     let gateways = journal::gateways_on(&conn)?;

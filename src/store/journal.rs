@@ -1195,13 +1195,15 @@ impl Journal {
         .await
     }
 
-    /// Pending contacts told to wait whose time has come (`not_before <= now_ms`), soonest first.
-    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<ContactRow>> {
+    /// Pending contacts told to wait whose time has come, soonest first: a contact waiting for its window by
+    /// the wall clock (`wall_ms`), one waiting for a recall by the campaign's steady time line (`steady_ms`,
+    /// see [`crate::engine::Steady`]), on which its due time was written.
+    pub async fn due(&self, wall_ms: i64, steady_ms: i64, limit: usize) -> Result<Vec<ContactRow>> {
         self.read(move |c| {
             let mut st = c.prepare_cached(&format!(
-                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL AND not_before <= ?1 ORDER BY not_before, row LIMIT ?2"
+                "SELECT {CONTACT_COLUMNS} FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL AND not_before <= CASE WHEN last_outcome IS NULL THEN ?1 ELSE ?3 END ORDER BY not_before, row LIMIT ?2"
             ))?;
-            let rows = st.query_map(params![now_ms, limit as i64], contact_row)?;
+            let rows = st.query_map(params![wall_ms, limit as i64, steady_ms], contact_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -1343,6 +1345,11 @@ impl Journal {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    /// A fact recorded about the campaign, if any.
+    pub async fn get_meta(&self, key: &'static str) -> Result<Option<String>> {
+        self.read(move |c| Ok(meta(c, key)?)).await
     }
 
     /// Records a fact about the campaign (how the list is read, the campaign's zone) for later runs and views.

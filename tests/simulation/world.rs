@@ -419,6 +419,9 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
             for s in &sims_in {
                 s.rebase(now_ms);
             }
+            // The machine's boot clock is the true time, which no wall-clock step moves.
+            let boot = sims_in[0].clone();
+            determinism::set_boot_clock(Some(Box::new(move || boot.now_ms())));
             let base = jiff::Timestamp::from_millisecond(now_ms).expect("a time");
             let clock = Clock::stepped_from(base, step_in.clone());
             let (_signals, rx) = watch::channel(Stage::Run);
