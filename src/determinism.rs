@@ -130,13 +130,18 @@ pub fn set_boot_clock(clock: Option<Box<dyn Fn() -> i64>>) {
     BOOT.with(|b| *b.borrow_mut() = clock);
 }
 
+/// The simulation's boot clock, if it set one.
+pub fn simulated_boot_clock() -> Option<(String, i64)> {
+    BOOT.with(|b| b.borrow().as_ref().map(|f| ("simulated".to_string(), f())))
+}
+
 /// The machine's boot and the time since it (ms) on a clock that counts suspended time and that no step of
 /// the wall clock moves (Linux: `/proc/sys/kernel/random/boot_id` and `/proc/uptime`, which reads
 /// `CLOCK_BOOTTIME`). Two readings with the same boot id measure the time between two runs whatever the wall
 /// clock did meanwhile. `None` where the system does not say.
 pub fn boot_clock() -> Option<(String, i64)> {
-    if let Some(ms) = BOOT.with(|b| b.borrow().as_ref().map(|f| f())) {
-        return Some(("simulated".into(), ms));
+    if let Some(b) = simulated_boot_clock() {
+        return Some(b);
     }
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let uptime = std::fs::read_to_string("/proc/uptime").ok()?;

@@ -543,7 +543,11 @@ pub async fn run(
 async fn steady_line(journal: &crate::store::Journal, clock: &Clock) -> Result<engine::Steady> {
     const KEY: &str = "steady_anchor";
     let wall = clock.now().as_millisecond();
-    let boot = crate::determinism::boot_clock();
+    // A virtual clock (tests) has no machine behind it: only the simulation's boot clock goes with it.
+    let boot = match clock {
+        Clock::System => crate::determinism::boot_clock(),
+        Clock::Virtual { .. } => crate::determinism::simulated_boot_clock(),
+    };
     let stored = journal.get_meta(KEY).await?;
     let last = stored.as_deref().and_then(|s| {
         let mut it = s.split_whitespace();

@@ -26,6 +26,8 @@ pub fn delays(min: Duration, max: Duration) -> ExponentialBackoff {
         .with_max_delay((max / 2).max(min))
         .with_factor(2.0)
         .with_jitter()
+        // Drawn where the simulation tier can pin it (a seed must replay exactly).
+        .with_jitter_seed(crate::determinism::random_u64())
         .without_max_times()
         .build()
 }

@@ -800,6 +800,23 @@ async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, 
 
 /// Removes a final call's record; a failure only leaves a record behind, which the next run retries.
 pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize) {
+    // A gateway that reused this id for another contact's call would cancel that call: a remove names a
+    // record only by its id. The record is left on the gateway instead (clutter, not a lost call).
+    let id = req_id.to_string();
+    let shared = ctx
+        .journal
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM contacts WHERE req_id = ?1 AND row != ?2)",
+                rusqlite::params![id, row as i64],
+                |r| r.get::<_, bool>(0),
+            )?)
+        })
+        .await;
+    if !matches!(shared, Ok(false)) {
+        warn!(%req_id, gateway = ctx.key(gw), "request id now names another contact's call too; its record is left on the gateway rather than risk cancelling that call");
+        return;
+    }
     Stats::add(&ctx.stats.removes);
     match ctx.gateways[gw].remove(req_id).await {
         Ok(RemoveReply::Removed | RemoveReply::NoSuchRecord) => {

@@ -29,6 +29,8 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// Seeds per CI run: a debug build (plain `cargo test`) runs about this many in well under a minute.
 const DEFAULT_SEEDS: u64 = 200;
 const DEFAULT_FIRST: u64 = 1;
+/// One seed in this many is run twice and must replay exactly.
+const REPLAY_EVERY: u64 = 25;
 
 fn main() {
     // `cargo test -- --list` and friends: this binary has one test, the whole simulation.
@@ -51,9 +53,20 @@ fn main() {
     let (mut crashes, mut faults, mut violations) = (0u64, 0u64, 0u64);
     let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in first..first.saturating_add(seeds) {
-        let outcome = world::run_seed(seed, verbose);
+        let mut outcome = world::run_seed(seed, verbose);
         crashes += outcome.crashes;
         faults += outcome.faults;
+        // Every so often a seed is run again: it must replay bit for bit (what the gateways saw, when, and
+        // the results), or a failing seed could not be replayed.
+        if outcome.violation.is_none() && seed % REPLAY_EVERY == 0 {
+            let again = world::run_seed(seed, false);
+            if again.digest != outcome.digest {
+                outcome.violation = Some(format!(
+                    "replay-differs: the seed ran twice gave digests {:016x} and {:016x}",
+                    outcome.digest, again.digest
+                ));
+            }
+        }
         if let Some(v) = outcome.violation {
             violations += 1;
             eprintln!("seed {seed}: violated: {v}");

@@ -47,6 +47,8 @@ pub struct Outcome {
     pub crashes: u64,
     pub faults: u64,
     pub violation: Option<String>,
+    /// A digest of everything the gateways saw and of the results: the same seed gives the same digest.
+    pub digest: u64,
 }
 
 /// A crash armed for one process.
@@ -532,9 +534,31 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         .iter()
         .filter_map(|s| s.model.lock().ok().map(|m| m.faults_injected))
         .sum::<u64>();
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        for sim in &sims {
+            if let Ok(m) = sim.model.lock() {
+                for r in &m.seen {
+                    (r.at_ms, r.path, &r.form, &r.req_id, r.what, r.runner_ms).hash(&mut h);
+                }
+            }
+        }
+        // The results' statuses, request ids and responses (their timestamps include the journal's opening,
+        // which reads the machine's clock).
+        if let Ok(mut r) = csv::Reader::from_path(dir.path().join("results.csv")) {
+            for rec in r.records().flatten() {
+                for i in [3usize, 4, 6] {
+                    rec.get(i).hash(&mut h);
+                }
+            }
+        }
+        h.finish()
+    };
     Outcome {
         crashes,
         faults,
         violation,
+        digest,
     }
 }
