@@ -84,6 +84,8 @@ pub struct Retry {
 /// What every call task shares.
 pub struct Ctx {
     pub settings: Settings,
+    /// The latest time this run has written (see [`Ctx::now_ms`]).
+    pub written_ms: std::sync::atomic::AtomicI64,
     /// The clients of the gateways, in the order of `settings.gateways`.
     pub gateways: Vec<Gateway>,
     pub journal: Journal,
@@ -113,9 +115,14 @@ impl Ctx {
         *self.stage.borrow()
     }
 
-    /// The engine's clock, in the journal's unit.
+    /// The engine's clock, in the journal's unit, never behind a time this run already wrote: a wall clock
+    /// stepped back must not record a call as finished before it was dialed.
     fn now_ms(&self) -> i64 {
-        self.settings.clock.now().as_millisecond()
+        let wall = self.settings.clock.now().as_millisecond();
+        let seen = self
+            .written_ms
+            .fetch_max(wall, std::sync::atomic::Ordering::Relaxed);
+        wall.max(seen)
     }
 
     async fn write(&self, row: u64, event: Event) -> Result<Applied, WriteError> {

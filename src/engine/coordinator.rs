@@ -235,6 +235,7 @@ impl Coordinator {
             polls: Pacer::lanes(crate::types::Rate::Unlimited, &poll_lanes),
             sends: Pacer::lanes(settings.rate, &send_lanes),
             ledger: rules.ledger.clone(),
+            written_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
             settings,
             gateways,
             journal,
