@@ -337,6 +337,7 @@ pub fn engine_settings(
         request_timeout: cfg.request_timeout,
         wait_for_window: cfg.wait_for_window,
         steady: engine::Steady::from_wall(&clock),
+        written_floor_ms: i64::MIN,
         clock,
         journal_path,
         recall: cfg.recall.clone(),
@@ -789,6 +790,7 @@ pub async fn run_in(
         request,
     );
     settings.steady = steady;
+    settings.written_floor_ms = opened.latest_ms;
     let shown = progress::show(progress, to_do, stats.clone());
     let ended = engine::run(
         settings,

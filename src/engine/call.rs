@@ -117,7 +117,7 @@ impl Ctx {
 
     /// The engine's clock, in the journal's unit, never behind a time this run already wrote: a wall clock
     /// stepped back must not record a call as finished before it was dialed.
-    fn now_ms(&self) -> i64 {
+    pub(super) fn now_ms(&self) -> i64 {
         let wall = self.settings.clock.now().as_millisecond();
         let seen = self
             .written_ms

@@ -235,7 +235,7 @@ impl Coordinator {
             polls: Pacer::lanes(crate::types::Rate::Unlimited, &poll_lanes),
             sends: Pacer::lanes(settings.rate, &send_lanes),
             ledger: rules.ledger.clone(),
-            written_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            written_ms: std::sync::atomic::AtomicI64::new(settings.written_floor_ms),
             settings,
             gateways,
             journal,
@@ -688,8 +688,11 @@ impl Coordinator {
     fn next_wake(&self) -> Instant {
         let now = Instant::now();
         let mut wake = now + IDLE;
+        // Only times ahead: whatever was due by now was looked at in this turn of the loop (a deadline already
+        // acted on, such as max-outage once the stop is under way, would otherwise wake the loop at once,
+        // forever: a busy loop, and on a paused clock one that time never leaves).
         let mut consider = |t: Option<Instant>| {
-            if let Some(t) = t {
+            if let Some(t) = t.filter(|t| *t > now) {
                 wake = wake.min(t);
             }
         };
@@ -704,9 +707,9 @@ impl Coordinator {
                     .map(|Reverse(d)| d.at)
                     .filter(|at| *at > now),
             );
-            // Only ahead: a time already passed is looked at by the next dispatch, which a due retry held
-            // back by the breaker can end before it gets there; waking for it again would spin.
-            consider(self.wait_until.filter(|t| *t > now));
+            // A wait already over is looked at by the next dispatch (which a due retry held back by the
+            // breaker can end before it gets there).
+            consider(self.wait_until);
         }
         consider(self.drain_deadline);
         consider(self.outage_deadline());
@@ -764,7 +767,7 @@ impl Coordinator {
                             outcome: *outcome,
                             detail: None,
                         },
-                        at_ms: self.ctx.settings.clock.now().as_millisecond(),
+                        at_ms: self.ctx.now_ms(),
                     });
                     if is_retry {
                         self.owned.remove(&contact.row);
@@ -860,7 +863,7 @@ impl Coordinator {
         self.ctx.journal.write_later(Op::Apply {
             row: c.row,
             event: event.refusing(c.recall_of.as_ref().map(|(o, _)| *o)),
-            at_ms: self.ctx.settings.clock.now().as_millisecond(),
+            at_ms: self.ctx.now_ms(),
         });
     }
 
@@ -891,7 +894,7 @@ impl Coordinator {
                 detail: None,
                 until_ms: until,
             },
-            at_ms: self.ctx.settings.clock.now().as_millisecond(),
+            at_ms: self.ctx.now_ms(),
         });
     }
 

@@ -263,6 +263,8 @@ pub struct Settings {
     pub clock: Clock,
     /// The time line due times are kept on (see [`Steady`]).
     pub steady: Steady,
+    /// No time written by this run is earlier than this (ms): the latest the journal holds.
+    pub written_floor_ms: i64,
     /// The journal file: if it is deleted or replaced under the run, the run stops (its results are still
     /// written, from the connection the run holds).
     pub journal_path: Option<std::path::PathBuf>,

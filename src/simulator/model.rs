@@ -353,6 +353,8 @@ impl Model {
                 .unwrap_or_default()
         };
         let mut final_shown: Option<usize> = None;
+        // A call request whose answer must arrive as sent (see `clash` below).
+        let mut plain = false;
         let wire = if self.down(self.now_ms) {
             seen.what = "not-sent";
             Wire::NotSent("connection refused".into())
@@ -390,6 +392,14 @@ impl Model {
                     self.last_id.to_string()
                 };
                 let firstocc = get("firstocc").parse::<u32>().unwrap_or(10);
+                // An id taken from a call the gateway still dials, answered so that the client cannot see the
+                // id, would make the old call's polls read the new one's: no client could tell, and no real
+                // gateway is known to do it. Such a clash is always answered plainly.
+                let clash = self
+                    .by_id
+                    .get(&id)
+                    .is_some_and(|&old| self.calls[old].phase != Phase::Over);
+                plain = clash;
                 let i = self.calls.len();
                 // A reused id names the newer call from now on; the older one, if the gateway still dials
                 // it, stays live without a record anyone can reach.
@@ -413,14 +423,14 @@ impl Model {
                 self.queue.push_back(i);
                 seen.created = Some(i as u64);
                 seen.req_id = Some(id.clone());
-                let wire = if self.chance(f.call_lost) {
+                let wire = if !clash && self.chance(f.call_lost) {
                     seen.what = "lost";
                     Wire::Lost("connection reset".into())
-                } else if self.chance(f.call_error) {
+                } else if !clash && self.chance(f.call_error) {
                     seen.what = "error";
                     let code = [500, 502, 504][self.rng.random_range(0..3)];
                     Wire::answer(code, format!("\r\n\r\n<h1>HTTP Status {code}</h1>\r\n"))
-                } else if self.chance(f.call_reworded) {
+                } else if !clash && self.chance(f.call_reworded) {
                     seen.what = "reworded";
                     Wire::answer(200, format!("\r\n\r\nCall request {id} accepted.\r\n"))
                 } else {
@@ -433,7 +443,7 @@ impl Model {
                     )
                 };
                 self.fill_lines();
-                if crash_after {
+                if crash_after && !clash {
                     self.seen.push(seen);
                     crate::determinism::crash();
                     return Ok((wire, latency));
@@ -504,7 +514,7 @@ impl Model {
             }
         };
         self.seen.push(seen);
-        if slow {
+        if slow && !plain {
             // Answered after the client gave up: to the client, the answer was lost.
             return Ok((
                 Wire::Lost("operation timed out".into()),

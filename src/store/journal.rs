@@ -169,6 +169,9 @@ pub struct Opened {
     /// How the list was read when the journal was made ([`Binding::reading`]); `None` for a journal that did
     /// not record it.
     pub reading: Option<String>,
+    /// The latest time any contact's intent, request or result was written (ms): a run writes no time before
+    /// it, so a wall clock set back between runs never shows a call finished before it was dialed.
+    pub latest_ms: i64,
 }
 
 /// One row to store when the journal is created.
@@ -477,7 +480,13 @@ where
             opened.created = true;
         }
     }
-    let now = crate::types::now_ms();
+    opened.latest_ms = conn.query_row(
+        "SELECT COALESCE(MAX(MAX(COALESCE(intent_at, 0), COALESCE(dialed_at, 0), COALESCE(finished_at, 0))), 0) FROM contacts",
+        [],
+        |r| r.get(0),
+    )?;
+    let now = crate::types::now_ms().max(opened.latest_ms);
+    opened.latest_ms = now;
     let tx = conn.transaction()?;
     opened.interrupted_intents = bulk(&tx, &Event::Interrupted, now)?;
     // Their attempts end there: into the history, as unknown.

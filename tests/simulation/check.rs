@@ -317,6 +317,19 @@ fn results(
                 p.line
             ));
         }
+        let stamp = |k: &str| {
+            r.get(k)
+                .filter(|v| !v.is_empty())
+                .and_then(|v| v.parse::<jiff::Timestamp>().ok())
+        };
+        if let (Some(d), Some(f)) = (stamp("dialed_at"), stamp("finished_at"))
+            && f < d
+        {
+            return Err(format!(
+                "time-backwards: row {} finished at {f}, before it was dialed at {d}",
+                p.line
+            ));
+        }
         let req_id = r.get("req_id").cloned().unwrap_or_default();
         if !is_open(r) && status != "not_attempted" {
             match history.finals.get(&p.line) {
