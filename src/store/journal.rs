@@ -486,7 +486,6 @@ where
         |r| r.get(0),
     )?;
     let now = crate::types::now_ms().max(opened.latest_ms);
-    opened.latest_ms = now;
     let tx = conn.transaction()?;
     opened.interrupted_intents = bulk(&tx, &Event::Interrupted, now)?;
     // Their attempts end there: into the history, as unknown.
