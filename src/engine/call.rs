@@ -40,6 +40,9 @@ pub enum Report {
         row: u64,
         unknown: Option<String>,
     },
+    /// The gateway gave the call for `row` its final answer: the call no longer holds one of the gateway's
+    /// lines, so the next call may take it while this task records the result and removes the record.
+    LineFree { row: u64 },
 }
 
 /// How a task ended.
@@ -197,7 +200,7 @@ async fn request_inner(
     let mut stage = ctx.stage.clone();
     // The connection slot first, then the send instant: a request that waited for a slot takes the next
     // paced instant rather than leaving with others that waited.
-    let _slot = tokio::select! {
+    let slot = tokio::select! {
         biased;
         slot = ctx.gateways[gw].call_slot() => slot,
         _ = stage.wait_for(|s| *s != Stage::Run) => None,
@@ -269,6 +272,9 @@ async fn request_inner(
     // Not raced against the stop: once sent, the answer is awaited (bounded by the request timeout) so the
     // contact ends with what the gateway said rather than as `unknown`.
     let placed = ctx.gateways[gw].place_call(&req).await;
+    // The slot bounds HTTP requests in flight, not calls: the answer is read, so the connection is free.
+    // What bounds the calls outstanding on the gateway is its lines, which the coordinator counts.
+    drop(slot);
     // A request that never left the process is no call request: counted apart, so the figures match the
     // gateway's.
     if matches!(placed, Err(PlaceError::Unsent(_))) {
@@ -632,6 +638,11 @@ async fn poll_inner(
             None => "no attempt recorded".to_string(),
             Some(last) => match last.state() {
                 state @ (AttemptState::Made | AttemptState::Failed) => {
+                    // Said before the result is written, so the next call's intent can share its commit.
+                    // Safe whatever crashes when: a result not yet durable is read again by the next run
+                    // (the record is removed only after the result is durable), and the call it names is
+                    // over on the gateway either way.
+                    ctx.report(Report::LineFree { row }).await;
                     let notes = match &last.irregular {
                         Some(what) => format!("{} ({what})", last.notes),
                         None => last.notes.clone(),

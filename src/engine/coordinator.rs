@@ -100,10 +100,13 @@ impl Lane {
     }
 }
 
-/// A row handed out: its task (none while it waits to be retried) and the gateway whose line it holds.
+/// A row handed out: its task (none while it waits to be retried) and the gateway it is on.
 struct Owned {
     task: Option<AbortHandle>,
     gw: Option<usize>,
+    /// Whether it still holds one of that gateway's lines: a call whose final answer has been read gives its
+    /// line back at once ([`Report::LineFree`]), before its task has recorded it and removed its record.
+    line: bool,
 }
 
 /// What kept the last dispatch from going on.
@@ -510,6 +513,14 @@ impl Coordinator {
         let now = Instant::now();
         match r {
             Report::Answered { gw } => self.lanes[gw].breaker.answered(now),
+            Report::LineFree { row } => {
+                if let Some(owned) = self.owned.get_mut(&row)
+                    && let Some(gw) = owned.gw
+                    && std::mem::take(&mut owned.line)
+                {
+                    self.lanes[gw].free += 1;
+                }
+            }
             Report::Unreachable { gw, why } => self.lanes[gw].breaker.unreachable(now, &why),
             Report::CallReply {
                 gw,
@@ -547,7 +558,9 @@ impl Coordinator {
         };
         if let Some(gw) = owned.gw {
             let lane = &mut self.lanes[gw];
-            lane.free += 1;
+            if owned.line {
+                lane.free += 1;
+            }
             lane.awaiting.remove(&row);
             lane.breaker.task_ended(row);
         }
@@ -605,6 +618,7 @@ impl Coordinator {
                         Owned {
                             task: None,
                             gw: None,
+                            line: false,
                         },
                     );
                     self.seq += 1;
@@ -839,6 +853,7 @@ impl Coordinator {
                 Owned {
                     task: Some(h),
                     gw: Some(gw),
+                    line: true,
                 },
             );
         }
@@ -915,6 +930,7 @@ impl Coordinator {
             Owned {
                 task: Some(h),
                 gw: Some(gw),
+                line: true,
             },
         );
     }
