@@ -100,13 +100,10 @@ impl Lane {
     }
 }
 
-/// A row handed out: its task (none while it waits to be retried) and the gateway it is on.
+/// A row handed out: its task (none while it waits to be retried) and the gateway whose line it holds.
 struct Owned {
     task: Option<AbortHandle>,
     gw: Option<usize>,
-    /// Whether it still holds one of that gateway's lines: a call whose final answer has been read gives its
-    /// line back at once ([`Report::LineFree`]), before its task has recorded it and removed its record.
-    line: bool,
 }
 
 /// What kept the last dispatch from going on.
@@ -234,6 +231,11 @@ impl Coordinator {
             let wal = file_id(&wal_path).map(|id| (wal_path, id));
             Some(std::iter::once(db).chain(wal).collect())
         });
+        let lengths = settings
+            .gateways
+            .iter()
+            .map(|_| super::poll::Lengths::default())
+            .collect();
         let ctx = Arc::new(Ctx {
             polls: Pacer::lanes(crate::types::Rate::Unlimited, &poll_lanes),
             sends: Pacer::lanes(settings.rate, &send_lanes),
@@ -245,6 +247,7 @@ impl Coordinator {
             stage: stage_rx,
             reports: reports_tx,
             stats,
+            lengths,
         });
         Coordinator {
             ctx,
@@ -513,14 +516,6 @@ impl Coordinator {
         let now = Instant::now();
         match r {
             Report::Answered { gw } => self.lanes[gw].breaker.answered(now),
-            Report::LineFree { row } => {
-                if let Some(owned) = self.owned.get_mut(&row)
-                    && let Some(gw) = owned.gw
-                    && std::mem::take(&mut owned.line)
-                {
-                    self.lanes[gw].free += 1;
-                }
-            }
             Report::Unreachable { gw, why } => self.lanes[gw].breaker.unreachable(now, &why),
             Report::CallReply {
                 gw,
@@ -558,9 +553,7 @@ impl Coordinator {
         };
         if let Some(gw) = owned.gw {
             let lane = &mut self.lanes[gw];
-            if owned.line {
-                lane.free += 1;
-            }
+            lane.free += 1;
             lane.awaiting.remove(&row);
             lane.breaker.task_ended(row);
         }
@@ -592,6 +585,7 @@ impl Coordinator {
             }
         };
         self.release(row);
+        tracing::trace!(target: "turnover", row, "line free");
         self.wait_dirty = true;
         match end {
             End::Final(_) | End::LeftOpen | End::NotSent => {}
@@ -618,7 +612,6 @@ impl Coordinator {
                         Owned {
                             task: None,
                             gw: None,
-                            line: false,
                         },
                     );
                     self.seq += 1;
@@ -841,6 +834,7 @@ impl Coordinator {
             lane.free -= 1;
             lane.awaiting.insert(contact.row);
             let (ctx, row) = (self.ctx.clone(), contact.row);
+            tracing::trace!(target: "turnover", row, gw, "handed out");
             let h = self.tasks.spawn(async move {
                 (
                     row,
@@ -853,7 +847,6 @@ impl Coordinator {
                 Owned {
                     task: Some(h),
                     gw: Some(gw),
-                    line: true,
                 },
             );
         }
@@ -923,14 +916,13 @@ impl Coordinator {
         let (ctx, row) = (self.ctx.clone(), c.row);
         let h = self
             .tasks
-            .spawn(async move { (row, call::resume(ctx, c, gw).await) });
+            .spawn(async move { (row, super::poll::resume(ctx, c, gw).await) });
         self.task_rows.insert(h.id(), row);
         self.owned.insert(
             row,
             Owned {
                 task: Some(h),
                 gw: Some(gw),
-                line: true,
             },
         );
     }
@@ -1089,7 +1081,7 @@ impl Coordinator {
                 {
                     return;
                 }
-                call::remove_record(&ctx, row, &req_id, gw).await;
+                super::poll::remove_record(&ctx, row, &req_id, gw).await;
             }
         }));
         Ok(())
