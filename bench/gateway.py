@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 T0 = time.monotonic()
+# --split-writes: reply as a plain http.server does (head and body in two writes, Nagle on).
+SPLIT = False
 
 
 def now_ms():
@@ -98,8 +100,9 @@ def handler_for(gw):
 
         def setup(self):
             super().setup()
-            # One write per reply, sent at once: no Nagle delay for the runner to wait out.
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if not SPLIT:
+                # One write per reply, sent at once: no Nagle delay for the runner to wait out.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def log_message(self, *args):
             pass
@@ -120,7 +123,13 @@ def handler_for(gw):
                 return
             data = body.encode()
             head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(data)}\r\n\r\n").encode()
-            self.wfile.write(head + data)
+            if SPLIT:
+                # As http.server's own send_response/end_headers do: the head, then the body, in two writes.
+                self.wfile.write(head)
+                self.wfile.flush()
+                self.wfile.write(data)
+            else:
+                self.wfile.write(head + data)
             self.wfile.flush()
 
     return Handler
@@ -134,7 +143,11 @@ def main():
     ap.add_argument("--talk-ms", type=float, default=200)
     ap.add_argument("--durations-ms", default=None, help="a,b,c: each call's length, picked by its number")
     ap.add_argument("--record", required=True)
+    ap.add_argument("--split-writes", action="store_true",
+                    help="head and body in two writes with Nagle on, as a plain http.server replies")
     a = ap.parse_args()
+    global SPLIT
+    SPLIT = a.split_writes
     durations = ([float(x) for x in a.durations_ms.split(",")] if a.durations_ms
                  else [a.ring_ms + a.talk_ms])
     gw = Gateway(a.lines, durations)

@@ -40,6 +40,9 @@ pub enum Report {
         row: u64,
         unknown: Option<String>,
     },
+    /// The call for `row` is over on the gateway and its result is durable: its line is free for the next
+    /// call while this task removes the record ([`super::poll::remove_record`]).
+    LineFree { row: u64 },
 }
 
 /// How a task ended.

@@ -100,10 +100,13 @@ impl Lane {
     }
 }
 
-/// A row handed out: its task (none while it waits to be retried) and the gateway whose line it holds.
+/// A row handed out: its task (none while it waits to be retried) and the gateway it is on.
 struct Owned {
     task: Option<AbortHandle>,
     gw: Option<usize>,
+    /// Whether it still holds one of that gateway's lines: a call whose result is durable gives its line back
+    /// ([`Report::LineFree`]) while its task removes the gateway record.
+    line: bool,
 }
 
 /// What kept the last dispatch from going on.
@@ -516,6 +519,15 @@ impl Coordinator {
         let now = Instant::now();
         match r {
             Report::Answered { gw } => self.lanes[gw].breaker.answered(now),
+            Report::LineFree { row } => {
+                if let Some(owned) = self.owned.get_mut(&row)
+                    && let Some(gw) = owned.gw
+                    && std::mem::take(&mut owned.line)
+                {
+                    self.lanes[gw].free += 1;
+                    tracing::trace!(target: "turnover", row, "line free");
+                }
+            }
             Report::Unreachable { gw, why } => self.lanes[gw].breaker.unreachable(now, &why),
             Report::CallReply {
                 gw,
@@ -553,7 +565,9 @@ impl Coordinator {
         };
         if let Some(gw) = owned.gw {
             let lane = &mut self.lanes[gw];
-            lane.free += 1;
+            if owned.line {
+                lane.free += 1;
+            }
             lane.awaiting.remove(&row);
             lane.breaker.task_ended(row);
         }
@@ -612,6 +626,7 @@ impl Coordinator {
                         Owned {
                             task: None,
                             gw: None,
+                            line: false,
                         },
                     );
                     self.seq += 1;
@@ -847,6 +862,7 @@ impl Coordinator {
                 Owned {
                     task: Some(h),
                     gw: Some(gw),
+                    line: true,
                 },
             );
         }
@@ -923,6 +939,7 @@ impl Coordinator {
             Owned {
                 task: Some(h),
                 gw: Some(gw),
+                line: true,
             },
         );
     }
@@ -1081,7 +1098,7 @@ impl Coordinator {
                 {
                     return;
                 }
-                super::poll::remove_record(&ctx, row, &req_id, gw).await;
+                super::poll::remove_record(&ctx, row, &req_id, gw, false).await;
             }
         }));
         Ok(())

@@ -243,8 +243,13 @@ pub(super) async fn poll_call(
                     trace!(target: "turnover", row, "final answer read");
                     // A resumed call's request time is not known to this run: it teaches nothing.
                     if !resumed {
-                        let lo = not_final_at.map_or(Duration::ZERO, |t| t.saturating_duration_since(dialed));
-                        ctx.lengths[gw].record_above(lo, asked_at.saturating_duration_since(dialed), floor);
+                        let lo = not_final_at
+                            .map_or(Duration::ZERO, |t| t.saturating_duration_since(dialed));
+                        ctx.lengths[gw].record_above(
+                            lo,
+                            asked_at.saturating_duration_since(dialed),
+                            floor,
+                        );
                     }
                     let notes = match &last.irregular {
                         Some(what) => format!("{} ({what})", last.notes),
@@ -263,7 +268,7 @@ pub(super) async fn poll_call(
                     let certain = last.irregular.is_none();
                     if let Some(end) = recall(ctx, contact, st, &answer, certain, dialed).await? {
                         if !s.keep_records {
-                            remove_record(ctx, row, req_id, gw).await;
+                            remove_record(ctx, row, req_id, gw, true).await;
                         }
                         return Ok(end);
                     }
@@ -286,7 +291,7 @@ pub(super) async fn poll_call(
                         "call finished"
                     );
                     if !s.keep_records {
-                        remove_record(ctx, row, req_id, gw).await;
+                        remove_record(ctx, row, req_id, gw, true).await;
                     }
                     return Ok(end);
                 }
@@ -320,7 +325,7 @@ pub(super) async fn poll_call(
                 recall(ctx, contact, State::Unresolved, &answer, true, dialed).await?
             {
                 if !s.keep_records {
-                    remove_record(ctx, row, req_id, gw).await;
+                    remove_record(ctx, row, req_id, gw, false).await;
                 }
                 return Ok(end);
             }
@@ -337,7 +342,7 @@ pub(super) async fn poll_call(
             // Removed to cancel any attempt the gateway would still make, unless the operator keeps records (the
             // window's margin covers the gateway's retries either way).
             if matches!(end, End::Final(State::Unresolved)) && !s.keep_records {
-                remove_record(ctx, row, req_id, gw).await;
+                remove_record(ctx, row, req_id, gw, false).await;
             }
             return Ok(end);
         }
@@ -422,7 +427,12 @@ async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, 
 }
 
 /// Removes a final call's record; a failure only leaves a record behind, which the next run retries.
-pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize) {
+///
+/// `frees_line`: the call's final answer was read and its result is durable, so its line is given back before
+/// the removal is sent rather than after it is answered. The removal's round trip is then off the path from
+/// a final answer to the next call request (against a gateway whose replies come in two TCP segments it was
+/// a delayed ACK, 40 ms, on every turnover).
+pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize, frees_line: bool) {
     // A gateway that reused this id for another contact's call would cancel that call: a remove names a
     // record only by its id. The record is left on the gateway instead (clutter, not a lost call).
     let id = req_id.to_string();
@@ -436,6 +446,11 @@ pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize) {
             )?)
         })
         .await;
+    if frees_line {
+        // After the check: it runs before any write the next call's task queues (its intent), and the removal
+        // leaves now, while that intent is still being committed.
+        ctx.report(Report::LineFree { row }).await;
+    }
     if !matches!(shared, Ok(false)) {
         warn!(%req_id, gateway = ctx.key(gw), "request id now names another contact's call too; its record is left on the gateway rather than risk cancelling that call");
         return;
