@@ -398,13 +398,21 @@ class Gw:
         return rec
 
 
-def in_order_bound(durations, lines):
-    """A runner that sees each final answer the instant it exists: list scheduling in input order."""
+def in_order_bound(durations, lines, rate=None):
+    """A runner that sees each final answer the instant it exists: list scheduling in input order, each call
+    request no sooner than 1/rate after the one before (the operator's rate binds any runner)."""
     import heapq
     free = [0.0] * lines
+    last = None
+    ends = []
     for d in durations:
-        heapq.heappush(free, heapq.heappop(free) + d)
-    return max(free)
+        start = heapq.heappop(free)
+        if rate and last is not None:
+            start = max(start, last + 1000.0 / rate)
+        last = start
+        heapq.heappush(free, start + d)
+        ends.append(start + d)
+    return max(ends)
 
 
 def turnover(rec, lines):
@@ -426,13 +434,15 @@ def turnover(rec, lines):
     return waits
 
 
-def campaign_on_gateway(work, binary, n, lines, durations_ms, extra):
-    """Runs n contacts against bench/gateway.py with `lines` lines; returns figures from the gateway's record."""
+def campaign_on_gateway(work, binary, n, lines, durations_ms, extra, split=False, rate=None):
+    """Runs n contacts against bench/gateway.py with `lines` lines; returns figures from the gateway's record.
+    `split`: the gateway replies as a plain http.server does (head and body in two TCP segments)."""
     d = tempfile.mkdtemp(dir=work)
     csv_path = os.path.join(d, "c.csv")
     contacts(csv_path, n, e164=True)
     phones = [line.split(",")[2].strip() for line in open(csv_path).readlines()[1:]]
-    gw = Gw("--lines", str(lines), "--durations-ms", ",".join(str(x) for x in durations_ms))
+    gw = Gw("--lines", str(lines), "--durations-ms", ",".join(str(x) for x in durations_ms),
+            *(["--split-writes"] if split else []))
     try:
         wall, code, err, _ = runner(["run", "--input", csv_path, "--output", os.path.join(d, "r.csv"),
                                      "--gateway", gw.url, "--app", "A", "--lines", str(lines), *extra], binary)
@@ -442,7 +452,7 @@ def campaign_on_gateway(work, binary, n, lines, durations_ms, extra):
     calls = rec["calls"]
     import zlib
     durs = [durations_ms[zlib.crc32(p.encode()) % len(durations_ms)] for p in phones]
-    bound = in_order_bound(durs, lines)
+    bound = in_order_bound(durs, lines, rate)
     reqs = rec["requests"]
     first = min(r["at"] for r in reqs if r["path"] == "call")
     last_final = max(r["at"] for r in reqs if r["path"] == "status" and r.get("final"))
@@ -466,12 +476,16 @@ def builds():
 def bench_turnover(work, smoke):
     """Against bench/gateway.py: turnover, polls per call, and time against the in-order bound."""
     out = {}
-    cases = [("short", 30, 8, [300], ["--rate", "50/s", "--poll-interval", "200ms", "--poll-rate", "unlimited"]),
-             ("mixed", 60, 8, [300, 700, 1500, 3000],
-              ["--rate", "50/s", "--poll-interval", "200ms", "--poll-rate", "unlimited"])]
-    for name, n, lines, durs, extra in cases:
+    paced = ["--rate", "50/s", "--poll-interval", "200ms", "--poll-rate", "unlimited"]
+    # name, contacts, lines, call lengths (ms), replies in two segments
+    cases = [("short", 30, 8, [300], False), ("short, two-segment replies", 30, 8, [300], True),
+             ("short x200", 200, 8, [300], False), ("short x200, two-segment replies", 200, 8, [300], True),
+             ("spread", 200, 8, list(range(250, 351, 10)), False),
+             ("mixed", 60, 8, [300, 700, 1500, 3000], False)]
+    for name, n, lines, durs, split in cases:
         for label, binary in builds():
-            runs = [campaign_on_gateway(work, binary, n, lines, durs, extra) for _ in range(1 if smoke else 3)]
+            runs = [campaign_on_gateway(work, binary, n, lines, durs, paced, split, 50)
+                    for _ in range(1 if smoke else 3)]
             med = {k: statistics.median(r[k] for r in runs if r[k] is not None) for k in runs[0]}
             out[f"{name}/{label}"] = {"median": med, "runs": runs}
             print(f"turnover {name} ({n} contacts, {lines} lines, calls {durs} ms), {label}: turnover p50 "

@@ -55,11 +55,32 @@ pub struct Lengths {
 }
 
 impl Lengths {
-    /// When to ask first, after the request, and the floor it was placed on (see [`Lengths::record`]);
-    /// `None` until a call on this gateway has ended.
-    pub fn first_poll(&self) -> Option<(Duration, Duration)> {
+    /// When to ask first, after the request, with later polls every `interval`, and the floor it was placed
+    /// on (see [`Lengths::record_above`]); `None` until a call on this gateway has ended.
+    pub fn first_poll(&self, interval: Duration) -> Option<(Duration, Duration)> {
         let samples = self.samples.lock().ok()?;
         let shortest = samples.iter().map(|(_, hi)| *hi).min()?;
+        // Calls of one length, as far as the polls tell (some instant lies in every call's bracket): the
+        // bracket of that length is narrowed down, below. Calls of many lengths: the first poll that would have
+        // seen the recent calls soonest in all, with no more polls than the fixed interval would have taken; a
+        // poll at the shortest of spread lengths reads most calls "not yet" and sees them an interval late.
+        let one_length = samples.iter().all(|(lo, _)| *lo < shortest);
+        let cost = |first: Duration| {
+            samples.iter().fold((0u128, 0u128), |(late, polls), (_, hi)| {
+                let more = hi.saturating_sub(first).as_nanos().div_ceil(interval.as_nanos().max(1));
+                let seen = first.as_nanos() + more * interval.as_nanos();
+                (late + (seen - hi.as_nanos()), polls + 1 + more)
+            })
+        };
+        let (_, fixed_polls) = cost(interval);
+        let best = samples
+            .iter()
+            .map(|(_, hi)| *hi)
+            .filter(|c| cost(*c).1 <= fixed_polls)
+            .min_by_key(|c| (cost(*c).0, *c));
+        if let Some(best) = best.filter(|b| !one_length && *b > shortest) {
+            return Some((best, Duration::ZERO));
+        }
         let floor = samples
             .iter()
             .map(|(lo, _)| *lo)
@@ -139,7 +160,7 @@ pub(super) async fn poll_call(
         (Duration::ZERO, Duration::ZERO)
     } else {
         ctx.lengths[gw]
-            .first_poll()
+            .first_poll(interval)
             .unwrap_or((interval, Duration::ZERO))
     };
     // The last readable answer that said "not final yet": the call lasted longer than that.
@@ -488,11 +509,11 @@ mod tests {
     #[test]
     fn the_first_poll_closes_in_on_the_length_of_the_calls() {
         let lengths = Lengths::default();
-        assert_eq!(lengths.first_poll(), None, "nothing learned yet");
+        assert_eq!(lengths.first_poll(ms(200)), None, "nothing learned yet");
         let (length, interval) = (ms(300), ms(200));
         let mut late = Vec::new();
         for _ in 0..100 {
-            let (first, floor) = lengths.first_poll().unwrap_or((interval, Duration::ZERO));
+            let (first, floor) = lengths.first_poll(interval).unwrap_or((interval, Duration::ZERO));
             let (mut lo, mut at) = (Duration::ZERO, first);
             while at < length {
                 lo = at;
@@ -505,7 +526,7 @@ mod tests {
         assert!(late[0] >= ms(50), "{late:?}");
         assert!(late[30..].iter().all(|l| *l <= ms(6)), "{late:?}");
         // And the first poll is never before the shortest length some call was still running at.
-        let (first, _) = lengths.first_poll().unwrap_or_default();
+        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
         assert!(first >= ms(294) && first <= ms(306), "{first:?}");
     }
 
@@ -513,10 +534,23 @@ mod tests {
     fn a_shorter_call_than_any_seen_brings_the_first_poll_forward() {
         let lengths = Lengths::default();
         for _ in 0..5 {
-            lengths.record(ms(1000), ms(1010));
+            lengths.record(Duration::ZERO, ms(1010));
         }
         lengths.record(Duration::ZERO, ms(400));
-        let (first, _) = lengths.first_poll().unwrap_or_default();
+        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
         assert!(first <= ms(400), "{first:?}");
+    }
+
+    /// Lengths spread over a range: the first poll goes where the fewest calls are seen late, not at the
+    /// shortest (where most would read "not yet" and wait a whole interval more).
+    #[test]
+    fn spread_lengths_are_first_polled_where_most_have_ended() {
+        let lengths = Lengths::default();
+        // Brackets that no one length fits: each call was still running 5 ms before it was read final.
+        for i in 0..=10 {
+            lengths.record(ms(245 + i * 10), ms(250 + i * 10));
+        }
+        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
+        assert!(first >= ms(300), "{first:?}");
     }
 }
