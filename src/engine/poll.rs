@@ -66,11 +66,16 @@ impl Lengths {
         // poll at the shortest of spread lengths reads most calls "not yet" and sees them an interval late.
         let one_length = samples.iter().all(|(lo, _)| *lo < shortest);
         let cost = |first: Duration| {
-            samples.iter().fold((0u128, 0u128), |(late, polls), (_, hi)| {
-                let more = hi.saturating_sub(first).as_nanos().div_ceil(interval.as_nanos().max(1));
-                let seen = first.as_nanos() + more * interval.as_nanos();
-                (late + (seen - hi.as_nanos()), polls + 1 + more)
-            })
+            samples
+                .iter()
+                .fold((0u128, 0u128), |(late, polls), (_, hi)| {
+                    let more = hi
+                        .saturating_sub(first)
+                        .as_nanos()
+                        .div_ceil(interval.as_nanos().max(1));
+                    let seen = first.as_nanos() + more * interval.as_nanos();
+                    (late + (seen - hi.as_nanos()), polls + 1 + more)
+                })
         };
         let (_, fixed_polls) = cost(interval);
         let best = samples
@@ -513,7 +518,9 @@ mod tests {
         let (length, interval) = (ms(300), ms(200));
         let mut late = Vec::new();
         for _ in 0..100 {
-            let (first, floor) = lengths.first_poll(interval).unwrap_or((interval, Duration::ZERO));
+            let (first, floor) = lengths
+                .first_poll(interval)
+                .unwrap_or((interval, Duration::ZERO));
             let (mut lo, mut at) = (Duration::ZERO, first);
             while at < length {
                 lo = at;
