@@ -28,6 +28,10 @@ const OTHER_PROGRAMS_FLAGS: &[(&str, &str)] = &[
     ("now", "systemctl enable"),
 ];
 
+/// A listen address the simulator refuses without a lookup (the port is out of range), so a scenario that loads
+/// ends the command instead of serving.
+const NO_PORT: &str = "127.0.0.1:99999";
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -69,7 +73,7 @@ fn campaign_files() -> Vec<PathBuf> {
                 }
             } else if !name.contains("results") && !name.contains("dry-run") {
                 let data = name.ends_with(".csv")
-                    || name.ends_with(".txt") && name.contains("do-not-call");
+                    || (name.ends_with(".txt") && name.contains("do-not-call"));
                 if !data {
                     out.push(p);
                 }
@@ -341,7 +345,8 @@ impl Schema {
     fn read() -> Schema {
         const UNKNOWN: &str = "zz-not-a-key = 1\n";
         let validate = ["validate"];
-        let scenario = ["simulate", "--listen", "127.0.0.1:0", "--scenario"];
+        // A port that cannot be bound: should a probe ever load, the simulator stops instead of serving.
+        let scenario = ["simulate", "--listen", NO_PORT, "--scenario"];
         let all = expected_keys(&validate, UNKNOWN);
         let refused = refused_keys(&all);
         Schema {
@@ -481,8 +486,7 @@ fn loader_complaint(text: &str, scenario: bool) -> Option<String> {
     std::fs::write(&file, text).expect("write the block");
     let mut cmd = Process::new(bin());
     if scenario {
-        // An address that cannot be bound: a scenario that loads makes the simulator stop right after.
-        cmd.args(["simulate", "--listen", "256.0.0.1:1", "--scenario"]);
+        cmd.args(["simulate", "--listen", NO_PORT, "--scenario"]);
     } else {
         cmd.arg("validate");
     }
