@@ -27,9 +27,7 @@ use tokio::task::JoinHandle;
 use super::contact::{Event, Refused, State};
 use crate::error::{Error, Result};
 
-/// Journal file inside the state directory.
-pub const DB_FILE: &str = "journal.sqlite";
-pub const LOCK_FILE: &str = "lock";
+pub use crate::settings::paths::{DB_FILE, LOCK_FILE};
 /// Most queued operations applied in one transaction.
 const MAX_GROUP: usize = 4096;
 /// The journal layout this build writes. 1: the first release (no row copies); 2: row copies, wait times,
