@@ -631,3 +631,33 @@ fn the_key_check_refuses_a_key_the_file_refuses() {
     let scenario = loader_complaint("[[rule]]\nstep = [\"made\"]\n", true);
     assert!(scenario.is_some_and(|c| c.contains("unknown field")));
 }
+
+/// Files of this repository the docs point to (`src/…`, `tests/…`, `campaigns/…`, …) exist: a module moved
+/// or renamed leaves no reader looking for it. Files a run writes (results, dry runs, journals) are left out.
+#[test]
+fn every_repository_path_the_docs_name_exists() {
+    const TOP: &[&str] = &[
+        "src/",
+        "tests/",
+        "scripts/",
+        "bench/",
+        "data/",
+        "campaigns/",
+        ".ci/",
+    ];
+    let mut wrong = Vec::new();
+    for file in documents() {
+        let text = read(&file);
+        for (n, line) in text.lines().enumerate() {
+            for word in line.split(|c: char| c.is_whitespace() || "`()[]<>\"',;|*".contains(c)) {
+                let path = word.trim_end_matches(['.', ':']);
+                let ours = TOP.iter().any(|t| path.starts_with(t)) && path.len() > 4;
+                let written_by_a_run = path.contains("results") || path.contains("dry-run");
+                if ours && !written_by_a_run && !root().join(path).exists() {
+                    wrong.push(format!("{}:{}: {path} does not exist", shown(&file), n + 1));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "the docs drifted:\n{}", wrong.join("\n"));
+}
