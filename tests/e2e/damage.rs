@@ -17,7 +17,11 @@ impl SmallDisk {
             .arg(at)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "cannot mount a tmpfs at {} (this test needs root)", at.display());
+        assert!(
+            ok,
+            "cannot mount a tmpfs at {} (this test needs root)",
+            at.display()
+        );
         SmallDisk(at.to_path_buf())
     }
 
