@@ -47,6 +47,21 @@ pub enum Error {
     Output(String),
     #[error("journal: {0}")]
     Journal(String),
+    /// SQLite failed on a journal: which file, and what SQLite said.
+    #[error("journal {}: {source}", path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The cap ledger, which every campaign on the host shares, could not be read or written: not this
+    /// campaign's journal.
+    #[error("call ledger {}: {source}", path.display())]
+    Ledger {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{0}")]
     Busy(String),
     #[error("internal error: {0}")]
@@ -61,13 +76,30 @@ impl Error {
             Error::NoInput(_) => exit::NOINPUT,
             Error::Data(_) => exit::DATAERR,
             Error::Output(_) => exit::CANTCREAT,
-            Error::Journal(_) => exit::IOERR,
+            Error::Journal(_) | Error::Store { .. } => exit::IOERR,
+            // Another campaign held the ledger past its wait: try again later, nothing is wrong with a disk.
+            Error::Ledger { source, .. }
+                if source.downcast_ref::<rusqlite::Error>().is_some_and(busy) =>
+            {
+                exit::TEMPFAIL
+            }
+            Error::Ledger { .. } => exit::IOERR,
             Error::Busy(_) => exit::TEMPFAIL,
             Error::Internal(_) => exit::SOFTWARE,
         }
     }
 }
 
+/// SQLite's "another connection holds the database" (after the connection's busy timeout).
+fn busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// An SQLite error from a query on the journal's own connection ([`crate::store::Journal::read`]); the store
+/// and the ledger name their file instead ([`Error::Store`], [`Error::Ledger`]).
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Journal(e.to_string())

@@ -41,23 +41,29 @@ pub struct Ledger {
     pub per: Duration,
 }
 
+/// A failure of the ledger at `path`, named as the ledger's (not the journal's: another campaign holding it
+/// is no fault of this campaign's disk).
+fn fault(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::Ledger {
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
 impl Ledger {
     pub fn open(path: &Path, cap: u32, per: Duration) -> Result<Ledger> {
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::Journal(format!("call ledger {}: {e}", path.display()))
-        };
+        let fail = |e: rusqlite::Error| fault(path, e);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+            std::fs::create_dir_all(dir).map_err(|e| fault(path, e))?;
         }
-        let conn = Connection::open(path).map_err(|e| fail(&e))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(|e| fail(&e))?;
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(fail)?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
-            .map_err(|e| fail(&e))?;
+            .map_err(fail)?;
         // `claims` replaced the first release's `calls` (one claim per campaign row): its claims are carried
         // over as first attempts, once.
         conn.execute_batch(
@@ -69,14 +75,14 @@ impl Ledger {
              );
              CREATE INDEX IF NOT EXISTS claims_by_number ON claims(e164, at_ms);",
         )
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
         let old: bool = conn
             .query_row(
                 "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'calls'",
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| fail(&e))?;
+            .map_err(fail)?;
         if old {
             conn.execute_batch(
                 "BEGIN IMMEDIATE;
@@ -85,7 +91,7 @@ impl Ledger {
                  DROP TABLE calls;
                  COMMIT;",
             )
-            .map_err(|e| fail(&e))?;
+            .map_err(fail)?;
         }
         Ok(Ledger {
             conn: Arc::new(Mutex::new(conn)),
@@ -104,22 +110,28 @@ impl Ledger {
     /// counting twice. Blocking: call it from `spawn_blocking`.
     pub fn claim(&self, e164: &str, campaign: &str, row: u64, attempt: u32) -> Result<Claim> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let fail = |e: rusqlite::Error| fault(&self.path, e);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(fail)?;
         let mine: Option<i64> = tx
             .query_row(
                 "SELECT 1 FROM claims WHERE campaign = ?1 AND row = ?2 AND attempt = ?3",
                 params![campaign, row as i64, attempt],
                 |r| r.get(0),
             )
-            .optional()?;
+            .optional()
+            .map_err(fail)?;
         if mine.is_some() {
             return Ok(Claim::Granted);
         }
-        let calls: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
-            params![e164, self.since_ms()],
-            |r| r.get(0),
-        )?;
+        let calls: i64 = tx
+            .query_row(
+                "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
+                params![e164, self.since_ms()],
+                |r| r.get(0),
+            )
+            .map_err(fail)?;
         if calls >= i64::from(self.cap) {
             return Ok(Claim::Capped {
                 calls: calls as u32,
@@ -128,8 +140,9 @@ impl Ledger {
         tx.execute(
             "INSERT INTO claims (e164, at_ms, campaign, row, attempt) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![e164, now_ms(), campaign, row as i64, attempt],
-        )?;
-        tx.commit()?;
+        )
+        .map_err(fail)?;
+        tx.commit().map_err(fail)?;
         Ok(Claim::Granted)
     }
 
@@ -167,11 +180,13 @@ impl Ledger {
     /// Calls to `e164` within the period, without claiming (dry runs).
     pub fn count(&self, e164: &str) -> Result<u32> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
-            params![e164, self.since_ms()],
-            |r| r.get(0),
-        )?;
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
+                params![e164, self.since_ms()],
+                |r| r.get(0),
+            )
+            .map_err(|e| fault(&self.path, e))?;
         Ok(n as u32)
     }
 }
