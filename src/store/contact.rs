@@ -1,9 +1,11 @@
-//! The life of a contact: its states, the events that move it, and the only transitions allowed.
+//! The life of a contact: its states, the events that move it, the only transitions allowed, and what each
+//! event writes.
 //!
-//! Every change of a contact's state in the whole program is one of the [`Event`]s below, applied by the
-//! journal as a compare-and-set against [`RULES`]: `UPDATE … WHERE row = ? AND state IN (<from>)`, exactly one
-//! row changed, or the write is refused and the run stops with an internal error naming the row. So this table
-//! is the complete answer to "how can a contact end up in state X?".
+//! Every change of a contact's state in the whole program is one of the [`Event`]s below: its rule
+//! ([`Kind::rule`]) and its effects ([`effects`]), applied by the journal as one compare-and-set:
+//! `UPDATE … SET <effects> WHERE row = ? AND state IN (<from>)`, exactly one row changed, or the write is
+//! refused and the run stops with an internal error naming the row. Crash recovery and the operator's actions
+//! take the same path. So this file is the complete answer to "how can a contact end up in state X?".
 //!
 //! ```text
 //!                 ingest ──► invalid | duplicate                                     (final at once)

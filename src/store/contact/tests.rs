@@ -120,3 +120,49 @@ fn a_refused_recall_keeps_the_last_outcome() {
 fn sql_of_the_compare() {
     assert_eq!(Kind::IdClash.from_sql(), "state IN ('intent', 'dialed')");
 }
+
+#[test]
+fn each_event_writes_its_rules_state_and_ends_the_attempts_it_should() {
+    let answer = Answer {
+        responses: "Q=1".into(),
+        attempts: 1,
+        notes: String::new(),
+    };
+    let events = [
+        Event::Interrupted,
+        Event::Redial { action: 3 },
+        Event::Made(answer.clone()),
+        Event::Recall {
+            outcome: State::Failed,
+            answer,
+            due_ms: 9,
+            not_before_ms: None,
+        },
+        Event::Settle {
+            outcome: State::Failed,
+            detail: Some("recall not placed".into()),
+        },
+    ];
+    for e in &events {
+        let cols = effects(e, 7);
+        let to = e.kind().rule().1;
+        assert_eq!(cols[0], ("state", Value::Text(to.as_str().into())), "{e:?}");
+        let mut names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), cols.len(), "{e:?} sets a column twice");
+        // Another call to the same person counts as one more attempt; nothing else moves the counter.
+        let counts = cols.contains(&("attempt", Value::Increment));
+        assert_eq!(
+            counts,
+            matches!(e, Event::Redial { .. } | Event::Recall { .. }),
+            "{e:?}"
+        );
+    }
+    assert_eq!(ends_attempt(&events[0]), Some(State::Unknown));
+    assert_eq!(ends_attempt(&events[1]), None);
+    assert_eq!(ends_attempt(&events[3]), Some(State::Failed));
+    assert!(
+        effects(&events[4], 7).contains(&("detail", Value::Append("recall not placed".into())))
+    );
+}

@@ -109,7 +109,7 @@ impl Journal {
 
     /// Pending contacts told to wait whose time has come, soonest first: a contact waiting for its window by
     /// the wall clock (`wall_ms`), one waiting for a recall by the campaign's steady time line (`steady_ms`,
-    /// see [`crate::engine::Steady`]), on which its due time was written.
+    /// see `engine::Steady`), on which its due time was written.
     pub async fn due(&self, wall_ms: i64, steady_ms: i64, limit: usize) -> Result<Vec<ContactRow>> {
         self.read(move |c| {
             contacts(

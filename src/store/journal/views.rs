@@ -180,7 +180,7 @@ pub struct StatusGroup {
     pub next_due_ms: Option<i64>,
 }
 
-/// The contacts in groups, as [`crate::output::tally::Tally`] counts them.
+/// The contacts in groups, as the views count them (`output::tally`).
 pub fn status_groups(conn: &Connection) -> Result<Vec<StatusGroup>> {
     // The state's text is read beside the group, and checked once out of SQLite's hands.
     let go = || -> rusqlite::Result<Vec<(String, StatusGroup)>> {
