@@ -228,4 +228,29 @@ mod tests {
             Claim::Granted
         );
     }
+
+    #[test]
+    fn a_ledger_failure_names_the_ledger_not_the_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A directory where the ledger file should be: SQLite cannot open it.
+        let path = dir.path().join("ledger.sqlite");
+        std::fs::create_dir(&path).expect("dir");
+        let Err(e) = Ledger::open(&path, 1, Duration::from_secs(60)) else {
+            panic!("a directory opened as a ledger");
+        };
+        assert!(matches!(e, Error::Ledger { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.starts_with("call ledger "), "{text}");
+        assert!(!text.contains("journal"), "{text}");
+        // Held by another campaign past the wait: try again later, not a disk to check.
+        let busy = Error::Ledger {
+            path,
+            source: Box::new(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                None,
+            )),
+        };
+        assert_eq!(busy.exit_code(), crate::error::exit::TEMPFAIL);
+        assert_eq!(e.exit_code(), crate::error::exit::IOERR);
+    }
 }
