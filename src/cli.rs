@@ -1,5 +1,5 @@
 //! The command line. Values shared with the campaign file are taken as text here and validated in
-//! [`crate::config`], so a flag and a TOML key go through one parser and fail with one kind of message.
+//! the settings module, so a flag and a TOML key go through one parser and fail with one kind of message.
 
 use std::path::PathBuf;
 

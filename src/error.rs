@@ -98,7 +98,7 @@ fn busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// An SQLite error from a query on the journal's own connection ([`crate::store::Journal::read`]); the store
+/// An SQLite error from a query on the journal's own connection (`store::Journal::read`); the store
 /// and the ledger name their file instead ([`Error::Store`], [`Error::Ledger`]).
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {

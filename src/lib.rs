@@ -22,7 +22,6 @@
 
 pub mod cli;
 pub mod commands;
-pub mod config;
 pub mod contacts;
 pub mod determinism;
 pub mod engine;
@@ -31,7 +30,9 @@ pub mod fields;
 pub mod gateway;
 pub mod logging;
 pub mod output;
+pub mod privacy;
 pub mod rules;
+pub mod settings;
 pub mod simulator;
 pub mod store;
 pub mod types;

@@ -6,7 +6,6 @@ use std::time::Instant;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::config::{GatewayTarget, RunConfig};
 use crate::contacts::{self, Source};
 use crate::engine::{self, Clock, Stage, Stats};
 use crate::error::{Error, Result};
@@ -18,6 +17,7 @@ use crate::output::summary::Summary;
 use crate::rules::Rules;
 use crate::rules::ledger::Ledger;
 use crate::rules::suppress;
+use crate::settings::{GatewayTarget, RunConfig};
 use crate::simulator::Simulator;
 use crate::store::State;
 use crate::store::journal::{self, Binding, NewContact, encode_record};
@@ -31,9 +31,9 @@ pub fn judged_rows(
 ) -> Result<impl Iterator<Item = Result<NewContact>> + use<>> {
     let mut reader = source.reader()?;
     let request = request.clone();
-    let (region, format) = (cfg.default_region, cfg.number_format);
+    let (region, format) = (cfg.list.default_region, cfg.call.number_format);
     let source = source.clone();
-    let input = cfg.input.display().to_string();
+    let input = cfg.files.input.display().to_string();
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
     let mut one_country = contacts::OneCountry::default();
@@ -84,9 +84,9 @@ pub(crate) fn admit_fields(
 
 /// The call fields bound to the list's columns (the journal's copy of the header row when the list is gone).
 pub fn request_for(cfg: &RunConfig, headers: &csv::ByteRecord) -> Result<Arc<Request>> {
-    Request::bind(&cfg.request, headers)
+    Request::bind(&cfg.call.request, headers)
         .map(Arc::new)
-        .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))
+        .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.files.input.display())))
 }
 
 /// A row's own zone: its column's, else its number's prefix's (the campaign's is applied when it is called).
@@ -114,17 +114,17 @@ pub fn reading(source: &Source, cfg: &RunConfig) -> String {
     };
     [
         ("phone-column", header(source.phone_index)),
-        ("default-region", cfg.default_region.to_string()),
+        ("default-region", cfg.list.default_region.to_string()),
         ("encoding", format!("{:?}", source.encoding)),
         ("delimiter", (source.delimiter as char).to_string()),
         (
             "timezone-column",
             source.timezone_index.map_or("(none)".to_string(), header),
         ),
-        ("number-format", format!("{:?}", cfg.number_format)),
+        ("number-format", format!("{:?}", cfg.call.number_format)),
         // Newer number data may read a cell as another number: the contacts not yet called are read again.
         ("number-data", contacts::NUMBER_DATA_RELEASE.to_string()),
-        ("fields", cfg.request.reading()),
+        ("fields", cfg.call.request.reading()),
     ]
     .iter()
     .map(|(k, v)| format!("{k}={v}"))
@@ -171,7 +171,7 @@ async fn reread(
     {
         return Err(Error::Config(format!(
             "the journal in {} read the list another way ({fixed}): the contacts were told apart that way, so it cannot change under the campaign. Finish it with the settings it started with; another --output starts a new campaign, which calls everyone on the list again",
-            cfg.state_dir.display()
+            cfg.files.state_dir.display()
         )));
     }
     // A zone column the campaign started with and a rerun leaves out is almost always a flag forgotten in a
@@ -184,7 +184,7 @@ async fn reread(
     {
         return Err(Error::Config(format!(
             "the campaign in {} places its contacts by the time zone column {was:?}, and this run gives none: give --timezone-column {was} again (without it the contacts not yet called would be placed by their numbers)",
-            cfg.state_dir.display()
+            cfg.files.state_dir.display()
         )));
     }
     // First every row is judged, and nothing written: a list the new settings cannot take (numbers of two
@@ -202,10 +202,10 @@ async fn reread(
             let judged = source.judge(
                 &rec,
                 contacts::Row::Whole,
-                cfg.default_region,
-                cfg.number_format,
+                cfg.list.default_region,
+                cfg.call.number_format,
             );
-            one_country.check(&judged.verdict, line, cfg.number_format)?;
+            one_country.check(&judged.verdict, line, cfg.call.number_format)?;
         }
     }
     let mut after = None;
@@ -222,8 +222,8 @@ async fn reread(
             let mut judged = source.judge(
                 &rec,
                 contacts::Row::Whole,
-                cfg.default_region,
-                cfg.number_format,
+                cfg.list.default_region,
+                cfg.call.number_format,
             );
             admit_fields(&mut judged, request, &rec);
             // Newer number data can read a cell as another number (phonenumber 0.3 cut a leading 1 or 0 from
@@ -305,10 +305,10 @@ pub fn engine_settings(
     request: Arc<Request>,
 ) -> engine::Settings {
     engine::Settings {
-        app: cfg.app.clone(),
+        app: cfg.call.app.clone(),
         campaign_id,
-        firstocc: cfg.firstocc,
-        rate: cfg.rate,
+        firstocc: cfg.call.firstocc,
+        rate: cfg.pacing.rate,
         gateways: cfg
             .gateways
             .iter()
@@ -318,15 +318,15 @@ pub fn engine_settings(
                 rate: g.rate.unwrap_or(crate::types::Rate::Unlimited),
             })
             .collect(),
-        poll_interval: cfg.poll_interval,
-        poll_rate: cfg.poll_rate,
-        poll_timeout: cfg.poll_timeout,
-        keep_records: cfg.keep_records,
-        request_retries: cfg.request_retries,
-        drain_timeout: cfg.drain_timeout,
-        max_outage: cfg.max_outage,
-        request_timeout: cfg.request_timeout,
-        wait_for_window: cfg.wait_for_window,
+        poll_interval: cfg.pacing.poll_interval,
+        poll_rate: cfg.pacing.poll_rate,
+        poll_timeout: cfg.pacing.poll_timeout,
+        keep_records: cfg.call.keep_records,
+        request_retries: cfg.pacing.request_retries,
+        drain_timeout: cfg.pacing.drain_timeout,
+        max_outage: cfg.pacing.max_outage,
+        request_timeout: cfg.pacing.request_timeout,
+        wait_for_window: cfg.rules.wait_for_window,
         steady: engine::Steady::from_wall(&clock),
         written_floor_ms: i64::MIN,
         clock,
@@ -378,7 +378,7 @@ pub async fn gateways_for(cfg: &RunConfig) -> Result<(Vec<Gateway>, Vec<Simulato
 /// missing certificate fails there first).
 pub fn client_for(
     cfg: &RunConfig,
-    g: &crate::config::GatewaySpec,
+    g: &crate::settings::GatewaySpec,
     base: reqwest::Url,
 ) -> Result<Gateway> {
     let ca_pem = match &g.ca_cert {
@@ -387,8 +387,13 @@ pub fn client_for(
         })?),
         None => None,
     };
-    Gateway::new(base, cfg.request_timeout, g.auth.clone(), ca_pem.as_deref())
-        .map_err(Error::Config)
+    Gateway::new(
+        base,
+        cfg.pacing.request_timeout,
+        g.auth.clone(),
+        ca_pem.as_deref(),
+    )
+    .map_err(Error::Config)
 }
 
 /// The addresses a gateway URL reaches, saying plainly, once at the start, when its name does not resolve:
@@ -484,16 +489,19 @@ async fn settle_unlisted_gateways(journal: &crate::store::Journal, cfg: &RunConf
 
 /// The rules of the settings, with the suppression lists and the ledger loaded.
 pub fn rules_for(cfg: &RunConfig, ledger_must_exist: bool) -> Result<Rules> {
-    let suppressed = suppress::load(&cfg.suppress, cfg.suppress_region)?;
-    let ledger = match cfg.cap {
-        Some((cap, per)) if !ledger_must_exist || cfg.ledger.exists() => {
-            Some(Ledger::open(&cfg.ledger, cap, per)?)
+    let suppressed = suppress::load(&cfg.rules.suppress, cfg.rules.suppress_region)?;
+    let ledger = match cfg.rules.cap {
+        Some((cap, per)) if !ledger_must_exist || cfg.files.ledger.exists() => {
+            Some(Ledger::open(&cfg.files.ledger, cap, per)?)
         }
         _ => None,
     };
     Ok(Rules::new(
-        cfg.window.clone(),
-        cfg.timezone.clone().zip(cfg.timezone_name.clone()),
+        cfg.rules.window.clone(),
+        cfg.rules
+            .timezone
+            .clone()
+            .zip(cfg.rules.timezone_name.clone()),
         suppressed,
         ledger,
     ))
@@ -504,19 +512,20 @@ pub fn rules_for(cfg: &RunConfig, ledger_must_exist: bool) -> Result<Rules> {
 /// spreadsheet that re-saved it (another delimiter, a renamed column, another encoding) changed its bytes, not
 /// the calls it records. Moving the file away (or another `--output`) is how an operator starts over.
 fn refuse_a_lost_journal(cfg: &RunConfig) -> Result<()> {
-    let db = cfg.state_dir.join(journal::DB_FILE);
+    let db = cfg.files.state_dir.join(journal::DB_FILE);
     if journal::usable(&db) {
         return Ok(());
     }
-    let holds_something = std::fs::metadata(&cfg.output).is_ok_and(|m| m.is_file() && m.len() > 0);
+    let holds_something =
+        std::fs::metadata(&cfg.files.output).is_ok_and(|m| m.is_file() && m.len() > 0);
     if !holds_something {
         return Ok(());
     }
     Err(Error::Config(format!(
         "{} exists (results of an earlier run, perhaps re-saved), but its journal {} is missing or empty: a new run would call everyone again. Restore the journal, or move {} away to start the campaign over",
-        cfg.output.display(),
+        cfg.files.output.display(),
         db.display(),
-        cfg.output.display()
+        cfg.files.output.display()
     )))
 }
 
@@ -592,14 +601,14 @@ pub async fn run_in(
     let started_at = jiff::Timestamp::now();
     // Validate the input and the output before anything else happens: no call for a list we cannot read or
     // whose results we could not write.
-    let db = cfg.state_dir.join(journal::DB_FILE);
-    let source = match contacts::inspect(&cfg.input, &cfg.read_options()) {
+    let db = cfg.files.state_dir.join(journal::DB_FILE);
+    let source = match contacts::inspect(&cfg.files.input, &cfg.read_options()) {
         Ok(s) => Some(s),
         // The list is gone (rotated away by a nightly wrapper, say) but its campaign's journal holds a copy of
         // every row: the campaign can be finished from that copy.
-        Err(Error::NoInput(why)) if !cfg.input.exists() && journal::usable(&db) => {
+        Err(Error::NoInput(why)) if !cfg.files.input.exists() && journal::usable(&db) => {
             warn!(
-                input = %cfg.input.display(),
+                input = %cfg.files.input.display(),
                 "{why}; finishing the campaign from the journal's copy of the list"
             );
             None
@@ -607,11 +616,11 @@ pub async fn run_in(
         Err(e) => return Err(e),
     };
     if let Some(source) = &source {
-        results::check_columns(source, cfg.window.is_some())?;
+        results::check_columns(source, cfg.rules.window.is_some())?;
     }
-    results::check_writable(&cfg.output)?;
+    results::check_writable(&cfg.files.output)?;
     // Held until the process ends: released by the OS however it ends.
-    let _results_lock = results::lock(&cfg.output)?;
+    let _results_lock = results::lock(&cfg.files.output)?;
     for note in source.iter().flat_map(|s| &s.notes) {
         info!("{note}");
     }
@@ -646,7 +655,7 @@ pub async fn run_in(
     };
 
     refuse_a_lost_journal(&cfg)?;
-    let input_name = cfg.input.display().to_string();
+    let input_name = cfg.files.input.display().to_string();
     let stored = match &source {
         Some(_) => None,
         None => Some(journal::stored_binding(&db)?),
@@ -678,7 +687,7 @@ pub async fn run_in(
         },
         (None, None) => return Err(Error::Internal("no list and no journal".into())),
     };
-    let (owner, opened) = journal::open(&cfg.state_dir, &binding, || match &source {
+    let (owner, opened) = journal::open(&cfg.files.state_dir, &binding, || match &source {
         Some(source) => {
             judged_rows(source, &cfg, &request).map(|i| Box::new(i) as Box<dyn Iterator<Item = _>>)
         }
@@ -703,9 +712,9 @@ pub async fn run_in(
     // The results file's layout; written at once for a new campaign, so that from its first minute the
     // campaign leaves results beside its journal (and a journal deleted later is noticed, not recreated).
     let view = results::View {
-        response_keys: cfg.response_keys.clone(),
-        zones: cfg.window.is_some(),
-        campaign_zone: cfg.timezone_name.clone(),
+        response_keys: cfg.call.response_keys.clone(),
+        zones: cfg.rules.window.is_some(),
+        campaign_zone: cfg.rules.timezone_name.clone(),
     };
     // For `redial-unknown`, which says when a redial goes past it.
     owner
@@ -723,19 +732,19 @@ pub async fn run_in(
         .journal
         .set_meta(
             "campaign_zone",
-            cfg.timezone_name.clone().unwrap_or_default(),
+            cfg.rules.timezone_name.clone().unwrap_or_default(),
         )
         .await?;
     note_what_people_hear(&owner.journal, &cfg, clock.now().as_millisecond()).await?;
     if opened.created {
-        let (output, first) = (cfg.output.clone(), view.clone());
+        let (output, first) = (cfg.files.output.clone(), view.clone());
         owner
             .journal
             .read(move |conn| results::write(conn, &output, &first))
             .await?;
-        info!(journal = %cfg.state_dir.display(), "new campaign journal");
+        info!(journal = %cfg.files.state_dir.display(), "new campaign journal");
     } else {
-        info!(journal = %cfg.state_dir.display(), "resuming campaign from its journal");
+        info!(journal = %cfg.files.state_dir.display(), "resuming campaign from its journal");
     }
     if let Some(v) = opened.migrated_from {
         info!(
@@ -750,16 +759,16 @@ pub async fn run_in(
         );
     }
     info!(
-        app = %cfg.app,
-        rate = %cfg.rate,
+        app = %cfg.call.app,
+        rate = %cfg.pacing.rate,
         gateways = %cfg
             .gateways
             .iter()
             .map(|g| format!("{} ({} lines)", g.key, g.lines))
             .collect::<Vec<_>>()
             .join(", "),
-        poll_interval = %Dur(cfg.poll_interval),
-        region = %cfg.default_region,
+        poll_interval = %Dur(cfg.pacing.poll_interval),
+        region = %cfg.list.default_region,
         "campaign starting"
     );
 
@@ -793,9 +802,9 @@ pub async fn run_in(
     )
     .await;
     drop(shown);
-    match (contacts::digest(&cfg.input), &source) {
+    match (contacts::digest(&cfg.files.input), &source) {
         (Ok(d), Some(s)) if d != s.digest => warn!(
-            input = %cfg.input.display(),
+            input = %cfg.files.input.display(),
             "the contact list changed while the campaign ran; the results follow the list as it was read when the campaign started"
         ),
         // Unchanged, or gone or unreadable now (deleted, no file descriptor left): no result has moved.
@@ -835,7 +844,7 @@ pub async fn run_in(
     let campaign_id = owner.campaign_id.clone();
     // Written from the journal's own connection, after every write queued so far: the results come out even
     // when the state directory was deleted under the run. The lock is held until they are written.
-    let output = cfg.output.clone();
+    let output = cfg.files.output.clone();
     let tally_view = view.clone();
     let written = owner
         .journal
@@ -866,9 +875,9 @@ pub async fn run_in(
         started_at,
         finished_at: jiff::Timestamp::now(),
         campaign_id,
-        input: cfg.input.clone(),
-        state_dir: cfg.state_dir.clone(),
-        configured_rate: cfg.rate.per_second(),
+        input: cfg.files.input.clone(),
+        state_dir: cfg.files.state_dir.clone(),
+        configured_rate: cfg.pacing.rate.per_second(),
         counts: counts.counts,
         recalls_waiting: counts.recalls_waiting,
         next_recall_ms: counts.next_recall_ms,
@@ -880,7 +889,7 @@ pub async fn run_in(
         polls: Stats::get(&stats.polls),
         poll_errors: Stats::get(&stats.poll_errors),
         outage: std::time::Duration::from_millis(Stats::get(&stats.outage_ms)),
-        output: cfg.output.clone(),
+        output: cfg.files.output.clone(),
         gateways,
         results_error,
     })

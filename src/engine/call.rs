@@ -19,7 +19,7 @@ use super::pacing::Pacer;
 use super::{Ending, Settings, Stage, Stats};
 use crate::gateway::protocol::{AttemptState, CallRequest, RemoveReply, StatusReply};
 use crate::gateway::{Gateway, PlaceError, PollError};
-use crate::logging::{number, personal};
+use crate::privacy::{number, personal};
 use crate::rules::ledger::Ledger;
 use crate::store::journal::{Health, decode_record};
 use crate::store::{Answer, Applied, ContactRow, Event, Journal, Op, State, WriteError};

@@ -285,23 +285,7 @@ pub struct GatewayPlan {
     pub rate: Rate,
 }
 
-/// The recall policy: a person who did not answer (or did not confirm) is called again later, a bounded
-/// number of times, each recall a new call request as safe as the first.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Recall {
-    /// Recall calls the gateway gave up on (busy, no answer, too late).
-    pub on_failed: bool,
-    /// Recall calls written off as unresolved.
-    pub on_unresolved: bool,
-    /// Recall calls made with no IVR response collected (an answering machine, a hang-up).
-    pub on_no_response: bool,
-    /// Recall made calls whose responses contain none of these answers (`Confirm=1`).
-    pub unless: Vec<(String, String)>,
-    /// The least time from the end of one call to the next request.
-    pub after: Duration,
-    /// Call requests per contact in all, the first included.
-    pub max_attempts: u32,
-}
+pub use crate::settings::Recall;
 
 impl Recall {
     /// Whether a call that ended with `outcome` (and `responses`) as attempt `attempt` is called again.

@@ -218,20 +218,7 @@ impl Drop for Atomic {
     }
 }
 
-/// Why `path` cannot be replaced by a file written beside it: it exists and is not a regular file (a symbolic
-/// link is judged by what it names).
-pub fn not_a_file_to_replace(path: &Path) -> Option<String> {
-    let meta = std::fs::metadata(path).ok()?;
-    if meta.is_file() {
-        return None;
-    }
-    let kind = if meta.is_dir() {
-        "a directory"
-    } else {
-        "a device, pipe or socket, not a regular file"
-    };
-    Some(format!("it is {kind}; name a file"))
-}
+pub use crate::settings::paths::not_a_file_to_replace;
 
 /// Writes `path` atomically from what `fill` writes into it.
 pub fn write_atomically(

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use ivr_campaign::cli::RunArgs;
 use ivr_campaign::commands::run::run_with_clock;
-use ivr_campaign::config::RunConfig;
 use ivr_campaign::engine::{Clock, Stage};
 use ivr_campaign::gateway::protocol;
 use ivr_campaign::output::progress::Progress;
 use ivr_campaign::output::summary::Summary;
+use ivr_campaign::settings::RunConfig;
 use ivr_campaign::simulator::scenario::Scenario;
 use ivr_campaign::simulator::{Recorded, SimSettings, Simulator};
 use tokio::net::TcpListener;

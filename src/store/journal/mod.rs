@@ -50,9 +50,7 @@ pub use views::{
 };
 pub use writer::{Health, Journal, JournalOwner};
 
-/// Journal file inside the state directory.
-pub const DB_FILE: &str = "journal.sqlite";
-pub const LOCK_FILE: &str = "lock";
+pub use crate::settings::paths::{DB_FILE, LOCK_FILE};
 
 /// A write. Each is applied inside the current group's transaction.
 #[derive(Debug, Clone)]
