@@ -17,10 +17,10 @@
 //!   value wins, query string before body, as a servlet's `getParameter` does;
 //! - timestamps are the gateway host's local time, month 0-based.
 
-pub mod model;
-pub mod scenario;
 mod calls;
 mod http;
+pub mod model;
+pub mod scenario;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;

@@ -17,7 +17,11 @@ impl SmallDisk {
             .arg(at)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "cannot mount a tmpfs at {} (this test needs root)", at.display());
+        assert!(
+            ok,
+            "cannot mount a tmpfs at {} (this test needs root)",
+            at.display()
+        );
         SmallDisk(at.to_path_buf())
     }
 
@@ -119,11 +123,7 @@ async fn results_that_cannot_be_written_leave_no_temporary_file_and_lose_nothing
     let state = dir.path().join("state").display().to_string();
     let base = base_args(&sim, &input, &output);
     let args = with(&base, &["--state", &state, "--lines", "1"]);
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(&args);
     wait_while_running(
         &sim,
         &mut child,

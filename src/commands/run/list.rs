@@ -115,7 +115,8 @@ pub fn reading(source: &Source, cfg: &RunConfig) -> String {
 /// Settings that say how rows are *identified* (which number a row is) cannot change under a campaign: its
 /// duplicates and its calls were judged by them. Those that say how a row not yet called is *treated* (its
 /// zone, how its number is sent) can: the contacts not yet called are read again from the journal's copy.
-pub(super) const FIXED_READING: [&str; 4] = ["phone-column", "default-region", "encoding", "delimiter"];
+pub(super) const FIXED_READING: [&str; 4] =
+    ["phone-column", "default-region", "encoding", "delimiter"];
 
 pub(super) async fn reread(
     journal: &crate::store::Journal,

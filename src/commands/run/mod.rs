@@ -1,7 +1,7 @@
 //! `ivr-campaign run`: validate, open the journal, run the engine, write the results, summarise.
 //!
-//! - [`list`]: the list read and judged, bound to the journal.
-//! - [`wiring`]: the engine, gateways and rules built from the settings.
+//! - `list`: the list read and judged, bound to the journal.
+//! - `wiring`: the engine, gateways and rules built from the settings.
 
 mod list;
 mod wiring;
@@ -29,11 +29,11 @@ use crate::store::State;
 use crate::store::journal::{self, Binding, NewContact, encode_record};
 use crate::types::Dur;
 
-pub use list::{judged_rows, placed, reading, request_for};
 pub(crate) use list::admit_fields;
-pub use wiring::{client_for, engine_settings, gateways_for, rules_for};
 use list::*;
+pub use list::{judged_rows, placed, reading, request_for};
 use wiring::*;
+pub use wiring::{client_for, engine_settings, gateways_for, rules_for};
 
 /// Runs a campaign to its end (or until stopped) and writes the results file.
 pub async fn run(

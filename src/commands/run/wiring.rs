@@ -156,7 +156,10 @@ pub(super) fn unmapped(a: std::net::SocketAddr) -> std::net::SocketAddr {
 
 /// Calls open on a gateway the campaign no longer lists are refused, unless the operator forgets that
 /// gateway: asking another gateway about them is meaningless, and calling them again could call someone twice.
-pub(super) async fn settle_unlisted_gateways(journal: &crate::store::Journal, cfg: &RunConfig) -> Result<()> {
+pub(super) async fn settle_unlisted_gateways(
+    journal: &crate::store::Journal,
+    cfg: &RunConfig,
+) -> Result<()> {
     let listed = |k: &str| cfg.gateways.iter().any(|g| g.key == k);
     if let Some(k) = cfg.forget_gateways.iter().find(|k| listed(k)) {
         return Err(Error::Usage(format!(
