@@ -4,7 +4,7 @@
 //! stops the whole run lands here, and each kind has a sysexits code so cron and systemd can tell "fix the
 //! input" from "try again later".
 
-/// Exit codes, documented in the README. Values follow sysexits.h where one fits.
+/// Exit codes, documented in docs/runbook.md. Values follow sysexits.h where one fits.
 pub mod exit {
     /// Every row has a final result and none needs a person.
     pub const OK: i32 = 0;
