@@ -6,51 +6,14 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::ProgressBar;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
-static FULL_NUMBERS: AtomicBool = AtomicBool::new(false);
 static BAR: OnceLock<ProgressBar> = OnceLock::new();
 
-/// A contact's personal data (a name, an appointment) as logs show it: hidden, or whole with
-/// `--log-full-numbers`.
-pub fn personal(v: &str) -> String {
-    if FULL_NUMBERS.load(Ordering::Relaxed) || v.is_empty() {
-        v.to_string()
-    } else {
-        format!("<{} chars>", v.chars().count())
-    }
-}
-
-/// A phone number as logs show it: `+1*******0123`, or whole with `--log-full-numbers`.
-pub fn number(n: &str) -> String {
-    if FULL_NUMBERS.load(Ordering::Relaxed) {
-        return n.to_string();
-    }
-    let digits = n.chars().filter(char::is_ascii_digit).count();
-    let keep_from = digits.saturating_sub(4);
-    let mut seen = 0;
-    let mut out = String::with_capacity(n.len());
-    // Keep the country code's `+1`-style prefix only when it cannot narrow the number down: the first digit.
-    for c in n.chars() {
-        if c.is_ascii_digit() {
-            out.push(
-                if seen >= keep_from || (seen == 0 && n.starts_with('+') && digits > 8) {
-                    c
-                } else {
-                    '*'
-                },
-            );
-            seen += 1;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub use crate::privacy::{number, personal};
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +62,7 @@ impl<'a> MakeWriter<'a> for Stderr {
 
 /// Installs the subscriber. `verbose`/`quiet` pick the level; `IVR_CAMPAIGN_LOG` (an env-filter) overrides.
 pub fn init(verbose: u8, quiet: bool, format: Format, full_numbers: bool) {
-    FULL_NUMBERS.store(full_numbers, Ordering::Relaxed);
+    crate::privacy::show_whole(full_numbers);
     let default = match (quiet, verbose) {
         (true, _) => "warn",
         (false, 0) => "info",

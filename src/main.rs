@@ -6,11 +6,11 @@ use clap::Parser;
 use tokio::sync::watch;
 
 use ivr_campaign::cli::{Cli, Command};
-use ivr_campaign::config::{RunConfig, sim_settings_from_args};
 use ivr_campaign::engine::Stage;
 use ivr_campaign::error::{Error, exit};
 use ivr_campaign::output::progress::Progress;
 use ivr_campaign::output::{metrics, status};
+use ivr_campaign::settings::{RunConfig, sim_settings_from_args};
 use ivr_campaign::{logging, simulator};
 
 /// A line on stderr. Never panics: a closed stderr (`2>&1 | head`, a log reader that went away) must not
@@ -94,19 +94,21 @@ fn main() -> ExitCode {
                 Ok(exit::OK)
             }
             Command::Man(args) => man(&args),
-            Command::Status(args) => match status::locate(&args.campaign).and_then(|d| {
-                if args.json {
-                    status::json(&d).map(|v| format!("{v:#}"))
-                } else {
-                    status::report(&d)
+            Command::Status(args) => {
+                match ivr_campaign::settings::paths::locate_state(&args.campaign).and_then(|d| {
+                    if args.json {
+                        status::json(&d).map(|v| format!("{v:#}"))
+                    } else {
+                        status::report(&d)
+                    }
+                }) {
+                    Ok(text) => {
+                        out!("{}", text.trim_end());
+                        Ok(exit::OK)
+                    }
+                    Err(e) => Err(e),
                 }
-            }) {
-                Ok(text) => {
-                    out!("{}", text.trim_end());
-                    Ok(exit::OK)
-                }
-                Err(e) => Err(e),
-            },
+            }
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -173,14 +175,14 @@ fn usage(message: &str) -> ExitCode {
 }
 
 fn redial(args: &ivr_campaign::cli::RedialArgs) -> Result<i32, Error> {
-    let dir = status::locate(&args.campaign)?;
+    let dir = ivr_campaign::settings::paths::locate_state(&args.campaign)?;
     let done = ivr_campaign::store::journal::redial_unknown(&dir, args.rows.as_deref())?;
     out!("{}", done.message(&dir));
     Ok(exit::OK)
 }
 
 fn report(args: &ivr_campaign::cli::ReportArgs) -> Result<i32, Error> {
-    let dir = status::locate(&args.campaign)?;
+    let dir = ivr_campaign::settings::paths::locate_state(&args.campaign)?;
     let html = ivr_campaign::output::report::build(&dir)?;
     let path = args.html.clone().unwrap_or_else(|| {
         // `results.csv.state` → `results.report.html` beside it.
@@ -238,14 +240,15 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
         return Ok(exit::OK);
     }
     let stop_rx = watch_signals();
-    let summary_path = cfg.summary_json.clone();
-    let metrics_path = cfg.metrics_file.clone();
+    let summary_path = cfg.files.summary_json.clone();
+    let metrics_path = cfg.files.metrics_file.clone();
     // A dated list changes its results file every day; the campaign file names the job that runs it.
     // Absolute, so the label is the same from cron and from a shell in another directory.
     let campaign = cfg
+        .files
         .campaign_file
         .clone()
-        .unwrap_or_else(|| cfg.output.clone());
+        .unwrap_or_else(|| cfg.files.output.clone());
     let campaign = std::path::absolute(&campaign).unwrap_or(campaign);
     let started = std::time::Instant::now();
     let outcome = ivr_campaign::commands::run::run(cfg, stop_rx, progress).await;

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::RunConfig;
 use crate::contacts::{self, Verdict};
 use crate::error::{Error, Result};
 use crate::rules::{Admission, Candidate, Decision, admit};
+use crate::settings::RunConfig;
 use crate::types::humanize;
 
 /// The decision file: `results.csv` → `results.dry-run.csv`.
@@ -66,49 +66,34 @@ struct Journaled {
 /// with the gateway, and only the rest are judged and forecast, as the next run would.
 fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<Option<Journaled>> {
     use crate::store::{State, journal};
-    let db = cfg.state_dir.join(journal::DB_FILE);
+    let db = cfg.files.state_dir.join(journal::DB_FILE);
     if !journal::usable(&db) {
         return Ok(None);
     }
     let conn = journal::open_read_only(&db)?;
-    let bound: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'input_digest'",
-            [],
-            |r| r.get(0),
-        )
-        .ok();
+    let bound = journal::meta_on(&conn, "input_digest").ok().flatten();
     if bound.as_deref() != Some(digest) {
         notes.push(format!(
             "The journal in {} belongs to another contact list: a run with these settings would refuse to start (exit 78). The rows below are judged as a new campaign's.",
-            cfg.state_dir.display()
+            cfg.files.state_dir.display()
         ));
         return Ok(None);
     }
     let mut j = Journaled::default();
-    let mut st = conn.prepare(
-        "SELECT row, state, COALESCE(detail, ''), last_outcome IS NOT NULL, recall_at FROM contacts
-         WHERE state <> 'pending' OR last_outcome IS NOT NULL",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let row = r.get::<_, i64>(0)?.max(0) as u64;
-        let text: String = r.get(1)?;
-        let state = State::parse(&text)
-            .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
-        if state == State::Pending {
-            if r.get::<_, bool>(3)? {
-                j.recalls.insert(row, r.get(4)?);
+    for s in journal::settled_rows(&conn)? {
+        if s.state == State::Pending {
+            if s.waiting {
+                j.recalls.insert(s.row, s.recall_at_ms);
             }
             continue;
         }
-        let detail = match state {
+        let detail = match s.state {
             State::Intent | State::Dialed => {
                 "called; the next run polls it (not called again)".to_string()
             }
-            _ => r.get(2)?,
+            _ => s.detail,
         };
-        j.settled.insert(row, (state.result_name(), detail));
+        j.settled.insert(s.row, (s.state.result_name(), detail));
     }
     if let Some(was) = crate::store::heard::log(&conn).last() {
         let changes = crate::store::heard::Heard::of(cfg, 0).changes_since(was);
@@ -122,7 +107,7 @@ fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<O
     let (settled, recalls) = (j.settled.len(), j.recalls.len());
     notes.push(format!(
         "Campaign in progress (journal {}): {settled} rows already final or on the gateway keep their status; {recalls} waiting for a recall and the rows not yet called are judged.",
-        cfg.state_dir.display()
+        cfg.files.state_dir.display()
     ));
     Ok(Some(j))
 }
@@ -134,13 +119,14 @@ fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<O
 fn line_time(cfg: &RunConfig) -> (Duration, Option<u64>) {
     let lines = cfg.gateways.iter().map(|g| g.lines).max().unwrap_or(1);
     let by_rate = cfg
+        .pacing
         .poll_rate
         .per_second()
         .filter(|r| *r > 0.0)
         .map_or(Duration::ZERO, |r| {
             Duration::from_secs_f64(f64::from(lines) / r)
         });
-    let modelled = cfg.call_length + cfg.poll_interval.max(by_rate);
+    let modelled = cfg.call.call_length + cfg.pacing.poll_interval.max(by_rate);
     match held_so_far(cfg) {
         Some((held, calls)) if held > modelled => (held, Some(calls)),
         _ => (modelled, None),
@@ -150,21 +136,15 @@ fn line_time(cfg: &RunConfig) -> (Duration, Option<u64>) {
 /// How long this campaign's finished calls held their lines on average (from the intent to the result read),
 /// once it has at least 20 of them.
 fn held_so_far(cfg: &RunConfig) -> Option<(Duration, u64)> {
-    let db = cfg.state_dir.join(crate::store::journal::DB_FILE);
+    let db = cfg.files.state_dir.join(crate::store::journal::DB_FILE);
     if !crate::store::journal::usable(&db) {
         return None;
     }
     let conn = crate::store::journal::open_read_only(&db).ok()?;
-    let (n, avg): (i64, Option<f64>) = conn
-        .query_row(
-            "SELECT COUNT(*), AVG(finished_at - intent_at) FROM calls
-             WHERE outcome IN ('made', 'failed') AND intent_at IS NOT NULL AND finished_at >= intent_at",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .ok()?;
+    let held = crate::store::journal::held_time(&conn).ok()?;
+    let (n, avg) = (held.calls, held.mean_ms);
     let avg = avg.filter(|a| a.is_finite() && *a >= 0.0)?;
-    (n >= 20).then(|| (Duration::from_secs_f64(avg / 1000.0), n as u64))
+    (n >= 20).then(|| (Duration::from_secs_f64(avg / 1000.0), n))
 }
 
 /// Calls to forecast, grouped by the zones their windows are judged in (one group without a window).
@@ -228,7 +208,7 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
         })
         .sum();
     let lines: u32 = cfg.gateways.iter().map(|g| g.lines).sum();
-    let (throughput, limited_by) = match cfg.rate.per_second() {
+    let (throughput, limited_by) = match cfg.pacing.rate.per_second() {
         Some(r) if r < by_gateways => (r, "the rate limit"),
         _ if gateways_own_rate => (by_gateways, "the gateways' lines and own rates"),
         _ => (by_gateways, "the lines"),
@@ -251,11 +231,11 @@ pub fn forecast(cfg: &RunConfig, groups: &Groups, now: jiff::Timestamp) -> Forec
     let mut text = format!(
         "Forecast: {calls} calls at about {:.1} per minute (limited by {limited_by}: rate {}, {lines_text}, each line held {} per call: {basis}) take about {}.",
         throughput * 60.0,
-        cfg.rate,
+        cfg.pacing.rate,
         humanize(held),
         humanize(duration)
     );
-    let Some(window) = &cfg.window else {
+    let Some(window) = &cfg.rules.window else {
         text.push_str(" No calling window is set.");
         recall_forecast(cfg, calls, &mut text);
         return Forecast {
@@ -369,19 +349,15 @@ const ASSUMED_RECALL_SHARE: f64 = 0.3;
 /// The share of this campaign's calls so far that the policy would recall, from its journal's history.
 fn recall_share_seen(cfg: &RunConfig) -> Option<(f64, u64)> {
     let policy = cfg.recall.as_ref()?;
-    let db = cfg.state_dir.join(crate::store::journal::DB_FILE);
+    let db = cfg.files.state_dir.join(crate::store::journal::DB_FILE);
     let conn = crate::store::journal::open_read_only(&db).ok()?;
-    let mut st = conn
-        .prepare("SELECT outcome, COALESCE(responses, '') FROM calls WHERE outcome IN ('made', 'failed', 'unresolved')")
-        .ok()?;
-    let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .ok()?;
+    let calls = crate::store::journal::final_calls(&conn).ok()?;
     let (mut seen, mut recalled) = (0u64, 0u64);
-    for (outcome, responses) in rows.flatten() {
-        let Some(state) = crate::store::State::parse(&outcome) else {
-            continue;
-        };
+    for crate::store::journal::FinalCall {
+        outcome: state,
+        responses,
+    } in calls
+    {
         seen += 1;
         // As a first call: would the policy call it again?
         if policy.wants(state, &responses, 1, true) {
@@ -416,7 +392,7 @@ fn recall_forecast(cfg: &RunConfig, calls: u64, text: &mut String) {
         humanize(policy.after),
         extra,
         share * 100.0,
-        humanize((policy.after + cfg.call_length) * (policy.max_attempts.saturating_sub(1)))
+        humanize((policy.after + cfg.call.call_length) * (policy.max_attempts.saturating_sub(1)))
     ));
 }
 
@@ -427,16 +403,17 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
 
 /// The dry run as of `now` (tests compare it with a run on the same clock).
 pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
-    let source = contacts::inspect(&cfg.input, &cfg.read_options())?;
-    crate::output::results::check_columns(&source, cfg.window.is_some())?;
+    let source = contacts::inspect(&cfg.files.input, &cfg.read_options())?;
+    crate::output::results::check_columns(&source, cfg.rules.window.is_some())?;
     // What `run` reads before its first call, read here too: a dry run that passes is a run that starts.
     for g in &cfg.gateways {
-        if let crate::config::GatewayTarget::Url(url) = &g.target {
+        if let crate::settings::GatewayTarget::Url(url) = &g.target {
             super::run::client_for(cfg, g, url.clone())?;
         }
     }
     // A run refuses unreadable opt-outs; the dry run lists every one of them, so they can all be fixed at once.
-    let (_, unreadable) = crate::rules::suppress::read(&cfg.suppress, cfg.suppress_region)?;
+    let (_, unreadable) =
+        crate::rules::suppress::read(&cfg.rules.suppress, cfg.rules.suppress_region)?;
     if !unreadable.is_empty() {
         let lines: Vec<String> = unreadable.iter().map(|u| format!("  {u}")).collect();
         return Err(Error::Data(format!(
@@ -449,7 +426,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let mut rules = super::run::rules_for(cfg, true)?;
     let mut notes = Vec::new();
     let journal = journaled(cfg, &source.digest, &mut notes)?.unwrap_or_default();
-    let output = output_path(&cfg.output);
+    let output = output_path(&cfg.files.output);
     let out_err = |e: &dyn std::fmt::Display| {
         Error::Output(format!("cannot write {}: {e}", output.display()))
     };
@@ -469,7 +446,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
         for c in ["decision", "detail", "dialed_number"] {
             header.push_field(c.as_bytes());
         }
-        if cfg.window.is_some() {
+        if cfg.rules.window.is_some() {
             header.push_field(b"timezone");
             header.push_field(b"timezone_source");
         }
@@ -482,14 +459,19 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
         let request = super::run::request_for(cfg, &source.clean_headers())?;
         while let Some(read) = reader
             .next(&mut record)
-            .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.input.display())))?
+            .map_err(|e| Error::Data(format!("contact list {}: {e}", cfg.files.input.display())))?
         {
             line += 1;
             if let contacts::Row::Runaway { from, lines } = read {
                 return Err(source.runaway(line, from, lines));
             }
-            let mut judged = source.judge(&record, read, cfg.default_region, cfg.number_format);
-            one_country.check(&judged.verdict, line, cfg.number_format)?;
+            let mut judged = source.judge(
+                &record,
+                read,
+                cfg.list.default_region,
+                cfg.call.number_format,
+            );
+            one_country.check(&judged.verdict, line, cfg.call.number_format)?;
             super::run::admit_fields(&mut judged, &request, &record);
             if samples.len() < 3
                 && matches!(judged.verdict, Verdict::Call { .. })
@@ -527,7 +509,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                         tz: own.as_ref().map(|(z, _)| z.as_str()),
                     };
                     let placed = rules.place(cand);
-                    if cfg.window.is_some() {
+                    if cfg.rules.window.is_some() {
                         let source = match (&own, &placed) {
                             (Some((_, src)), _) => src.as_str(),
                             (None, Ok(_)) => crate::zones::Source::Campaign.as_str(),
@@ -553,7 +535,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                             let decision_opens = opens;
                             let opens = opens
                                 .map_or("never in the next week".to_string(), |t| t.to_string());
-                            if cfg.wait_for_window {
+                            if cfg.rules.wait_for_window {
                                 (
                                     "would_call",
                                     format!(
@@ -587,7 +569,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                     e164: e164.unwrap_or(""),
                     tz: own.as_ref().map(|(z, _)| z.as_str()),
                 };
-                match (cfg.window.is_some(), rules.place(cand)) {
+                match (cfg.rules.window.is_some(), rules.place(cand)) {
                     (true, Ok(p)) => groups.add(p.names.join("&"), p.zones, 1),
                     _ => groups.add(String::new(), Vec::new(), 1),
                 }
@@ -601,7 +583,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
             out.push_field(decision.as_bytes());
             out.push_field(detail.as_bytes());
             out.push_field(dial.as_bytes());
-            if cfg.window.is_some() {
+            if cfg.rules.window.is_some() {
                 out.push_field(zone_cells.0.as_bytes());
                 out.push_field(zone_cells.1.as_bytes());
             }

@@ -19,7 +19,7 @@ use super::pacing::Pacer;
 use super::{Ending, Settings, Stage, Stats};
 use crate::gateway::protocol::CallRequest;
 use crate::gateway::{Gateway, PlaceError};
-use crate::logging::{number, personal};
+use crate::privacy::{number, personal};
 use crate::rules::ledger::Ledger;
 use crate::store::journal::{Health, decode_record};
 use crate::store::{Applied, ContactRow, Event, Journal, Op, State, WriteError};
@@ -188,7 +188,12 @@ async fn request_inner(
             crate::determinism::unblock(move || ledger.check(&e164, &campaign, row, attempt, true))
                 .await
                 .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
-                .map_err(|e| End::Stop(Ending::JournalFailed(e.to_string())))?;
+                .map_err(|e| {
+                    End::Stop(Ending::LedgerFailed {
+                        busy: e.exit_code() == crate::error::exit::TEMPFAIL,
+                        why: e.to_string(),
+                    })
+                })?;
         if let Some(detail) = capped {
             return refused(ctx, &contact, Event::Cap { detail }, State::Capped).await;
         }

@@ -13,7 +13,7 @@ use super::call::{Ctx, End, Report};
 use super::{Ending, Stage, Stats};
 use crate::gateway::PollError;
 use crate::gateway::protocol::{AttemptState, RemoveReply, StatusReply};
-use crate::logging::number;
+use crate::privacy::number;
 use crate::store::{Answer, ContactRow, Event, Op, State, WriteError};
 use crate::types::Dur;
 

@@ -290,5 +290,4 @@ fn read_poll_reply(wire: Wire) -> Result<String, PollError> {
 }
 
 #[cfg(test)]
-#[path = "client_tests.rs"]
 mod tests;

@@ -1,46 +1,18 @@
 //! `ivr-campaign status`: a campaign's progress read from its journal, also while another process runs it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::cli::{RunArgs, StatusArgs};
-use crate::config::{RunConfig, default_output, default_state_dir};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::tally::{Tally, due_text};
 use crate::store::State;
 use crate::store::journal;
-
-/// Finds the journal directory the way `run` would.
-pub fn locate(args: &StatusArgs) -> Result<PathBuf> {
-    if let Some(s) = &args.state {
-        return Ok(s.clone());
-    }
-    if let Some(o) = &args.output {
-        return Ok(default_state_dir(o));
-    }
-    if args.campaign.is_none() {
-        if let Some(i) = &args.input {
-            return Ok(default_state_dir(&default_output(i)));
-        }
-        return Err(Error::Usage(
-            "status needs a campaign file, --state DIR, --output FILE or --input FILE".into(),
-        ));
-    }
-    // Resolve paths exactly as `run` does; the app name is irrelevant here.
-    let cfg = RunConfig::from_args(RunArgs {
-        campaign: args.campaign.clone(),
-        input: args.input.clone(),
-        app: Some("-".into()),
-        ..RunArgs::default()
-    })?;
-    Ok(cfg.state_dir)
-}
 
 /// Whether a run currently holds the journal's lock.
 fn running(dir: &Path) -> bool {
     let Ok(f) = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(dir.join("lock"))
+        .open(dir.join(crate::settings::paths::LOCK_FILE))
     else {
         return false;
     };

@@ -18,12 +18,13 @@ pub struct Heard {
 }
 
 impl Heard {
-    pub fn of(cfg: &crate::config::RunConfig, from_ms: i64) -> Heard {
+    pub fn of(cfg: &crate::settings::RunConfig, from_ms: i64) -> Heard {
         Heard {
             from_ms,
-            app: cfg.app.clone(),
-            caller_id: cfg.request.caller_id.clone(),
+            app: cfg.call.app.clone(),
+            caller_id: cfg.call.request.caller_id.clone(),
             fields: cfg
+                .call
                 .request
                 .fields
                 .iter()

@@ -107,7 +107,7 @@ async fn the_forecast_matches_a_run() {
     args.poll_interval = Some("30ms".into());
     // The simulator's ring and talk.
     args.call_length = Some("300ms".into());
-    let cfg = ivr_campaign::config::RunConfig::from_args(args.clone()).expect("settings");
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args.clone()).expect("settings");
     let forecast = ivr_campaign::commands::validate::forecast(
         &cfg,
         &ivr_campaign::commands::validate::Groups::flat(24),

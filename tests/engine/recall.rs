@@ -379,7 +379,7 @@ async fn a_call_whose_recall_is_capped_keeps_its_outcome() {
         rows[3]["detail"]
     );
     // `status --json` reads the journal the same way.
-    let state = ivr_campaign::config::default_state_dir(&c.output);
+    let state = ivr_campaign::settings::default_state_dir(&c.output);
     let status = ivr_campaign::output::status::json(&state).expect("status");
     assert_eq!(status["rows"]["by_status"]["made"], 5, "{status}");
     assert_eq!(status["rows"]["by_status"]["capped"], 0, "{status}");
@@ -415,7 +415,7 @@ async fn redialing_an_unknown_recall_says_it_goes_past_max_attempts() {
     let morning: Timestamp = "2026-12-03T15:00:00Z".parse().expect("timestamp");
     run_at(args, morning).await;
     assert_eq!(c.results()[0]["status"], "unknown");
-    let state = ivr_campaign::config::default_state_dir(&c.output);
+    let state = ivr_campaign::settings::default_state_dir(&c.output);
     let done = ivr_campaign::store::journal::redial_unknown(&state, None).expect("redial");
     assert_eq!(done.lines, vec![1]);
     let said = done.message(&state);

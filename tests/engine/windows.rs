@@ -197,7 +197,7 @@ async fn a_dry_run_decides_every_row_as_the_run_does() {
     args.timezone_column = Some("tz".into());
     // 10:00 in New York: open there, closed in Los Angeles (07:00) and in Tokyo (midnight).
     let ten: Timestamp = "2026-12-02T15:00:00Z".parse().expect("timestamp");
-    let cfg = ivr_campaign::config::RunConfig::from_args(args.clone()).expect("settings");
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args.clone()).expect("settings");
     let dry = ivr_campaign::commands::validate::run_at(&cfg, ten).expect("dry run");
     let decisions = results(&dry.output);
     let s = run_at(args, ten).await;
@@ -243,7 +243,7 @@ async fn stop_mode_forecast_with_everyone_outside_the_window_says_when_it_opens(
     args.timezone = Some("America/New_York".into());
     // 18:00 in New York: closed for everyone; it opens tomorrow at 09:00 (14:00 UTC).
     let evening: Timestamp = "2026-12-02T23:00:00Z".parse().expect("timestamp");
-    let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args).expect("settings");
     let report = ivr_campaign::commands::validate::run_at(&cfg, evening).expect("dry run");
     assert_eq!(report.decisions.get("outside_window"), Some(&3));
     let text = &report.forecast.text;

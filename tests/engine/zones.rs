@@ -121,7 +121,7 @@ async fn a_time_zone_column_added_on_a_rerun_places_the_contacts_not_yet_called(
     // Left out on a later run (a cron line without the flag), the column is not quietly dropped.
     let mut forgot = args.clone();
     forgot.timezone_column = None;
-    let cfg = ivr_campaign::config::RunConfig::from_args(forgot).expect("settings");
+    let cfg = ivr_campaign::settings::RunConfig::from_args(forgot).expect("settings");
     let (_signals, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
     let refused = ivr_campaign::commands::run::run_with_clock(
         cfg,
@@ -137,7 +137,7 @@ async fn a_time_zone_column_added_on_a_rerun_places_the_contacts_not_yet_called(
     assert!(call_requests(&sim.requests()).is_empty());
     // What identifies a contact cannot change under a campaign.
     args.default_region = Some("GB".into());
-    let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args).expect("settings");
     let (_signals, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
     let refused = ivr_campaign::commands::run::run_with_clock(
         cfg,
@@ -166,7 +166,7 @@ async fn national_format_chosen_on_a_rerun_is_refused_for_two_countries_as_on_a_
     assert_eq!(run_at(args.clone(), early).await.exit_code(), 75);
     args.number_format = Some("national".into());
     let ten: Timestamp = "2026-12-02T09:00:00Z".parse().expect("timestamp");
-    let cfg = ivr_campaign::config::RunConfig::from_args(args).expect("settings");
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args).expect("settings");
     let (_signals, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
     let refused = ivr_campaign::commands::run::run_with_clock(
         cfg,

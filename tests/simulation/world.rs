@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use ivr_campaign::cli::RunArgs;
 use ivr_campaign::commands::run::run_in;
-use ivr_campaign::config::RunConfig;
 use ivr_campaign::determinism::{self, Point};
 use ivr_campaign::engine::{Clock, Stage};
 use ivr_campaign::gateway::Exchange;
 use ivr_campaign::output::progress::Progress;
+use ivr_campaign::settings::RunConfig;
 use ivr_campaign::simulator::model::{
     Faults, Model, ModelSettings, Plan, PlannedAttempt, SimGateway,
 };
@@ -288,7 +288,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
     }
 
     let poll_timeout = match RunConfig::from_args(args.clone()) {
-        Ok(c) => c.poll_timeout,
+        Ok(c) => c.pacing.poll_timeout,
         Err(_) => Duration::MAX,
     };
     let expect = Expect {
