@@ -108,14 +108,6 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// An SQLite error from a query on the journal's own connection (`store::Journal::read`); the store and the
-/// ledger name their file instead ([`Error::Store`], [`Error::Ledger`]).
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Journal(e.to_string())
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

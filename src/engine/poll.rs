@@ -461,17 +461,7 @@ async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, 
 pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize, frees_line: bool) {
     // A gateway that reused this id for another contact's call would cancel that call: a remove names a
     // record only by its id. The record is left on the gateway instead (clutter, not a lost call).
-    let id = req_id.to_string();
-    let shared = ctx
-        .journal
-        .read(move |c| {
-            Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM contacts WHERE req_id = ?1 AND row != ?2)",
-                rusqlite::params![id, row as i64],
-                |r| r.get::<_, bool>(0),
-            )?)
-        })
-        .await;
+    let shared = ctx.journal.id_held_by_another(req_id, row).await;
     if frees_line {
         // After the check: it runs before any write the next call's task queues (its intent), and the removal
         // leaves now, while that intent is still being committed.

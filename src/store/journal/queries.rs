@@ -88,6 +88,21 @@ fn contacts(
 }
 
 impl Journal {
+    /// Whether another contact's call holds `req_id` (a gateway that reused an id): a remove names a record only
+    /// by its id, so that record must not be removed for this contact.
+    pub async fn id_held_by_another(&self, req_id: &str, row: u64) -> Result<bool> {
+        let id = req_id.to_string();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM contacts WHERE req_id = ?1 AND row != ?2)",
+                params![id, row as i64],
+                |r| r.get::<_, bool>(0),
+            )
+            .on_conn(c)
+        })
+        .await
+    }
+
     /// Up to `limit` pending contacts after `after_row`, in input order (recalls only once they are due).
     pub async fn pending_after(
         &self,
