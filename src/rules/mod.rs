@@ -7,6 +7,7 @@
 //! call request; a dry run only counts.
 
 pub mod ledger;
+pub mod touches;
 pub mod suppress;
 pub mod window;
 

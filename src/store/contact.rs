@@ -63,10 +63,18 @@ pub enum State {
     Duplicate,
     Suppressed,
     Capped,
+    /// A reminder touch whose time has not come (an appointment's later touch); not work left.
+    NotDue,
+    /// A reminder touch that ended (the next touch fell due, or the appointment came within its min-notice)
+    /// before it could be made: skipped, never made late.
+    TooLate,
+    /// A reminder touch no longer wanted: its appointment left the export, was cancelled or moved, or a made
+    /// touch's answer stopped the rest.
+    Withdrawn,
 }
 
 impl State {
-    pub const ALL: [State; 12] = [
+    pub const ALL: [State; 15] = [
         State::Pending,
         State::Intent,
         State::Dialed,
@@ -79,10 +87,13 @@ impl State {
         State::Duplicate,
         State::Suppressed,
         State::Capped,
+        State::NotDue,
+        State::TooLate,
+        State::Withdrawn,
     ];
 
     /// Every status a results row can have, in the order reports list them.
-    pub const RESULTS: [State; 11] = [
+    pub const RESULTS: [State; 14] = [
         State::Made,
         State::Failed,
         State::Unresolved,
@@ -94,6 +105,9 @@ impl State {
         State::Capped,
         State::Dialed,
         State::Pending,
+        State::NotDue,
+        State::TooLate,
+        State::Withdrawn,
     ];
 
     /// The name stored in the journal.
@@ -111,6 +125,9 @@ impl State {
             State::Duplicate => "duplicate",
             State::Suppressed => "suppressed",
             State::Capped => "capped",
+            State::NotDue => "not_due",
+            State::TooLate => "too_late",
+            State::Withdrawn => "withdrawn",
         }
     }
 
@@ -137,7 +154,10 @@ impl State {
 
     /// No event but an operator's moves the contact on.
     pub fn is_final(self) -> bool {
-        !matches!(self, State::Pending | State::Intent | State::Dialed)
+        !matches!(
+            self,
+            State::Pending | State::Intent | State::Dialed | State::NotDue
+        )
     }
 
     /// Final, but a person should look at it.
@@ -232,6 +252,14 @@ pub enum Event {
         outcome: State,
         detail: Option<String>,
     },
+    /// A reminder touch falls due: it may be called from now until its end.
+    Due,
+    /// A reminder touch ended before it could be made (the next touch fell due, or the appointment came
+    /// within its min-notice): why.
+    Lapse { detail: String },
+    /// A reminder touch is no longer wanted (its appointment left the export or was cancelled, moved, or
+    /// confirmed): why.
+    Withdraw { detail: String },
 }
 
 impl Event {
@@ -247,6 +275,9 @@ impl Event {
             Event::Cap { detail } => format!("recall not placed, capped: {detail}"),
             Event::Suppress { list } => format!("recall not placed: on suppression list {list}"),
             Event::Unplace { reason } => format!("recall not placed: {reason}"),
+            Event::Lapse { detail } | Event::Withdraw { detail } => {
+                format!("recall not placed: {detail}")
+            }
             _ => return self,
         };
         Event::Settle {
@@ -280,6 +311,9 @@ pub enum Kind {
     SettleMade,
     SettleFailed,
     SettleUnresolved,
+    Due,
+    Lapse,
+    Withdraw,
 }
 
 use State as S;
@@ -307,10 +341,15 @@ pub const RULES: &[(Kind, &[State], State)] = &[
     (Kind::RecordLost, &[S::Dialed], S::Error),
     (Kind::Redial, &[S::Unknown], S::Pending),
     (Kind::Forgotten, &[S::Dialed], S::Unknown),
+    // Reminder touches: created `not_due` (or `pending` when due at once); a touch never leaves `pending` for
+    // `not_due`, so once due it is made at most once, and one past its end is skipped, not made late.
+    (Kind::Due, &[S::NotDue], S::Pending),
+    (Kind::Lapse, &[S::NotDue, S::Pending], S::TooLate),
+    (Kind::Withdraw, &[S::NotDue, S::Pending], S::Withdrawn),
 ];
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 24] = [
         Kind::Defer,
         Kind::Suppress,
         Kind::Cap,
@@ -332,6 +371,9 @@ impl Kind {
         Kind::SettleMade,
         Kind::SettleFailed,
         Kind::SettleUnresolved,
+        Kind::Due,
+        Kind::Lapse,
+        Kind::Withdraw,
     ];
 
     /// The states this kind of event may start from, and the state it leads to.
@@ -378,6 +420,9 @@ impl Kind {
             Kind::SettleMade => "settle-made",
             Kind::SettleFailed => "settle-failed",
             Kind::SettleUnresolved => "settle-unresolved",
+            Kind::Due => "due",
+            Kind::Lapse => "lapse",
+            Kind::Withdraw => "withdraw",
         }
     }
 }
@@ -403,6 +448,9 @@ impl Event {
             Event::Redial { .. } => Kind::Redial,
             Event::Forgotten { .. } => Kind::Forgotten,
             Event::Recall { .. } => Kind::Recall,
+            Event::Due => Kind::Due,
+            Event::Lapse { .. } => Kind::Lapse,
+            Event::Withdraw { .. } => Kind::Withdraw,
             Event::Settle { outcome, .. } => match outcome {
                 State::Made => Kind::SettleMade,
                 State::Failed => Kind::SettleFailed,

@@ -659,10 +659,14 @@ fn values(event: &Event, at_ms: i64) -> Vec<(&'static str, rusqlite::types::Valu
             cols.push(("detail", text(&format!("on suppression list {list}"))));
             cols.push(("finished_at", V::Integer(at_ms)));
         }
-        Event::Cap { detail } | Event::Unplace { reason: detail } => {
+        Event::Cap { detail }
+        | Event::Unplace { reason: detail }
+        | Event::Lapse { detail }
+        | Event::Withdraw { detail } => {
             cols.push(("detail", text(detail)));
             cols.push(("finished_at", V::Integer(at_ms)));
         }
+        Event::Due => cols.push(("not_before", V::Null)),
         Event::Intent { gateway } => {
             cols.push(("gateway", text(gateway)));
             cols.push(("intent_at", V::Integer(at_ms)));
