@@ -68,6 +68,42 @@ pub fn judged_rows(
     }))
 }
 
+/// Takes the export as the rolling campaign's latest version and moves its touches along by the clock.
+async fn take_version(
+    journal: &crate::store::Journal,
+    cfg: &RunConfig,
+    request: &Arc<Request>,
+    source: &Source,
+    reminders: &crate::settings::reminders::Reminders,
+    clock: &Clock,
+) -> Result<()> {
+    use crate::store::touches;
+    let rows = touches::listed_rows(
+        judged_rows(source, cfg, request)?,
+        &source.headers,
+        reminders,
+    )?;
+    let (reminders, headers) = (reminders.clone(), source.headers.clone());
+    let now_ms = clock.now().as_millisecond();
+    let taken = journal
+        .read(move |conn| {
+            touches::check_headers(conn, &headers)?;
+            touches::take_version(conn, rows, &reminders, now_ms)
+        })
+        .await?;
+    info!(
+        new = taken.new_keys,
+        rescheduled = taken.rescheduled,
+        withdrawn = taken.withdrawn,
+        invalid = taken.invalid,
+        due = taken.due,
+        lapsed = taken.lapsed,
+        stopped = taken.stopped,
+        "took the export as its latest version"
+    );
+    Ok(())
+}
+
 /// A callable row whose call fields cannot be made as configured (a required field empty, a line break in a
 /// value, a caller ID that is not a number) is `invalid`, with the reason.
 pub(crate) fn admit_fields(
@@ -636,7 +672,7 @@ pub async fn run_in(
     for warning in source.iter().flat_map(|s| &s.warnings) {
         warn!("{warning}");
     }
-    let rules = rules_for(&cfg, false)?;
+    let mut rules = rules_for(&cfg, false)?;
     let (gateways, simulators) = match exchanges {
         Some(x) if x.len() == cfg.gateways.len() => (
             cfg.gateways
@@ -664,6 +700,17 @@ pub async fn run_in(
     };
 
     refuse_a_lost_journal(&cfg)?;
+    if cfg.reminders.is_some() && source.is_none() {
+        return Err(Error::NoInput(format!(
+            "{} is missing: a rolling export is read on every run (its rows say which appointments are still on)",
+            cfg.files.input.display()
+        )));
+    }
+    // A rolling export is bound by its key column, not its bytes: each run brings a new version of it.
+    let rolling_digest = cfg
+        .reminders
+        .as_ref()
+        .map(|r| crate::store::touches::binding_digest(&r.key_column));
     let input_name = cfg.files.input.display().to_string();
     let stored = match &source {
         Some(_) => None,
@@ -681,7 +728,7 @@ pub async fn run_in(
     };
     let binding = match (&source, &stored) {
         (Some(source), _) => Binding {
-            digest: &source.digest,
+            digest: rolling_digest.as_deref().unwrap_or(&source.digest),
             input_name: &input_name,
             headers: &source.headers,
             delimiter: source.delimiter,
@@ -697,6 +744,10 @@ pub async fn run_in(
         (None, None) => return Err(Error::Internal("no list and no journal".into())),
     };
     let (owner, opened) = journal::open(&cfg.files.state_dir, &binding, || match &source {
+        // A rolling export's rows are taken below, as a version, once the journal is open.
+        Some(_) if cfg.reminders.is_some() => {
+            Ok(Box::new(std::iter::empty()) as Box<dyn Iterator<Item = _>>)
+        }
         Some(source) => {
             judged_rows(source, &cfg, &request).map(|i| Box::new(i) as Box<dyn Iterator<Item = _>>)
         }
@@ -705,7 +756,9 @@ pub async fn run_in(
         )),
     })?;
     let checked = async {
-        if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
+        if let (Some(source), Some(reminders)) = (&source, &cfg.reminders) {
+            take_version(&owner.journal, &cfg, &request, source, reminders, &clock).await?;
+        } else if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
             && was != read_as
         {
             reread(&owner.journal, &cfg, &request, source, was, &read_as).await?;
@@ -781,6 +834,10 @@ pub async fn run_in(
         "campaign starting"
     );
 
+    rules.touch_ends = owner
+        .journal
+        .read(crate::store::touches::open_ends)
+        .await?;
     let stats = Arc::new(Stats::default());
     let to_do: u64 = owner
         .journal

@@ -577,6 +577,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                             ("suppressed", format!("on suppression list {list}"), dial)
                         }
                         Decision::Unplaceable(reason) => ("invalid", reason, dial),
+                        Decision::TouchEnded(reason) => ("too_late", reason, dial),
                     }
                 }
                 (a, _) => (

@@ -966,7 +966,7 @@ fn current_state(tx: &rusqlite::Transaction<'_>, row: u64) -> rusqlite::Result<(
 }
 
 /// Applies one event as a compare-and-set: exactly one row must change, or the event is refused.
-fn apply_event(
+pub(crate) fn apply_event(
     tx: &rusqlite::Transaction<'_>,
     row: u64,
     event: &Event,
