@@ -218,6 +218,12 @@ pub fn take_version(
     conn.execute_batch(SCHEMA)?;
     let tx = conn.unchecked_transaction()?;
     let mut taken = Taken::default();
+    if let Some(a) = &settings.appointments {
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![crate::output::reminders::ZONE_META, a.timezone_name],
+        )?;
+    }
     tx.execute("DELETE FROM listing", [])?;
     tx.execute("UPDATE appointments SET listed = 0", [])?;
     let now = Timestamp::from_millisecond(now_ms).unwrap_or(Timestamp::MIN);
