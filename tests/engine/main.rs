@@ -6,6 +6,7 @@
 mod faults;
 mod pacing;
 mod recall;
+mod reminders;
 mod views;
 mod windows;
 mod zones;
