@@ -27,6 +27,7 @@ pub const ZONE_META: &str = "appointment_timezone";
 struct TouchRow {
     row: i64,
     appt_ms: Option<i64>,
+    touch: i64,
     due_ms: i64,
     state: State,
     req_id: Option<String>,
@@ -47,7 +48,8 @@ struct TouchRow {
 fn touches_of(conn: &Connection, key: &str) -> Result<Vec<TouchRow>> {
     let mut st = conn.prepare_cached(
         "SELECT t.row, t.appt_ms, t.due_ms, c.state, c.req_id, c.responses, c.attempts, c.detail, c.dialed_number,
-                c.dialed_at, c.finished_at, c.intent_at, c.tz, c.tz_source, c.last_outcome, c.recall_at, c.gateway
+                c.dialed_at, c.finished_at, c.intent_at, c.tz, c.tz_source, c.last_outcome, c.recall_at, c.gateway,
+                t.touch
          FROM touches t JOIN contacts c ON c.row = t.row WHERE t.key = ?1 ORDER BY t.row",
     )?;
     let rows = st.query_map([key], |r| {
@@ -73,6 +75,7 @@ fn touches_of(conn: &Connection, key: &str) -> Result<Vec<TouchRow>> {
                 .and_then(State::parse),
             recall_at: r.get(15)?,
             gateway: r.get(16)?,
+            touch: r.get(17)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -145,7 +148,18 @@ fn fold<'a>(
                 && !matches!(t.state, State::TooLate | State::Withdrawn)
                 && (t.intent_at.is_some() || t.dialed_at.is_some()))
     };
-    let made = current.iter().filter(|t| called(t)).count();
+    // Touches by their lead: one withdrawn and planned anew (cancelled, then reinstated) is one touch.
+    let planned = current
+        .iter()
+        .map(|t| t.touch)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let made = current
+        .iter()
+        .filter(|t| called(t))
+        .map(|t| t.touch)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let next_ms = current
         .iter()
         .filter(|t| t.state == State::NotDue)
@@ -214,7 +228,7 @@ fn fold<'a>(
         reminders: if current.is_empty() {
             String::new()
         } else {
-            format!("{made} of {}", current.len())
+            format!("{made} of {planned}")
         },
         next_ms,
         history,

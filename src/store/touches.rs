@@ -200,6 +200,31 @@ fn end_open_touches(
     Ok(n)
 }
 
+/// As [`end_open_touches`], for the touches of `key` computed from another appointment time than `appt`.
+fn end_touches_not_at(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    appt: Option<i64>,
+    event: &Event,
+    now_ms: i64,
+) -> Result<u64> {
+    let open: Vec<(i64, Option<String>)> = tx
+        .prepare_cached(
+            "SELECT c.row, c.last_outcome FROM touches t JOIN contacts c ON c.row = t.row
+             WHERE t.key = ?1 AND t.appt_ms IS NOT ?2 AND c.state IN ('not_due', 'pending') ORDER BY c.row",
+        )?
+        .query_map(params![key, appt], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let n = open.len() as u64;
+    for (row, last) in open {
+        let ev = event
+            .clone()
+            .refusing(last.as_deref().and_then(State::parse));
+        apply(tx, row as u64, &ev, now_ms)?;
+    }
+    Ok(n)
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, row: u64, event: &Event, now_ms: i64) -> Result<()> {
     match apply_event(tx, row, event, now_ms)? {
         Ok(_) => Ok(()),
@@ -313,40 +338,27 @@ pub fn take_version(
             Verdict::Invalid(_) => continue,
         };
         // A key whose appointment moved: the old time's touches end, the new time's are made below. A touch
-        // made for the old time does not count for the new one. (`known` is `Some(None)` for a key listed
-        // before only with an unreadable time, or without an appointment column.)
-        let has_touches: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM touches WHERE key = ?1 AND appt_ms IS ?2)",
-            params![r.key, appt],
-            |x| x.get(0),
+        // made for the old time does not count for the new one.
+        let moved = end_touches_not_at(
+            &tx,
+            &r.key,
+            appt,
+            &Event::Withdraw {
+                detail: format!(
+                    "withdrawn: the appointment moved to {}",
+                    appt.map_or_else(String::new, |a| clinic_time(settings, a))
+                ),
+            },
+            now_ms,
         )?;
-        if !has_touches {
-            match known {
-                None => taken.new_keys += 1,
-                Some(_) => {
-                    let moved = end_open_touches(
-                        &tx,
-                        &r.key,
-                        &Event::Withdraw {
-                            detail: format!(
-                                "withdrawn: the appointment moved to {}",
-                                appt.map_or_else(String::new, |a| clinic_time(settings, a))
-                            ),
-                        },
-                        now_ms,
-                    )?;
-                    let ever: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM touches WHERE key = ?1)",
-                        [&r.key],
-                        |x| x.get(0),
-                    )?;
-                    if ever || moved > 0 {
-                        taken.rescheduled += 1;
-                    } else {
-                        taken.new_keys += 1;
-                    }
-                }
+        match known {
+            None => taken.new_keys += 1,
+            Some(prior) if moved > 0 || (prior.is_some() && prior != appt) => {
+                taken.rescheduled += 1;
             }
+            Some(_) => {}
+        }
+        {
             let planned: Vec<Touch> = match (&settings.appointments, r.appointment) {
                 (Some(a), Ok(Some(at))) => a.timing.remaining(at, now),
                 // A rolling list without appointments: one call, due as soon as the key appears.
@@ -356,6 +368,21 @@ pub fn take_version(
                     end: Timestamp::MAX,
                 }],
             };
+            // A touch of this appointment time that exists (made, skipped, or still to be made) is not made
+            // again; one only withdrawn (cancelled, then reinstated; moved away, then back) is planned anew.
+            let planned: Vec<Touch> = planned
+                .into_iter()
+                .filter(|t| {
+                    !tx.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM touches t JOIN contacts c ON c.row = t.row
+                         WHERE t.key = ?1 AND t.appt_ms IS ?2 AND t.touch = ?3
+                           AND (c.state != 'withdrawn' OR c.detail LIKE 'stopped:%'))",
+                        params![r.key, appt, i64::from(t.index)],
+                        |x| x.get::<_, bool>(0),
+                    )
+                    .unwrap_or(true)
+                })
+                .collect();
             for t in planned {
                 let row: i64 = tx.query_row(
                     "SELECT COALESCE(MAX(row) + 1, 0) FROM contacts",

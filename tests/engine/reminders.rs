@@ -196,3 +196,132 @@ async fn three_nights_of_a_rolling_export_make_exactly_the_calls_the_rules_allow
     .collect();
     assert_eq!(per, want);
 }
+
+/// One appointment as an export version lists it.
+#[derive(Clone, Debug)]
+struct Appt {
+    /// Hours after the base instant (a whole or half hour).
+    at_half_hours: i64,
+    listed: bool,
+    cancelled: bool,
+}
+
+/// Random appointment sets, export changes and run times (a seeded loop, each seed replayable): no touch is
+/// made twice, none outside its span (early or late), none after a stop answer for the same appointment, none
+/// for a withdrawn, cancelled or passed appointment; and a rerun minutes later adds none.
+#[tokio::test(start_paused = true)]
+async fn random_exports_and_run_times_never_call_a_touch_twice_late_or_after_a_stop() {
+    use ivr_campaign::rules::touches::{Timing, read_leads};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    const SEEDS: u64 = 24;
+    const KEYS: usize = 12;
+    // Numbers of keys 0..6 confirm (a stop answer); the rest answer without confirming.
+    const SCENARIO: &str = r#"
+[[rule]]
+numbers = ["+16465551000", "+16465551001", "+16465551002", "+16465551003", "+16465551004", "+16465551005"]
+steps = [{ status = "made", responses = "Confirm=1" }]
+[[rule]]
+weight = 1
+steps = [{ status = "made", responses = "Confirm=3" }]
+"#;
+    let timing = Timing {
+        leads: read_leads(&["48h".into(), "24h".into()], "x").expect("leads"),
+        min_notice: jiff::SignedDuration::from_hours(2),
+    };
+    let base = ny("2027-02-01T00:00");
+    let half = jiff::SignedDuration::from_mins(30);
+    let mut total_calls = 0;
+    for seed in 0..SEEDS {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+        let c = Campaign::new(HEADER);
+        let mut appts: Vec<Appt> = (0..KEYS)
+            .map(|_| Appt {
+                at_half_hours: rng.random_range(0..240),
+                listed: rng.random_bool(0.8),
+                cancelled: false,
+            })
+            .collect();
+        // (key, appointment) pairs: touches called, and stops answered.
+        let mut called: std::collections::HashSet<(usize, i64, u32)> = Default::default();
+        let mut stopped: std::collections::HashSet<(usize, i64)> = Default::default();
+        // Runs at :05 or :35, so a run's calls fall inside the half hour it started in.
+        let mut now = base - jiff::SignedDuration::from_hours(72) + jiff::SignedDuration::from_mins(5);
+        for night in 0..7 {
+            now += half * rng.random_range(1..60);
+            if night > 0 {
+                for a in appts.iter_mut() {
+                    match rng.random_range(0..10) {
+                        0 => a.listed = !a.listed,
+                        1 => a.cancelled = !a.cancelled,
+                        2 => a.at_half_hours = rng.random_range(0..240),
+                        _ => {}
+                    }
+                }
+            }
+            let mut order: Vec<usize> = (0..KEYS).collect();
+            for i in (1..order.len()).rev() {
+                order.swap(i, rng.random_range(0..=i));
+            }
+            let rows: Vec<String> = order
+                .iter()
+                .filter(|k| appts[**k].listed)
+                .map(|k| {
+                    let a = &appts[*k];
+                    let at = (base + half * a.at_half_hours as i32)
+                        .to_zoned_datetime(jiff::tz::TimeZone::get("America/New_York").expect("zone"))
+                        .strftime("%Y-%m-%d %H:%M")
+                        .to_string();
+                    let st = if a.cancelled { "Cancelled" } else { "Scheduled" };
+                    format!("K{k},P{k},646-555-10{k:02},{at},{st}")
+                })
+                .collect();
+            let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
+            write(&c, &rows);
+            for rerun in [false, true] {
+                let at = if rerun { now + jiff::SignedDuration::from_mins(10) } else { now };
+                let from = sim.requests().len();
+                let s = run_at(args_for_property(&c, &sim), at).await;
+                assert_eq!(s.exit_code(), 0, "seed {seed} night {night}: {}", s.line());
+                let new = called_since(&sim, from);
+                if rerun {
+                    assert!(new.is_empty(), "seed {seed} night {night}: rerun called {new:?}");
+                }
+                for number in new {
+                    total_calls += 1;
+                    let k: usize = number["+1646555".len() + 2..].parse().expect("key");
+                    let a = &appts[k];
+                    assert!(a.listed && !a.cancelled, "seed {seed} night {night}: K{k} withdrawn: {a:?}");
+                    let appt = base + half * a.at_half_hours as i32;
+                    let touch = timing
+                        .touches(appt)
+                        .into_iter()
+                        .find(|t| t.open_at(at))
+                        .unwrap_or_else(|| panic!("seed {seed} night {night}: K{k} called at {at} outside every touch of {appt}"));
+                    assert!(
+                        !stopped.contains(&(k, a.at_half_hours)),
+                        "seed {seed} night {night}: K{k} called after a stop answer"
+                    );
+                    assert!(
+                        called.insert((k, a.at_half_hours, touch.index)),
+                        "seed {seed} night {night}: K{k} touch {} twice",
+                        touch.index
+                    );
+                    if k < 6 {
+                        stopped.insert((k, a.at_half_hours));
+                    }
+                }
+            }
+        }
+    }
+    // The loop placed calls (it would pass vacuously otherwise).
+    assert!(total_calls > SEEDS as usize, "{total_calls} calls");
+}
+
+fn args_for_property(c: &Campaign, sim: &Simulator) -> RunArgs {
+    let mut args = args_for(c, sim);
+    // The window is the night test's; here every instant is one a touch may be made in.
+    args.window = None;
+    args
+}
