@@ -1,24 +1,23 @@
 //! ivr-campaign: run IVR phone campaigns on a Voicent Gateway from a contact CSV.
 //!
-//! Layout (each concern has one home; ask of any change where a contact's state changes, and the answer is
-//! [`store::contact`]):
-//! - [`types`]: value types (rates, durations, the number format, secrets); a leaf that imports nothing here.
-//! - [`cli`], [`config`]: flags and campaign TOML, merged and validated before any I/O.
-//! - [`zones`]: each recipient's zone (the list's column, the number's prefix, the campaign's), looked up in
-//!   the IANA database built into the binary.
+//! Layout, lowest layer first: each module uses only those above it in this list (`tests/layers.rs` checks
+//! it), so there is no module circle. Ask of any change where a contact's state changes, and the answer is
+//! [`store::contact`]; ask what a setting does, and it is [`settings`].
+//! - [`types`], [`error`], [`determinism`], [`privacy`]: leaves (value types, exit codes, what a seed pins,
+//!   what logs may show of a person).
+//! - [`zones`], [`gateway`], [`logging`]: each recipient's zone from the IANA database built in; the pure wire
+//!   protocol and the HTTP client with its failure classes; log output.
+//! - [`contacts`]: reading the list (encoding, delimiter, columns) and judging each number (libphonenumber);
+//!   [`simulator`]: a stand-in gateway for rehearsals and tests, and the gateway model of the simulation tier.
 //! - [`fields`]: what a call carries besides the number: caller ID, detection, fields from the row.
-//! - [`contacts`]: reading the list (encoding, delimiter, columns) and judging each row (libphonenumber).
 //! - [`rules`]: one pipeline for `run` and `validate`: admission (invalid, duplicate), suppression, the window
 //!   in each recipient's zone, the cap per number across campaigns.
-//! - [`store`]: the contact life cycle (states, events, the only allowed transitions) and the SQLite journal
-//!   that applies it as compare-and-set, with the run lock and group commit.
-//! - [`gateway`]: the pure wire protocol and the HTTP client with its failure classes.
+//! - [`cli`], [`settings`]: flags, and the campaign file merged under them and validated before any I/O.
+//! - [`store`]: the contact life cycle (states, events, their effects, the only allowed transitions) and the
+//!   SQLite journal that applies it as compare-and-set, with the run lock and group commit.
 //! - [`engine`]: the coordinator (one loop owning scheduling), call tasks, pacing, the circuit breaker.
 //! - [`output`]: views of the journal: results CSV, HTML report, summary, `status`, progress.
 //! - [`commands`]: `run` and `validate`.
-//! - [`logging`]: log formats, masked phone numbers, logs above the progress bar.
-//! - [`simulator`]: a stand-in gateway for rehearsals and tests, and the gateway model of the simulation tier.
-//! - [`determinism`]: what a run leaves to chance, pinned by the simulation tier so a seed replays exactly.
 
 pub mod cli;
 pub mod commands;

@@ -6,9 +6,9 @@
 //! written back to the results unchanged; only the phone (and time zone) cells are interpreted. A row that
 //! cannot be called is data (an `invalid` result with its reason), never an abort.
 //!
-//! - [`source`]: settling the file once: encoding, delimiter, header, the phone column, the digest.
-//! - [`records`]: the rows, read as text with caps on their size, written back to the results unchanged.
-//! - [`phone`]: a verdict for every number, by libphonenumber.
+//! - `source`: settling the file once: encoding, delimiter, header, the phone column, the digest.
+//! - `records`: the rows, read as text with caps on their size, written back to the results unchanged.
+//! - `phone`: a verdict for every number, by libphonenumber.
 
 mod phone;
 mod records;

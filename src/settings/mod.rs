@@ -3,14 +3,14 @@
 //!
 //! - [`file`]: the campaign file's schema (unknown keys are an error: a misspelt `rate` must not fall back to a
 //!   default without anyone noticing).
-//! - [`merge`]: flags over the file, each setting defaulted and checked.
-//! - [`request`]: what a call request carries besides the number.
+//! - `merge`: flags over the file, each setting defaulted and checked.
+//! - `request`: what a call request carries besides the number.
 //! - [`recall`]: which outcomes are called again, when, how often.
 //! - [`reminders`]: a rolling export of appointments, each reminded relative to its own time.
 //! - [`gateways`]: gateway URLs, keys, lines, credentials.
 //! - [`paths`]: where the files are, and the guard against a run overwriting what it reads.
 //! - [`simulator`]: the built-in simulator's settings.
-//! - [`values`]: reading one value from a flag or a key, named as the operator wrote it.
+//! - `values`: reading one value from a flag or a key, named as the operator wrote it.
 
 use std::path::PathBuf;
 use std::time::Duration;

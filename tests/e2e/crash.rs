@@ -15,11 +15,7 @@ async fn sigkill_and_rerun_never_calls_twice_and_loses_nothing() {
 
     let mut kills = 0;
     for round in 1..=4 {
-        let mut child = tokio::process::Command::new(bin())
-            .args(&args)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
+        let mut child = spawn(&args);
         // Kill once this run has placed a few calls of its own, while others are still in flight.
         let target = 8 * round;
         wait_while_running(
@@ -103,11 +99,7 @@ async fn a_late_rerun_reads_every_call_before_writing_it_off() {
             "2s",
         ],
     );
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(&args);
     wait_while_running(
         &sim,
         &mut child,
@@ -187,11 +179,7 @@ async fn kill_9_between_attempts_never_adds_a_call() {
         ],
     );
     for round in 1..=3 {
-        let mut child = tokio::process::Command::new(bin())
-            .args(&args)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn");
+        let mut child = spawn(&args);
         let target = 7 * round;
         wait_while_running(
             &sim,

@@ -12,16 +12,10 @@ fn made_all(rows: &[std::collections::HashMap<String, String>]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_campaign_survives_the_gateway_going_away_and_coming_back() {
     let sim = sim(8, ms(20), ms(20), ms(20), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(30));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(30));
+    let base = c.base();
     let args = with(&base, &["--lines", "4", "--rate", "40/s"]);
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(&args);
     wait_while_running(
         &sim,
         &mut child,
@@ -44,7 +38,7 @@ async fn a_campaign_survives_the_gateway_going_away_and_coming_back() {
     assert_eq!(dialed_twice(&log), Vec::<String>::new());
     assert_eq!(call_requests(&log).len(), 30);
     assert!(
-        made_all(&results(&output)),
+        made_all(&c.results()),
         "nobody was marked failed or error by the outage"
     );
 }
@@ -52,10 +46,8 @@ async fn a_campaign_survives_the_gateway_going_away_and_coming_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_past_max_outage_stops_cleanly_and_a_rerun_finishes() {
     let sim = sim(8, ms(20), ms(20), ms(20), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(20));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(20));
+    let base = c.base();
     let args = with(
         &base,
         &["--lines", "2", "--rate", "20/s", "--max-outage", "1s"],
@@ -87,7 +79,7 @@ async fn an_outage_past_max_outage_stops_cleanly_and_a_rerun_finishes() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("unreachable for longer than max-outage")
     );
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows.len(), 20);
     assert!(rows.iter().any(|r| r["status"] == "not_attempted"));
     for r in &rows {
@@ -103,7 +95,7 @@ async fn an_outage_past_max_outage_stops_cleanly_and_a_rerun_finishes() {
     sim.come_back().await.expect("listen again");
     let again = run(&args).await;
     assert_eq!(code(&again), 0, "{}", stderr(&again));
-    assert!(made_all(&results(&output)));
+    assert!(made_all(&c.results()));
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
 }
 
@@ -117,14 +109,8 @@ async fn requests_answered_503_are_retried_and_scheduled_once() {
         "seed = 11\n[faults]\ncall-unavailable = 0.3\n",
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(30));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--request-retries", "8"],
-    ))
-    .await;
+    let c = Campaign::new(&sim, &contacts(30));
+    let out = c.run(&["--request-retries", "8"]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let log = sim.requests();
     let refused: Vec<&str> = log
@@ -145,22 +131,16 @@ async fn requests_answered_503_are_retried_and_scheduled_once() {
         );
     }
     assert_eq!(dialed_twice(&log), Vec::<String>::new());
-    assert!(made_all(&results(&output)));
+    assert!(made_all(&c.results()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_beyond_the_retry_budget_end_error_with_the_gateways_words() {
     let sim = sim(8, ms(10), ms(10), ms(10), "[faults]\ncall-refused = 1.0\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(1));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--request-retries", "2"],
-    ))
-    .await;
+    let c = Campaign::new(&sim, &contacts(1));
+    let out = c.run(&["--request-retries", "2"]).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows[0]["status"], "error");
     assert!(rows[0]["detail"].contains("400"), "{}", rows[0]["detail"]);
     assert!(
@@ -188,10 +168,8 @@ async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
         dropped_numbers.join(", ")
     );
     let sim = sim(8, ms(10), ms(10), ms(10), &scenario).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(30));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(30));
+    let base = c.base();
     let out = run(&with(&base, &[])).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let log = sim.requests();
@@ -201,7 +179,7 @@ async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
         .map(|r| r.params["phoneno"].clone())
         .collect();
     assert!(dropped.len() >= 4, "the fault fired: {}", dropped.len());
-    let rows = results(&output);
+    let rows = c.results();
     for r in &rows {
         let lost = dropped.contains(&r["dialed_number"]);
         assert_eq!(
@@ -226,7 +204,7 @@ async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
     assert_eq!(call_requests(&sim.requests()).len(), before);
     // Only the explicit one-off command marks them; the next run calls them, and nobody else. (The gateway
     // is a healthy one this time.)
-    let output_s = output.display().to_string();
+    let output_s = c.output.display().to_string();
     let mark = run(&["redial-unknown", "--output", &output_s]).await;
     assert_eq!(code(&mark), 0, "{}", stderr(&mark));
     let said = String::from_utf8_lossy(&mark.stdout).into_owned();
@@ -256,8 +234,8 @@ async fn lost_answers_end_unknown_and_are_never_redialed_unless_asked() {
     got.sort();
     assert_eq!(got, want);
     // The action is in the journal, with its time and how many contacts it moved.
-    let journal =
-        rusqlite::Connection::open(dir.path().join("r.csv.state/journal.sqlite")).expect("journal");
+    let journal = rusqlite::Connection::open(c.dir.path().join("r.csv.state/journal.sqlite"))
+        .expect("journal");
     let (action, moved, at): (String, i64, i64) = journal
         .query_row("SELECT action, contacts, at FROM actions", [], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -280,16 +258,10 @@ async fn status_errors_and_garbage_are_polled_through_and_counted() {
         "seed = 3\n[faults]\nstatus-error = 0.25\nstatus-garbage = 0.25\n",
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(20));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--poll-interval", "10ms"],
-    ))
-    .await;
+    let c = Campaign::new(&sim, &contacts(20));
+    let out = c.run(&["--poll-interval", "10ms"]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(made_all(&results(&output)));
+    assert!(made_all(&c.results()));
     let log = sim.requests();
     let bad = log
         .iter()
@@ -313,15 +285,9 @@ async fn a_gateway_restart_that_forgets_records_ends_those_calls_error() {
         "[[rule]]\nnumbers = [\"+1646555100?\"]\nsteps = []\n",
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(14));
-    let output = dir.path().join("r.csv");
-    let args = base_args(&sim, &input, &output);
-    let mut child = tokio::process::Command::new(bin())
-        .args(with(&args, &["--lines", "20"]))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let c = Campaign::new(&sim, &contacts(14));
+    let args = c.base();
+    let mut child = spawn(with(&args, &["--lines", "20"]));
     // The first ten numbers hang: wait until all ten are placed and polled, and the other four are finished
     // and removed.
     wait_while_running(
@@ -341,7 +307,7 @@ async fn a_gateway_restart_that_forgets_records_ends_those_calls_error() {
         .expect("finishes")
         .expect("status");
     assert_eq!(status.code(), Some(3));
-    let rows = results(&output);
+    let rows = c.results();
     for r in &rows[..10] {
         assert_eq!(r["status"], "error", "{}", r["detail"]);
         assert!(r["detail"].contains("no record"));
@@ -353,10 +319,8 @@ async fn a_gateway_restart_that_forgets_records_ends_those_calls_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_calls_in_progress_and_a_rerun_completes() {
     let sim = sim(8, ms(400), ms(400), ms(10), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(12));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(12));
+    let base = c.base();
     let args = with(&base, &["--lines", "3", "--poll-interval", "50ms"]);
     let child = tokio::process::Command::new(bin())
         .args(&args)
@@ -381,7 +345,7 @@ async fn sigterm_drains_calls_in_progress_and_a_rerun_completes() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = results(&output);
+    let rows = c.results();
     let made = rows.iter().filter(|r| r["status"] == "made").count();
     let requested = call_requests(&sim.requests()).len();
     // Every call placed before the signal was followed to its end; nothing new was dialed after it.
@@ -394,7 +358,7 @@ async fn sigterm_drains_calls_in_progress_and_a_rerun_completes() {
 
     let again = run(&args).await;
     assert_eq!(code(&again), 0, "{}", stderr(&again));
-    assert!(made_all(&results(&output)));
+    assert!(made_all(&c.results()));
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
 }
 
@@ -403,10 +367,8 @@ async fn a_second_signal_stops_at_once_and_the_rerun_polls_what_was_placed() {
     use tokio::io::AsyncBufReadExt;
     // Six-second calls: a drain would wait for them; the second signal must not.
     let sim = sim(8, ms(3000), ms(3000), ms(10), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(6));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(6));
+    let base = c.base();
     let args = with(
         &base,
         &[
@@ -455,7 +417,7 @@ async fn a_second_signal_stops_at_once_and_the_rerun_polls_what_was_placed() {
     assert_eq!(status.code(), Some(75));
     // It stopped while the calls were still going on the gateway: it did not drain them.
     assert_eq!(sim.calls_final(), 0, "it drained instead of stopping");
-    let rows = results(&output);
+    let rows = c.results();
     let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str()).collect();
     assert_eq!(
         statuses,
@@ -472,7 +434,7 @@ async fn a_second_signal_stops_at_once_and_the_rerun_polls_what_was_placed() {
     // The rerun polls the three calls already placed (never requesting them again) and dials the rest.
     let again = run(&args).await;
     assert_eq!(code(&again), 0, "{}", stderr(&again));
-    assert!(made_all(&results(&output)));
+    assert!(made_all(&c.results()));
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
     assert_eq!(call_requests(&sim.requests()).len(), 6);
 }
@@ -495,13 +457,11 @@ steps = ["made"]
 reply = "reworded"
 "#;
     let sim = sim(8, ms(5), ms(5), ms(5), scenario).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(6));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(&base_args(&sim, &input, &output), &["--lines", "1"])).await;
+    let c = Campaign::new(&sim, &contacts(6));
+    let out = c.run(&["--lines", "1"]).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(dialed_twice(&sim.requests()), Vec::<String>::new());
-    let rows = results(&output);
+    let rows = c.results();
     // Readable answers in between: three unreadable ones, but not in a row, so the run goes on.
     for (i, why) in [(0, "HTTP 500"), (2, "HTTP 502"), (4, "no [ReqId=")] {
         assert_eq!(rows[i]["status"], "unknown", "row {}", i + 1);
@@ -517,10 +477,8 @@ reply = "reworded"
 async fn a_gateway_whose_answers_cannot_be_read_stops_the_run_after_three() {
     // A gateway release that words its page differently: every call is scheduled, no answer has an id.
     let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\ncall-reworded = 1.0\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(10));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(&base_args(&sim, &input, &output), &["--lines", "1"])).await;
+    let c = Campaign::new(&sim, &contacts(10));
+    let out = c.run(&["--lines", "1"]).await;
     assert_eq!(code(&out), 76, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("3 call requests in a row left their contacts unknown"),
@@ -528,7 +486,7 @@ async fn a_gateway_whose_answers_cannot_be_read_stops_the_run_after_three() {
         stderr(&out)
     );
     assert_eq!(call_requests(&sim.requests()).len(), 3);
-    let rows = results(&output);
+    let rows = c.results();
     assert!(rows[..3].iter().all(|r| r["status"] == "unknown"));
     assert!(rows[3..].iter().all(|r| r["status"] == "not_attempted"));
 }
@@ -538,10 +496,8 @@ async fn a_stop_while_requests_are_in_flight_leaves_nobody_unknown() {
     // Every answer takes 1.5 s. The run is stopped at once while four requests wait for theirs: it records
     // what the gateway answered instead of calling them unknown.
     let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\nslow = \"1500ms\"\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(8));
-    let output = dir.path().join("r.csv");
-    let args = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(8));
+    let args = c.base();
     let mut child = tokio::process::Command::new(bin())
         .args(with(&args, &["--lines", "4"]))
         .stderr(std::process::Stdio::piped())
@@ -558,7 +514,7 @@ async fn a_stop_while_requests_are_in_flight_leaves_nobody_unknown() {
         .expect("stops")
         .expect("status");
     assert_eq!(status.code(), Some(75));
-    let rows = results(&output);
+    let rows = c.results();
     let by = |s: &str| rows.iter().filter(|r| r["status"] == s).count();
     assert_eq!(by("unknown"), 0, "{rows:?}");
     assert_eq!(by("in_progress") + by("made"), 4, "{rows:?}");
@@ -578,21 +534,15 @@ steps = ["made"]
 reply = "reuse-id"
 "#;
     let sim = sim(8, ms(200), ms(5), ms(300), scenario).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--lines", "2", "--rate", "2/s"],
-    ))
-    .await;
+    let c = Campaign::new(&sim, &contacts(3));
+    let out = c.run(&["--lines", "2", "--rate", "2/s"]).await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("request id another contact already has"),
         "{}",
         stderr(&out)
     );
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows[0]["status"], "unknown", "{}", rows[0]["detail"]);
     assert!(
         rows[0]["detail"].contains("row 2 too"),
@@ -654,10 +604,8 @@ async fn each_signal_says_what_it_does() {
         "[faults]\nslow = \"30s\"\nslow-rate = 1.0\n",
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(3));
+    let base = c.base();
     let mut child = tokio::process::Command::new(bin())
         .args(with(&base, &["--request-timeout", "60s"]))
         .stderr(std::process::Stdio::piped())
@@ -707,6 +655,6 @@ async fn each_signal_says_what_it_does() {
         said[2].contains("third signal") && said[2].contains("unknown"),
         "{said:?}"
     );
-    let rows = results(&output);
+    let rows = c.results();
     assert!(rows.iter().all(|r| r["status"] == "unknown"), "{rows:?}");
 }

@@ -34,10 +34,8 @@ fn requests_by_number(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_carries_the_caller_id_the_detection_level_and_its_rows_own_values() {
     let sim = sim(4, ms(10), ms(10), ms(30), BY_FIELD).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", CONTACTS);
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &CONTACTS);
+    let base = c.base();
     let out = run(&with(
         &base,
         &[
@@ -84,14 +82,14 @@ async fn every_call_carries_the_caller_id_the_detection_level_and_its_rows_own_v
     }
 
     // The simulator chose the outcome by the field: only the call naming Zoë was confirmed.
-    let rows = results(&output);
+    let rows = c.results();
     let status: Vec<(&str, &str)> = rows
         .iter()
         .map(|r| (r["status"].as_str(), r["response.Confirm"].as_str()))
         .collect();
     assert_eq!(status, [("made", "1"), ("failed", ""), ("failed", "")]);
-    // The results do not repeat the values: they are in the input's columns.
-    let header = std::fs::read_to_string(&output).expect("results");
+    // The results do not repeat the values: they are in the list's columns.
+    let header = std::fs::read_to_string(&c.output).expect("results");
     let header = header.lines().next().expect("header");
     assert!(
         !header.contains("attendee") && !header.contains("appt"),
@@ -102,10 +100,8 @@ async fn every_call_carries_the_caller_id_the_detection_level_and_its_rows_own_v
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_required_field_left_empty_makes_the_row_invalid_and_it_is_not_called() {
     let sim = sim(4, ms(10), ms(10), ms(30), "[[rule]]\nsteps = [\"made\"]\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", CONTACTS);
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &CONTACTS);
+    let base = c.base();
     let out = run(&with(
         &base,
         &["--field", "attendee={name}", "--require-fields", "attendee"],
@@ -118,7 +114,7 @@ async fn a_required_field_left_empty_makes_the_row_invalid_and_it_is_not_called(
         "the nameless row was called"
     );
     assert_eq!(sent.len(), 2);
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows[2]["status"], "invalid");
     assert!(
         rows[2]["detail"].contains("attendee") && rows[2]["detail"].contains("empty"),
@@ -131,10 +127,8 @@ async fn a_required_field_left_empty_makes_the_row_invalid_and_it_is_not_called(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_naming_a_column_the_list_lacks_is_refused_before_any_call() {
     let sim = sim(4, ms(10), ms(10), ms(30), "[[rule]]\nsteps = [\"made\"]\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", CONTACTS);
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &CONTACTS);
+    let base = c.base();
     for (extra, exit, says) in [
         (vec!["--field", "attendee={nmae}"], 65, "\"nmae\""),
         (vec!["--info", "{appointment}"], 65, "\"appointment\""),
@@ -151,7 +145,7 @@ async fn a_template_naming_a_column_the_list_lacks_is_refused_before_any_call() 
         assert!(err.contains(says), "{extra:?}: {err}");
     }
     assert!(sim.requests().is_empty(), "a request reached the gateway");
-    assert!(!output.exists(), "no results for a refused campaign");
+    assert!(!c.output.exists(), "no results for a refused campaign");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,10 +239,8 @@ async fn logs_show_field_values_only_with_full_numbers() {
 async fn a_template_corrected_between_runs_applies_to_everyone_not_yet_called() {
     // One line and long calls: the first stop leaves most of the list pending.
     let sim = sim(1, ms(10), ms(400), ms(30), "[[rule]]\nsteps = [\"made\"]\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(6));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(6));
+    let base = c.base();
     let mut child = tokio::process::Command::new(bin())
         .args(with(&base, &["--lines", "1", "--field", "who=Person"]))
         .stderr(std::process::Stdio::null())
@@ -299,5 +291,5 @@ async fn a_template_corrected_between_runs_applies_to_everyone_not_yet_called() 
             );
         }
     }
-    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+    assert!(c.results().iter().all(|r| r["status"] == "made"));
 }

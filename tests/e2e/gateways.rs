@@ -50,11 +50,7 @@ async fn a_gateway_lost_mid_run_leaves_its_calls_to_a_rerun_and_the_rest_goes_to
     let base = base_args(&a, &input, &output);
     let b_url = b.url();
     let args = two_gateways(&base, &b_url, &["--lines", "3", "--max-outage", "2s"]);
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(&args);
     wait_while_running(
         &a,
         &mut child,
@@ -232,9 +228,11 @@ async fn forget_gateway_writes_its_open_calls_off_as_unknown_and_names_them() {
     // Calls on A never finish; A goes away for good.
     let a = sim(8, ms(10), ms(10), ms(10), "[[rule]]\nsteps = []\n").await;
     let b = sim(8, ms(10), ms(10), ms(10), "[[rule]]\nsteps = [\"made\"]\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(4));
-    let output = dir.path().join("r.csv");
+    let Files {
+        dir: _dir,
+        input,
+        output,
+    } = Files::new(&contacts(4));
     let base = base_args(&a, &input, &output);
     let mut child = tokio::process::Command::new(bin())
         .args(with(&base, &["--max-outage", "1s", "--lines", "4"]))

@@ -8,16 +8,10 @@ const NEVER_FINAL: &str = "[[rule]]\nsteps = []\n";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_process() {
     let sim = sim(8, ms(10), ms(10), ms(10), NEVER_FINAL).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(3));
+    let base = c.base();
     let args = with(&base, &["--poll-timeout", "60s"]);
-    let mut first = tokio::process::Command::new(bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut first = spawn(&args);
     // Polled means its request id is in the journal (polling starts only after that write is durable).
     let polled = |log: &[ivr_campaign::simulator::Recorded]| {
         let ids: std::collections::HashSet<_> = log
@@ -30,7 +24,7 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
     wait_while_running(&sim, &mut first, polled, "the first run's calls polled").await;
 
     // `status` reads the journal while the run holds it.
-    let st = run(&["status", "--output", &output.display().to_string()]).await;
+    let st = run(&["status", "--output", &c.output.display().to_string()]).await;
     assert_eq!(code(&st), 0, "{}", stderr(&st));
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(
@@ -55,20 +49,18 @@ async fn a_second_run_on_the_same_state_is_refused_and_the_lock_dies_with_its_pr
     first.wait().await.expect("reaped");
     let third = run(&with(&base, &["--poll-timeout", "40ms"])).await;
     assert_eq!(code(&third), 3, "{}", stderr(&third));
-    assert!(results(&output).iter().all(|r| r["status"] == "unresolved"));
+    assert!(c.results().iter().all(|r| r["status"] == "unresolved"));
     assert_eq!(call_requests(&sim.requests()).len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_refuses_an_input_whose_rows_changed() {
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(3));
+    let base = c.base();
     assert_eq!(code(&run(&with(&base, &[])).await), 0);
     let before = sim.requests().len();
-    write(dir.path(), "c.csv", &contacts(4));
+    write(c.dir.path(), "c.csv", &contacts(4));
     let out = run(&with(&base, &[])).await;
     assert_eq!(code(&out), 78, "{}", stderr(&out));
     assert!(
@@ -77,11 +69,7 @@ async fn a_journal_refuses_an_input_whose_rows_changed() {
         stderr(&out)
     );
     assert_eq!(sim.requests().len(), before, "no request of any kind");
-    assert_eq!(
-        results(&output).len(),
-        3,
-        "the earlier results are untouched"
-    );
+    assert_eq!(c.results().len(), 3, "the earlier results are untouched");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,14 +280,12 @@ async fn bad_flags_and_files_stop_with_one_line_and_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let args = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(3));
+    let args = c.base();
     let args = with(&args, &[]);
     assert_eq!(code(&run(&args).await), 0);
-    let done = std::fs::read(&output).expect("results");
-    let state = dir.path().join("r.csv.state");
+    let done = std::fs::read(&c.output).expect("results");
+    let state = c.dir.path().join("r.csv.state");
     let requests = call_requests(&sim.requests()).len();
 
     // Someone cleans up the state directory, or the journal is truncated to nothing.
@@ -317,7 +303,7 @@ async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
             err.contains("journal") && err.contains("missing or empty"),
             "{err}"
         );
-        assert!(err.contains(&output.display().to_string()), "{err}");
+        assert!(err.contains(&c.output.display().to_string()), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert_eq!(
             call_requests(&sim.requests()).len(),
@@ -325,7 +311,7 @@ async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
             "{damage}: a call was placed"
         );
         assert_eq!(
-            std::fs::read(&output).expect("results"),
+            std::fs::read(&c.output).expect("results"),
             done,
             "the results were touched"
         );
@@ -347,7 +333,7 @@ async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
         ),
         ("utf-16", utf16),
     ] {
-        std::fs::write(&output, &bytes).expect("re-save");
+        std::fs::write(&c.output, &bytes).expect("re-save");
         let o = run(&args).await;
         let err = stderr(&o);
         assert_eq!(code(&o), 78, "{resave}: {err}");
@@ -358,13 +344,13 @@ async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
             "{resave}: a call was placed"
         );
         assert_eq!(
-            std::fs::read(&output).expect("results"),
+            std::fs::read(&c.output).expect("results"),
             bytes,
             "{resave}: the file was touched"
         );
     }
     // Moved away, as the message says, the campaign starts over.
-    std::fs::rename(&output, dir.path().join("old.csv")).expect("move away");
+    std::fs::rename(&c.output, c.dir.path().join("old.csv")).expect("move away");
     assert_eq!(code(&run(&args).await), 0);
     assert_eq!(call_requests(&sim.requests()).len(), requests * 2);
 }
@@ -373,10 +359,8 @@ async fn a_lost_journal_is_refused_instead_of_calling_everyone_again() {
 async fn a_journal_deleted_during_the_run_stops_it_with_its_results_written() {
     // Slow answers keep the run going while the state directory is deleted under it.
     let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\nslow = \"400ms\"\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(10));
-    let output = dir.path().join("r.csv");
-    let args = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(10));
+    let args = c.base();
     let args = with(&args, &["--lines", "1"]);
     let mut child = tokio::process::Command::new(bin())
         .args(&args)
@@ -394,7 +378,7 @@ async fn a_journal_deleted_during_the_run_stops_it_with_its_results_written() {
         "one call finished",
     )
     .await;
-    std::fs::remove_dir_all(dir.path().join("r.csv.state")).expect("rm state");
+    std::fs::remove_dir_all(c.dir.path().join("r.csv.state")).expect("rm state");
     let out = tokio::time::timeout(PATIENCE, child.wait_with_output())
         .await
         .expect("stops")
@@ -406,7 +390,7 @@ async fn a_journal_deleted_during_the_run_stops_it_with_its_results_written() {
         stderr(&out)
     );
     // The calls made before it noticed are in the results, from the journal the process still held.
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows.len(), 10);
     let made = rows.iter().filter(|r| r["status"] == "made").count();
     assert!(made >= 1, "{rows:?}");
@@ -422,12 +406,10 @@ async fn a_journal_deleted_during_the_run_stops_it_with_its_results_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_that_would_wreck_a_campaign_are_refused_or_stop_it_at_once() {
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(5));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(5));
+    let base = c.base();
     // --output naming the list would overwrite it.
-    let input_s = input.display().to_string();
+    let input_s = c.input.display().to_string();
     let o = run(&with(&base, &["--output", &input_s])).await;
     assert_eq!(code(&o), 64, "{}", stderr(&o));
     assert!(
@@ -435,7 +417,10 @@ async fn settings_that_would_wreck_a_campaign_are_refused_or_stop_it_at_once() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(std::fs::read_to_string(&input).expect("list"), contacts(5));
+    assert_eq!(
+        std::fs::read_to_string(&c.input).expect("list"),
+        contacts(5)
+    );
     // A poll timeout shorter than the poll interval: every call written off before it is read.
     for t in ["0s", "20ms"] {
         let o = run(&with(&base, &["--poll-timeout", t])).await;
@@ -453,20 +438,14 @@ async fn settings_that_would_wreck_a_campaign_are_refused_or_stop_it_at_once() {
     assert_eq!(code(&o), 78, "{}", stderr(&o));
     assert!(stderr(&o).contains("base URL"), "{}", stderr(&o));
     assert_eq!(sim.requests().len(), 1);
-    assert!(
-        results(&output)
-            .iter()
-            .all(|r| r["status"] == "not_attempted")
-    );
+    assert!(c.results().iter().all(|r| r["status"] == "not_attempted"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_ahead_log_deleted_during_the_run_loses_nothing_even_to_a_kill() {
     use tokio::io::AsyncBufReadExt;
     let sim = sim(8, ms(5), ms(5), ms(5), "[faults]\nslow = \"300ms\"\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(10));
-    let output = dir.path().join("r.csv");
+    let Files { dir, input, output } = Files::new(&contacts(10));
     let mut args = base_args(&sim, &input, &output);
     args.retain(|a| a != "-q");
     let args = with(&args, &["--lines", "1"]);
@@ -513,16 +492,10 @@ async fn a_write_ahead_log_deleted_during_the_run_loses_nothing_even_to_a_kill()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_writing_the_same_results_cannot_both_call() {
     let sim = sim(8, ms(5), ms(200), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(6));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(6));
+    let base = c.base();
     let first_args = with(&base, &["--lines", "1"]);
-    let mut first = tokio::process::Command::new(bin())
-        .args(&first_args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut first = spawn(&first_args);
     wait_while_running(
         &sim,
         &mut first,
@@ -531,7 +504,7 @@ async fn two_runs_writing_the_same_results_cannot_both_call() {
     )
     .await;
     // The same results, another journal: refused while the first run writes them.
-    let other_state = dir.path().join("elsewhere.state").display().to_string();
+    let other_state = c.dir.path().join("elsewhere.state").display().to_string();
     let second = run(&with(&base, &["--state", &other_state])).await;
     assert_eq!(code(&second), 75, "{}", stderr(&second));
     assert!(

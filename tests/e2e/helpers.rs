@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use ivr_campaign::gateway::protocol;
+pub use crate::kit::*;
 use ivr_campaign::simulator::SimSettings;
-use ivr_campaign::simulator::scenario::Scenario;
 use ivr_campaign::simulator::{Recorded, Simulator};
-use tokio::net::TcpListener;
 
 /// The binary under test: this build's, or another one named by `IVR_CAMPAIGN_TEST_BIN` (to check that a test
 /// fails on an older release).
@@ -21,20 +19,6 @@ pub fn bin() -> String {
 /// Outer bound for anything a test waits on; reaching it is a failure, not a synchronisation.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-pub fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-pub async fn sim(
-    lines: u32,
-    ring: Duration,
-    talk: Duration,
-    retry: Duration,
-    scenario: &str,
-) -> Simulator {
-    sim_auth(lines, ring, talk, retry, scenario, None).await
-}
-
 /// A simulator that demands basic auth (`user:password`), as a gateway behind a protected proxy.
 pub async fn sim_auth(
     lines: u32,
@@ -44,38 +28,28 @@ pub async fn sim_auth(
     scenario: &str,
     basic_auth: Option<&str>,
 ) -> Simulator {
-    let scenario: Scenario = toml::from_str(scenario).expect("test scenario parses");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind loopback");
     let settings = SimSettings {
         lines,
         ring_delay: ring,
         call_duration: talk,
         retry_delay: retry,
-        scenario: None,
-        record: None,
-        faults: Default::default(),
         basic_auth: basic_auth.map(str::to_string),
-        tls: None,
-        remember: true,
+        ..SimSettings::default()
     };
-    Simulator::start(listener, settings, scenario).expect("simulator starts")
+    sim_with(settings, scenario).await
 }
 
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).expect("write test file");
-    p
-}
-
-/// A contact list of `n` valid, distinct US numbers: columns id,name,phone.
-pub fn contacts(n: usize) -> String {
-    let mut s = String::from("id,name,phone\n");
-    for i in 0..n {
-        s.push_str(&format!("{},Person {i},646-555-{:04}\n", i + 1, 1000 + i));
-    }
-    s
+/// Starts the binary with `args`; it is killed if the test ends first.
+pub fn spawn<I, S>(args: I) -> tokio::process::Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    tokio::process::Command::new(bin())
+        .args(args)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn")
 }
 
 /// Runs the binary to completion.
@@ -100,73 +74,40 @@ pub fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-/// The results file as header-keyed rows.
-pub fn results(path: &Path) -> Vec<HashMap<String, String>> {
-    let mut r = csv::Reader::from_path(path).expect("results file exists");
-    let headers = r.headers().expect("results header").clone();
-    r.records()
-        .map(|rec| {
-            let rec = rec.expect("results row");
-            headers
-                .iter()
-                .zip(rec.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
+/// A campaign of the binary against one simulator: its files, and its standard flags.
+pub struct Campaign {
+    pub dir: tempfile::TempDir,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    base: Vec<String>,
 }
 
-/// Call requests the gateway received that created a call (answered or not).
-pub fn call_requests(log: &[Recorded]) -> Vec<&Recorded> {
-    log.iter()
-        .filter(|r| {
-            r.path == protocol::CALL_PATH
-                && (r.outcome.starts_with("scheduled") || r.outcome == "dropped")
-        })
-        .collect()
-}
+impl Campaign {
+    /// The list `list` in a directory of its own, run against `sim` with [`base_args`].
+    pub fn new(sim: &Simulator, list: &str) -> Campaign {
+        let Files { dir, input, output } = Files::new(list);
+        let base = base_args(sim, &input, &output);
+        Campaign {
+            dir,
+            input,
+            output,
+            base,
+        }
+    }
 
-/// Numbers the gateway was asked to call more than once.
-pub fn dialed_twice(log: &[Recorded]) -> Vec<String> {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for r in call_requests(log) {
-        *seen
-            .entry(r.params.get("phoneno").map(String::as_str).unwrap_or(""))
-            .or_default() += 1;
+    /// The standard flags of a run of this campaign.
+    pub fn base(&self) -> Vec<String> {
+        self.base.clone()
     }
-    let mut twice: Vec<String> = seen
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(p, _)| p.to_string())
-        .collect();
-    twice.sort();
-    twice
-}
 
-/// Most calls outstanding at once, as the gateway saw them: from a call request to the first status reply that
-/// reported it final (or its removal, for calls given up on).
-pub fn max_outstanding(log: &[Recorded]) -> usize {
-    let mut events: Vec<(i64, i32)> = Vec::new();
-    for c in call_requests(log) {
-        let Some(id) = &c.req_id else { continue };
-        let end = log
-            .iter()
-            .filter(|r| r.req_id.as_deref() == Some(id) && r.seq > c.seq)
-            .find(|r| {
-                (r.path == protocol::STATUS_PATH && r.is_final) || r.path == protocol::REMOVE_PATH
-            })
-            .map_or(i64::MAX, |r| r.seq as i64);
-        events.push((c.seq as i64, 1));
-        events.push((end, -1));
+    /// Runs it to completion with `extra` flags.
+    pub async fn run(&self, extra: &[&str]) -> Output {
+        run(&with(&self.base, extra)).await
     }
-    // Ordered by sequence number: an end and a start never share one.
-    events.sort();
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in events {
-        now += d;
-        max = max.max(now);
+
+    pub fn results(&self) -> Vec<HashMap<String, String>> {
+        results(&self.output)
     }
-    max as usize
 }
 
 /// Standard flags for a run against `sim`.

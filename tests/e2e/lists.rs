@@ -276,11 +276,7 @@ async fn a_list_gone_after_a_crash_is_finished_from_the_journals_copy() {
     let output = dir.path().join("r.csv");
     let args = base_args(&sim, &input, &output);
     let args = with(&args, &["--lines", "2"]);
-    let mut child = tokio::process::Command::new(bin())
-        .args(&args)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn(&args);
     wait_while_running(
         &sim,
         &mut child,

@@ -7,6 +7,8 @@ mod fields;
 mod gateways;
 mod guards;
 mod helpers;
+#[path = "../kit/mod.rs"]
+pub mod kit;
 mod lists;
 mod newcomer;
 mod operator;

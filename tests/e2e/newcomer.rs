@@ -187,14 +187,12 @@ fn gauge(s: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_metrics_file_is_prometheus_text_replaced_whole_and_keeps_the_last_success() {
     let sim = sim(4, ms(5), ms(5), ms(5), SCENARIO).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(5));
-    let output = dir.path().join("r.csv");
-    let metrics_dir = dir.path().join("textfile");
+    let c = Campaign::new(&sim, &contacts(5));
+    let metrics_dir = c.dir.path().join("textfile");
     std::fs::create_dir(&metrics_dir).expect("mkdir");
     let metrics = metrics_dir.join("reminders.prom");
-    let summary = dir.path().join("summary.json");
-    let base = base_args(&sim, &input, &output);
+    let summary = c.dir.path().join("summary.json");
+    let base = c.base();
     let args = with(
         &base,
         &[
@@ -207,7 +205,7 @@ async fn the_metrics_file_is_prometheus_text_replaced_whole_and_keeps_the_last_s
     let first = run(&args).await;
     assert_eq!(code(&first), 3, "{}", stderr(&first));
     let s = scrape(&metrics);
-    let campaign = output.display().to_string();
+    let campaign = c.output.display().to_string();
     assert!(
         s.samples
             .iter()
@@ -255,7 +253,7 @@ async fn the_metrics_file_is_prometheus_text_replaced_whole_and_keeps_the_last_s
 
     // A run refused on a changed list still replaces the file: its exit code, the first run's success.
     let before = inode(&metrics);
-    write(dir.path(), "c.csv", &contacts(6));
+    write(c.dir.path(), "c.csv", &contacts(6));
     let refused = run(&args).await;
     assert_eq!(code(&refused), 78, "{}", stderr(&refused));
     assert_ne!(
@@ -291,9 +289,7 @@ async fn the_metrics_file_is_prometheus_text_replaced_whole_and_keeps_the_last_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_url_without_a_real_host_is_refused_before_any_work() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
+    let Files { dir, input, output } = Files::new(&contacts(3));
     for url in [
         "ht!tp:/x y",
         "ht!tp:/x",
@@ -322,9 +318,11 @@ async fn a_gateway_url_without_a_real_host_is_refused_before_any_work() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_name_that_does_not_resolve_is_said_plainly_first() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(2));
-    let output = dir.path().join("r.csv");
+    let Files {
+        dir: _dir,
+        input,
+        output,
+    } = Files::new(&contacts(2));
     // `.invalid` never resolves (RFC 6761).
     let o = tokio::process::Command::new(bin())
         .args([

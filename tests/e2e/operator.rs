@@ -8,15 +8,11 @@ const SCENARIO: &str = "[[rule]]\nnumbers = [\"+16465551000\"]\nsteps = [{ statu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn summary_json_has_the_documented_fields() {
     let sim = sim(4, ms(5), ms(5), ms(5), SCENARIO).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(5));
-    let output = dir.path().join("r.csv");
-    let summary = dir.path().join("summary.json");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--summary-json", &summary.display().to_string()],
-    ))
-    .await;
+    let c = Campaign::new(&sim, &contacts(5));
+    let summary = c.dir.path().join("summary.json");
+    let out = c
+        .run(&["--summary-json", &summary.display().to_string()])
+        .await;
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&summary).expect("summary written"))
@@ -89,10 +85,8 @@ async fn json_logs_mask_phone_numbers_unless_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_behind_basic_auth_and_refused_credentials() {
     let sim = sim_auth(4, ms(5), ms(5), ms(5), "", Some("ivr:s3cret")).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(6));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(6));
+    let base = c.base();
     let args = with(&base, &["--gateway-user", "ivr", "--lines", "2"]);
     let wrong = tokio::process::Command::new(bin())
         .args(&args)
@@ -109,11 +103,7 @@ async fn a_gateway_behind_basic_auth_and_refused_credentials() {
     );
     // Stopped at once: nobody scheduled, at most one refused request per line, everyone left for a rerun.
     assert!(call_requests(&sim.requests()).is_empty());
-    assert!(
-        results(&output)
-            .iter()
-            .all(|r| r["status"] == "not_attempted")
-    );
+    assert!(c.results().iter().all(|r| r["status"] == "not_attempted"));
 
     let right = tokio::process::Command::new(bin())
         .args(&args)
@@ -127,7 +117,7 @@ async fn a_gateway_behind_basic_auth_and_refused_credentials() {
         "{}",
         String::from_utf8_lossy(&right.stderr)
     );
-    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+    assert!(c.results().iter().all(|r| r["status"] == "made"));
 
     // A password in the URL is refused before anything happens, without echoing it.
     let url = sim.url().replace("http://", "http://ivr:s3cret@");
@@ -147,16 +137,11 @@ async fn a_gateway_behind_basic_auth_and_refused_credentials() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_is_self_contained() {
     let sim = sim(4, ms(5), ms(5), ms(5), SCENARIO).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(5));
-    let output = dir.path().join("r.csv");
-    assert_eq!(
-        code(&run(&with(&base_args(&sim, &input, &output), &[])).await),
-        3
-    );
-    let out = run(&["report", "--output", &output.display().to_string()]).await;
+    let c = Campaign::new(&sim, &contacts(5));
+    assert_eq!(code(&c.run(&[]).await), 3);
+    let out = run(&["report", "--output", &c.output.display().to_string()]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let path = dir.path().join("r.report.html");
+    let path = c.dir.path().join("r.report.html");
     let html = std::fs::read_to_string(&path).expect("report written");
     assert!(html.starts_with("<!doctype html>"));
     assert!(html.contains("<svg"), "inline charts");
@@ -243,10 +228,9 @@ async fn a_closed_stderr_never_stops_the_run() {
     use tokio::io::AsyncBufReadExt;
     // `ivr-campaign run … 2>&1 | head -2`: the reader goes away after two lines, the run goes on logging.
     let sim = sim(4, ms(20), ms(20), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(12));
-    let output = dir.path().join("r.csv");
-    let args: Vec<String> = base_args(&sim, &input, &output)
+    let c = Campaign::new(&sim, &contacts(12));
+    let args: Vec<String> = c
+        .base()
         .into_iter()
         .filter(|a| a != "-q")
         .chain(["-v".to_string(), "--lines".into(), "2".into()])
@@ -269,7 +253,7 @@ async fn a_closed_stderr_never_stops_the_run() {
         .expect("finishes")
         .expect("status");
     assert_eq!(status.code(), Some(0));
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows.len(), 12);
     assert!(rows.iter().all(|r| r["status"] == "made"));
     assert_eq!(call_requests(&sim.requests()).len(), 12);
@@ -287,15 +271,9 @@ async fn status_counts_requests_awaiting_their_answer_as_in_progress_while_the_r
         "[faults]\nslow = \"30s\"\nslow-rate = 1.0\n",
     )
     .await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
-    let mut child = tokio::process::Command::new(bin())
-        .args(with(&base, &["--request-timeout", "60s"]))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn");
+    let c = Campaign::new(&sim, &contacts(3));
+    let base = c.base();
+    let mut child = spawn(with(&base, &["--request-timeout", "60s"]));
     wait_while_running(
         &sim,
         &mut child,
@@ -303,7 +281,7 @@ async fn status_counts_requests_awaiting_their_answer_as_in_progress_while_the_r
         "three call requests sent",
     )
     .await;
-    let out = output.display().to_string();
+    let out = c.output.display().to_string();
     let status_json = || async {
         let st = run(&["status", "--output", &out, "--json"]).await;
         assert_eq!(code(&st), 0, "{}", stderr(&st));

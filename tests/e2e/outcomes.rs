@@ -283,10 +283,8 @@ async fn number_formats_reach_the_gateway_as_configured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_kept_on_request_and_a_later_run_cleans_them_up() {
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(3));
+    let base = c.base();
     let removes = |sim: &ivr_campaign::simulator::Simulator| {
         sim.requests()
             .iter()

@@ -7,14 +7,8 @@ use crate::helpers::*;
 async fn calls_outstanding_never_exceed_lines() {
     // The simulated gateway has more lines than the runner may use, so only the runner limits concurrency.
     let sim = sim(12, ms(30), ms(40), ms(30), "[[rule]]\nweight = 1\nsteps = [\"made\"]\n[[rule]]\nweight = 1\nsteps = [\"retry\", \"made\"]\n").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(36));
-    let output = dir.path().join("r.csv");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--lines", "3", "--poll-interval", "15ms"],
-    ))
-    .await;
+    let c = Campaign::new(&sim, &contacts(36));
+    let out = c.run(&["--lines", "3", "--poll-interval", "15ms"]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let log = sim.requests();
     assert_eq!(call_requests(&log).len(), 36);

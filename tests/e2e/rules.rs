@@ -108,11 +108,9 @@ async fn the_window_is_judged_in_each_recipients_zone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suppressed_numbers_are_never_called_even_when_listed_between_runs() {
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(4));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
-    let optout = write(dir.path(), "optout.txt", "# opt-outs\n(646) 555-1000\n");
+    let c = Campaign::new(&sim, &contacts(4));
+    let base = c.base();
+    let optout = write(c.dir.path(), "optout.txt", "# opt-outs\n(646) 555-1000\n");
     // Night one: the window is closed (no allowed day today), so nobody is called yet.
     let today = jiff::Timestamp::now()
         .to_zoned_datetime(TimeZone::get("Atlantic/Reykjavik").expect("zone"))
@@ -132,11 +130,11 @@ async fn suppressed_numbers_are_never_called_even_when_listed_between_runs() {
     ))
     .await;
     assert_eq!(code(&first), 75, "{}", stderr(&first));
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows[0]["status"], "suppressed");
     assert!(rows[1..].iter().all(|r| r["status"] == "not_attempted"));
     // Night two: another opt-out arrived meanwhile.
-    let later = write(dir.path(), "dnc.csv", "name;Phone\nx;+1 646 555 1002\n");
+    let later = write(c.dir.path(), "dnc.csv", "name;Phone\nx;+1 646 555 1002\n");
     let second = run(&with(
         &base,
         &[
@@ -148,7 +146,7 @@ async fn suppressed_numbers_are_never_called_even_when_listed_between_runs() {
     ))
     .await;
     assert_eq!(code(&second), 0, "{}", stderr(&second));
-    let rows = results(&output);
+    let rows = c.results();
     let statuses: Vec<&str> = rows.iter().map(|r| r["status"].as_str()).collect();
     assert_eq!(statuses, ["suppressed", "made", "suppressed", "made"]);
     assert!(rows[2]["detail"].contains("dnc.csv"));
@@ -206,16 +204,10 @@ async fn the_cap_per_number_holds_across_campaigns() {
 async fn gateway_text_is_neutralised_and_input_cells_are_not() {
     let scenario = "[[rule]]\nsteps = [{ status = \"made\", notes = \"=HYPERLINK(\\\"http://x\\\")\", responses = \"Q=-1+1\" }]\n";
     let sim = sim(4, ms(5), ms(5), ms(5), scenario).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", "phone,formula\n646-555-1000,=1+2\n");
-    let output = dir.path().join("r.csv");
-    let out = run(&with(
-        &base_args(&sim, &input, &output),
-        &["--response-keys", "Q"],
-    ))
-    .await;
+    let c = Campaign::new(&sim, &"phone,formula\n646-555-1000,=1+2\n");
+    let out = c.run(&["--response-keys", "Q"]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(
         rows[0]["formula"], "=1+2",
         "input cells are written back unchanged"
@@ -277,17 +269,15 @@ async fn a_dry_run_calls_nobody_leaves_no_journal_and_its_forecast_matches_a_rea
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opt_out_that_cannot_be_read_refuses_the_run() {
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
+    let c = Campaign::new(&sim, &contacts(3));
     let optout = write(
-        dir.path(),
+        c.dir.path(),
         "optout.txt",
         "Opt-outs\n# front desk\n646-555-1000\n\n646-555-10O1\n+44 20 7946 0018\n",
     );
-    let uk = write(dir.path(), "uk.txt", "020 7946 0019\n");
+    let uk = write(c.dir.path(), "uk.txt", "020 7946 0019\n");
     let optout_s = optout.display().to_string();
-    let base = base_args(&sim, &input, &output);
+    let base = c.base();
     let args = with(&base, &["--suppress", &optout_s]);
     let o = run(&args).await;
     let err = stderr(&o);
@@ -326,7 +316,7 @@ async fn an_opt_out_that_cannot_be_read_refuses_the_run() {
     ))
     .await;
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let rows = results(&output);
+    let rows = c.results();
     assert_eq!(rows[0]["status"], "suppressed");
     assert!(rows[1..].iter().all(|r| r["status"] == "made"));
 }
@@ -380,22 +370,25 @@ async fn a_request_held_up_past_its_window_is_not_sent() {
     // The window closes two to three minutes from now; the margin (firstocc + call length) is set so that the
     // last moment a request may leave is ten seconds from now. The cap ledger is locked by another process
     // until after that moment, so the call task, which passed the window check, waits on it.
-    let zone = "Atlantic/Reykjavik";
-    let tz = TimeZone::get(zone).expect("zone");
+    // The window must close on the day it opened: take a zone where closing time is not past midnight (of
+    // two zones nine hours apart, at most one is within minutes of midnight).
     let now = jiff::Timestamp::now();
-    let local = now.to_zoned_datetime(tz.clone());
-    let close = local
-        .with()
-        .second(0)
-        .subsec_nanosecond(0)
-        .build()
-        .expect("minute")
-        .checked_add(jiff::SignedDuration::from_mins(3))
-        .expect("close");
-    if close.date() != local.date() {
-        eprintln!("skipped: the window would cross midnight");
-        return;
-    }
+    let (zone, _, close) = ["Atlantic/Reykjavik", "Asia/Tokyo"]
+        .into_iter()
+        .map(|zone| {
+            let local = now.to_zoned_datetime(TimeZone::get(zone).expect("zone"));
+            let close = local
+                .with()
+                .second(0)
+                .subsec_nanosecond(0)
+                .build()
+                .expect("minute")
+                .checked_add(jiff::SignedDuration::from_mins(3))
+                .expect("close");
+            (zone, local, close)
+        })
+        .find(|(_, local, close)| close.date() == local.date())
+        .expect("one of two zones nine hours apart is not near midnight");
     let last = now + jiff::SignedDuration::from_secs(10);
     let margin = close.timestamp().duration_since(last);
     let call_length = margin - jiff::SignedDuration::from_mins(1);
@@ -478,10 +471,8 @@ async fn settings_under_which_nobody_can_ever_be_called_are_a_configuration_erro
     // The whole call (firstocc minutes of gateway retries, then the call) must fit before the window closes:
     // a margin as long as the window leaves no moment at which any row could be called.
     let sim = sim(4, ms(5), ms(5), ms(5), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(3));
-    let output = dir.path().join("r.csv");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(3));
+    let base = c.base();
     let cases: [(&[&str], &str); 2] = [
         (
             &[
@@ -520,6 +511,6 @@ async fn settings_under_which_nobody_can_ever_be_called_are_a_configuration_erro
             assert_eq!(err.trim().lines().count(), 1, "{err}");
         }
         assert!(sim.requests().is_empty(), "{extra:?}: a call was placed");
-        assert!(!output.exists(), "{extra:?}: results written");
+        assert!(!c.output.exists(), "{extra:?}: results written");
     }
 }

@@ -19,12 +19,10 @@ fn metric(p: &Path, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_that_finishes_every_call_is_a_completed_run() {
     let sim = sim(8, ms(400), ms(400), ms(10), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(4));
-    let output = dir.path().join("r.csv");
-    let summary = dir.path().join("summary.json");
-    let metrics = dir.path().join("m.prom");
-    let base = base_args(&sim, &input, &output);
+    let c = Campaign::new(&sim, &contacts(4));
+    let summary = c.dir.path().join("summary.json");
+    let metrics = c.dir.path().join("m.prom");
+    let base = c.base();
     let (s, m) = (summary.display().to_string(), metrics.display().to_string());
     let args = with(
         &base,
@@ -57,7 +55,7 @@ async fn a_drain_that_finishes_every_call_is_a_completed_run() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stop requested"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert!(results(&output).iter().all(|r| r["status"] == "made"));
+    assert!(c.results().iter().all(|r| r["status"] == "made"));
     let v = json(&summary);
     assert_eq!(v["completed"], true, "{v:#}");
     assert_eq!(v["exit_code"], 0);
@@ -76,12 +74,10 @@ async fn a_drain_that_finishes_every_call_is_a_completed_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_requests_that_never_left_the_process_are_not_counted_as_sent() {
     let sim = sim(100, ms(1000), ms(1000), ms(10), "").await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(100));
-    let output = dir.path().join("r.csv");
-    let summary = dir.path().join("summary.json");
+    let c = Campaign::new(&sim, &contacts(100));
+    let summary = c.dir.path().join("summary.json");
     let s = summary.display().to_string();
-    let base = base_args(&sim, &input, &output);
+    let base = c.base();
     let args = with(&base, &["--lines", "100", "--summary-json", &s]);
     // Far fewer file descriptors than lines: most call requests find no socket at first.
     let out = tokio::time::timeout(
@@ -121,9 +117,7 @@ async fn call_requests_that_never_left_the_process_are_not_counted_as_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_stopped_half_way_leaves_the_previous_decisions_whole() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = write(dir.path(), "c.csv", &contacts(600));
-    let output = dir.path().join("r.csv");
+    let Files { dir, input, output } = Files::new(&contacts(600));
     let decisions = dir.path().join("r.dry-run.csv");
     let (i, o) = (input.display().to_string(), output.display().to_string());
     let args = [

@@ -1,0 +1,40 @@
+//! A rolling export (`--key-column`): each run takes the list as the campaign's latest version and moves its
+//! appointments' touches along by the run's clock, before the engine starts.
+
+use super::*;
+
+/// Takes the export as the rolling campaign's latest version and moves its touches along by the clock.
+pub(super) async fn take_version(
+    journal: &crate::store::Journal,
+    cfg: &RunConfig,
+    request: &Arc<Request>,
+    source: &Source,
+    reminders: &crate::settings::reminders::Reminders,
+    clock: &Clock,
+) -> Result<()> {
+    use crate::store::touches;
+    let rows = touches::listed_rows(
+        judged_rows(source, cfg, request)?,
+        &source.headers,
+        reminders,
+    )?;
+    let (reminders, headers) = (reminders.clone(), source.headers.clone());
+    let now_ms = clock.now().as_millisecond();
+    let taken = journal
+        .read(move |conn| {
+            touches::check_headers(conn, &headers)?;
+            touches::take_version(conn, rows, &reminders, now_ms)
+        })
+        .await?;
+    info!(
+        new = taken.new_keys,
+        rescheduled = taken.rescheduled,
+        withdrawn = taken.withdrawn,
+        invalid = taken.invalid,
+        due = taken.due,
+        lapsed = taken.lapsed,
+        stopped = taken.stopped,
+        "took the export as its latest version"
+    );
+    Ok(())
+}
