@@ -468,6 +468,32 @@ fn advance(
         apply(tx, row as u64, &ev, now_ms)?;
         taken.lapsed += 1;
     }
+    taken.stopped += stop_answered(tx, settings, now_ms)?;
+    // One touch of an appointment at a time: none falls due while another of its calls is in flight.
+    let due: Vec<i64> = tx
+        .prepare(
+            "SELECT t.row FROM touches t JOIN contacts c ON c.row = t.row
+             WHERE c.state = 'not_due' AND t.due_ms <= ?1 AND ?1 < t.end_ms
+               AND NOT EXISTS (SELECT 1 FROM touches o JOIN contacts oc ON oc.row = o.row
+                               WHERE o.key = t.key AND oc.state IN ('intent', 'dialed'))
+             ORDER BY t.row",
+        )?
+        .query_map([now_ms], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for row in due {
+        apply(tx, row as u64, &Event::Due, now_ms)?;
+        taken.due += 1;
+    }
+    Ok(())
+}
+
+/// Ends the remaining touches of every appointment whose made call (as it now stands) gave a stop answer.
+fn stop_answered(
+    tx: &rusqlite::Transaction<'_>,
+    settings: &Reminders,
+    now_ms: i64,
+) -> Result<u64> {
+    let mut stopped = 0;
     if !settings.stop_on.is_empty() {
         // A stop answer on any made touch of the appointment as it now stands.
         let answered: Vec<(String, String)> = tx
@@ -489,7 +515,7 @@ fn advance(
             }
             if let Some(answer) = stops(&settings.stop_on, &responses) {
                 done.insert(key.clone());
-                taken.stopped += end_open_touches(
+                stopped += end_open_touches(
                     tx,
                     &key,
                     &Event::Withdraw {
@@ -500,22 +526,19 @@ fn advance(
             }
         }
     }
-    // One touch of an appointment at a time: none falls due while another of its calls is in flight.
-    let due: Vec<i64> = tx
-        .prepare(
-            "SELECT t.row FROM touches t JOIN contacts c ON c.row = t.row
-             WHERE c.state = 'not_due' AND t.due_ms <= ?1 AND ?1 < t.end_ms
-               AND NOT EXISTS (SELECT 1 FROM touches o JOIN contacts oc ON oc.row = o.row
-                               WHERE o.key = t.key AND oc.state IN ('intent', 'dialed'))
-             ORDER BY t.row",
-        )?
-        .query_map([now_ms], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    for row in due {
-        apply(tx, row as u64, &Event::Due, now_ms)?;
-        taken.due += 1;
+    Ok(stopped)
+}
+
+/// After a run: the stop answers it heard end their appointments' remaining touches at once, so the results
+/// (and the summary) do not show a next reminder that will never be made.
+pub fn after_run(conn: &Connection, settings: &Reminders, now_ms: i64) -> Result<u64> {
+    if !is_rolling(conn) {
+        return Ok(0);
     }
-    Ok(())
+    let tx = conn.unchecked_transaction()?;
+    let n = stop_answered(&tx, settings, now_ms)?;
+    tx.commit()?;
+    Ok(n)
 }
 
 /// The end of every touch that may be called in this run: no call request leaves at or after it.

@@ -312,6 +312,7 @@ pub async fn run_in(
         .map(|(_, n)| n)
         .sum();
     let steady = steady_line(&owner.journal, &clock).await?;
+    let settings_clock = clock.clone();
     let mut settings = engine_settings(
         &cfg,
         owner.campaign_id.clone(),
@@ -332,6 +333,16 @@ pub async fn run_in(
     )
     .await;
     drop(shown);
+    if let Some(reminders) = cfg.reminders.clone() {
+        let now_ms = settings_clock.now().as_millisecond();
+        if let Err(e) = owner
+            .journal
+            .read(move |conn| crate::store::touches::after_run(conn, &reminders, now_ms))
+            .await
+        {
+            warn!(error = %e, "could not end the touches of appointments confirmed in this run; the next run does");
+        }
+    }
     match (contacts::digest(&cfg.files.input), &source) {
         (Ok(d), Some(s)) if d != s.digest => warn!(
             input = %cfg.files.input.display(),

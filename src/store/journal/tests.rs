@@ -202,10 +202,16 @@ async fn every_rule_applies_and_every_other_pair_is_refused() {
             );
         }
     }
-    // Every rule of the table was exercised from each of its start states.
+    // Every rule of the table was exercised from each of its start states, but `not_due`'s: a touch not yet
+    // due is made only by a rolling export's version (store::touches, and the engine's reminder tests).
     let exercised = pairs.iter().filter(|(f, k)| k.rule().0.contains(f)).count();
+    let from_not_due = RULES
+        .iter()
+        .filter(|(_, f, _)| f.contains(&State::NotDue))
+        .count();
+    assert_eq!(from_not_due, 3);
     assert_eq!(
-        exercised,
+        exercised + from_not_due,
         RULES.iter().map(|(_, f, _)| f.len()).sum::<usize>()
     );
 }
