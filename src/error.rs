@@ -4,7 +4,7 @@
 //! stops the whole run lands here, and each kind has a sysexits code so cron and systemd can tell "fix the
 //! input" from "try again later".
 
-/// Exit codes, documented in the README. Values follow sysexits.h where one fits.
+/// Exit codes, documented in docs/runbook.md. Values follow sysexits.h where one fits.
 pub mod exit {
     /// Every row has a final result and none needs a person.
     pub const OK: i32 = 0;
@@ -49,6 +49,18 @@ pub enum Error {
     Journal(String),
     #[error("{0}")]
     Busy(String),
+    /// The cap ledger shared by campaigns failed: busy past its timeout (another campaign holds it: try
+    /// again) or unreadable. Never the journal: the campaign's own record is fine.
+    #[error("cap ledger {}: {source}", path.display())]
+    Ledger {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A flag or campaign key whose value cannot be used, named as the operator wrote it (`--rate`,
+    /// `campaign key rate`).
+    #[error("{setting}: {problem}")]
+    Setting { setting: String, problem: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -63,9 +75,30 @@ impl Error {
             Error::Output(_) => exit::CANTCREAT,
             Error::Journal(_) => exit::IOERR,
             Error::Busy(_) => exit::TEMPFAIL,
+            Error::Ledger { source, .. } if is_busy(source) => exit::TEMPFAIL,
+            Error::Ledger { .. } => exit::IOERR,
+            Error::Setting { .. } => exit::USAGE,
             Error::Internal(_) => exit::SOFTWARE,
         }
     }
+}
+
+impl Error {
+    /// A setting's value refused: `what` names it as given (`--rate`, `campaign key rate`).
+    pub fn setting(what: impl Into<String>, problem: impl std::fmt::Display) -> Error {
+        Error::Setting {
+            setting: what.into(),
+            problem: problem.to_string(),
+        }
+    }
+}
+
+/// SQLite could not take a lock in time: another process holds the database.
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 impl From<rusqlite::Error> for Error {
@@ -75,3 +108,39 @@ impl From<rusqlite::Error> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_busy_cap_ledger_is_named_as_the_ledger_and_is_worth_a_retry() {
+        let busy = Error::Ledger {
+            path: "/var/lib/ledger.sqlite".into(),
+            source: sqlite(rusqlite::ffi::SQLITE_BUSY),
+        };
+        assert_eq!(busy.exit_code(), exit::TEMPFAIL);
+        let text = busy.to_string();
+        assert!(
+            text.starts_with("cap ledger /var/lib/ledger.sqlite: "),
+            "{text}"
+        );
+        assert!(!text.contains("journal"), "{text}");
+        let broken = Error::Ledger {
+            path: "/var/lib/ledger.sqlite".into(),
+            source: sqlite(rusqlite::ffi::SQLITE_CORRUPT),
+        };
+        assert_eq!(broken.exit_code(), exit::IOERR);
+    }
+
+    #[test]
+    fn a_refused_setting_names_it_as_given() {
+        let e = Error::setting("campaign key rate", "\"fast\" is not a rate");
+        assert_eq!(e.to_string(), "campaign key rate: \"fast\" is not a rate");
+        assert_eq!(e.exit_code(), exit::USAGE);
+    }
+}

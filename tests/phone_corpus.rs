@@ -74,7 +74,7 @@ fn type_name(t: PhoneNumberType) -> &'static str {
     }
 }
 
-/// The project's documented rules that refuse a cell libphonenumber reads as a valid number (README, "Contact
+/// The project's documented rules that refuse a cell libphonenumber reads as a valid number (docs/how-it-works.md, "Contact
 /// lists from spreadsheets"): a letter that is not an extension marker, and scientific notation.
 fn refusal_rule(reason: &str) -> Option<&'static str> {
     if reason.contains("has letters in it") {
@@ -164,7 +164,7 @@ fn check(text: &str) -> Result<Figures, Vec<String>> {
             }
             None => {
                 // Not placed by number: the row takes the zone column or the campaign's zone. Each such row
-                // must be one of the README's rules; libphonenumber would have named a place for it.
+                // must be one of the documented rules; libphonenumber would have named a place for it.
                 let one_clock = *clock_cache
                     .entry(reference.to_string())
                     .or_insert_with(|| zones::same_clock(&leak(reference)));

@@ -183,7 +183,12 @@ async fn request_inner(
             crate::determinism::unblock(move || ledger.check(&e164, &campaign, row, attempt, true))
                 .await
                 .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
-                .map_err(|e| End::Stop(Ending::JournalFailed(e.to_string())))?;
+                .map_err(|e| {
+                    End::Stop(Ending::LedgerFailed {
+                        busy: e.exit_code() == crate::error::exit::TEMPFAIL,
+                        why: e.to_string(),
+                    })
+                })?;
         if let Some(detail) = capped {
             return refused(ctx, &contact, Event::Cap { detail }, State::Capped).await;
         }

@@ -58,6 +58,9 @@ pub enum Ending {
     Misconfigured(String),
     /// Several call-request answers in a row left their contacts `unknown`.
     UnreadableGateway(String),
+    /// The cap ledger shared by campaigns could not be read or written; `busy`: another process held it past
+    /// its timeout (worth a rerun, unlike a broken ledger). The campaign's own journal is fine.
+    LedgerFailed { why: String, busy: bool },
     /// The journal could not be written.
     JournalFailed(String),
     /// A bug, such as a transition the life cycle does not allow.
@@ -75,8 +78,9 @@ impl Ending {
             Ending::UnreadableGateway(_) => 4,
             Ending::Misconfigured(_) => 5,
             Ending::CredentialsRefused(_) => 6,
-            Ending::JournalFailed(_) => 7,
-            Ending::Internal(_) => 8,
+            Ending::LedgerFailed { .. } => 7,
+            Ending::JournalFailed(_) => 8,
+            Ending::Internal(_) => 9,
         }
     }
 
@@ -105,6 +109,8 @@ impl Ending {
             }
             Ending::CredentialsRefused(_) | Ending::Misconfigured(_) => exit::CONFIG,
             Ending::UnreadableGateway(_) => exit::PROTOCOL,
+            Ending::LedgerFailed { busy: true, .. } => exit::TEMPFAIL,
+            Ending::LedgerFailed { busy: false, .. } => exit::IOERR,
             Ending::JournalFailed(_) => exit::IOERR,
             Ending::Internal(_) => exit::SOFTWARE,
         }
@@ -120,6 +126,7 @@ impl Ending {
             Ending::CredentialsRefused(_) => "credentials-refused",
             Ending::Misconfigured(_) => "misconfigured",
             Ending::UnreadableGateway(_) => "unreadable-gateway",
+            Ending::LedgerFailed { .. } => "ledger-failed",
             Ending::JournalFailed(_) => "journal-failed",
             Ending::Internal(_) => "internal-error",
         }
@@ -144,6 +151,12 @@ impl Ending {
             )),
             Ending::UnreadableGateway(why) => Some(format!(
                 "the answers to {UNREADABLE_IN_A_ROW} call requests in a row left their contacts unknown (lost, unreadable, or another call's request id; last: {why}); stopped placing calls. Check the gateway (its version, its log, anything in front of it) before rerunning"
+            )),
+            Ending::LedgerFailed { why, busy: true } => Some(format!(
+                "{why}: another campaign held the cap ledger too long; the journal is fine, rerun the same command"
+            )),
+            Ending::LedgerFailed { why, busy: false } => Some(format!(
+                "{why}: check the cap ledger file (--ledger); the journal is fine, rerun once it is readable"
             )),
             Ending::JournalFailed(why) => Some(format!(
                 "the journal could not be written ({why}); check the disk, then rerun"
@@ -377,4 +390,34 @@ pub async fn run(
     coordinator::Coordinator::new(settings, rules, gateways, journal, signals, stats)
         .run()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_held_by_another_campaign_is_work_left_and_never_blamed_on_the_journal() {
+        let busy = Ending::LedgerFailed {
+            why: "cap ledger /l.sqlite: database is locked".into(),
+            busy: true,
+        };
+        assert_eq!(busy.exit_code(true, false), exit::TEMPFAIL);
+        let text = busy.message().unwrap_or_default();
+        assert!(text.contains("the journal is fine"), "{text}");
+        assert!(!text.contains("check the disk"), "{text}");
+        let broken = Ending::LedgerFailed {
+            why: "cap ledger /l.sqlite: file is not a database".into(),
+            busy: false,
+        };
+        assert_eq!(broken.exit_code(true, false), exit::IOERR);
+        assert_eq!(broken.as_str(), "ledger-failed");
+        // A journal that fails at the same time is the worse news.
+        assert_eq!(
+            broken
+                .worst(Ending::JournalFailed("disk full".into()))
+                .as_str(),
+            "journal-failed"
+        );
+    }
 }

@@ -70,7 +70,7 @@ pub fn render(end: &RunEnd<'_>, previous: Option<&str>) -> String {
     let one = |v: f64| vec![(String::new(), v)];
     family(
         "ivr_campaign_last_run_exit_code",
-        "Exit code of the last run (0 done, 3 done with rows that need a person, 75 work left; see the README).",
+        "Exit code of the last run (0 done, 3 done with rows that need a person, 75 work left; see docs/runbook.md).",
         &one(f64::from(end.exit_code)),
     );
     family(

@@ -328,7 +328,7 @@ svg text{{font:12px system-ui,sans-serif;fill:#424242}} .ok{{color:#2e7d32}} .wa
         }
         h.push_str("</table>");
     }
-    h.push_str("<p class=\"meta\" style=\"margin-top:2rem\">Made by ivr-campaign from the campaign journal. Statuses are explained in the README.</p></body></html>\n");
+    h.push_str("<p class=\"meta\" style=\"margin-top:2rem\">Made by ivr-campaign from the campaign journal. Statuses and exit codes are explained in docs/runbook.md.</p></body></html>\n");
     Ok(h)
 }
 

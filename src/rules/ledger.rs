@@ -47,17 +47,22 @@ fn now_ms() -> i64 {
 
 impl Ledger {
     pub fn open(path: &Path, cap: u32, per: Duration) -> Result<Ledger> {
-        let fail = |e: &dyn std::fmt::Display| {
-            Error::Journal(format!("call ledger {}: {e}", path.display()))
+        let fail = |source: rusqlite::Error| Error::Ledger {
+            path: path.to_path_buf(),
+            source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::Output(format!(
+                    "cannot create the cap ledger's directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
-        let conn = Connection::open(path).map_err(|e| fail(&e))?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(|e| fail(&e))?;
+        let conn = Connection::open(path).map_err(fail)?;
+        conn.busy_timeout(Duration::from_secs(30)).map_err(fail)?;
         conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get::<_, String>(0))
-            .map_err(|e| fail(&e))?;
+            .map_err(fail)?;
         // `claims` replaced the first release's `calls` (one claim per campaign row): its claims are carried
         // over as first attempts, once.
         conn.execute_batch(
@@ -69,14 +74,14 @@ impl Ledger {
              );
              CREATE INDEX IF NOT EXISTS claims_by_number ON claims(e164, at_ms);",
         )
-        .map_err(|e| fail(&e))?;
+        .map_err(fail)?;
         let old: bool = conn
             .query_row(
                 "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'calls'",
                 [],
                 |r| r.get(0),
             )
-            .map_err(|e| fail(&e))?;
+            .map_err(fail)?;
         if old {
             conn.execute_batch(
                 "BEGIN IMMEDIATE;
@@ -85,7 +90,7 @@ impl Ledger {
                  DROP TABLE calls;
                  COMMIT;",
             )
-            .map_err(|e| fail(&e))?;
+            .map_err(fail)?;
         }
         Ok(Ledger {
             conn: Arc::new(Mutex::new(conn)),
@@ -103,6 +108,17 @@ impl Ledger {
     /// Claiming the same attempt again (a retry of a request that was not scheduled) is granted without
     /// counting twice. Blocking: call it from `spawn_blocking`.
     pub fn claim(&self, e164: &str, campaign: &str, row: u64, attempt: u32) -> Result<Claim> {
+        self.claim_inner(e164, campaign, row, attempt)
+            .map_err(|source| self.failed(source))
+    }
+
+    fn claim_inner(
+        &self,
+        e164: &str,
+        campaign: &str,
+        row: u64,
+        attempt: u32,
+    ) -> rusqlite::Result<Claim> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mine: Option<i64> = tx
@@ -167,12 +183,22 @@ impl Ledger {
     /// Calls to `e164` within the period, without claiming (dry runs).
     pub fn count(&self, e164: &str) -> Result<u32> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let n: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
-            params![e164, self.since_ms()],
-            |r| r.get(0),
-        )?;
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
+                params![e164, self.since_ms()],
+                |r| r.get(0),
+            )
+            .map_err(|source| self.failed(source))?;
         Ok(n as u32)
+    }
+
+    /// A failure of the ledger, named as the ledger (not the journal), with its path.
+    fn failed(&self, source: rusqlite::Error) -> Error {
+        Error::Ledger {
+            path: self.path.clone(),
+            source,
+        }
     }
 }
 

@@ -78,7 +78,7 @@ impl RunConfig {
         let forget_gateways = args
             .forget_gateway
             .iter()
-            .map(|g| gateway_key_of(g).map_err(|e| Error::Usage(format!("--forget-gateway: {e}"))))
+            .map(|g| gateway_key_of(g).map_err(|e| Error::setting("--forget-gateway", e)))
             .collect::<Result<Vec<_>>>()?;
         let mut read: Vec<(&str, &Path)> = vec![("the cap ledger", files.ledger.as_path())];
         if let Some(c) = &args.campaign {
@@ -171,16 +171,13 @@ fn list_of(args: &mut RunArgs, file: &mut CampaignFile) -> Result<ListSettings> 
     .filter(|c| !c.is_empty());
     let encoding = match pick(args.encoding.take(), file.encoding.take(), "encoding") {
         None => crate::contacts::EncodingChoice::Auto,
-        Some((t, what)) => t
-            .parse()
-            .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+        Some((t, what)) => t.parse().map_err(|e| Error::setting(&what, e))?,
     };
     let delimiter = match pick(args.delimiter.take(), file.delimiter.take(), "delimiter") {
         None => None,
-        Some((t, what)) => Some(
-            crate::contacts::parse_delimiter(&t)
-                .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
-        ),
+        Some((t, what)) => {
+            Some(crate::contacts::parse_delimiter(&t).map_err(|e| Error::setting(&what, e))?)
+        }
     };
     let default_region = region(pick(
         args.default_region.take(),
@@ -349,9 +346,7 @@ fn call_of(
         "number-format",
     ) {
         None => NumberFormat::E164,
-        Some((t, what)) => t
-            .parse()
-            .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+        Some((t, what)) => t.parse().map_err(|e| Error::setting(&what, e))?,
     };
     let response_keys = args
         .response_keys
@@ -398,16 +393,15 @@ fn rules_of(
     let (firstocc, call_length) = (call.firstocc, call.call_length);
     let days = match pick(args.days.take(), file.days.take(), "days") {
         None => None,
-        Some((t, what)) => Some(
-            crate::rules::window::parse_days(&t)
-                .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
-        ),
+        Some((t, what)) => {
+            Some(crate::rules::window::parse_days(&t).map_err(|e| Error::setting(&what, e))?)
+        }
     };
     let skip = match (args.skip_dates.is_empty(), file.skip_dates.take()) {
         (false, _) => crate::rules::window::parse_dates(&args.skip_dates)
-            .map_err(|e| Error::Usage(format!("--skip-dates: {e}")))?,
+            .map_err(|e| Error::setting("--skip-dates", e))?,
         (true, Some(d)) => crate::rules::window::parse_dates(&d)
-            .map_err(|e| Error::Usage(format!("campaign key skip-dates: {e}")))?,
+            .map_err(|e| Error::setting("campaign key skip-dates", e))?,
         (true, None) => Vec::new(),
     };
     let margin = Duration::from_secs(u64::from(firstocc) * 60) + call_length;
@@ -423,7 +417,7 @@ fn rules_of(
         ),
         (Some((t, what)), d, _) => Some(
             crate::rules::window::Window::parse(&t, d.unwrap_or([true; 7]), margin)
-                .map_err(|e| Error::Usage(format!("{what}: {e}")))?,
+                .map_err(|e| Error::setting(&what, e))?,
         ),
     }
     .map(|mut w| {
@@ -443,7 +437,7 @@ fn rules_of(
     let (timezone, timezone_name) =
         match pick(args.timezone.take(), file.timezone.take(), "timezone") {
             Some((t, what)) => (
-                Some(crate::zones::zone(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?),
+                Some(crate::zones::zone(&t).map_err(|e| Error::setting(&what, e))?),
                 Some(t.trim().to_string()),
             ),
             None => (None, None),

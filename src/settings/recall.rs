@@ -87,7 +87,7 @@ pub(super) fn recall_of(
         }
     }
     if let Some((t, what)) = after {
-        policy.after = parse_duration(&t).map_err(|e| Error::Usage(format!("{what}: {e}")))?;
+        policy.after = parse_duration(&t).map_err(|e| Error::setting(&what, e))?;
     }
     if let Some((t, what)) = max {
         policy.max_attempts = positive_u32(int(&t, &what)?, &what)?;

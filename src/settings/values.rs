@@ -49,17 +49,13 @@ pub(super) fn int(text: &str, what: &str) -> Result<i64> {
 pub(super) fn duration_of(v: Option<(String, String)>, default: Duration) -> Result<Duration> {
     match v {
         None => Ok(default),
-        Some((text, what)) => {
-            parse_duration(&text).map_err(|e| Error::Usage(format!("{what}: {e}")))
-        }
+        Some((text, what)) => parse_duration(&text).map_err(|e| Error::setting(&what, e)),
     }
 }
 
 pub(super) fn rate_of(v: Option<(String, String)>, default: Rate) -> Result<Rate> {
     match v {
         None => Ok(default),
-        Some((text, what)) => text
-            .parse()
-            .map_err(|e| Error::Usage(format!("{what}: {e}"))),
+        Some((text, what)) => text.parse().map_err(|e| Error::setting(&what, e)),
     }
 }

@@ -34,7 +34,7 @@ fn requests_by_number(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_carries_the_caller_id_the_detection_level_and_its_rows_own_values() {
     let sim = sim(4, ms(10), ms(10), ms(30), BY_FIELD).await;
-    let c = Campaign::new(&sim, &CONTACTS);
+    let c = Campaign::new(&sim, CONTACTS);
     let base = c.base();
     let out = run(&with(
         &base,
@@ -100,7 +100,7 @@ async fn every_call_carries_the_caller_id_the_detection_level_and_its_rows_own_v
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_required_field_left_empty_makes_the_row_invalid_and_it_is_not_called() {
     let sim = sim(4, ms(10), ms(10), ms(30), "[[rule]]\nsteps = [\"made\"]\n").await;
-    let c = Campaign::new(&sim, &CONTACTS);
+    let c = Campaign::new(&sim, CONTACTS);
     let base = c.base();
     let out = run(&with(
         &base,
@@ -127,7 +127,7 @@ async fn a_required_field_left_empty_makes_the_row_invalid_and_it_is_not_called(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_naming_a_column_the_list_lacks_is_refused_before_any_call() {
     let sim = sim(4, ms(10), ms(10), ms(30), "[[rule]]\nsteps = [\"made\"]\n").await;
-    let c = Campaign::new(&sim, &CONTACTS);
+    let c = Campaign::new(&sim, CONTACTS);
     let base = c.base();
     for (extra, exit, says) in [
         (vec!["--field", "attendee={nmae}"], 65, "\"nmae\""),

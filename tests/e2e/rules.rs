@@ -204,7 +204,7 @@ async fn the_cap_per_number_holds_across_campaigns() {
 async fn gateway_text_is_neutralised_and_input_cells_are_not() {
     let scenario = "[[rule]]\nsteps = [{ status = \"made\", notes = \"=HYPERLINK(\\\"http://x\\\")\", responses = \"Q=-1+1\" }]\n";
     let sim = sim(4, ms(5), ms(5), ms(5), scenario).await;
-    let c = Campaign::new(&sim, &"phone,formula\n646-555-1000,=1+2\n");
+    let c = Campaign::new(&sim, "phone,formula\n646-555-1000,=1+2\n");
     let out = c.run(&["--response-keys", "Q"]).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let rows = c.results();

@@ -145,7 +145,7 @@ async fn every_view_of_a_campaign_with_recalls_waiting_says_the_same() {
         "{html}"
     );
 
-    // Open, as the README defines it: not_attempted + in_progress + waiting for a recall.
+    // Open, as docs/runbook.md defines it: not_attempted + in_progress + waiting for a recall.
     let open = rows
         .iter()
         .filter(|r| ["not_attempted", "in_progress"].contains(&r["status"].as_str()))
