@@ -20,8 +20,7 @@ use crate::store::journal::{self, decode_record};
 /// The columns a rolling export's results add after all the others.
 pub const COLUMNS: [&str; 3] = ["appointment_at", "reminders", "next_reminder_at"];
 
-/// The meta key holding the clinic's zone name, for showing appointment times.
-pub const ZONE_META: &str = "appointment_timezone";
+use crate::store::touches::ZONE_META;
 
 /// One touch of an appointment, with its contact's state.
 struct TouchRow {
@@ -135,7 +134,10 @@ fn fold<'a>(
     written: &mut Written,
 ) -> Result<Shown<'a>> {
     let rows: Vec<i64> = touches.iter().map(|t| t.row).collect();
-    let history: Vec<String> = history_of(conn, &rows)?.into_iter().map(|(_, h)| h).collect();
+    let history: Vec<String> = history_of(conn, &rows)?
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
     let in_flight = touches
         .iter()
         .filter(|t| matches!(t.state, State::Intent | State::Dialed))
@@ -167,10 +169,8 @@ fn fold<'a>(
         .min()
         .filter(|_| withdrawn.is_none());
     if next_ms.is_some() {
-        written.touches_waiting += current
-            .iter()
-            .filter(|t| t.state == State::NotDue)
-            .count() as u64;
+        written.touches_waiting +=
+            current.iter().filter(|t| t.state == State::NotDue).count() as u64;
         written.next_touch_ms = match (written.next_touch_ms, next_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -198,7 +198,8 @@ fn fold<'a>(
                 .rev()
                 .find_map(|t| t.detail.clone())
                 .unwrap_or_else(|| {
-                    "the appointment was within its min-notice, or had passed, when it was listed".into()
+                    "the appointment was within its min-notice, or had passed, when it was listed"
+                        .into()
                 });
             let state = if current.iter().any(|t| t.state == State::Withdrawn) {
                 State::Withdrawn
@@ -294,9 +295,8 @@ pub fn rows_to(
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
         .collect::<rusqlite::Result<_>>()?;
     items.extend(gone);
-    let mut appointment = conn.prepare(
-        "SELECT appt_ms, withdrawn, listed FROM appointments WHERE key = ?1",
-    )?;
+    let mut appointment =
+        conn.prepare("SELECT appt_ms, withdrawn, listed FROM appointments WHERE key = ?1")?;
     for (record, key, invalid) in items {
         let touches;
         let shown = match (invalid, key) {
@@ -306,7 +306,10 @@ pub fn rows_to(
                 let history = match key {
                     Some(k) => {
                         let rows: Vec<i64> = touches_of(conn, &k)?.iter().map(|t| t.row).collect();
-                        history_of(conn, &rows)?.into_iter().map(|(_, h)| h).collect()
+                        history_of(conn, &rows)?
+                            .into_iter()
+                            .map(|(_, h)| h)
+                            .collect()
                     }
                     None => Vec::new(),
                 };
@@ -352,7 +355,11 @@ pub fn rows_to(
         });
         let responses = t.and_then(|t| t.responses.clone()).unwrap_or_default();
         out.push_field(shown.status.as_bytes());
-        out.push_field(t.and_then(|t| t.req_id.clone()).unwrap_or_default().as_bytes());
+        out.push_field(
+            t.and_then(|t| t.req_id.clone())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
         out.push_field(
             t.filter(|t| t.intent_at.is_some() || t.dialed_at.is_some())
                 .and_then(|t| t.gateway.clone())
@@ -388,7 +395,11 @@ pub fn rows_to(
         );
         out.push_field(shown.history.join("; ").as_bytes());
         out.push_field(
-            rfc3339(t.filter(|t| t.state == State::Pending).and_then(|t| t.recall_at)).as_bytes(),
+            rfc3339(
+                t.filter(|t| t.state == State::Pending)
+                    .and_then(|t| t.recall_at),
+            )
+            .as_bytes(),
         );
         if !view.response_keys.is_empty() {
             let parsed = Responses::parse(&responses);

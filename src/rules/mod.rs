@@ -7,8 +7,8 @@
 //! call request; a dry run only counts.
 
 pub mod ledger;
-pub mod touches;
 pub mod suppress;
+pub mod touches;
 pub mod window;
 
 use std::collections::HashMap;

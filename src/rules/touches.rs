@@ -27,7 +27,11 @@ const FORMATS: [&str; 8] = [
 /// Reads an appointment cell: a local time in the clinic's zone `tz` (in `format`, or one of the common
 /// formats), or an RFC 3339 time with its own offset. A local time that a clock change skips (02:30 on a
 /// spring-forward night) is taken as the instant after the gap; one that happens twice, as the first.
-pub fn read_appointment(cell: &str, format: Option<&str>, tz: &TimeZone) -> Result<Timestamp, String> {
+pub fn read_appointment(
+    cell: &str,
+    format: Option<&str>,
+    tz: &TimeZone,
+) -> Result<Timestamp, String> {
     let text = cell.trim();
     if text.is_empty() {
         return Err("no appointment time".into());
@@ -70,11 +74,14 @@ pub fn read_leads(items: &[String], what: &str) -> Result<Vec<SignedDuration>, S
             None => crate::types::parse_duration(item)
                 .map_err(|e| format!("{what}: {e}"))
                 .and_then(|d| {
-                    SignedDuration::try_from(d).map_err(|_| format!("{what}: {item:?} is out of range"))
+                    SignedDuration::try_from(d)
+                        .map_err(|_| format!("{what}: {item:?} is out of range"))
                 })?,
         };
         if lead.is_zero() {
-            return Err(format!("{what}: {item:?} is no lead; write it like 48h or 2d"));
+            return Err(format!(
+                "{what}: {item:?} is no lead; write it like 48h or 2d"
+            ));
         }
         if leads.contains(&lead) {
             return Err(format!("{what}: {item:?} is given twice"));
@@ -136,7 +143,10 @@ impl Timing {
 
     /// The touches still to come or due at `now` (ended ones are gone for good: never made late).
     pub fn remaining(&self, at: Timestamp, now: Timestamp) -> Vec<Touch> {
-        self.touches(at).into_iter().filter(|t| now < t.end).collect()
+        self.touches(at)
+            .into_iter()
+            .filter(|t| now < t.end)
+            .collect()
     }
 }
 
@@ -273,8 +283,14 @@ mod tests {
             vec![1]
         );
         // Within the min-notice, or passed: nothing.
-        assert!(tm.remaining(at, at - SignedDuration::from_hours(1)).is_empty());
-        assert!(tm.remaining(at, at + SignedDuration::from_hours(1)).is_empty());
+        assert!(
+            tm.remaining(at, at - SignedDuration::from_hours(1))
+                .is_empty()
+        );
+        assert!(
+            tm.remaining(at, at + SignedDuration::from_hours(1))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -47,7 +47,9 @@ fn pairs(items: Vec<String>, what: &str, example: &str) -> Result<Vec<(String, S
                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                 .filter(|(k, _)| !k.is_empty())
                 .ok_or_else(|| {
-                    Error::Usage(format!("{what}: {a:?} is not NAME=VALUE; write it like {example}"))
+                    Error::Usage(format!(
+                        "{what}: {a:?} is not NAME=VALUE; write it like {example}"
+                    ))
                 })
         })
         .collect()

@@ -54,6 +54,9 @@ CREATE TABLE IF NOT EXISTS touches (
 CREATE INDEX IF NOT EXISTS touches_key ON touches(key, row);
 ";
 
+/// The meta key holding the clinic's zone name, for showing appointment times.
+pub const ZONE_META: &str = "appointment_timezone";
+
 /// The digest a rolling campaign's journal is bound to instead of its list's: every run brings a new version
 /// of the list, and the campaign is the same as long as rows are matched by the same key column.
 pub fn binding_digest(key_column: &str) -> String {
@@ -112,21 +115,29 @@ pub fn listed_rows(
     let skips = settings
         .skip_if
         .iter()
-        .map(|(c, v)| Ok((column(headers, c, "--skip-if")?, format!("{c}={v}"), v.clone())))
+        .map(|(c, v)| {
+            Ok((
+                column(headers, c, "--skip-if")?,
+                format!("{c}={v}"),
+                v.clone(),
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::new();
     for c in rows {
         let c = c?;
         let rec = decode_record(&c.record).unwrap_or_default();
-        let cell = |i: usize| String::from_utf8_lossy(rec.get(i).unwrap_or(b"")).trim().to_string();
+        let cell = |i: usize| {
+            String::from_utf8_lossy(rec.get(i).unwrap_or(b""))
+                .trim()
+                .to_string()
+        };
         let appointment = match appt_at {
             None => Ok(None),
-            Some((i, a)) => crate::rules::touches::read_appointment(
-                &cell(i),
-                a.format.as_deref(),
-                &a.timezone,
-            )
-            .map(Some),
+            Some((i, a)) => {
+                crate::rules::touches::read_appointment(&cell(i), a.format.as_deref(), &a.timezone)
+                    .map(Some)
+            }
         };
         let skipped = skips
             .iter()
@@ -168,7 +179,8 @@ fn clinic_time(settings: &Reminders, at_ms: i64) -> String {
         return at_ms.to_string();
     };
     match &settings.appointments {
-        Some(a) => t.to_zoned_datetime(a.timezone.clone())
+        Some(a) => t
+            .to_zoned_datetime(a.timezone.clone())
             .strftime("%Y-%m-%d %H:%M %Z")
             .to_string(),
         None => t.to_string(),
@@ -246,7 +258,7 @@ pub fn take_version(
     if let Some(a) = &settings.appointments {
         tx.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            params![crate::output::reminders::ZONE_META, a.timezone_name],
+            params![ZONE_META, a.timezone_name],
         )?;
     }
     tx.execute("DELETE FROM listing", [])?;
@@ -384,11 +396,10 @@ pub fn take_version(
                 })
                 .collect();
             for t in planned {
-                let row: i64 = tx.query_row(
-                    "SELECT COALESCE(MAX(row) + 1, 0) FROM contacts",
-                    [],
-                    |x| x.get(0),
-                )?;
+                let row: i64 =
+                    tx.query_row("SELECT COALESCE(MAX(row) + 1, 0) FROM contacts", [], |x| {
+                        x.get(0)
+                    })?;
                 tx.execute(
                     "INSERT INTO contacts (row, line, e164, dialed_number, state, tz, record, note, tz_source)
                      VALUES (?1, ?2, ?3, ?4, 'not_due', ?5, ?6, ?7, ?8)",
@@ -488,11 +499,7 @@ fn advance(
 }
 
 /// Ends the remaining touches of every appointment whose made call (as it now stands) gave a stop answer.
-fn stop_answered(
-    tx: &rusqlite::Transaction<'_>,
-    settings: &Reminders,
-    now_ms: i64,
-) -> Result<u64> {
+fn stop_answered(tx: &rusqlite::Transaction<'_>, settings: &Reminders, now_ms: i64) -> Result<u64> {
     let mut stopped = 0;
     if !settings.stop_on.is_empty() {
         // A stop answer on any made touch of the appointment as it now stands.
@@ -556,7 +563,9 @@ pub fn open_ends(conn: &Connection) -> Result<HashMap<u64, i64>> {
 /// Stored header row check: a version whose columns differ would put its cells under the wrong headers.
 pub fn check_headers(conn: &Connection, headers: &ByteRecord) -> Result<()> {
     let stored: Option<Vec<u8>> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'headers'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'headers'", [], |r| {
+            r.get(0)
+        })
         .optional()?;
     match stored {
         Some(s) if s != encode_record(headers) => Err(Error::Data(format!(

@@ -152,7 +152,10 @@ async fn three_nights_of_a_rolling_export_make_exactly_the_calls_the_rules_allow
     assert_eq!(r["A3"]["appointment_at"], "2027-01-15T10:00:00-05:00");
     assert_eq!(r["A6"]["status"], "withdrawn");
     let order: Vec<String> = c.results().iter().map(|r| r["appt_id"].clone()).collect();
-    assert_eq!(order, ["A7", "A1", "A2", "A3", "A4", "A5", "A9", "A6", "A8"]);
+    assert_eq!(
+        order,
+        ["A7", "A1", "A2", "A3", "A4", "A5", "A9", "A6", "A8"]
+    );
 
     // Night 3: Wednesday 17:05 (after a missed Wednesday morning). A3's number changed: its 48h touch goes to
     // the new one. A10 was booked for this evening, after its touches ended.
@@ -247,7 +250,8 @@ steps = [{ status = "made", responses = "Confirm=3" }]
         let mut called: std::collections::HashSet<(usize, i64, u32)> = Default::default();
         let mut stopped: std::collections::HashSet<(usize, i64)> = Default::default();
         // Runs at :05 or :35, so a run's calls fall inside the half hour it started in.
-        let mut now = base - jiff::SignedDuration::from_hours(72) + jiff::SignedDuration::from_mins(5);
+        let mut now =
+            base - jiff::SignedDuration::from_hours(72) + jiff::SignedDuration::from_mins(5);
         for night in 0..7 {
             now += half * rng.random_range(1..60);
             if night > 0 {
@@ -270,29 +274,45 @@ steps = [{ status = "made", responses = "Confirm=3" }]
                 .map(|k| {
                     let a = &appts[*k];
                     let at = (base + half * a.at_half_hours as i32)
-                        .to_zoned_datetime(jiff::tz::TimeZone::get("America/New_York").expect("zone"))
+                        .to_zoned_datetime(
+                            jiff::tz::TimeZone::get("America/New_York").expect("zone"),
+                        )
                         .strftime("%Y-%m-%d %H:%M")
                         .to_string();
-                    let st = if a.cancelled { "Cancelled" } else { "Scheduled" };
+                    let st = if a.cancelled {
+                        "Cancelled"
+                    } else {
+                        "Scheduled"
+                    };
                     format!("K{k},P{k},646-555-10{k:02},{at},{st}")
                 })
                 .collect();
             let rows: Vec<&str> = rows.iter().map(String::as_str).collect();
             write(&c, &rows);
             for rerun in [false, true] {
-                let at = if rerun { now + jiff::SignedDuration::from_mins(10) } else { now };
+                let at = if rerun {
+                    now + jiff::SignedDuration::from_mins(10)
+                } else {
+                    now
+                };
                 let from = sim.requests().len();
                 let s = run_at(args_for_property(&c, &sim), at).await;
                 assert_eq!(s.exit_code(), 0, "seed {seed} night {night}: {}", s.line());
                 let new = called_since(&sim, from);
                 if rerun {
-                    assert!(new.is_empty(), "seed {seed} night {night}: rerun called {new:?}");
+                    assert!(
+                        new.is_empty(),
+                        "seed {seed} night {night}: rerun called {new:?}"
+                    );
                 }
                 for number in new {
                     total_calls += 1;
                     let k: usize = number["+1646555".len() + 2..].parse().expect("key");
                     let a = &appts[k];
-                    assert!(a.listed && !a.cancelled, "seed {seed} night {night}: K{k} withdrawn: {a:?}");
+                    assert!(
+                        a.listed && !a.cancelled,
+                        "seed {seed} night {night}: K{k} withdrawn: {a:?}"
+                    );
                     let appt = base + half * a.at_half_hours as i32;
                     let touch = timing
                         .touches(appt)

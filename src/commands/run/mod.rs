@@ -298,10 +298,7 @@ pub async fn run_in(
         "campaign starting"
     );
 
-    rules.touch_ends = owner
-        .journal
-        .read(crate::store::touches::open_ends)
-        .await?;
+    rules.touch_ends = owner.journal.read(crate::store::touches::open_ends).await?;
     let stats = Arc::new(Stats::default());
     let to_do: u64 = owner
         .journal
