@@ -262,7 +262,7 @@ mod tests {
             let now = at + SignedDuration::from_hours(h);
             let open = touches.iter().filter(|x| x.open_at(now)).count();
             assert!(open <= 1, "{now}");
-            assert_eq!(open == 1, h >= -48 && h < -2, "{now}");
+            assert_eq!(open == 1, (-48..-2).contains(&h), "{now}");
         }
     }
 
