@@ -419,6 +419,8 @@ pub async fn run_in(
         counts: counts.counts,
         recalls_waiting: counts.recalls_waiting,
         next_recall_ms: counts.next_recall_ms,
+        touches_waiting: counts.touches_waiting,
+        next_touch_ms: counts.next_touch_ms,
         ending,
         elapsed: started.elapsed(),
         requests: Stats::get(&stats.requests),
