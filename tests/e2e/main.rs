@@ -14,6 +14,7 @@ mod newcomer;
 mod operator;
 mod outcomes;
 mod pacing;
+mod reminders;
 mod rules;
 mod simulator;
 mod views;
