@@ -47,6 +47,13 @@ pub enum Error {
     Output(String),
     #[error("journal: {0}")]
     Journal(String),
+    /// SQLite failed on a journal: which file, and what SQLite said.
+    #[error("journal {}: {source}", path.display())]
+    Store {
+        path: std::path::PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("{0}")]
     Busy(String),
     /// The cap ledger shared by campaigns failed: busy past its timeout (another campaign holds it: try
@@ -73,7 +80,7 @@ impl Error {
             Error::NoInput(_) => exit::NOINPUT,
             Error::Data(_) => exit::DATAERR,
             Error::Output(_) => exit::CANTCREAT,
-            Error::Journal(_) => exit::IOERR,
+            Error::Journal(_) | Error::Store { .. } => exit::IOERR,
             Error::Busy(_) => exit::TEMPFAIL,
             Error::Ledger { source, .. } if is_busy(source) => exit::TEMPFAIL,
             Error::Ledger { .. } => exit::IOERR,
@@ -101,6 +108,8 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// An SQLite error from a query on the journal's own connection (`store::Journal::read`); the store and the
+/// ledger name their file instead ([`Error::Store`], [`Error::Ledger`]).
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
         Error::Journal(e.to_string())

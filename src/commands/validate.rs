@@ -71,13 +71,7 @@ fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<O
         return Ok(None);
     }
     let conn = journal::open_read_only(&db)?;
-    let bound: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'input_digest'",
-            [],
-            |r| r.get(0),
-        )
-        .ok();
+    let bound = journal::meta_on(&conn, "input_digest").ok().flatten();
     if bound.as_deref() != Some(digest) {
         notes.push(format!(
             "The journal in {} belongs to another contact list: a run with these settings would refuse to start (exit 78). The rows below are judged as a new campaign's.",
@@ -86,29 +80,20 @@ fn journaled(cfg: &RunConfig, digest: &str, notes: &mut Vec<String>) -> Result<O
         return Ok(None);
     }
     let mut j = Journaled::default();
-    let mut st = conn.prepare(
-        "SELECT row, state, COALESCE(detail, ''), last_outcome IS NOT NULL, recall_at FROM contacts
-         WHERE state <> 'pending' OR last_outcome IS NOT NULL",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        let row = r.get::<_, i64>(0)?.max(0) as u64;
-        let text: String = r.get(1)?;
-        let state = State::parse(&text)
-            .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
-        if state == State::Pending {
-            if r.get::<_, bool>(3)? {
-                j.recalls.insert(row, r.get(4)?);
+    for s in journal::settled_rows(&conn)? {
+        if s.state == State::Pending {
+            if s.waiting {
+                j.recalls.insert(s.row, s.recall_at_ms);
             }
             continue;
         }
-        let detail = match state {
+        let detail = match s.state {
             State::Intent | State::Dialed => {
                 "called; the next run polls it (not called again)".to_string()
             }
-            _ => r.get(2)?,
+            _ => s.detail,
         };
-        j.settled.insert(row, (state.result_name(), detail));
+        j.settled.insert(s.row, (s.state.result_name(), detail));
     }
     if let Some(was) = crate::store::heard::log(&conn).last() {
         let changes = crate::store::heard::Heard::of(cfg, 0).changes_since(was);
@@ -156,16 +141,10 @@ fn held_so_far(cfg: &RunConfig) -> Option<(Duration, u64)> {
         return None;
     }
     let conn = crate::store::journal::open_read_only(&db).ok()?;
-    let (n, avg): (i64, Option<f64>) = conn
-        .query_row(
-            "SELECT COUNT(*), AVG(finished_at - intent_at) FROM calls
-             WHERE outcome IN ('made', 'failed') AND intent_at IS NOT NULL AND finished_at >= intent_at",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .ok()?;
+    let held = crate::store::journal::held_time(&conn).ok()?;
+    let (n, avg) = (held.calls, held.mean_ms);
     let avg = avg.filter(|a| a.is_finite() && *a >= 0.0)?;
-    (n >= 20).then(|| (Duration::from_secs_f64(avg / 1000.0), n as u64))
+    (n >= 20).then(|| (Duration::from_secs_f64(avg / 1000.0), n))
 }
 
 /// Calls to forecast, grouped by the zones their windows are judged in (one group without a window).
@@ -372,17 +351,13 @@ fn recall_share_seen(cfg: &RunConfig) -> Option<(f64, u64)> {
     let policy = cfg.recall.as_ref()?;
     let db = cfg.files.state_dir.join(crate::store::journal::DB_FILE);
     let conn = crate::store::journal::open_read_only(&db).ok()?;
-    let mut st = conn
-        .prepare("SELECT outcome, COALESCE(responses, '') FROM calls WHERE outcome IN ('made', 'failed', 'unresolved')")
-        .ok()?;
-    let rows = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-        .ok()?;
+    let calls = crate::store::journal::final_calls(&conn).ok()?;
     let (mut seen, mut recalled) = (0u64, 0u64);
-    for (outcome, responses) in rows.flatten() {
-        let Some(state) = crate::store::State::parse(&outcome) else {
-            continue;
-        };
+    for crate::store::journal::FinalCall {
+        outcome: state,
+        responses,
+    } in calls
+    {
         seen += 1;
         // As a first call: would the policy call it again?
         if policy.wants(state, &responses, 1, true) {

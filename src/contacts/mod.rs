@@ -9,11 +9,14 @@
 //! - `source`: settling the file once: encoding, delimiter, header, the phone column, the digest.
 //! - `records`: the rows, read as text with caps on their size, written back to the results unchanged.
 //! - `phone`: a verdict for every number, by libphonenumber.
+//! - `admission`: whether a row enters the life cycle callable, or `invalid` or `duplicate` at once.
 
+mod admission;
 mod phone;
 mod records;
 mod source;
 
+pub use admission::{Admission, admit};
 pub use phone::*;
 pub use records::*;
 pub use rlibphonenumber::Region;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gateway::protocol::Responses;
 use crate::store::State;
 use crate::store::journal;
@@ -64,10 +64,10 @@ const ATTENTION_ROWS: usize = 500;
 pub fn build(state_dir: &Path) -> Result<String> {
     let conn = journal::open_read_only(&state_dir.join(journal::DB_FILE))?;
     let meta = |k: &str| -> String {
-        conn.query_row("SELECT value FROM meta WHERE key = ?1", [k], |r| {
-            r.get::<_, String>(0)
-        })
-        .unwrap_or_default()
+        journal::meta_on(&conn, k)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
     };
     let (input, campaign) = (meta("input_name"), meta("campaign_id"));
     let created = meta("created_at")
@@ -83,11 +83,6 @@ pub fn build(state_dir: &Path) -> Result<String> {
     // Calls by the hour it was where the recipient is (the first of their zones), and how many had no zone.
     let mut by_hour = [0u64; 24];
     let mut hour_unknown = 0u64;
-    let mut st = conn.prepare(
-        "SELECT line, state, dialed_number, detail, responses, finished_at, COALESCE(dialed_at, intent_at), tz,
-                COALESCE(CASE WHEN state = 'pending' THEN last_outcome END, state)
-         FROM contacts ORDER BY row",
-    )?;
     // The counts every view shows, by the same definitions (a contact waiting for a recall under its last
     // call's outcome).
     let tally = crate::output::tally::Tally::read(&conn)?;
@@ -96,11 +91,9 @@ pub fn build(state_dir: &Path) -> Result<String> {
     // key → value → count, over made calls.
     let mut answers: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut made = 0u64;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        if let Some(at) = r.get::<_, Option<i64>>(6)? {
-            let own: Option<String> = r.get(7)?;
-            let tz = match own {
+    journal::report_rows(&conn, |c| {
+        if let Some(at) = c.called_at_ms {
+            let tz = match &c.tz {
                 Some(names) => {
                     let first = names.split('&').next().unwrap_or("").to_string();
                     zones
@@ -115,15 +108,12 @@ pub fn build(state_dir: &Path) -> Result<String> {
                 _ => hour_unknown += 1,
             }
         }
-        let shown_text: String = r.get(8)?;
-        let shown = State::parse(&shown_text)
-            .ok_or_else(|| Error::Journal(format!("unknown state {shown_text:?}")))?;
         let row = Row {
-            line: r.get::<_, i64>(0)? as u64,
-            status: shown.result(),
-            number: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-            detail: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-            responses: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
+            line: c.line,
+            status: c.shown.result(),
+            number: c.dialed_number,
+            detail: c.detail,
+            responses: c.responses,
         };
         if row.status == State::Made {
             made += 1;
@@ -141,39 +131,20 @@ pub fn build(state_dir: &Path) -> Result<String> {
                 attention.push(row);
             }
         }
-    }
+        Ok(())
+    })?;
     let total = tally.total();
     // Calls over time: every call request that ended (each attempt of a recalled contact is one), by when it
     // ended and how; rows never called (suppressed, invalid, …) are not calls.
-    let mut finished: Vec<(i64, State)> = Vec::new();
-    {
-        let mut q = conn.prepare(
-            "SELECT COALESCE(finished_at, dialed_at, intent_at), outcome FROM calls
-             WHERE COALESCE(finished_at, dialed_at, intent_at) IS NOT NULL",
-        )?;
-        let mut rows = q.query([])?;
-        while let Some(r) = rows.next()? {
-            let outcome: String = r.get(1)?;
-            if let Some(s) = State::parse(&outcome) {
-                finished.push((r.get(0)?, s.result()));
-            }
-        }
-    }
+    let finished: Vec<(i64, State)> = journal::call_ends(&conn)?
+        .into_iter()
+        .map(|c| (c.at_ms, c.outcome.result()))
+        .collect();
     // Contacts reached (made) by the call that reached them: 1st, 2nd, 3rd … attempt.
-    let mut reached_on: BTreeMap<i64, u64> = BTreeMap::new();
-    {
-        let mut q = conn.prepare(
-            "SELECT c.attempt, COUNT(*) FROM calls c JOIN contacts k ON k.row = c.row
-             WHERE c.outcome = 'made' AND k.state = 'made'
-               AND c.attempt = (SELECT MAX(attempt) FROM calls WHERE row = c.row)
-             GROUP BY c.attempt",
-        )?;
-        let rows = q.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-        for r in rows {
-            let (attempt, n) = r?;
-            reached_on.insert(attempt, n as u64);
-        }
-    }
+    let reached_on: BTreeMap<i64, u64> = journal::reached_on(&conn)?
+        .into_iter()
+        .map(|r| (r.attempt, r.contacts))
+        .collect();
 
     let mut h = String::new();
     let _ = write!(

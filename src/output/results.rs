@@ -271,17 +271,6 @@ fn rows_to(
     }
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
-    let mut stmt = conn.prepare(
-        "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source, last_outcome, recall_at, gateway
-         FROM contacts ORDER BY row",
-    )?;
-    let mut rows = stmt.query([])?;
-    // Every attempt, in the same row order: stepped alongside the contacts.
-    let mut history_stmt = conn.prepare(
-        "SELECT row, outcome, COALESCE(finished_at, dialed_at, intent_at), intent_at FROM calls ORDER BY row, attempt",
-    )?;
-    let mut history_rows = history_stmt.query([])?;
-    let mut pending_call: Option<(i64, String, Option<i64>, Option<i64>)> = None;
     // A campaign whose app changed between runs: each call in the history names the app it used.
     let heard = crate::store::heard::log(conn);
     let out_err = |e: &dyn std::fmt::Display| {
@@ -319,27 +308,10 @@ fn rows_to(
         }
         w.write_byte_record(&header).map_err(|e| out_err(&e))?;
 
-        let mut expected: i64 = 0;
-        while let Some(row) = rows.next()? {
-            let index: i64 = row.get(0)?;
-            if index != expected {
-                return Err(Error::Journal(format!(
-                    "journal row {index} where row {expected} was expected"
-                )));
-            }
-            expected += 1;
-            let state_text: String = row.get(1)?;
-            let state = State::parse(&state_text).ok_or_else(|| {
-                Error::Journal(format!("unknown state {state_text:?} in row {index}"))
-            })?;
-            let last_outcome = row
-                .get::<_, Option<String>>(14)?
-                .as_deref()
-                .and_then(State::parse)
-                .filter(|_| state == State::Pending);
-            let recall_at: Option<i64> = row
-                .get::<_, Option<i64>>(15)?
-                .filter(|_| state == State::Pending);
+        journal::result_rows(conn, |row| {
+            let state = row.state;
+            let last_outcome = row.last_outcome.filter(|_| state == State::Pending);
+            let recall_at = row.recall_at_ms.filter(|_| state == State::Pending);
             // A contact waiting for a recall shows the outcome of its last call.
             let shown = last_outcome.unwrap_or(state);
             *written.counts.entry(shown.result()).or_insert(0) += 1;
@@ -351,45 +323,31 @@ fn rows_to(
                 };
             }
             // This row's past calls.
-            let mut history: Vec<String> = Vec::new();
-            loop {
-                if pending_call.is_none() {
-                    pending_call = history_rows
-                        .next()?
-                        .map(|h| {
-                            Ok::<_, rusqlite::Error>((h.get(0)?, h.get(1)?, h.get(2)?, h.get(3)?))
-                        })
-                        .transpose()?;
-                }
-                match &pending_call {
-                    Some((r, outcome, at, intent)) if *r == index => {
-                        let app = intent
-                            .or(*at)
-                            .and_then(|t| crate::store::heard::app_at(&heard, t))
-                            .map_or(String::new(), |a| format!(" (app {a})"));
-                        history.push(format!("{outcome} {}{app}", rfc3339(*at)));
-                        pending_call = None;
-                    }
-                    _ => break,
-                }
-            }
+            let history: Vec<String> = row
+                .history
+                .iter()
+                .map(|call| {
+                    let app = call
+                        .intent_at_ms
+                        .or(call.at_ms)
+                        .and_then(|t| crate::store::heard::app_at(&heard, t))
+                        .map_or(String::new(), |a| format!(" (app {a})"));
+                    format!("{} {}{app}", call.outcome, rfc3339(call.at_ms))
+                })
+                .collect();
             let calls = history.len() + usize::from(matches!(state, State::Intent | State::Dialed));
-            let req_id: Option<String> = row.get(2)?;
-            let responses: String = row.get::<_, Option<String>>(3)?.unwrap_or_default();
-            let attempts: Option<i64> = row.get(4)?;
-            let mut detail: Option<String> = row.get(5)?;
-            let dialed_number: Option<String> = row.get(6)?;
-            let dialed_at: Option<i64> = row.get(7)?;
-            let finished_at: Option<i64> = row.get(8)?;
+            let req_id = row.req_id;
+            let responses = row.responses;
+            let attempts = row.attempts;
+            let mut detail = row.detail;
+            let dialed_number = row.dialed_number;
+            let finished_at = row.finished_at_ms;
             // A request whose answer was lost has no request id, but it was sent: show when and to what number.
-            let intent_at: Option<i64> = row.get(9)?;
-            let tz: Option<String> = row.get(10)?;
-            let record: Option<Vec<u8>> = row.get(11)?;
-            let note: Option<String> = row.get(12)?;
-            let tz_source: Option<String> = row.get(13)?;
-            let gateway: Option<String> = row.get(16)?;
-            let dialed_at =
-                dialed_at.or(intent_at.filter(|_| matches!(state, State::Unknown | State::Intent)));
+            let intent_at = row.intent_at_ms;
+            let (tz, note, tz_source, gateway) = (row.tz, row.note, row.tz_source, row.gateway);
+            let dialed_at = row
+                .dialed_at_ms
+                .or(intent_at.filter(|_| matches!(state, State::Unknown | State::Intent)));
             match state {
                 State::Intent => {
                     detail = Some("the run stopped while the call request was in flight; the call may have been scheduled".into());
@@ -403,9 +361,13 @@ fn rows_to(
                 _ => {}
             }
             // Input columns as read, unchanged (ragged rows keep their own fields).
-            let mut out = record.as_deref().and_then(decode_record).ok_or_else(|| {
-                Error::Journal(format!("the journal has no copy of row {}", index + 1))
-            })?;
+            let mut out = row
+                .record
+                .as_deref()
+                .and_then(decode_record)
+                .ok_or_else(|| {
+                    Error::Journal(format!("the journal has no copy of row {}", row.row + 1))
+                })?;
             // A short row is padded so the appended columns stay under their headers.
             for _ in out.len()..width {
                 out.push_field(b"");
@@ -479,7 +441,8 @@ fn rows_to(
                 out.push_field(source.as_bytes());
             }
             w.write_byte_record(&out).map_err(|e| out_err(&e))?;
-        }
+            Ok(())
+        })?;
         w.flush().map_err(|e| out_err(&e))?;
     }
     Ok(written)

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 
 use rusqlite::Connection;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::store::State;
+use crate::store::journal;
 
 /// A journal's rows as the views show them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,32 +43,21 @@ impl Tally {
             return Tally::of_rolling(conn, running);
         }
         let mut t = Tally::default();
-        let mut stmt = conn.prepare(
-            "SELECT COALESCE(CASE WHEN state = 'pending' THEN last_outcome END, state),
-                    state = 'pending' AND last_outcome IS NOT NULL, state = 'intent', COUNT(*),
-                    MIN(CASE WHEN state = 'pending' AND last_outcome IS NOT NULL THEN recall_at END)
-             FROM contacts GROUP BY 1, 2, 3",
-        )?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let text: String = row.get(0)?;
-            let state = State::parse(&text)
-                .ok_or_else(|| Error::Journal(format!("unknown state {text:?} in the journal")))?;
-            let n = row.get::<_, i64>(3)?.max(0) as u64;
-            let state = match state {
+        for g in journal::status_groups(conn)? {
+            let state = match g.shown {
                 State::Intent if running => State::Dialed,
                 s => s,
             };
-            *t.by_status.entry(state.result()).or_insert(0) += n;
-            if row.get::<_, bool>(1)? {
-                t.waiting += n;
-                t.next_due_ms = match (t.next_due_ms, row.get::<_, Option<i64>>(4)?) {
+            *t.by_status.entry(state.result()).or_insert(0) += g.contacts;
+            if g.waiting {
+                t.waiting += g.contacts;
+                t.next_due_ms = match (t.next_due_ms, g.next_due_ms) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
             }
-            if row.get::<_, bool>(2)? {
-                t.requesting += n;
+            if g.requesting {
+                t.requesting += g.contacts;
             }
         }
         Ok(t)

@@ -9,6 +9,7 @@
 
 use rusqlite::Connection;
 
+use super::journal::OnJournal;
 use crate::error::Result;
 
 /// Columns added since the first layout: table, column, and the value old rows get (as `run` migrates them).
@@ -41,9 +42,12 @@ const TABLES: &[(&str, &str)] = &[
 ];
 
 fn columns(conn: &Connection, table: &str) -> Result<Vec<String>> {
-    let mut st = conn.prepare("SELECT name FROM pragma_table_info(?1, 'main')")?;
-    let names = st.query_map([table], |r| r.get::<_, String>(0))?;
-    Ok(names.collect::<rusqlite::Result<_>>()?)
+    let go = || -> rusqlite::Result<Vec<String>> {
+        let mut st = conn.prepare("SELECT name FROM pragma_table_info(?1, 'main')")?;
+        let names = st.query_map([table], |r| r.get::<_, String>(0))?;
+        names.collect()
+    };
+    go().on_conn(conn)
 }
 
 /// Makes an older journal on `conn` read as the current layout, in this connection only. A journal of the
@@ -55,7 +59,8 @@ pub fn read_as_current(conn: &Connection) -> Result<()> {
     }
     for (table, definition) in TABLES {
         if columns(conn, table)?.is_empty() {
-            conn.execute_batch(&format!("CREATE TEMP TABLE {table} ({definition});"))?;
+            conn.execute_batch(&format!("CREATE TEMP TABLE {table} ({definition});"))
+                .on_conn(conn)?;
         }
     }
     for table in ["contacts", "calls"] {
@@ -73,7 +78,8 @@ pub fn read_as_current(conn: &Connection) -> Result<()> {
             conn.execute_batch(&format!(
                 "CREATE TEMP VIEW {table} AS SELECT *, {} FROM main.{table};",
                 missing.join(", ")
-            ))?;
+            ))
+            .on_conn(conn)?;
         }
     }
     Ok(())

@@ -1,9 +1,11 @@
-//! The life of a contact: its states, the events that move it, and the only transitions allowed.
+//! The life of a contact: its states, the events that move it, the only transitions allowed, and what each
+//! event writes.
 //!
-//! Every change of a contact's state in the whole program is one of the [`Event`]s below, applied by the
-//! journal as a compare-and-set against [`RULES`]: `UPDATE … WHERE row = ? AND state IN (<from>)`, exactly one
-//! row changed, or the write is refused and the run stops with an internal error naming the row. So this table
-//! is the complete answer to "how can a contact end up in state X?".
+//! Every change of a contact's state in the whole program is one of the [`Event`]s below: its rule
+//! ([`Kind::rule`]) and its effects ([`effects`]), applied by the journal as one compare-and-set:
+//! `UPDATE … SET <effects> WHERE row = ? AND state IN (<from>)`, exactly one row changed, or the write is
+//! refused and the run stops with an internal error naming the row. Crash recovery and the operator's actions
+//! take the same path. So this file is the complete answer to "how can a contact end up in state X?".
 //!
 //! ```text
 //!                 ingest ──► invalid | duplicate                                     (final at once)
@@ -31,6 +33,10 @@
 //!   │                                                             the cap, an opt-out or the row: the last
 //!   │                                                             outcome stands)
 //!   └───────────── unknown
+//!
+//!   reminder touches (a rolling export):  not_due ──Due──► pending
+//!                                 not_due | pending ──Lapse──► too_late   (its end passed before a call)
+//!                                 not_due | pending ──Withdraw──► withdrawn (cancelled, moved, gone, confirmed)
 //! ```
 //!
 //! Final states never change again, except by an explicit operator action (`ivr-campaign redial-unknown`),
@@ -41,144 +47,9 @@
 //! `not_attempted`, `dialed` is `in_progress`, and `intent` (only ever seen while a run is stopped mid-request)
 //! is `unknown`, which is what it becomes when the journal is next opened.
 
-use std::fmt;
+mod state;
 
-/// A contact's state in the journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum State {
-    /// Not yet requested (or a request provably not scheduled); the next call request is allowed.
-    Pending,
-    /// The intent to call is durable; the call request may be on its way. Never requested again blindly.
-    Intent,
-    /// The gateway gave a request id; polled until final, by this run or the next.
-    Dialed,
-    Made,
-    Failed,
-    /// Read at or after its poll deadline and still not final; the gateway record was removed.
-    Unresolved,
-    /// A request may have reached the gateway, and nobody knows whether it was scheduled.
-    Unknown,
-    Error,
-    Invalid,
-    Duplicate,
-    Suppressed,
-    Capped,
-    /// A reminder touch whose time has not come (an appointment's later touch); not work left.
-    NotDue,
-    /// A reminder touch that ended (the next touch fell due, or the appointment came within its min-notice)
-    /// before it could be made: skipped, never made late.
-    TooLate,
-    /// A reminder touch no longer wanted: its appointment left the export, was cancelled or moved, or a made
-    /// touch's answer stopped the rest.
-    Withdrawn,
-}
-
-impl State {
-    pub const ALL: [State; 15] = [
-        State::Pending,
-        State::Intent,
-        State::Dialed,
-        State::Made,
-        State::Failed,
-        State::Unresolved,
-        State::Unknown,
-        State::Error,
-        State::Invalid,
-        State::Duplicate,
-        State::Suppressed,
-        State::Capped,
-        State::NotDue,
-        State::TooLate,
-        State::Withdrawn,
-    ];
-
-    /// Every status a results row can have, in the order reports list them.
-    pub const RESULTS: [State; 14] = [
-        State::Made,
-        State::Failed,
-        State::Unresolved,
-        State::Unknown,
-        State::Error,
-        State::Invalid,
-        State::Duplicate,
-        State::Suppressed,
-        State::Capped,
-        State::Dialed,
-        State::Pending,
-        State::NotDue,
-        State::TooLate,
-        State::Withdrawn,
-    ];
-
-    /// The name stored in the journal.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Intent => "intent",
-            State::Dialed => "dialed",
-            State::Made => "made",
-            State::Failed => "failed",
-            State::Unresolved => "unresolved",
-            State::Unknown => "unknown",
-            State::Error => "error",
-            State::Invalid => "invalid",
-            State::Duplicate => "duplicate",
-            State::Suppressed => "suppressed",
-            State::Capped => "capped",
-            State::NotDue => "not_due",
-            State::TooLate => "too_late",
-            State::Withdrawn => "withdrawn",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<State> {
-        State::ALL.into_iter().find(|st| st.as_str() == s)
-    }
-
-    /// How the results file, the summary and the report show this state.
-    pub fn result(self) -> State {
-        match self {
-            State::Intent => State::Unknown,
-            s => s,
-        }
-    }
-
-    /// The `status` column's word.
-    pub fn result_name(self) -> &'static str {
-        match self.result() {
-            State::Pending => "not_attempted",
-            State::Dialed => "in_progress",
-            s => s.as_str(),
-        }
-    }
-
-    /// No event but an operator's moves the contact on.
-    pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            State::Pending | State::Intent | State::Dialed | State::NotDue
-        )
-    }
-
-    /// Final, but a person should look at it.
-    pub fn needs_attention(self) -> bool {
-        matches!(
-            self.result(),
-            State::Unresolved | State::Unknown | State::Error
-        )
-    }
-
-    /// The run left work for a rerun (a call to poll, or a contact to call).
-    pub fn is_open(self) -> bool {
-        matches!(self.result(), State::Dialed | State::Pending)
-    }
-}
-
-impl fmt::Display for State {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use state::State;
 
 /// A final answer read from the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,35 +189,20 @@ pub enum Kind {
 
 use State as S;
 
-/// The only transitions there are: an event of this kind moves a contact from one of these states to that one.
-pub const RULES: &[(Kind, &[State], State)] = &[
-    (Kind::Defer, &[S::Pending], S::Pending),
-    (Kind::Recall, &[S::Dialed], S::Pending),
-    (Kind::SettleMade, &[S::Pending], S::Made),
-    (Kind::SettleFailed, &[S::Pending], S::Failed),
-    (Kind::SettleUnresolved, &[S::Pending], S::Unresolved),
-    (Kind::Suppress, &[S::Pending], S::Suppressed),
-    (Kind::Cap, &[S::Pending], S::Capped),
-    (Kind::Unplace, &[S::Pending], S::Invalid),
-    (Kind::Intent, &[S::Pending], S::Intent),
-    (Kind::Scheduled, &[S::Intent], S::Dialed),
-    (Kind::NotScheduled, &[S::Intent], S::Pending),
-    (Kind::GaveUp, &[S::Intent], S::Error),
-    (Kind::Ambiguous, &[S::Intent], S::Unknown),
-    (Kind::Interrupted, &[S::Intent], S::Unknown),
-    (Kind::IdClash, &[S::Intent, S::Dialed], S::Unknown),
-    (Kind::Made, &[S::Dialed], S::Made),
-    (Kind::Failed, &[S::Dialed], S::Failed),
-    (Kind::WrittenOff, &[S::Dialed], S::Unresolved),
-    (Kind::RecordLost, &[S::Dialed], S::Error),
-    (Kind::Redial, &[S::Unknown], S::Pending),
-    (Kind::Forgotten, &[S::Dialed], S::Unknown),
-    // Reminder touches: created `not_due` (or `pending` when due at once); a touch never leaves `pending` for
-    // `not_due`, so once due it is made at most once, and one past its end is skipped, not made late.
-    (Kind::Due, &[S::NotDue], S::Pending),
-    (Kind::Lapse, &[S::NotDue, S::Pending], S::TooLate),
-    (Kind::Withdraw, &[S::NotDue, S::Pending], S::Withdrawn),
-];
+/// The only transitions there are, as a table: an event of this kind moves a contact from one of these states
+/// to that one. Read from [`Kind::rule`], which is the table's source.
+pub const RULES: &[(Kind, &[State], State)] = &TABLE;
+
+const TABLE: [(Kind, &[State], State); Kind::ALL.len()] = {
+    let mut out = [(Kind::Defer, &[] as &[State], State::Pending); Kind::ALL.len()];
+    let mut i = 0;
+    while i < Kind::ALL.len() {
+        let (from, to) = Kind::ALL[i].rule();
+        out[i] = (Kind::ALL[i], from, to);
+        i += 1;
+    }
+    out
+};
 
 impl Kind {
     pub const ALL: [Kind; 24] = [
@@ -376,14 +232,37 @@ impl Kind {
         Kind::Withdraw,
     ];
 
-    /// The states this kind of event may start from, and the state it leads to.
-    pub fn rule(self) -> (&'static [State], State) {
-        RULES
-            .iter()
-            .find(|(k, _, _)| *k == self)
-            .map(|(_, from, to)| (*from, *to))
-            // Every kind has a rule: `every_kind_has_exactly_one_rule` checks it.
-            .unwrap_or((&[], State::Pending))
+    /// The states this kind of event may start from, and the state it leads to: the life cycle's table. A
+    /// match with no fallback, so a new kind of event cannot compile without its rule.
+    pub const fn rule(self) -> (&'static [State], State) {
+        match self {
+            Kind::Defer => (&[S::Pending], S::Pending),
+            Kind::Recall => (&[S::Dialed], S::Pending),
+            Kind::SettleMade => (&[S::Pending], S::Made),
+            Kind::SettleFailed => (&[S::Pending], S::Failed),
+            Kind::SettleUnresolved => (&[S::Pending], S::Unresolved),
+            Kind::Suppress => (&[S::Pending], S::Suppressed),
+            Kind::Cap => (&[S::Pending], S::Capped),
+            Kind::Unplace => (&[S::Pending], S::Invalid),
+            Kind::Intent => (&[S::Pending], S::Intent),
+            Kind::Scheduled => (&[S::Intent], S::Dialed),
+            Kind::NotScheduled => (&[S::Intent], S::Pending),
+            Kind::GaveUp => (&[S::Intent], S::Error),
+            Kind::Ambiguous => (&[S::Intent], S::Unknown),
+            Kind::Interrupted => (&[S::Intent], S::Unknown),
+            Kind::IdClash => (&[S::Intent, S::Dialed], S::Unknown),
+            Kind::Made => (&[S::Dialed], S::Made),
+            Kind::Failed => (&[S::Dialed], S::Failed),
+            Kind::WrittenOff => (&[S::Dialed], S::Unresolved),
+            Kind::RecordLost => (&[S::Dialed], S::Error),
+            Kind::Redial => (&[S::Unknown], S::Pending),
+            Kind::Forgotten => (&[S::Dialed], S::Unknown),
+            // Reminder touches: made `not_due` by a rolling export's version; once due, a touch never goes
+            // back to `not_due`, so it is made at most once, and one past its end is skipped, never late.
+            Kind::Due => (&[S::NotDue], S::Pending),
+            Kind::Lapse => (&[S::NotDue, S::Pending], S::TooLate),
+            Kind::Withdraw => (&[S::NotDue, S::Pending], S::Withdrawn),
+        }
     }
 
     /// `state IN ('a', 'b')`: the compare half of the journal's compare-and-set.
@@ -479,126 +358,186 @@ pub fn transition(from: State, event: Kind) -> Result<State, (State, Kind)> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A column's new value, as an event writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Int(i64),
+    Text(String),
+    /// One more than the column holds.
+    Increment,
+    /// Text added to what the column holds (after `; `), or the text alone in an empty column.
+    Append(String),
+}
 
-    #[test]
-    fn every_kind_has_exactly_one_rule() {
-        for k in Kind::ALL {
-            let n = RULES.iter().filter(|(r, _, _)| *r == k).count();
-            assert_eq!(n, 1, "{k:?} has {n} rules");
-            assert!(!k.rule().0.is_empty(), "{k:?} starts from nowhere");
+/// What an event writes to its contact: each column and its new value, `state` (the rule's target) first.
+/// With [`Kind::rule`] this is the whole of a transition; the journal applies the two together, as one
+/// compare-and-set.
+pub fn effects(event: &Event, at_ms: i64) -> Vec<(&'static str, Value)> {
+    use Value as V;
+    let text = |s: &str| V::Text(s.to_string());
+    let at = V::Int(at_ms);
+    let opt = |v: Option<i64>| v.map_or(V::Null, V::Int);
+    let mut cols: Vec<(&'static str, Value)> =
+        vec![("state", text(event.kind().rule().1.as_str()))];
+    match event {
+        Event::Defer { detail, until_ms } => {
+            if let Some(detail) = detail {
+                cols.push(("detail", text(detail)));
+            }
+            cols.push(("not_before", opt(*until_ms)));
         }
-        assert_eq!(RULES.len(), Kind::ALL.len());
-    }
-
-    #[test]
-    fn a_recall_only_follows_a_call_and_keeps_one_call_open_at_a_time() {
-        // The only way back to `pending` after a request is a final answer the policy recalls (or a request
-        // provably not scheduled, or the operator's redial): never from `intent`'s uncertainty.
-        for (kind, from, to) in RULES {
-            if *to == State::Pending && from.contains(&State::Dialed) {
-                assert_eq!(*kind, Kind::Recall);
+        Event::Suppress { list } => {
+            cols.push(("detail", text(&format!("on suppression list {list}"))));
+            cols.push(("finished_at", at));
+        }
+        Event::Cap { detail } | Event::Unplace { reason: detail } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", at));
+        }
+        Event::Intent { gateway } => {
+            cols.push(("gateway", text(gateway)));
+            cols.push(("intent_at", at));
+            cols.push(("not_before", V::Null));
+            cols.push(("req_id", V::Null));
+            // The new attempt has no record on the gateway yet (the last one's removal is behind us).
+            cols.push(("removed", V::Int(0)));
+            cols.push(("dialed_at", V::Null));
+            // What the last call said (a recall's `last_outcome`, `recall_at`, responses) stays until this
+            // attempt is placed: a request that provably never left puts the contact back to waiting for its
+            // recall, still shown with the outcome of the call that reached them.
+        }
+        Event::Scheduled { req_id } => {
+            cols.push(("req_id", text(req_id)));
+            cols.push(("dialed_at", at));
+            cols.push(("detail", V::Null));
+            // A new call: what the last one said is in the history of calls now.
+            for c in [
+                "recall_at",
+                "last_outcome",
+                "finished_at",
+                "responses",
+                "attempts",
+            ] {
+                cols.push((c, V::Null));
             }
         }
-        assert_eq!(transition(State::Dialed, Kind::Recall), Ok(State::Pending));
-        assert!(transition(State::Intent, Kind::Recall).is_err());
-        assert!(transition(State::Made, Kind::Recall).is_err());
-    }
-
-    #[test]
-    fn final_states_are_left_only_by_the_operators_redial() {
-        for (kind, from, _) in RULES {
-            for f in *from {
-                if f.is_final() {
-                    assert_eq!(*kind, Kind::Redial, "{kind:?} leaves final state {f:?}");
-                    assert_eq!(*f, State::Unknown);
-                }
+        Event::NotScheduled { detail } => cols.push(("detail", text(detail))),
+        Event::GaveUp { detail } | Event::Ambiguous { detail } | Event::RecordLost { detail } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", at));
+        }
+        Event::IdClash { detail, req_id } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", at));
+            if let Some(id) = req_id {
+                cols.push(("req_id", text(id)));
+            }
+        }
+        Event::Interrupted => {
+            cols.push((
+                "detail",
+                text(
+                    "the run stopped after deciding to call and before the gateway answered; the call may have been scheduled, so it is not redialed",
+                ),
+            ));
+            cols.push(("finished_at", at));
+        }
+        Event::Made(a) | Event::Failed(a) => {
+            cols.push(("responses", text(&a.responses)));
+            cols.push(("attempts", V::Int(i64::from(a.attempts))));
+            cols.push(("detail", text(&a.notes)));
+            cols.push(("finished_at", at));
+        }
+        Event::WrittenOff { detail, attempts } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("attempts", V::Int(i64::from(*attempts))));
+            cols.push(("finished_at", at));
+        }
+        Event::Forgotten { gateway, action } => {
+            cols.push((
+                "detail",
+                text(&format!(
+                    "its call was open on gateway {gateway}, which the campaign no longer lists; written off by operator action {action} (--forget-gateway). The person may have been called: check that gateway before calling again"
+                )),
+            ));
+            cols.push(("finished_at", at));
+        }
+        Event::Redial { action } => {
+            cols.push((
+                "detail",
+                text(&format!(
+                    "to be called again: operator action {action} (ivr-campaign redial-unknown)"
+                )),
+            ));
+            cols.push(("finished_at", V::Null));
+            cols.push(("req_id", V::Null));
+            // The new attempt has no record on the gateway yet (the last one's removal is behind us).
+            cols.push(("removed", V::Int(0)));
+            cols.push(("dialed_at", V::Null));
+            // Another call to the same person: the cap ledger counts it as one more.
+            cols.push(("attempt", V::Increment));
+        }
+        Event::Recall {
+            outcome,
+            answer,
+            due_ms,
+            not_before_ms,
+        } => {
+            cols.push(("last_outcome", text(outcome.as_str())));
+            cols.push(("responses", text(&answer.responses)));
+            cols.push(("attempts", V::Int(i64::from(answer.attempts))));
+            cols.push(("detail", text(&answer.notes)));
+            cols.push(("finished_at", at));
+            cols.push(("recall_at", V::Int(*due_ms)));
+            cols.push(("not_before", opt(*not_before_ms)));
+            // Another call to the same person: the cap ledger counts it as one more.
+            cols.push(("attempt", V::Increment));
+        }
+        Event::Due => cols.push(("not_before", V::Null)),
+        Event::Lapse { detail } | Event::Withdraw { detail } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", at));
+        }
+        Event::Settle { detail, .. } => {
+            cols.push(("recall_at", V::Null));
+            cols.push(("not_before", V::Null));
+            if let Some(why) = detail {
+                // The last call's own detail (its notes) stays: why its recall was not placed follows it.
+                cols.push(("detail", V::Append(why.clone())));
             }
         }
     }
+    cols
+}
 
-    #[test]
-    fn only_an_intent_can_become_a_request_and_nothing_skips_it() {
-        // The only way into `dialed` is from `intent`, and the only way into `intent` is from `pending`: a
-        // request id is never recorded for a contact whose intent was not durable first.
-        for (kind, from, to) in RULES {
-            if *to == State::Dialed {
-                assert_eq!((*kind, *from), (Kind::Scheduled, &[State::Intent][..]));
-            }
-            if *to == State::Intent {
-                assert_eq!((*kind, *from), (Kind::Intent, &[State::Pending][..]));
-            }
-        }
-    }
-
-    #[test]
-    fn the_table_as_a_function() {
-        // Every (state, kind) pair: allowed exactly where the table says, refused everywhere else.
-        let mut allowed = 0;
-        for from in State::ALL {
-            for kind in Kind::ALL {
-                let (ok_from, to) = kind.rule();
-                match transition(from, kind) {
-                    Ok(t) => {
-                        assert!(ok_from.contains(&from));
-                        assert_eq!(t, to);
-                        allowed += 1;
-                    }
-                    Err(e) => {
-                        assert!(!ok_from.contains(&from));
-                        assert_eq!(e, (from, kind));
-                    }
-                }
-            }
-        }
-        assert_eq!(
-            allowed,
-            RULES.iter().map(|(_, f, _)| f.len()).sum::<usize>()
-        );
-    }
-
-    #[test]
-    fn result_names() {
-        assert_eq!(State::Pending.result_name(), "not_attempted");
-        assert_eq!(State::Dialed.result_name(), "in_progress");
-        assert_eq!(State::Intent.result_name(), "unknown");
-        assert_eq!(State::Made.result_name(), "made");
-        let names: Vec<&str> = State::RESULTS.iter().map(|s| s.result_name()).collect();
-        let mut unique = names.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), names.len(), "{names:?}");
-        for s in State::ALL {
-            assert!(State::RESULTS.contains(&s.result()), "{s:?}");
-        }
-    }
-
-    #[test]
-    fn a_refused_recall_keeps_the_last_outcome() {
-        let cap = || Event::Cap {
-            detail: "1 call(s)".into(),
-        };
-        assert_eq!(cap().refusing(None), cap());
-        for refusal in [
-            cap(),
-            Event::Suppress { list: "dnc".into() },
-            Event::Unplace {
-                reason: "no zone".into(),
-            },
-        ] {
-            let settled = refusal.refusing(Some(State::Made));
-            assert_eq!(settled.kind(), Kind::SettleMade, "{settled:?}");
-            assert!(
-                matches!(&settled, Event::Settle { detail: Some(d), .. } if d.starts_with("recall not placed")),
-                "{settled:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn sql_of_the_compare() {
-        assert_eq!(Kind::IdClash.from_sql(), "state IN ('intent', 'dialed')");
+/// The outcome an event gives the attempt it ends, for the contact's history of calls (`None`: it ends no
+/// attempt).
+pub fn ends_attempt(event: &Event) -> Option<State> {
+    match event {
+        Event::Made(_) => Some(State::Made),
+        Event::Failed(_) => Some(State::Failed),
+        Event::WrittenOff { .. } => Some(State::Unresolved),
+        Event::RecordLost { .. } | Event::GaveUp { .. } => Some(State::Error),
+        Event::Ambiguous { .. }
+        | Event::IdClash { .. }
+        | Event::Interrupted
+        | Event::Forgotten { .. } => Some(State::Unknown),
+        Event::Recall { outcome, .. } => Some(*outcome),
+        Event::Defer { .. }
+        | Event::Suppress { .. }
+        | Event::Cap { .. }
+        | Event::Unplace { .. }
+        | Event::Intent { .. }
+        | Event::Scheduled { .. }
+        | Event::NotScheduled { .. }
+        | Event::Redial { .. }
+        | Event::Settle { .. }
+        | Event::Due
+        | Event::Lapse { .. }
+        | Event::Withdraw { .. } => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -265,16 +265,7 @@ pub(super) async fn note_what_people_hear(
         if changes.is_empty() {
             return Ok(());
         }
-        let called: u64 = journal
-            .read(|conn| {
-                Ok(conn.query_row(
-                    "SELECT (SELECT COUNT(*) FROM calls) + (SELECT COUNT(*) FROM contacts WHERE state IN ('intent', 'dialed'))",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )?)
-            })
-            .await?
-            .max(0) as u64;
+        let called = journal.calls_placed().await?;
         warn!(
             changed = %changes.join("; "),
             calls_before = called,

@@ -1,8 +1,14 @@
 //! The journal applies the life cycle: every allowed transition, every refused one, and what a reopen finds
 //! after a crash at each step.
 
+use std::path::Path;
+
+use csv::ByteRecord;
+use rusqlite::Connection;
+
 use super::*;
-use crate::store::contact::{Answer, Kind, RULES};
+use crate::error::Error;
+use crate::store::contact::{Answer, Event, Kind, RULES, State};
 
 fn binding(headers: &ByteRecord) -> Binding<'_> {
     Binding {
@@ -34,13 +40,13 @@ fn contacts(n: u64) -> Vec<NewContact> {
         .collect()
 }
 
-fn open_with(dir: &Path, n: u64) -> (JournalOwner, Opened) {
+pub(super) fn open_with(dir: &Path, n: u64) -> (JournalOwner, Opened) {
     let headers = ByteRecord::from(vec!["id", "phone"]);
     let b = binding(&headers);
     open(dir, &b, || Ok(contacts(n).into_iter().map(Ok))).expect("journal opens")
 }
 
-fn state_of(owner: &JournalOwner, row: u64) -> State {
+pub(super) fn state_of(owner: &JournalOwner, row: u64) -> State {
     let conn = open_read_only(&owner.db_path).expect("read");
     let s: String = conn
         .query_row(
@@ -52,7 +58,7 @@ fn state_of(owner: &JournalOwner, row: u64) -> State {
     State::parse(&s).expect("state")
 }
 
-fn example(kind: Kind, row: u64) -> Event {
+pub(super) fn example(kind: Kind, row: u64) -> Event {
     let answer = Answer {
         responses: "Q=1".into(),
         attempts: 2,
@@ -139,7 +145,7 @@ fn example(kind: Kind, row: u64) -> Event {
 }
 
 /// A path of allowed events from `pending` to `target`, for putting a contact into any state.
-fn path_to(target: State) -> Vec<Kind> {
+pub(super) fn path_to(target: State) -> Vec<Kind> {
     use Kind::*;
     match target {
         State::Pending => vec![],
