@@ -259,14 +259,29 @@ pub fn rows_to(
         .flexible(true)
         .delimiter(delimiter)
         .from_writer(file);
+    // An export's own column named like one the results add (a practice system's `status`) is shown as
+    // `list_<name>`: the export is not ours to rename, and the results must not hold two columns of one name.
+    let ours = |h: &str| {
+        let l = h.trim().to_ascii_lowercase();
+        super::results::COLUMNS.contains(&l.as_str())
+            || COLUMNS.contains(&l.as_str())
+            || (view.zones && (l == "timezone" || l == "timezone_source"))
+            || l.starts_with("response.")
+    };
     let mut header: ByteRecord = headers
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            if i == 0 {
+            let h = if i == 0 {
                 h.strip_prefix("\u{feff}".as_bytes()).unwrap_or(h)
             } else {
                 h
+            };
+            let text = String::from_utf8_lossy(h);
+            if ours(&text) {
+                format!("list_{}", text.trim()).into_bytes()
+            } else {
+                h.to_vec()
             }
         })
         .collect();

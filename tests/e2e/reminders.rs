@@ -25,7 +25,7 @@ fn at(hours: i64) -> String {
 async fn the_touches_due_now_are_called_once_and_a_rerun_adds_none() {
     let sim = sim(4, ms(20), ms(20), ms(60), SCENARIO).await;
     let list = format!(
-        "appt_id,name,phone,appointment,appt_status\n\
+        "appt_id,name,phone,appointment,status\n\
          A1,Ada,212-555-0101,{},Scheduled\n\
          A2,Ben,212-555-0102,{},Scheduled\n\
          A3,Cleo,212-555-0103,{},Scheduled\n\
@@ -51,7 +51,7 @@ async fn the_touches_due_now_are_called_once_and_a_rerun_adds_none() {
         "--stop-on",
         "confirm=1",
         "--skip-if",
-        "appt_status=Cancelled",
+        "status=Cancelled",
     ];
     let out = c.run(&flags).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -77,6 +77,8 @@ async fn the_touches_due_now_are_called_once_and_a_rerun_adds_none() {
             ("A6", "invalid"),
         ]
     );
+    // The export's own `status` column is kept, renamed beside ours.
+    assert_eq!(rows[4]["list_status"], "Cancelled");
     // A1 confirmed: its 24h touch will not be made. A2's was its last.
     assert_eq!(rows[0]["reminders"], "1 of 2");
     assert_eq!(rows[0]["next_reminder_at"], "");

@@ -20,7 +20,7 @@ weight = 1
 steps = [{ status = "made", responses = "Confirm=3" }]
 "#;
 
-const HEADER: &str = "appt_id,name,phone,appointment,appt_status\n";
+const HEADER: &str = "appt_id,name,phone,appointment,status\n";
 
 fn args_for(c: &Campaign, sim: &Simulator) -> RunArgs {
     let mut args = c.args(sim);
@@ -29,7 +29,7 @@ fn args_for(c: &Campaign, sim: &Simulator) -> RunArgs {
     args.remind_before = Some(vec!["48h".into(), "24h".into()]);
     args.min_notice = Some("2h".into());
     args.stop_on = Some(vec!["confirm=1".into()]);
-    args.skip_if = vec!["appt_status=Cancelled".into()];
+    args.skip_if = vec!["status=Cancelled".into()];
     args.timezone = Some("America/New_York".into());
     args.window = Some("08:00-20:00".into());
     args
