@@ -464,21 +464,7 @@ fn advance(
     now_ms: i64,
     taken: &mut Taken,
 ) -> Result<()> {
-    let ended: Vec<(i64, Option<String>, String)> = tx
-        .prepare(
-            "SELECT c.row, c.last_outcome, c.state FROM touches t JOIN contacts c ON c.row = t.row
-             WHERE c.state IN ('not_due', 'pending') AND t.end_ms <= ?1 ORDER BY c.row",
-        )?
-        .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-    for (row, last, _) in ended {
-        let ev = Event::Lapse {
-            detail: "the touch ended before it could be made".into(),
-        }
-        .refusing(last.as_deref().and_then(State::parse));
-        apply(tx, row as u64, &ev, now_ms)?;
-        taken.lapsed += 1;
-    }
+    end_unmakeable(tx, now_ms, taken)?;
     taken.stopped += stop_answered(tx, settings, now_ms)?;
     // One touch of an appointment at a time: none falls due while another of its calls is in flight.
     let due: Vec<i64> = tx
@@ -494,6 +480,35 @@ fn advance(
     for row in due {
         apply(tx, row as u64, &Event::Due, now_ms)?;
         taken.due += 1;
+    }
+    Ok(())
+}
+
+/// Ends the touches that can no longer be made: their end has passed, or the recall they wait for falls due
+/// only at or after their end (a recall within a touch is never placed past its end). Such a touch waiting
+/// for a recall keeps its last call's outcome; one never called is `too_late`.
+fn end_unmakeable(tx: &rusqlite::Transaction<'_>, now_ms: i64, taken: &mut Taken) -> Result<()> {
+    let ended: Vec<(i64, Option<String>, bool)> = tx
+        .prepare(
+            "SELECT c.row, c.last_outcome, t.end_ms <= ?1 FROM touches t JOIN contacts c ON c.row = t.row
+             WHERE c.state IN ('not_due', 'pending')
+               AND (t.end_ms <= ?1 OR (c.state = 'pending' AND c.last_outcome IS NOT NULL AND c.recall_at >= t.end_ms))
+             ORDER BY c.row",
+        )?
+        .query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (row, last, ended) in ended {
+        let detail = if ended {
+            "the touch ended before it could be made"
+        } else {
+            "the touch ends before its recall would be due"
+        };
+        let ev = Event::Lapse {
+            detail: detail.into(),
+        }
+        .refusing(last.as_deref().and_then(State::parse));
+        apply(tx, row as u64, &ev, now_ms)?;
+        taken.lapsed += 1;
     }
     Ok(())
 }
@@ -544,8 +559,10 @@ pub fn after_run(conn: &Connection, settings: &Reminders, now_ms: i64) -> Result
     }
     let tx = conn.unchecked_transaction()?;
     let n = stop_answered(&tx, settings, now_ms)?;
+    let mut taken = Taken::default();
+    end_unmakeable(&tx, now_ms, &mut taken)?;
     tx.commit()?;
-    Ok(n)
+    Ok(n + taken.lapsed)
 }
 
 /// The end of every touch that may be called in this run: no call request leaves at or after it.

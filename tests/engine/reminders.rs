@@ -345,3 +345,32 @@ fn args_for_property(c: &Campaign, sim: &Simulator) -> RunArgs {
     args.window = None;
     args
 }
+
+/// A recall stays within its touch: one that would fall due after the touch's end is not placed (the call's
+/// outcome stands, and the run has no work left), one that falls due before it is made.
+#[tokio::test(start_paused = true)]
+async fn a_recall_is_made_within_its_touch_and_never_past_its_end() {
+    const BUSY: &str = r#"
+[[rule]]
+weight = 1
+steps = [{ status = "failed", notes = "Line Busy" }]
+"#;
+    let now = ny("2027-01-13T08:00");
+    // Up to three calls (the default max-attempts): 08:00, then each recall-after later while before 09:30.
+    for (after, calls) in [("3h", 1), ("20m", 3), ("50m", 2)] {
+        let sim = sim(4, ms(100), ms(100), ms(10), BUSY).await;
+        let c = Campaign::new(HEADER);
+        // Its only touch (24h) ends at 09:30, two hours before the appointment.
+        write(&c, &["A1,Ann,646-555-1000,2027-01-13 11:30,Scheduled"]);
+        let mut args = args_for_property(&c, &sim);
+        args.remind_before = Some(vec!["24h".into()]);
+        args.recall_on = Some(vec!["failed".into()]);
+        args.recall_after = Some(after.into());
+        let s = run_at(args, now).await;
+        assert_eq!(s.exit_code(), 0, "recall after {after}: {}", s.line());
+        assert_eq!(called_since(&sim, 0).len(), calls, "recall after {after}");
+        let r = by_key(&c);
+        assert_eq!(r["A1"]["status"], "failed", "{:?}", r["A1"]);
+        assert_eq!(r["A1"]["calls"], calls.to_string());
+    }
+}
