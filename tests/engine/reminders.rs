@@ -209,9 +209,10 @@ struct Appt {
     cancelled: bool,
 }
 
-/// Random appointment sets, export changes and run times (a seeded loop, each seed replayable): no touch is
-/// made twice, none outside its span (early or late), none after a stop answer for the same appointment, none
-/// for a withdrawn, cancelled or passed appointment; and a rerun minutes later adds none.
+/// Random appointment sets, export changes and run times (a seeded loop, each seed replayable), with and
+/// without recalls: every call falls inside a touch of its appointment as the export listed it (never early,
+/// never late, a recall included), no touch is made twice (a recall aside, and at most max-attempts calls),
+/// none after a stop answer for the same appointment, none for a withdrawn, cancelled or passed appointment.
 #[tokio::test(start_paused = true)]
 async fn random_exports_and_run_times_never_call_a_touch_twice_late_or_after_a_stop() {
     use ivr_campaign::rules::touches::{Timing, read_leads};
@@ -219,11 +220,15 @@ async fn random_exports_and_run_times_never_call_a_touch_twice_late_or_after_a_s
     use rand::{Rng, SeedableRng};
     const SEEDS: u64 = 24;
     const KEYS: usize = 12;
-    // Numbers of keys 0..6 confirm (a stop answer); the rest answer without confirming.
+    // Keys 0..6 confirm (a stop answer), 6..9 never answer (recalled under recall-on), the rest answer
+    // without confirming.
     const SCENARIO: &str = r#"
 [[rule]]
 numbers = ["+16465551000", "+16465551001", "+16465551002", "+16465551003", "+16465551004", "+16465551005"]
 steps = [{ status = "made", responses = "Confirm=1" }]
+[[rule]]
+numbers = ["+16465551006", "+16465551007", "+16465551008"]
+steps = [{ status = "failed", notes = "No Answer" }]
 [[rule]]
 weight = 1
 steps = [{ status = "made", responses = "Confirm=3" }]
@@ -232,12 +237,16 @@ steps = [{ status = "made", responses = "Confirm=3" }]
         leads: read_leads(&["48h".into(), "24h".into()], "x").expect("leads"),
         min_notice: jiff::SignedDuration::from_hours(2),
     };
+    let tz = jiff::tz::TimeZone::get("America/New_York").expect("zone");
     let base = ny("2027-02-01T00:00");
     let half = jiff::SignedDuration::from_mins(30);
-    let mut total_calls = 0;
+    let (mut total_calls, mut recalls) = (0, 0);
     for seed in 0..SEEDS {
         let mut rng = StdRng::seed_from_u64(seed);
         let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+        // The simulator's `arrived` counts from here (tokio's clock is paused).
+        let t0 = tokio::time::Instant::now();
+        let recall_after = ["", "20m", "50m", "3h"][(seed % 4) as usize];
         let c = Campaign::new(HEADER);
         let mut appts: Vec<Appt> = (0..KEYS)
             .map(|_| Appt {
@@ -246,10 +255,9 @@ steps = [{ status = "made", responses = "Confirm=3" }]
                 cancelled: false,
             })
             .collect();
-        // (key, appointment) pairs: touches called, and stops answered.
-        let mut called: std::collections::HashSet<(usize, i64, u32)> = Default::default();
+        // Calls per (key, appointment, touch), and the appointments a stop answer ended.
+        let mut called: HashMap<(usize, i64, u32), u32> = HashMap::new();
         let mut stopped: std::collections::HashSet<(usize, i64)> = Default::default();
-        // Runs at :05 or :35, so a run's calls fall inside the half hour it started in.
         let mut now =
             base - jiff::SignedDuration::from_hours(72) + jiff::SignedDuration::from_mins(5);
         for night in 0..7 {
@@ -274,9 +282,7 @@ steps = [{ status = "made", responses = "Confirm=3" }]
                 .map(|k| {
                     let a = &appts[*k];
                     let at = (base + half * a.at_half_hours as i32)
-                        .to_zoned_datetime(
-                            jiff::tz::TimeZone::get("America/New_York").expect("zone"),
-                        )
+                        .to_zoned_datetime(tz.clone())
                         .strftime("%Y-%m-%d %H:%M")
                         .to_string();
                     let st = if a.cancelled {
@@ -296,17 +302,24 @@ steps = [{ status = "made", responses = "Confirm=3" }]
                     now
                 };
                 let from = sim.requests().len();
-                let s = run_at(args_for_property(&c, &sim), at).await;
-                assert_eq!(s.exit_code(), 0, "seed {seed} night {night}: {}", s.line());
-                let new = called_since(&sim, from);
-                if rerun {
-                    assert!(
-                        new.is_empty(),
-                        "seed {seed} night {night}: rerun called {new:?}"
-                    );
+                let run_from = t0.elapsed();
+                let mut args = args_for_property(&c, &sim);
+                if !recall_after.is_empty() {
+                    args.recall_on = Some(vec!["failed".into()]);
+                    args.recall_after = Some(recall_after.into());
                 }
-                for number in new {
+                let s = run_at(args, at).await;
+                assert_eq!(s.exit_code(), 0, "seed {seed} night {night}: {}", s.line());
+                // The next run starts after this one ended, on the clock the runs share.
+                let ran =
+                    jiff::SignedDuration::try_from(t0.elapsed() - run_from).expect("duration");
+                now = now.max(at + ran);
+                let log = sim.requests();
+                for req in call_requests(&log[from..]) {
                     total_calls += 1;
+                    let number = &req.params["phoneno"];
+                    let when = at
+                        + jiff::SignedDuration::try_from(req.arrived - run_from).expect("duration");
                     let k: usize = number["+1646555".len() + 2..].parse().expect("key");
                     let a = &appts[k];
                     assert!(
@@ -317,26 +330,45 @@ steps = [{ status = "made", responses = "Confirm=3" }]
                     let touch = timing
                         .touches(appt)
                         .into_iter()
-                        .find(|t| t.open_at(at))
-                        .unwrap_or_else(|| panic!("seed {seed} night {night}: K{k} called at {at} outside every touch of {appt}"));
+                        .find(|t| t.open_at(when))
+                        .unwrap_or_else(|| {
+                            panic!("seed {seed} night {night}: K{k} called at {when} outside every touch of {appt}")
+                        });
                     assert!(
                         !stopped.contains(&(k, a.at_half_hours)),
                         "seed {seed} night {night}: K{k} called after a stop answer"
                     );
+                    let n = called.entry((k, a.at_half_hours, touch.index)).or_default();
+                    *n += 1;
+                    let allowed = if (6..9).contains(&k) && !recall_after.is_empty() {
+                        3
+                    } else {
+                        1
+                    };
                     assert!(
-                        called.insert((k, a.at_half_hours, touch.index)),
-                        "seed {seed} night {night}: K{k} touch {} twice",
+                        *n <= allowed,
+                        "seed {seed} night {night}: K{k} touch {} called {n} times",
                         touch.index
                     );
+                    if *n > 1 {
+                        recalls += 1;
+                    }
                     if k < 6 {
                         stopped.insert((k, a.at_half_hours));
                     }
                 }
             }
+            // Back on the half-hour grid (:05 or :35), so a run's start is never on a touch boundary.
+            let mins = (now - base).as_mins();
+            let over = (mins - 5).rem_euclid(30);
+            if over != 0 {
+                now += jiff::SignedDuration::from_mins(30 - over);
+            }
         }
     }
-    // The loop placed calls (it would pass vacuously otherwise).
+    // The loop placed calls and recalls (it would pass vacuously otherwise).
     assert!(total_calls > SEEDS as usize, "{total_calls} calls");
+    assert!(recalls > 0, "no recall was made");
 }
 
 fn args_for_property(c: &Campaign, sim: &Simulator) -> RunArgs {
