@@ -12,6 +12,9 @@ Sections (numbers refer to BENCHMARKS.md):
   polls       4. status polls per call against the minimum (call length / poll interval)
   resume      5. time to reopen a 1M-row journal and place the next call
   gateways    7. wall time of one campaign over 1, 2 and 4 simulated gateways of 8 lines each (1 s calls)
+  turnover    9. against bench/gateway.py: freed line to next request, polls per call, time vs in-order bound
+  lines       9. against bench/gateway.py: calls outstanding with --lines 300 (past the 128 requests in flight)
+  gwrate      9. against bench/gateway.py: the rate at 25/s and 200/s with 1,000 lines and 1 s calls
 Parser throughput (6.) is `cargo bench --bench parser`.
 
 Medians of several runs are printed, and ratios come from one run. Results also go to bench/last-run.json.
@@ -366,10 +369,178 @@ def bench_gateways(work, smoke):
     return out
 
 
+class Gw:
+    """bench/gateway.py, the independent gateway, as a separate process."""
+
+    def __init__(self, *args):
+        self.port = free_port()
+        self.record = tempfile.mktemp(suffix=".json")
+        self.proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "gateway.py"), "--port",
+                                      str(self.port), "--record", self.record, *args])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("gateway.py did not start")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        rec = json.load(open(self.record))
+        os.remove(self.record)
+        return rec
+
+
+def in_order_bound(durations, lines, rate=None):
+    """A runner that sees each final answer the instant it exists: list scheduling in input order, each call
+    request no sooner than 1/rate after the one before (the operator's rate binds any runner)."""
+    import heapq
+    free = [0.0] * lines
+    last = None
+    ends = []
+    for d in durations:
+        start = heapq.heappop(free)
+        if rate and last is not None:
+            start = max(start, last + 1000.0 / rate)
+        last = start
+        heapq.heappush(free, start + d)
+        ends.append(start + d)
+    return max(ends)
+
+
+def turnover(rec, lines):
+    """From each status poll that read a final answer to the next call request on the line it freed (the
+    first `lines` requests take free lines; each later one takes the line of the oldest final not yet reused)."""
+    events = sorted([(r["at"], 0 if r["path"] == "status" else 1, r) for r in rec["requests"]
+                     if r["path"] == "call" or (r["path"] == "status" and r.get("final"))], key=lambda e: e[:2])
+    freed, waits, calls = [], [], 0
+    seen = set()
+    for at, kind, r in events:
+        if kind == 0:
+            if r["reqid"] not in seen:
+                seen.add(r["reqid"])
+                freed.append(at)
+        else:
+            calls += 1
+            if calls > lines and freed:
+                waits.append(at - freed.pop(0))
+    return waits
+
+
+def campaign_on_gateway(work, binary, n, lines, durations_ms, extra, split=False, rate=None):
+    """Runs n contacts against bench/gateway.py with `lines` lines; returns figures from the gateway's record.
+    `split`: the gateway replies as a plain http.server does (head and body in two TCP segments)."""
+    d = tempfile.mkdtemp(dir=work)
+    csv_path = os.path.join(d, "c.csv")
+    contacts(csv_path, n, e164=True)
+    phones = [line.split(",")[2].strip() for line in open(csv_path).readlines()[1:]]
+    gw = Gw("--lines", str(lines), "--durations-ms", ",".join(str(x) for x in durations_ms),
+            *(["--split-writes"] if split else []))
+    try:
+        wall, code, err, _ = runner(["run", "--input", csv_path, "--output", os.path.join(d, "r.csv"),
+                                     "--gateway", gw.url, "--app", "A", "--lines", str(lines), *extra], binary)
+    finally:
+        rec = gw.stop()
+    assert code == 0, err
+    calls = rec["calls"]
+    import zlib
+    durs = [durations_ms[zlib.crc32(p.encode()) % len(durations_ms)] for p in phones]
+    bound = in_order_bound(durs, lines, rate)
+    reqs = rec["requests"]
+    first = min(r["at"] for r in reqs if r["path"] == "call")
+    last_final = max(r["at"] for r in reqs if r["path"] == "status" and r.get("final"))
+    polls = sum(1 for r in reqs if r["path"] == "status")
+    waits = sorted(turnover(rec, lines))
+    late = sorted(r["at"] - calls[r["reqid"]]["final"] for r in reqs if r["path"] == "status" and r.get("final"))
+    return {"campaign_ms": last_final - first, "bound_ms": bound, "ratio": (last_final - first) / bound,
+            "polls_per_call": polls / len(calls), "calls": len(calls),
+            "turnover_p50_ms": waits[len(waits) // 2] if waits else None,
+            "turnover_p90_ms": waits[int(len(waits) * 0.9)] if waits else None,
+            "seen_late_p50_ms": late[len(late) // 2], "outstanding_max": rec["outstanding_max"]}
+
+
+def builds():
+    out = [("this build", BIN)]
+    if BASELINE:
+        out.append(("baseline", BASELINE))
+    return out
+
+
+def bench_turnover(work, smoke):
+    """Against bench/gateway.py: turnover, polls per call, and time against the in-order bound."""
+    out = {}
+    paced = ["--rate", "50/s", "--poll-interval", "200ms", "--poll-rate", "unlimited"]
+    # name, contacts, lines, call lengths (ms), replies in two segments
+    cases = [("short", 30, 8, [300], False), ("short, two-segment replies", 30, 8, [300], True),
+             ("short x200", 200, 8, [300], False), ("short x200, two-segment replies", 200, 8, [300], True),
+             ("spread", 200, 8, list(range(250, 351, 10)), False),
+             ("mixed", 60, 8, [300, 700, 1500, 3000], False)]
+    for name, n, lines, durs, split in cases:
+        for label, binary in builds():
+            runs = [campaign_on_gateway(work, binary, n, lines, durs, paced, split, 50)
+                    for _ in range(1 if smoke else 3)]
+            med = {k: statistics.median(r[k] for r in runs if r[k] is not None) for k in runs[0]}
+            out[f"{name}/{label}"] = {"median": med, "runs": runs}
+            print(f"turnover {name} ({n} contacts, {lines} lines, calls {durs} ms), {label}: turnover p50 "
+                  f"{med['turnover_p50_ms']:.1f} ms p90 {med['turnover_p90_ms']:.1f} ms, polls/call "
+                  f"{med['polls_per_call']:.2f}, campaign {med['campaign_ms']:.0f} ms vs in-order bound "
+                  f"{med['bound_ms']:.0f} ms = {med['ratio']:.3f}x, final seen late p50 "
+                  f"{med['seen_late_p50_ms']:.0f} ms (median of {len(runs)})")
+    return out
+
+
+def bench_lines(work, smoke):
+    """--lines past the cap on requests in flight: 300 calls of 6 s, 300 lines on both sides, no rate limit."""
+    out = {}
+    n = 60 if smoke else 300
+    for label, binary in builds():
+        r = campaign_on_gateway(work, binary, n, n, [6000],
+                                ["--rate", "unlimited", "--poll-interval", "1s", "--poll-rate", "unlimited"])
+        out[label] = r
+        print(f"lines {n}, {n} calls of 6 s, {label}: the gateway saw at most {r['outstanding_max']} outstanding; "
+              f"campaign {r['campaign_ms'] / 1000:.1f} s (in-order bound {r['bound_ms'] / 1000:.1f} s)")
+    return out
+
+
+def bench_gwrate(work, smoke):
+    """The rate against bench/gateway.py, 1,000 lines, 1 s calls, default polling: achieved, busiest second."""
+    out = {}
+    for rate in (25, 200):
+        seconds = 3 if smoke else 22
+        for label, binary in builds():
+            d = tempfile.mkdtemp(dir=work)
+            csv_path = os.path.join(d, "c.csv")
+            contacts(csv_path, rate * seconds)
+            gw = Gw("--lines", "100000", "--durations-ms", "1000")
+            try:
+                _, code, err, _ = runner(["run", "--input", csv_path, "--output", os.path.join(d, "r.csv"),
+                                          "--gateway", gw.url, "--app", "A", "--rate", f"{rate}/s",
+                                          "--lines", "1000"], binary)
+            finally:
+                rec = gw.stop()
+            assert code == 0, err
+            t = sorted(r["at"] for r in rec["requests"] if r["path"] == "call")
+            achieved = (len(t) - 1) / ((t[-1] - t[0]) / 1000)
+            busiest = max(sum(1 for u in t[i:i + rate * 2 + 100] if u < s + 1000) for i, s in enumerate(t))
+            out[f"{rate}/s/{label}"] = {"achieved": achieved, "busiest_1s": busiest,
+                                        "outstanding_max": rec["outstanding_max"]}
+            print(f"gateway.py rate {rate}/s, 1,000 lines, 1 s calls, {label}: achieved {achieved:.3f}/s "
+                  f"({(achieved - rate) / rate * 100:+.2f}%), busiest 1-s window {busiest}, "
+                  f"outstanding at most {rec['outstanding_max']}")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--only", default="rate,sdk,throughput,polls,resume,gateways")
+    ap.add_argument("--only", default="rate,sdk,throughput,polls,resume,gateways,turnover,lines,gwrate")
     a = ap.parse_args()
     if not os.environ.get("IVR_BENCH_BIN"):
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)

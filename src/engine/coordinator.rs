@@ -8,6 +8,10 @@
 //! that holds it (its polls and removal go there, in this run and the next). Call tasks ([`super::call`]) report what they see over a bounded channel and return how they ended;
 //! signals and the journal's health arrive on watch channels. Nothing is shared to be changed by others, so
 //! no wake-up can be lost between a check and a wait.
+//!
+//! The one `select!` loop and the dispatch are here; the supply of contacts ([`supply`]), what the tasks
+//! report and how they end ([`outcomes`]), and the reasons to stop ([`stops`]) are `impl` blocks of the same
+//! coordinator in their own files.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
@@ -17,62 +21,29 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
-use tracing::{error, info, warn};
+use tracing::warn;
 
+mod outcomes;
+mod stops;
+mod supply;
+
+use self::outcomes::Due;
+use self::stops::{FILE_CHECK, FileId, file_id};
+use self::supply::Phase;
 use super::breaker::{Breaker, Wait};
 use super::call::{self, Ctx, End, Report, Retry};
 use super::pacing::{Pacer, Schedule};
-use super::{Ending, GatewayStats, Settings, Stage, Stats, UNREADABLE_IN_A_ROW};
+use super::{Ending, GatewayStats, Settings, Stage, Stats};
 use crate::error::Result;
 use crate::gateway::Gateway;
 use crate::rules::{Candidate, Decision, Rules};
 use crate::store::journal::Health;
 use crate::store::{ContactRow, Event, Journal, Op};
-use crate::types::Dur;
 
-/// Contacts read from the journal at a time.
-const BATCH: usize = 512;
 /// After the stop, how long past the request timeout tasks get to record what they sent.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// The longest sleep without looking around (signals and reports wake the loop anyway).
 const IDLE: Duration = Duration::from_secs(3600);
-
-/// Where the next contact comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Calls placed by an earlier run, to be polled (never requested again).
-    Resume { after: Option<u64> },
-    /// The pending contacts, in input order, each looked at once.
-    List { after: Option<u64> },
-    /// Contacts waiting for their window to open (wait mode) or for a recall to fall due.
-    Waiting,
-    /// Nothing more this run.
-    Done,
-}
-
-/// A retry, by when it is due.
-struct Due {
-    at: Instant,
-    seq: u64,
-    retry: Retry,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, o: &Self) -> bool {
-        (self.at, self.seq) == (o.at, o.seq)
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Due {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(o.at, o.seq))
-    }
-}
 
 /// One gateway's share of what the coordinator owns.
 struct Lane {
@@ -100,10 +71,13 @@ impl Lane {
     }
 }
 
-/// A row handed out: its task (none while it waits to be retried) and the gateway whose line it holds.
+/// A row handed out: its task (none while it waits to be retried) and the gateway it is on.
 struct Owned {
     task: Option<AbortHandle>,
     gw: Option<usize>,
+    /// Whether it still holds one of that gateway's lines: a call whose result is durable gives its line back
+    /// ([`Report::LineFree`]) while its task removes the gateway record.
+    line: bool,
 }
 
 /// What kept the last dispatch from going on.
@@ -156,25 +130,6 @@ pub struct Coordinator {
     /// wall clock (by which the journal says they are due) moves meanwhile.
     not_before: HashMap<u64, Instant>,
 }
-
-/// Device and inode: a file deleted (or replaced) under an open connection no longer has the same pair at its
-/// path.
-type FileId = (u64, u64);
-
-fn file_id(path: &std::path::Path) -> Option<FileId> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::metadata(path).ok().map(|m| (0, m.len()))
-    }
-}
-
-/// How often the journal file is checked for being deleted under the run.
-const FILE_CHECK: Duration = Duration::from_secs(1);
 
 impl Coordinator {
     pub fn new(
@@ -231,6 +186,11 @@ impl Coordinator {
             let wal = file_id(&wal_path).map(|id| (wal_path, id));
             Some(std::iter::once(db).chain(wal).collect())
         });
+        let lengths = settings
+            .gateways
+            .iter()
+            .map(|_| super::poll::Lengths::default())
+            .collect();
         let ctx = Arc::new(Ctx {
             polls: Pacer::lanes(crate::types::Rate::Unlimited, &poll_lanes),
             sends: Pacer::lanes(settings.rate, &send_lanes),
@@ -242,6 +202,7 @@ impl Coordinator {
             stage: stage_rx,
             reports: reports_tx,
             stats,
+            lengths,
         });
         Coordinator {
             ctx,
@@ -372,262 +333,6 @@ impl Coordinator {
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
-    }
-
-    /// Moves the stage on when a reason to stop has come up.
-    fn advance_stage(&mut self) {
-        let now = Instant::now();
-        if now >= self.next_file_check {
-            self.next_file_check = now + FILE_CHECK;
-            if let Some((path, _)) = self
-                .journal_file
-                .iter()
-                .flatten()
-                .find(|(path, id)| file_id(path) != Some(*id))
-            {
-                if path.as_os_str().to_string_lossy().ends_with("-wal") {
-                    self.ctx.journal.rescue_wal();
-                }
-                let why = format!(
-                    "the journal file {} was deleted or replaced while the run held it; nothing more is called, and the results come from the copy still open",
-                    path.display()
-                );
-                self.journal_file = None;
-                self.ending = self.ending.clone().worst(Ending::JournalFailed(why));
-            }
-        }
-        if let Some(deadline) = self.outage_deadline()
-            && now >= deadline
-            && self.stage_now() != Stage::Now
-        {
-            if self.lanes.len() > 1 {
-                error!(
-                    max_outage = %Dur(self.ctx.settings.max_outage),
-                    "every gateway has been unreachable for longer than max-outage; stopping with work left (rerun to resume)"
-                );
-            } else {
-                error!(
-                    max_outage = %Dur(self.ctx.settings.max_outage),
-                    "the gateway has been unreachable for longer than max-outage; stopping with work left (rerun to resume)"
-                );
-            }
-            self.ending = self.ending.clone().worst(Ending::Outage);
-        }
-        if self.lanes.len() > 1 {
-            for (gw, lane) in self.lanes.iter_mut().enumerate() {
-                let past = lane.breaker.outage_deadline().is_some_and(|d| now >= d);
-                if past && !lane.written_off {
-                    lane.written_off = true;
-                    warn!(
-                        gateway = %self.ctx.settings.gateways[gw].key,
-                        max_outage = %Dur(self.ctx.settings.max_outage),
-                        "this gateway has been unreachable for longer than max-outage; the other gateways go on, and its open calls are polled by the next run"
-                    );
-                } else if !past {
-                    lane.written_off = false;
-                }
-            }
-        }
-        if let Some(d) = self.drain_deadline
-            && now >= d
-            && self.stage_now() == Stage::Drain
-        {
-            warn!(
-                calls = self.tasks.len(),
-                "drain timeout reached; calls still in progress are polled again by the next run"
-            );
-            self.ending = self.ending.clone().worst(Ending::DrainTimeout);
-            self.set_stage(Stage::Now);
-        }
-        let severe = !matches!(
-            self.ending,
-            Ending::Completed | Ending::Interrupted | Ending::DrainTimeout
-        );
-        if severe && self.stage_now() != Stage::Now {
-            if let Some(m) = self.ending.message() {
-                error!("{m}");
-            }
-            self.set_stage(Stage::Now);
-        }
-    }
-
-    fn set_stage(&mut self, to: Stage) {
-        let from = self.stage_now();
-        if to <= from {
-            return;
-        }
-        self.stage.send_replace(to);
-        if from == Stage::Run {
-            // Contacts waiting to be requested again are pending in the journal already (they hold no line).
-            for Reverse(d) in self.retries.drain() {
-                self.owned.remove(&d.retry.contact.row);
-            }
-            self.queue.clear();
-        }
-        match to {
-            Stage::Drain => {
-                let deadline = Instant::now() + self.ctx.settings.drain_timeout;
-                self.drain_deadline = Some(deadline);
-                info!(calls = self.tasks.len(), timeout = %Dur(self.ctx.settings.drain_timeout), "stopped dialing; waiting for calls in progress");
-            }
-            Stage::Now => self.now_since = Some(Instant::now()),
-            Stage::Run => {}
-        }
-    }
-
-    fn on_signal(&mut self, s: Stage) {
-        if s > Stage::Run {
-            self.ending = self.ending.clone().worst(Ending::Interrupted);
-        }
-        // A journal that cannot be written stops the run by itself, and a signal then gives up on the writes.
-        // A signal that arrives before the coordinator has taken the failure in (both can be ready at once)
-        // is the same request, or the process would wait for a second one.
-        let failing = matches!(*self.health.borrow(), Health::Failing(_));
-        if self.stage_now() == Stage::Now || (s > Stage::Run && failing) {
-            // Asked again while already stopping: the process must end. Whatever is still recording is left to
-            // the next run, and a journal write that keeps failing is given up on (the request ids it held are
-            // in the log already).
-            self.forced = true;
-            self.ctx.journal.give_up();
-        }
-        self.set_stage(s);
-    }
-
-    fn on_health(&mut self, h: Health) {
-        match h {
-            Health::Ok => {}
-            Health::Failing(why) => {
-                error!(error = %why, "the journal cannot be written; no more calls are placed, and writes are retried until they are saved (signal again to give up on them)");
-                self.ending = self.ending.clone().worst(Ending::JournalFailed(why));
-            }
-            Health::Refused(why) => {
-                self.ending = self.ending.clone().worst(Ending::Internal(why));
-            }
-        }
-    }
-
-    fn on_report(&mut self, r: Report) {
-        let now = Instant::now();
-        match r {
-            Report::Answered { gw } => self.lanes[gw].breaker.answered(now),
-            Report::Unreachable { gw, why } => self.lanes[gw].breaker.unreachable(now, &why),
-            Report::CallReply {
-                gw,
-                row,
-                unknown: None,
-            } => {
-                self.lanes[gw].awaiting.remove(&row);
-                self.lanes[gw].unreadable = 0;
-            }
-            Report::CallReply {
-                gw,
-                row,
-                unknown: Some(why),
-            } => {
-                let lane = &mut self.lanes[gw];
-                lane.awaiting.remove(&row);
-                lane.unreadable += 1;
-                if lane.unreadable >= UNREADABLE_IN_A_ROW {
-                    let why = if self.lanes.len() > 1 {
-                        format!("gateway {}: {why}", self.ctx.settings.gateways[gw].key)
-                    } else {
-                        why
-                    };
-                    self.ending = self.ending.clone().worst(Ending::UnreadableGateway(why));
-                }
-            }
-        }
-    }
-
-    /// Takes `row` off the books: its line (if it holds one) is free again, and its gateway stops waiting for
-    /// its answer.
-    fn release(&mut self, row: u64) {
-        let Some(owned) = self.owned.remove(&row) else {
-            return;
-        };
-        if let Some(gw) = owned.gw {
-            let lane = &mut self.lanes[gw];
-            lane.free += 1;
-            lane.awaiting.remove(&row);
-            lane.breaker.task_ended(row);
-        }
-    }
-
-    fn on_joined(
-        &mut self,
-        joined: std::result::Result<(tokio::task::Id, (u64, End)), tokio::task::JoinError>,
-    ) {
-        let (row, end) = match joined {
-            Ok((id, x)) => {
-                self.task_rows.remove(&id);
-                x
-            }
-            // Aborted by us (its line was given back then).
-            Err(e) if e.is_cancelled() => {
-                self.task_rows.remove(&e.id());
-                return;
-            }
-            Err(e) => {
-                if let Some(row) = self.task_rows.remove(&e.id()) {
-                    self.release(row);
-                }
-                self.ending = self
-                    .ending
-                    .clone()
-                    .worst(Ending::Internal(format!("a call task failed: {e}")));
-                return;
-            }
-        };
-        self.release(row);
-        self.wait_dirty = true;
-        match end {
-            End::Final(_) | End::LeftOpen | End::NotSent => {}
-            End::Recalled {
-                contact,
-                due_ms,
-                due,
-            } => {
-                self.not_before.insert(contact.row, due);
-                self.postpone_recall(&contact, due_ms)
-            }
-            End::Clash { other_row } => {
-                if let Some(h) = self.owned.get(&other_row).and_then(|o| o.task.clone()) {
-                    h.abort();
-                    self.release(other_row);
-                }
-            }
-            End::Retry(r) => {
-                if self.stage_now() == Stage::Run {
-                    // Nothing was scheduled: it may go to any gateway when it is due, before new contacts.
-                    let at = Instant::now() + r.after.unwrap_or(Duration::ZERO);
-                    self.owned.insert(
-                        r.contact.row,
-                        Owned {
-                            task: None,
-                            gw: None,
-                        },
-                    );
-                    self.seq += 1;
-                    self.retries.push(Reverse(Due {
-                        at,
-                        seq: self.seq,
-                        retry: r,
-                    }));
-                }
-            }
-            End::Stop(e) => {
-                self.ending = self.ending.clone().worst(e);
-            }
-        }
-    }
-
-    /// When the run stops for an outage: once every gateway has been down past max-outage.
-    fn outage_deadline(&self) -> Option<Instant> {
-        self.lanes
-            .iter()
-            .map(|l| l.breaker.outage_deadline())
-            .collect::<Option<Vec<Instant>>>()
-            .and_then(|d| d.into_iter().max())
     }
 
     /// The gateway the next call request goes to: of those with a free line that may take a request now, the
@@ -832,6 +537,7 @@ impl Coordinator {
             lane.free -= 1;
             lane.awaiting.insert(contact.row);
             let (ctx, row) = (self.ctx.clone(), contact.row);
+            tracing::trace!(target: "turnover", row, gw, "handed out");
             let h = self.tasks.spawn(async move {
                 (
                     row,
@@ -844,64 +550,10 @@ impl Coordinator {
                 Owned {
                     task: Some(h),
                     gw: Some(gw),
+                    line: true,
                 },
             );
         }
-    }
-
-    /// A contact the rules said not to call now: recorded, and left for later or for good.
-    fn decided(&mut self, c: &ContactRow, decision: Decision) {
-        let event = match decision {
-            Decision::Call => return,
-            Decision::Suppressed(list) => Event::Suppress { list },
-            Decision::Unplaceable(reason) => Event::Unplace { reason },
-            Decision::TouchEnded(detail) => Event::Lapse { detail },
-            Decision::OutsideWindow { detail, opens } => {
-                self.wait_dirty = true;
-                Event::Defer {
-                    detail: Some(detail),
-                    until_ms: opens
-                        .filter(|_| self.ctx.settings.wait_for_window)
-                        .map(|t| t.as_millisecond()),
-                }
-            }
-        };
-        self.ctx.journal.write_later(Op::Apply {
-            row: c.row,
-            event: event.refusing(c.recall_of.as_ref().map(|(o, _)| *o)),
-            at_ms: self.ctx.now_ms(),
-        });
-    }
-
-    /// A recall is due at `due_ms`. This run waits for it if a call could go then (no window, or inside the
-    /// window in every one of the recipient's zones); in wait mode it waits for the next opening after it;
-    /// otherwise it is left, with its due time, for the next run.
-    fn postpone_recall(&mut self, c: &ContactRow, due_ms: i64) {
-        let Some(window) = self.rules.window.clone() else {
-            return;
-        };
-        let due = jiff::Timestamp::from_millisecond(due_ms).unwrap_or(jiff::Timestamp::MAX);
-        let cand = Candidate {
-            e164: &c.e164,
-            tz: c.tz.as_deref(),
-        };
-        let until = match self.rules.place(cand) {
-            Err(_) => None,
-            Ok(p) if window.allows_all(due, &p.zones) => return,
-            Ok(p) if self.ctx.settings.wait_for_window => window
-                .next_opening_all(due, &p.zones)
-                .map(|t| t.as_millisecond()),
-            Ok(_) => None,
-        };
-        self.wait_dirty = true;
-        self.ctx.journal.write_later(Op::Apply {
-            row: c.row,
-            event: Event::Defer {
-                detail: None,
-                until_ms: until,
-            },
-            at_ms: self.ctx.now_ms(),
-        });
     }
 
     fn spawn_resume(&mut self, c: ContactRow) {
@@ -914,174 +566,15 @@ impl Coordinator {
         let (ctx, row) = (self.ctx.clone(), c.row);
         let h = self
             .tasks
-            .spawn(async move { (row, call::resume(ctx, c, gw).await) });
+            .spawn(async move { (row, super::poll::resume(ctx, c, gw).await) });
         self.task_rows.insert(h.id(), row);
         self.owned.insert(
             row,
             Owned {
                 task: Some(h),
                 gw: Some(gw),
+                line: true,
             },
         );
-    }
-
-    /// The next call placed by an earlier run, while there are any.
-    async fn next_resume(&mut self) -> Result<Option<ContactRow>> {
-        while let Phase::Resume { after } = self.phase {
-            if let Some(c) = self.queue.pop_front() {
-                return Ok(Some(c));
-            }
-            let batch = self.ctx.journal.dialed_after(after, BATCH).await?;
-            match batch.last() {
-                Some(last) => {
-                    if after.is_none() {
-                        info!("resuming calls placed by an earlier run");
-                    }
-                    self.phase = Phase::Resume {
-                        after: Some(last.row),
-                    };
-                    self.queue.extend(batch);
-                }
-                None => self.phase = Phase::List { after: None },
-            }
-        }
-        Ok(None)
-    }
-
-    /// The next contact to request: the list in order, then (wait mode) those whose window has opened.
-    async fn next_fresh(&mut self) -> Result<Option<ContactRow>> {
-        loop {
-            while let Some(c) = self.queue.pop_front() {
-                if !self.owned.contains_key(&c.row) {
-                    return Ok(Some(c));
-                }
-            }
-            match self.phase {
-                Phase::Resume { .. } => return Ok(None),
-                Phase::List { after } => {
-                    let now_ms = self.due_now_ms();
-                    let batch = self.ctx.journal.pending_after(after, BATCH, now_ms).await?;
-                    match batch.last() {
-                        Some(last) => {
-                            self.phase = Phase::List {
-                                after: Some(last.row),
-                            };
-                            self.queue.extend(batch);
-                        }
-                        None => {
-                            // Wait mode waits for windows to open; a recall policy waits for recalls that
-                            // fall due while their window is open (or, without a window, for all of them).
-                            self.phase = if self.ctx.settings.wait_for_window
-                                || self.ctx.settings.recall.is_some()
-                            {
-                                Phase::Waiting
-                            } else {
-                                Phase::Done
-                            };
-                        }
-                    }
-                }
-                Phase::Waiting => {
-                    if self.wait_until.is_some_and(|t| Instant::now() < t) && !self.wait_dirty {
-                        return Ok(None);
-                    }
-                    self.wait_dirty = false;
-                    self.wait_until = None;
-                    let clock = &self.ctx.settings.clock;
-                    let now_ms = self.due_now_ms();
-                    let wall_ms = clock.now().as_millisecond();
-                    let batch = self.ctx.journal.due(wall_ms, now_ms, BATCH).await?;
-                    let now = Instant::now();
-                    let mut held: Option<Instant> = None;
-                    let fresh: Vec<ContactRow> = batch
-                        .into_iter()
-                        .filter(|c| !self.owned.contains_key(&c.row))
-                        .filter(|c| match self.not_before.get(&c.row) {
-                            Some(t) if *t > now => {
-                                held = Some(held.map_or(*t, |h| h.min(*t)));
-                                false
-                            }
-                            _ => true,
-                        })
-                        .collect();
-                    if !fresh.is_empty() {
-                        self.queue.extend(fresh);
-                        continue;
-                    }
-                    if let Some(t) = held {
-                        // Due by the wall clock, and not yet by the time measured since the call ended.
-                        self.wait_until = Some(t);
-                        return Ok(None);
-                    }
-                    if let Some((at, n, recall)) = self.ctx.journal.next_wait().await? {
-                        let t = jiff::Timestamp::from_millisecond(at).unwrap_or(clock.now());
-                        let soon = Instant::now() + Duration::from_millis(200);
-                        // Due but still owned (its intent is on its way): look again shortly.
-                        let by_run = Instant::now()
-                            + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64);
-                        self.wait_until = Some(clock.instant_at(t).max(by_run).max(soon));
-                        if self.announced_wait != Some(at) && at > now_ms {
-                            self.announced_wait = Some(at);
-                            if recall {
-                                info!(contacts = n, next_due = %t, "waiting for recalls to fall due");
-                            } else {
-                                info!(contacts = n, opens = %t, "waiting for the calling window to open");
-                            }
-                        }
-                    }
-                    return Ok(None);
-                }
-                Phase::Done => return Ok(None),
-            }
-        }
-    }
-
-    /// Nothing left to hand out in this run.
-    async fn exhausted(&mut self) -> Result<bool> {
-        if !self.retries.is_empty() || !self.queue.is_empty() {
-            return Ok(false);
-        }
-        Ok(match self.phase {
-            Phase::Done => true,
-            Phase::Waiting => self.wait_until.is_none(),
-            _ => false,
-        })
-    }
-
-    /// Removes records left on the gateway by a run that stopped between saving a result and removing it.
-    async fn start_housekeeping(&mut self) -> Result<()> {
-        if self.ctx.settings.keep_records {
-            return Ok(());
-        }
-        let leftovers = self.ctx.journal.unremoved().await?;
-        if leftovers.is_empty() {
-            return Ok(());
-        }
-        let ctx = self.ctx.clone();
-        let keys: Vec<String> = ctx
-            .settings
-            .gateways
-            .iter()
-            .map(|g| g.key.clone())
-            .collect();
-        self.housekeeping = Some(tokio::spawn(async move {
-            let mut stage = ctx.stage.clone();
-            for (row, req_id, gateway) in leftovers {
-                // A record on a gateway no longer listed cannot be reached: it stays there.
-                let Some(gw) = gateway.map_or(Some(0), |k| keys.iter().position(|g| *g == k))
-                else {
-                    continue;
-                };
-                if !ctx
-                    .polls
-                    .ready_on(gw, &mut stage, |s| *s == Stage::Now)
-                    .await
-                {
-                    return;
-                }
-                call::remove_record(&ctx, row, &req_id, gw).await;
-            }
-        }));
-        Ok(())
     }
 }

@@ -16,6 +16,7 @@ pub mod breaker;
 pub mod call;
 pub mod coordinator;
 pub mod pacing;
+pub mod poll;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

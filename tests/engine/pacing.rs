@@ -187,3 +187,22 @@ async fn requests_in_flight_to_one_gateway_are_bounded_whatever_the_lines() {
         assert!(most >= 64, "{most}: the slots are used");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_line_given_is_used_past_the_cap_on_requests_in_flight() {
+    // 6 s calls and more lines than requests may be in flight at once (128): the cap bounds HTTP requests,
+    // so once each call request is answered its slot is free, and `--lines` alone bounds the calls.
+    let sim = sim(4000, ms(0), ms(6000), ms(0), "").await;
+    let c = Campaign::new(&contacts(400));
+    let mut args = c.args(&sim);
+    args.lines = Some("300".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let log = sim.requests();
+    let times: Vec<Duration> = call_requests(&log).iter().map(|r| r.arrived).collect();
+    assert_eq!(times.len(), 400);
+    // No call ends before 6 s after its request: every request inside a window shorter than that is a call
+    // outstanding at its end. All 300 lines were taken at once, and never more.
+    let most = busiest(&times, ms(5900));
+    assert_eq!(most, 300, "calls outstanding at once");
+}

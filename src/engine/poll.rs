@@ -1,0 +1,563 @@
+//! A dialed call, from its request id to its end: the polls (spaced by what the campaign has learned of its
+//! calls' lengths, see [`Lengths`]), the result, a recall, the removal of the gateway record.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, trace, warn};
+
+use super::breaker::delays;
+use super::call::{Ctx, End, Report};
+use super::{Ending, Stage, Stats};
+use crate::gateway::PollError;
+use crate::gateway::protocol::{AttemptState, RemoveReply, StatusReply};
+use crate::privacy::number;
+use crate::store::{Answer, ContactRow, Event, Op, State, WriteError};
+use crate::types::Dur;
+
+/// Polls a call placed by an earlier run.
+pub async fn resume(ctx: Arc<Ctx>, contact: ContactRow, gw: usize) -> End {
+    let Some(req_id) = contact.req_id.clone() else {
+        return End::Stop(Ending::Internal(format!(
+            "row {} is dialed without a request id",
+            contact.line
+        )));
+    };
+    // Placed by an earlier run: only the wall clock spans the two runs, and it may have been stepped or
+    // corrected in between, so it cannot say how long ago the request was. The call is taken as placed now:
+    // it is written off (or recalled as unresolved) only after a full poll timeout of this run, unless the
+    // gateway gives its final answer first, as it does within `firstocc` for every call it still holds.
+    let dialed = Instant::now();
+    match poll_call(&ctx, &contact, &req_id, dialed, true, gw).await {
+        Ok(end) | Err(end) => end,
+    }
+}
+
+/// Completed calls a gateway's learned lengths are drawn from: enough to follow a list whose calls change
+/// length, few enough that the first poll is a handful of comparisons.
+const SAMPLES: usize = 32;
+
+/// What one gateway's calls have taken, from request to final answer, as seen by their polls: each call
+/// lasted more than `lo` (its last poll that was not final yet) and at most `hi` (the poll that read it final).
+///
+/// A call's first poll goes where the shortest recent calls ended: asking before then mostly reads "not yet",
+/// and asking at a fixed interval sees a call ending just after a poll a whole interval late. The first poll is
+/// placed at the smallest `hi` seen (`A`: some call ended by then) when the bracket of that shortest length
+/// is tight, or a quarter of the bracket earlier otherwise (`L`, the largest `lo` under `A`: calls lasted at
+/// least that long), so the bracket narrows call by call, as TCP narrows its retransmission timeout. A probe
+/// too early costs one more poll, spaced as today; one late costs what the fixed interval did. Later polls keep
+/// the operator's interval, which is a minimum spacing the gateway's documentation asks for.
+#[derive(Debug, Default)]
+pub struct Lengths {
+    samples: Mutex<VecDeque<(Duration, Duration)>>,
+}
+
+impl Lengths {
+    /// When to ask first, after the request, with later polls every `interval`, and the floor it was placed
+    /// on (see [`Lengths::record_above`]); `None` until a call on this gateway has ended.
+    pub fn first_poll(&self, interval: Duration) -> Option<(Duration, Duration)> {
+        let samples = self.samples.lock().ok()?;
+        let shortest = samples.iter().map(|(_, hi)| *hi).min()?;
+        // Calls of one length, as far as the polls tell (some instant lies in every call's bracket): the
+        // bracket of that length is narrowed down, below. Calls of many lengths: the first poll that would have
+        // seen the recent calls soonest in all, with no more polls than the fixed interval would have taken; a
+        // poll at the shortest of spread lengths reads most calls "not yet" and sees them an interval late.
+        let one_length = samples.iter().all(|(lo, _)| *lo < shortest);
+        let cost = |first: Duration| {
+            samples
+                .iter()
+                .fold((0u128, 0u128), |(late, polls), (_, hi)| {
+                    let more = hi
+                        .saturating_sub(first)
+                        .as_nanos()
+                        .div_ceil(interval.as_nanos().max(1));
+                    let seen = first.as_nanos() + more * interval.as_nanos();
+                    (late + (seen - hi.as_nanos()), polls + 1 + more)
+                })
+        };
+        let (_, fixed_polls) = cost(interval);
+        let best = samples
+            .iter()
+            .map(|(_, hi)| *hi)
+            .filter(|c| cost(*c).1 <= fixed_polls)
+            .min_by_key(|c| (cost(*c).0, *c));
+        if let Some(best) = best.filter(|b| !one_length && *b > shortest) {
+            return Some((best, Duration::ZERO));
+        }
+        let floor = samples
+            .iter()
+            .map(|(lo, _)| *lo)
+            .filter(|lo| *lo < shortest)
+            .max()
+            .unwrap_or(Duration::ZERO);
+        let width = shortest - floor;
+        // Tight: within 2% of the length or 2 ms, whichever is more (timer and loopback jitter).
+        let tight = (shortest / 50).max(Duration::from_millis(2));
+        let at = if width <= tight {
+            shortest
+        } else {
+            shortest - width / 4
+        };
+        Some((at, floor))
+    }
+
+    /// A call on this gateway was read final at `hi` after its request, and was not yet at `lo`. `floor` is
+    /// the floor its first poll was placed on: a call that ended above it carries it on, or the floor would
+    /// leave with the last sample that showed it, and the next first poll would probe a quarter early again.
+    pub fn record_above(&self, lo: Duration, hi: Duration, floor: Duration) {
+        self.record(if hi > floor { lo.max(floor) } else { lo }, hi);
+    }
+
+    /// A call on this gateway was read final at `hi` after its request, and was not yet at `lo`.
+    pub fn record(&self, lo: Duration, hi: Duration) {
+        if let Ok(mut samples) = self.samples.lock() {
+            if samples.len() == SAMPLES {
+                samples.pop_front();
+            }
+            samples.push_back((lo, hi));
+        }
+    }
+}
+
+/// Answers of "no such call record" in a row before a call is taken as lost.
+const MISSING_IN_A_ROW: u32 = 3;
+
+/// Counts a call as in flight for as long as it is polled.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a std::sync::atomic::AtomicU64) -> Self {
+        Stats::add(c);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Polls one call until its last record is final, the gateway forgets it, or it is read at or after its
+/// deadline and still not final.
+///
+/// The deadline applies only to answers that say "not final yet". While the status cannot be read (the
+/// gateway unreachable, errors, pages that are not status replies) the call stays open, because its result
+/// may be sitting on the gateway; after `max-outage` of that, polling stops and the next run polls it again.
+pub(super) async fn poll_call(
+    ctx: &Ctx,
+    contact: &ContactRow,
+    req_id: &str,
+    dialed: Instant,
+    resumed: bool,
+    gw: usize,
+) -> Result<End, End> {
+    let _in_flight = InFlight::new(&ctx.stats.in_flight);
+    let row = contact.row;
+    let s = &ctx.settings;
+    let deadline = dialed + s.poll_timeout;
+    let interval = s.poll_interval;
+    let mut stage = ctx.stage.clone();
+    // A resumed call is read at once: its deadline may be long past, and it is written off only after a read.
+    let (mut delay, floor) = if resumed {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        ctx.lengths[gw]
+            .first_poll(interval)
+            .unwrap_or((interval, Duration::ZERO))
+    };
+    // The last readable answer that said "not final yet": the call lasted longer than that.
+    let mut not_final_at: Option<Instant> = None;
+    let mut failing: Option<backon::ExponentialBackoff> = None;
+    let mut unreadable_since: Option<Instant> = None;
+    let mut reported_words: Vec<String> = Vec::new();
+    // "No such record" must be said several times in a row before the call is given up as lost: one such
+    // answer from a gateway that is restarting, or a proxy in a bad moment, must not lose a made call.
+    let mut missing = 0u32;
+    loop {
+        let to_deadline = deadline.saturating_duration_since(Instant::now());
+        // Never sleep past the deadline: the read that may write the call off happens on time.
+        let wait = if to_deadline.is_zero() {
+            delay
+        } else {
+            delay.min(to_deadline)
+        };
+        let wake = Instant::now() + wait;
+        tokio::select! {
+            biased;
+            _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        if !ctx
+            .polls
+            .ready_on(gw, &mut stage, |s| *s == Stage::Now)
+            .await
+        {
+            return Ok(End::LeftOpen);
+        }
+        Stats::add(&ctx.stats.polls);
+        // When the poll was sent, not when its answer came: a slow answer may describe the call as it was
+        // before the deadline, and only an answer asked for at or after it may write the call off.
+        let asked_at = Instant::now();
+        let reply = tokio::select! {
+            biased;
+            _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
+            r = ctx.gateways[gw].status(req_id) => r,
+        };
+        match &reply {
+            Err(PollError::Unreachable(e)) => {
+                ctx.report(Report::Unreachable { gw, why: e.clone() }).await
+            }
+            Err(PollError::Lost(_)) => {}
+            Ok(_) | Err(_) => ctx.report(Report::Answered { gw }).await,
+        }
+        let attempts = match reply {
+            Err(PollError::Unauthorized(code)) => {
+                // The call stays `dialed`: the next run, with working credentials, polls it again.
+                return Ok(End::Stop(Ending::CredentialsRefused(format!(
+                    "HTTP {code}"
+                ))));
+            }
+            Err(PollError::Misconfigured(code)) => {
+                return Ok(End::Stop(Ending::Misconfigured(format!(
+                    "HTTP {code} from the status handler"
+                ))));
+            }
+            Err(e) => {
+                Stats::add(&ctx.stats.poll_errors);
+                // "No such record" counts only in a row: an answer that cannot be read between two of them is
+                // what a restarting gateway gives, and its records may be back once it has started.
+                missing = 0;
+                let since = *unreadable_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > s.max_outage {
+                    warn!(row = contact.line, %req_id, gateway = ctx.key(gw), error = %e, "status unreadable for longer than max-outage; the next run polls this call again");
+                    return Ok(End::LeftOpen);
+                }
+                let waits = failing
+                    .get_or_insert_with(|| delays(interval, Duration::from_secs(60).max(interval)));
+                delay = waits.next().unwrap_or(interval);
+                warn!(row = contact.line, %req_id, gateway = ctx.key(gw), error = %e, retry_in = %Dur(delay), "status poll failed; will keep polling");
+                continue;
+            }
+            Ok(StatusReply::NoSuchRecord) => {
+                missing += 1;
+                if missing < MISSING_IN_A_ROW {
+                    warn!(row = contact.line, %req_id, "gateway says it has no such call record; asking again");
+                    delay = interval;
+                    continue;
+                }
+                let detail = format!(
+                    "the gateway has no record of request {req_id} ({missing} answers in a row: deleted on the gateway, or lost in a restart)"
+                );
+                warn!(row = contact.line, %req_id, "gateway has no such call record");
+                return finish(ctx, row, Event::RecordLost { detail }, State::Error).await;
+            }
+            Ok(StatusReply::NoAttemptYet) => Vec::new(),
+            Ok(StatusReply::Attempts(a)) => a,
+        };
+        failing = None;
+        unreadable_since = None;
+        missing = 0;
+        delay = interval;
+        let n = attempts.len() as u32;
+        let last_seen = match attempts.last() {
+            None => "no attempt recorded".to_string(),
+            Some(last) => match last.state() {
+                state @ (AttemptState::Made | AttemptState::Failed) => {
+                    trace!(target: "turnover", row, "final answer read");
+                    // A resumed call's request time is not known to this run: it teaches nothing.
+                    if !resumed {
+                        let lo = not_final_at
+                            .map_or(Duration::ZERO, |t| t.saturating_duration_since(dialed));
+                        ctx.lengths[gw].record_above(
+                            lo,
+                            asked_at.saturating_duration_since(dialed),
+                            floor,
+                        );
+                    }
+                    let notes = match &last.irregular {
+                        Some(what) => format!("{} ({what})", last.notes),
+                        None => last.notes.clone(),
+                    };
+                    let answer = Answer {
+                        responses: last.responses.to_string(),
+                        attempts: n,
+                        notes,
+                    };
+                    let st = if state == AttemptState::Made {
+                        State::Made
+                    } else {
+                        State::Failed
+                    };
+                    let certain = last.irregular.is_none();
+                    if let Some(end) = recall(ctx, contact, st, &answer, certain, dialed).await? {
+                        if !s.keep_records {
+                            remove_record(ctx, row, req_id, gw, true).await;
+                        }
+                        return Ok(end);
+                    }
+                    let event = if st == State::Made {
+                        Event::Made(answer)
+                    } else {
+                        Event::Failed(answer)
+                    };
+                    let end = finish(ctx, row, event, st).await?;
+                    trace!(target: "turnover", row, "result durable");
+                    if matches!(end, End::Final(State::Unknown)) {
+                        // A request-id clash made it unknown meanwhile: whose record this is, nobody knows.
+                        return Ok(end);
+                    }
+                    debug!(
+                        row = contact.line,
+                        number = %number(&contact.dialed_number),
+                        %req_id,
+                        status = st.as_str(),
+                        "call finished"
+                    );
+                    if !s.keep_records {
+                        remove_record(ctx, row, req_id, gw, true).await;
+                    }
+                    return Ok(end);
+                }
+                AttemptState::Other(word) => {
+                    if !reported_words.contains(&word) {
+                        warn!(row = contact.line, %req_id, status = %word, notes = %last.notes, "unknown status word; still polling");
+                        reported_words.push(word.clone());
+                    }
+                    format!("{n} attempt(s), last status {word:?}")
+                }
+                AttemptState::Retry | AttemptState::Pending => {
+                    format!("{n} attempt(s), last {:?}: {}", last.status, last.notes)
+                }
+            },
+        };
+        not_final_at = Some(asked_at);
+        if asked_at >= deadline {
+            // Read at or after the deadline and still not final: written off, and the record removed so the
+            // gateway makes no further attempt.
+            warn!(row = contact.line, %req_id, "giving up polling: {last_seen}");
+            let detail = format!(
+                "no final status {} after the request ({last_seen})",
+                Dur(s.poll_timeout)
+            );
+            let answer = Answer {
+                responses: String::new(),
+                attempts: n,
+                notes: detail.clone(),
+            };
+            if let Some(end) =
+                recall(ctx, contact, State::Unresolved, &answer, true, dialed).await?
+            {
+                if !s.keep_records {
+                    remove_record(ctx, row, req_id, gw, false).await;
+                }
+                return Ok(end);
+            }
+            let end = finish(
+                ctx,
+                row,
+                Event::WrittenOff {
+                    detail,
+                    attempts: n,
+                },
+                State::Unresolved,
+            )
+            .await?;
+            // Removed to cancel any attempt the gateway would still make, unless the operator keeps records (the
+            // window's margin covers the gateway's retries either way).
+            if matches!(end, End::Final(State::Unresolved)) && !s.keep_records {
+                remove_record(ctx, row, req_id, gw, false).await;
+            }
+            return Ok(end);
+        }
+    }
+}
+
+/// When the recall policy calls this outcome again, records the call as ended and the contact as pending
+/// again, due after `recall-after`; `None` when it does not.
+async fn recall(
+    ctx: &Ctx,
+    contact: &ContactRow,
+    outcome: State,
+    answer: &Answer,
+    certain: bool,
+    dialed: Instant,
+) -> Result<Option<End>, End> {
+    let Some(policy) = &ctx.settings.recall else {
+        return Ok(None);
+    };
+    if !policy.wants(outcome, &answer.responses, contact.attempt, certain) {
+        return Ok(None);
+    }
+    let now = Instant::now();
+    let mut due = now + policy.after;
+    if outcome == State::Unresolved {
+        // The gateway may still be dialing the old record (its removal can fail, or the run can die before
+        // it): the recall waits until the gateway's own attempts are over, `firstocc` minutes after the
+        // request, plus the 5 minutes the default poll timeout allows for the last of them. Two calls are
+        // never open for one person at once.
+        let gateway_done =
+            dialed + Duration::from_secs(u64::from(ctx.settings.firstocc) * 60 + 5 * 60);
+        due = due.max(gateway_done);
+    }
+    let ahead = i64::try_from((due - now).as_millis()).unwrap_or(i64::MAX);
+    // On the campaign's time line, not the wall clock: the next run compares it with the same line.
+    let due_ms = ctx.settings.steady.now_ms().saturating_add(ahead);
+    let event = Event::Recall {
+        outcome,
+        answer: answer.clone(),
+        due_ms,
+        not_before_ms: Some(due_ms),
+    };
+    match ctx.write(contact.row, event).await {
+        Ok(_) => {
+            debug!(
+                row = contact.line,
+                outcome = outcome.as_str(),
+                attempt = contact.attempt,
+                "call ended; recalled"
+            );
+            Ok(Some(End::Recalled {
+                contact: contact.clone(),
+                due_ms,
+                due,
+            }))
+        }
+        // A request-id clash made it unknown meanwhile.
+        Err(WriteError::Refused(r)) if r.from == State::Unknown => {
+            Ok(Some(End::Final(State::Unknown)))
+        }
+        Err(WriteError::Refused(r)) => Err(End::Stop(Ending::Internal(r.to_string()))),
+        Err(WriteError::Io(e)) => Err(End::Stop(Ending::JournalFailed(e))),
+    }
+}
+
+/// Records a final result of a dialed call. A contact a request-id clash made `unknown` meanwhile ends so.
+async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, End> {
+    let counter = match state {
+        State::Made => &ctx.stats.made,
+        State::Failed => &ctx.stats.failed,
+        _ => &ctx.stats.other_final,
+    };
+    match ctx.write(row, event).await {
+        Ok(_) => {
+            Stats::add(counter);
+            Ok(End::Final(state))
+        }
+        Err(WriteError::Refused(r)) if r.from == State::Unknown => Ok(End::Final(State::Unknown)),
+        Err(WriteError::Refused(r)) => Err(End::Stop(Ending::Internal(r.to_string()))),
+        Err(WriteError::Io(e)) => Err(End::Stop(Ending::JournalFailed(e))),
+    }
+}
+
+/// Removes a final call's record; a failure only leaves a record behind, which the next run retries.
+///
+/// `frees_line`: the call's final answer was read and its result is durable, so its line is given back before
+/// the removal is sent rather than after it is answered. The removal's round trip is then off the path from
+/// a final answer to the next call request (against a gateway whose replies come in two TCP segments it was
+/// a delayed ACK, 40 ms, on every turnover).
+pub async fn remove_record(ctx: &Ctx, row: u64, req_id: &str, gw: usize, frees_line: bool) {
+    // A gateway that reused this id for another contact's call would cancel that call: a remove names a
+    // record only by its id. The record is left on the gateway instead (clutter, not a lost call).
+    let id = req_id.to_string();
+    let shared = ctx
+        .journal
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM contacts WHERE req_id = ?1 AND row != ?2)",
+                rusqlite::params![id, row as i64],
+                |r| r.get::<_, bool>(0),
+            )?)
+        })
+        .await;
+    if frees_line {
+        // After the check: it runs before any write the next call's task queues (its intent), and the removal
+        // leaves now, while that intent is still being committed.
+        ctx.report(Report::LineFree { row }).await;
+    }
+    if !matches!(shared, Ok(false)) {
+        warn!(%req_id, gateway = ctx.key(gw), "request id now names another contact's call too; its record is left on the gateway rather than risk cancelling that call");
+        return;
+    }
+    Stats::add(&ctx.stats.removes);
+    trace!(target: "turnover", row, "remove sent");
+    let removed = ctx.gateways[gw].remove(req_id).await;
+    trace!(target: "turnover", row, "remove answered");
+    match removed {
+        Ok(RemoveReply::Removed | RemoveReply::NoSuchRecord) => {
+            ctx.journal.write_later(Op::Removed {
+                row,
+                req_id: req_id.to_string(),
+            })
+        }
+        Ok(RemoveReply::Unexpected(body)) => {
+            warn!(%req_id, gateway = ctx.key(gw), reply = %body, "unexpected reply to remove; record left on the gateway")
+        }
+        Err(e) => {
+            warn!(%req_id, gateway = ctx.key(gw), error = %e, "could not remove the gateway record; the next run retries")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Calls of one length, each polled where `first_poll` says and then every `interval`: the first poll
+    /// closes in on the length from above, and once there each call is read final at its first poll.
+    #[test]
+    fn the_first_poll_closes_in_on_the_length_of_the_calls() {
+        let lengths = Lengths::default();
+        assert_eq!(lengths.first_poll(ms(200)), None, "nothing learned yet");
+        let (length, interval) = (ms(300), ms(200));
+        let mut late = Vec::new();
+        for _ in 0..100 {
+            let (first, floor) = lengths
+                .first_poll(interval)
+                .unwrap_or((interval, Duration::ZERO));
+            let (mut lo, mut at) = (Duration::ZERO, first);
+            while at < length {
+                lo = at;
+                at += interval;
+            }
+            lengths.record_above(lo, at, floor);
+            late.push(at - length);
+        }
+        // The first call is seen up to an interval late; the last ones within the tight bracket (2%).
+        assert!(late[0] >= ms(50), "{late:?}");
+        assert!(late[30..].iter().all(|l| *l <= ms(6)), "{late:?}");
+        // And the first poll is never before the shortest length some call was still running at.
+        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
+        assert!(first >= ms(294) && first <= ms(306), "{first:?}");
+    }
+
+    #[test]
+    fn a_shorter_call_than_any_seen_brings_the_first_poll_forward() {
+        let lengths = Lengths::default();
+        for _ in 0..5 {
+            lengths.record(Duration::ZERO, ms(1010));
+        }
+        lengths.record(Duration::ZERO, ms(400));
+        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
+        assert!(first <= ms(400), "{first:?}");
+    }
+
+    /// Lengths spread over a range: the first poll goes where the fewest calls are seen late, not at the
+    /// shortest (where most would read "not yet" and wait a whole interval more).
+    #[test]
+    fn spread_lengths_are_first_polled_where_most_have_ended() {
+        let lengths = Lengths::default();
+        // Brackets that no one length fits: each call was still running 5 ms before it was read final.
+        for i in 0..=10 {
+            lengths.record(ms(245 + i * 10), ms(250 + i * 10));
+        }
+        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
+        assert!(first >= ms(300), "{first:?}");
+    }
+}
