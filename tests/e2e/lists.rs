@@ -390,11 +390,17 @@ async fn foreign_numbers_are_dialed_as_written_and_numbers_not_tied_to_a_place_a
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
     let rows = results(&dir.path().join("r.dry-run.csv"));
+    // The window is all day, less its margin before midnight (the gateway's retries and a call's length):
+    // a row whose zone is in those last minutes now waits for the window. That is the window's business, not
+    // this test's, so such a row counts as called here.
     let got: Vec<(&str, &str, &str, &str)> = rows
         .iter()
         .map(|r| {
             (
-                r["decision"].as_str(),
+                match r["decision"].as_str() {
+                    "outside_window" => "would_call",
+                    decision => decision,
+                },
                 r["dialed_number"].as_str(),
                 r["timezone"].as_str(),
                 r["timezone_source"].as_str(),
