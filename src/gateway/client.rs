@@ -133,7 +133,7 @@ impl Gateway {
         // A user in the URL travels as basic auth, not in every logged URL.
         let _ = base.set_username("");
         Ok(Gateway::with_transport(
-            Transport::http(timeout, auth, ca_pem)?,
+            Transport::http(timeout, auth, ca_pem, base.scheme() == "http")?,
             base,
         ))
     }

@@ -84,6 +84,8 @@ pub(super) enum Transport {
     Http {
         http: Client,
         auth: Option<(String, crate::types::Secret)>,
+        /// A connection per request, closed by the gateway (see [`Transport::http`]).
+        fresh: bool,
     },
     Exchange(std::sync::Arc<dyn Exchange>),
 }
@@ -163,10 +165,22 @@ fn describe(e: &reqwest::Error) -> String {
 
 impl Transport {
     /// An HTTP client for one gateway: `timeout` bounds each request from connect to last body byte.
+    ///
+    /// `fresh`: each request on a connection of its own, which the gateway closes (`Connection: close`), for a
+    /// plain-HTTP gateway on the LAN, where a connection costs a round trip of well under a millisecond. Two
+    /// reasons. A server that writes a reply's head and body separately (with Nagle's algorithm on) holds the
+    /// body until the head is acknowledged, and on a reused connection this kernel delays that acknowledgement
+    /// by 40 ms: every answer, a final one included, arrives 40 ms late and the freed line waits (measured in
+    /// BENCHMARKS.md section 9: turnover p50 44 ms reused, 4 ms fresh). And a call request never goes out on a
+    /// kept-alive socket the gateway is closing, which would make its answer lost and its contact `unknown`.
+    /// The gateway closes first, so the closed connections wait out TIME_WAIT on its side, not in this host's
+    /// ports. Over https (a proxy in front) connections are kept: a TLS handshake per request costs more, and
+    /// TLS records carry a reply whole.
     pub(super) fn http(
         timeout: Duration,
         auth: Option<(String, crate::types::Secret)>,
         ca_pem: Option<&[u8]>,
+        fresh: bool,
     ) -> Result<Transport, String> {
         install_tls_provider();
         let mut builder = Client::builder();
@@ -179,7 +193,7 @@ impl Transport {
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .pool_idle_timeout(POOL_IDLE)
-            .pool_max_idle_per_host(64)
+            .pool_max_idle_per_host(if fresh { 0 } else { 64 })
             .http1_only()
             // A redirected POST becomes a GET elsewhere; a gateway handler never redirects, so treat it as an
             // answer that did not schedule anything.
@@ -187,16 +201,19 @@ impl Transport {
             .user_agent(concat!("ivr-campaign/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Transport::Http { http, auth })
+        Ok(Transport::Http { http, auth, fresh })
     }
 
     /// Sends one request to `path` (at `url` over HTTP) and returns what came back on the wire.
     pub(super) async fn send(&self, url: Url, path: &str, form: Vec<(String, String)>) -> Wire {
-        let (http, auth) = match self {
+        let (http, auth, fresh) = match self {
             Transport::Exchange(x) => return x.exchange(path, form).await,
-            Transport::Http { http, auth } => (http, auth),
+            Transport::Http { http, auth, fresh } => (http, auth, *fresh),
         };
         let mut req = http.post(url).form(&form);
+        if fresh {
+            req = req.header(reqwest::header::CONNECTION, "close");
+        }
         if let Some((user, password)) = auth {
             req = req.basic_auth(user, Some(&password.0));
         }

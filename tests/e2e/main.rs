@@ -1,5 +1,6 @@
 //! End-to-end tests: the real binary against the project's gateway simulator over loopback HTTP.
 
+mod connections;
 mod crash;
 mod damage;
 mod faults;
