@@ -63,6 +63,73 @@ pub fn binding_digest(key_column: &str) -> String {
     format!("rolling export keyed by column {key_column}")
 }
 
+/// The meta key holding the plan settings the campaign's touches were computed by ([`plan`]).
+pub const PLAN_META: &str = "reminder_plan";
+
+/// The settings that give appointments and touches their meaning, as the journal records them: `key=value`
+/// lines. Touches are matched to their appointment by position and were timed by these; under other ones a
+/// touch already made would be taken for another (called again, or too close to the appointment).
+/// `--stop-on` and `--skip-if` are not among them: a change of those only removes calls.
+pub fn plan(settings: &Reminders) -> String {
+    let dur = |d: jiff::SignedDuration| crate::types::Dur(d.unsigned_abs()).to_string();
+    let none = || "(none)".to_string();
+    let a = settings.appointments.as_ref();
+    [
+        ("key-column", settings.key_column.clone()),
+        ("appointment-column", a.map_or_else(none, |a| a.column.clone())),
+        (
+            "appointment-format",
+            a.and_then(|a| a.format.clone())
+                .unwrap_or_else(|| "(the common formats)".into()),
+        ),
+        (
+            "appointment-timezone",
+            a.map_or_else(none, |a| a.timezone_name.clone()),
+        ),
+        (
+            "remind-before",
+            a.map_or_else(none, |a| {
+                a.timing.leads.iter().map(|l| dur(*l)).collect::<Vec<_>>().join(",")
+            }),
+        ),
+        ("min-notice", a.map_or_else(none, |a| dur(a.timing.min_notice))),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={v}"))
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// Refuses a run whose plan settings differ from those the journal recorded. A journal that recorded none
+/// (an older release) takes this run's.
+pub fn check_plan(conn: &Connection, settings: &Reminders, state_dir: &std::path::Path) -> Result<()> {
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [PLAN_META], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    let Some(stored) = stored else { return Ok(()) };
+    let now = plan(settings);
+    let parse = |t: &str| -> Vec<(String, String)> {
+        t.lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let was = parse(&stored);
+    for (k, v) in parse(&now) {
+        if let Some((_, w)) = was.iter().find(|(wk, _)| *wk == k)
+            && *w != v
+        {
+            return Err(Error::Config(format!(
+                "the campaign in {} plans its reminders with {k} {w}, and this run gives {v}: its touches were computed and made by the first, so it cannot change under the campaign. Give --{k} {w} again, or start a new campaign by moving the results file and its .state directory away (the people already reminded may then be reminded again)",
+                state_dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Whether the journal on `conn` holds a rolling export.
 pub fn is_rolling(conn: &Connection) -> bool {
     conn.query_row(
@@ -261,6 +328,10 @@ pub fn take_version(
             params![ZONE_META, a.timezone_name],
         )?;
     }
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+        params![PLAN_META, plan(settings)],
+    )?;
     tx.execute("DELETE FROM listing", [])?;
     tx.execute("UPDATE appointments SET listed = 0", [])?;
     let now = Timestamp::from_millisecond(now_ms).unwrap_or(Timestamp::MIN);

@@ -97,3 +97,60 @@ async fn the_touches_due_now_are_called_once_and_a_rerun_adds_none() {
         "a rerun calls nobody"
     );
 }
+
+/// The settings that give appointments and touches their meaning cannot change under a campaign: its
+/// touches are matched by position and were timed by them. Each change is refused before any call; the
+/// settings that only remove calls may change, and an unchanged rerun still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_plan_is_refused_before_any_call() {
+    let sim = sim(4, ms(20), ms(20), ms(60), SCENARIO).await;
+    let list = format!(
+        "appt_id,name,phone,appointment\n\
+         A1,Ada,212-555-0102,{}\n\
+         A2,Ben,212-555-0103,{}\n",
+        at(30),
+        at(60),
+    );
+    let c = Campaign::new(&sim, &list);
+    let flags = |before: &'static str, zone: &'static str, notice: &'static str| {
+        vec![
+            "--key-column",
+            "appt_id",
+            "--appointment-column",
+            "appointment",
+            "--appointment-timezone",
+            zone,
+            "--remind-before",
+            before,
+            "--min-notice",
+            notice,
+        ]
+    };
+    let base = flags("48h,24h", "America/New_York", "2h");
+    let out = c.run(&base).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(call_requests(&sim.requests()).len(), 1);
+    for (changed, setting) in [
+        (flags("72h,48h,24h", "America/New_York", "2h"), "remind-before"),
+        (flags("24h", "America/New_York", "2h"), "remind-before"),
+        (flags("48h,24h", "Europe/Paris", "2h"), "appointment-timezone"),
+        (flags("48h,24h", "America/New_York", "12h"), "min-notice"),
+    ] {
+        let out = c.run(&changed).await;
+        assert_eq!(code(&out), 78, "{setting}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(setting), "{setting}: {err}");
+        assert_eq!(
+            call_requests(&sim.requests()).len(),
+            1,
+            "{setting}: no call"
+        );
+    }
+    let mut stop = base.clone();
+    stop.extend(["--stop-on", "confirm=1"]);
+    let again = c.run(&stop).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    let again = c.run(&base).await;
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(call_requests(&sim.requests()).len(), 1, "a rerun calls nobody");
+}

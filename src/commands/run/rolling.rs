@@ -20,8 +20,11 @@ pub(super) async fn take_version(
     )?;
     let (reminders, headers) = (reminders.clone(), source.headers.clone());
     let now_ms = clock.now().as_millisecond();
+    let state_dir = cfg.files.state_dir.clone();
     let taken = journal
         .read(move |conn| {
+            // Before anything is written: a plan the touches were not computed by is refused whole.
+            touches::check_plan(conn, &reminders, &state_dir)?;
             touches::check_headers(conn, &headers)?;
             touches::take_version(conn, rows, &reminders, now_ms)
         })
