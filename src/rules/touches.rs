@@ -37,9 +37,20 @@ pub fn read_appointment(
         return Err("no appointment time".into());
     }
     let civil = match format {
-        Some(f) => DateTime::strptime(f, text).map_err(|_| {
-            format!("appointment time {text:?} does not match --appointment-format {f:?}")
-        })?,
+        Some(f) => {
+            let mismatch = || {
+                format!("appointment time {text:?} does not match --appointment-format {f:?}")
+            };
+            let parsed = jiff::fmt::strtime::parse(f, text).map_err(|_| mismatch())?;
+            // An offset written in the cell (`%z`) says which instant it is: taken as written, as an RFC 3339
+            // cell is without a format, never read again as the clinic's local time.
+            if parsed.offset().is_some() {
+                return parsed
+                    .to_timestamp()
+                    .map_err(|e| format!("appointment time {text:?}: {e}"));
+            }
+            parsed.to_datetime().map_err(|_| mismatch())?
+        }
         None => {
             if let Ok(t) = text.parse::<Timestamp>() {
                 return Ok(t);
@@ -210,6 +221,25 @@ mod tests {
             assert!(read_appointment(bad, None, &tz).is_err(), "{bad}");
         }
         assert!(read_appointment("2027-01-13 10:00", Some("%d.%m.%Y"), &tz).is_err());
+    }
+
+    #[test]
+    fn an_offset_read_by_the_appointment_format_is_taken_as_written() {
+        let f = Some("%Y-%m-%dT%H:%M:%S%z");
+        // 10:00 at +01:00 is 09:00Z, not 10:00 in New York.
+        assert_eq!(
+            read_appointment("2027-01-13T10:00:00+0100", f, &ny()),
+            Ok(t("2027-01-13T09:00:00Z"))
+        );
+        assert_eq!(
+            read_appointment("2027-01-13T10:00:00-0500", f, &ny()),
+            Ok(t("2027-01-13T15:00:00Z"))
+        );
+        // Without an offset in the format, the clinic's zone as before.
+        assert_eq!(
+            read_appointment("2027-01-13T10:00:00", Some("%Y-%m-%dT%H:%M:%S"), &ny()),
+            Ok(t("2027-01-13T15:00:00Z"))
+        );
     }
 
     #[test]

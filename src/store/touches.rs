@@ -637,14 +637,24 @@ pub fn after_run(conn: &Connection, settings: &Reminders, now_ms: i64) -> Result
 }
 
 /// The end of every touch that may be called in this run: no call request leaves at or after it.
-pub fn open_ends(conn: &Connection) -> Result<HashMap<u64, i64>> {
+///
+/// `min_notice_ms`: this run's `--min-notice`. Each end is also held to its appointment less it, a last guard
+/// whatever the journal recorded: no request leaves closer to the appointment than the run allows.
+pub fn open_ends(conn: &Connection, min_notice_ms: Option<i64>) -> Result<HashMap<u64, i64>> {
     if !is_rolling(conn) {
         return Ok(HashMap::new());
     }
     let mut st = conn.prepare(
-        "SELECT t.row, t.end_ms FROM touches t JOIN contacts c ON c.row = t.row WHERE c.state IN ('pending', 'intent', 'dialed')",
+        "SELECT t.row, t.end_ms, t.appt_ms FROM touches t JOIN contacts c ON c.row = t.row WHERE c.state IN ('pending', 'intent', 'dialed')",
     )?;
-    let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))?;
+    let rows = st.query_map([], |r| {
+        let (row, end, appt): (i64, i64, Option<i64>) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        let end = match (appt, min_notice_ms) {
+            (Some(a), Some(n)) => end.min(a.saturating_sub(n)),
+            _ => end,
+        };
+        Ok((row as u64, end))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

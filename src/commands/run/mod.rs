@@ -301,7 +301,15 @@ pub async fn run_in(
         "campaign starting"
     );
 
-    rules.touch_ends = owner.journal.read(crate::store::touches::open_ends).await?;
+    let min_notice_ms = cfg
+        .reminders
+        .as_ref()
+        .and_then(|r| r.appointments.as_ref())
+        .map(|a| a.timing.min_notice.as_millis() as i64);
+    rules.touch_ends = owner
+        .journal
+        .read(move |c| crate::store::touches::open_ends(c, min_notice_ms))
+        .await?;
     let stats = Arc::new(Stats::default());
     let to_do: u64 = owner
         .journal
