@@ -89,6 +89,23 @@ async fn the_touches_due_now_are_called_once_and_a_rerun_adds_none() {
             || rows[2]["appointment_at"].ends_with("-04:00")
     );
 
+    // `status` counts keys as the results show them, not touches: the same total and statuses.
+    let st = run(&["status", "--output", &c.output.display().to_string(), "--json"]).await;
+    assert_eq!(code(&st), 0, "{}", stderr(&st));
+    let status: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
+    assert_eq!(status["rows"]["total"], rows.len());
+    let mut by_status = std::collections::BTreeMap::<String, u64>::new();
+    for r in &rows {
+        *by_status.entry(r["status"].clone()).or_default() += 1;
+    }
+    for (name, n) in status["rows"]["by_status"].as_object().expect("by_status") {
+        assert_eq!(
+            n.as_u64().unwrap_or(0),
+            by_status.get(name).copied().unwrap_or(0),
+            "status {name}"
+        );
+    }
+
     let again = c.run(&flags).await;
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert_eq!(
