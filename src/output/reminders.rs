@@ -178,11 +178,25 @@ fn fold<'a>(
     }
     // The latest touch of this appointment that was called, or is due, or was refused by a rule; a call in
     // flight on any of its touches (an earlier time's included) shows before a withdrawal.
-    let acted = current
+    // A touch that is due and waits (for its window) says nothing yet: the last call's outcome shows, and
+    // the row still counts as work left, as a recall waiting does.
+    let latest = current
         .iter()
         .rev()
         .find(|t| !matches!(t.state, State::NotDue | State::TooLate | State::Withdrawn))
         .copied();
+    let acted = match latest {
+        Some(t) if t.state == State::Pending && !called(t) && withdrawn.is_none() => {
+            match current.iter().rev().find(|c| called(c)).copied() {
+                Some(earlier) => {
+                    written.recalls_waiting += 1;
+                    Some(earlier)
+                }
+                None => Some(t),
+            }
+        }
+        other => other,
+    };
     let flight = touches
         .iter()
         .rev()
@@ -312,13 +326,17 @@ pub fn rows_to(
     items.extend(gone);
     let mut appointment =
         conn.prepare("SELECT appt_ms, withdrawn, listed FROM appointments WHERE key = ?1")?;
+    // Keys shown so far: a later row of the same key (a repeated key) shows none of that key's calls, which
+    // are its first row's.
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for (record, key, invalid) in items {
         let touches;
+        let repeated = key.as_ref().is_some_and(|k| !seen.insert(k.clone()));
         let shown = match (invalid, key) {
             (Some(why), key) => {
                 *written.counts.entry(State::Invalid).or_insert(0) += 1;
                 // A row whose key holds touches (listed validly before) still shows their calls.
-                let history = match key {
+                let history = match key.filter(|_| !repeated) {
                     Some(k) => {
                         let rows: Vec<i64> = touches_of(conn, &k)?.iter().map(|t| t.row).collect();
                         history_of(conn, &rows)?

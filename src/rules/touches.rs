@@ -38,9 +38,8 @@ pub fn read_appointment(
     }
     let civil = match format {
         Some(f) => {
-            let mismatch = || {
-                format!("appointment time {text:?} does not match --appointment-format {f:?}")
-            };
+            let mismatch =
+                || format!("appointment time {text:?} does not match --appointment-format {f:?}");
             let parsed = jiff::fmt::strtime::parse(f, text).map_err(|_| mismatch())?;
             // An offset written in the cell (`%z`) says which instant it is: taken as written, as an RFC 3339
             // cell is without a format, never read again as the clinic's local time.

@@ -76,7 +76,10 @@ pub fn plan(settings: &Reminders) -> String {
     let a = settings.appointments.as_ref();
     [
         ("key-column", settings.key_column.clone()),
-        ("appointment-column", a.map_or_else(none, |a| a.column.clone())),
+        (
+            "appointment-column",
+            a.map_or_else(none, |a| a.column.clone()),
+        ),
         (
             "appointment-format",
             a.and_then(|a| a.format.clone())
@@ -89,10 +92,18 @@ pub fn plan(settings: &Reminders) -> String {
         (
             "remind-before",
             a.map_or_else(none, |a| {
-                a.timing.leads.iter().map(|l| dur(*l)).collect::<Vec<_>>().join(",")
+                a.timing
+                    .leads
+                    .iter()
+                    .map(|l| dur(*l))
+                    .collect::<Vec<_>>()
+                    .join(",")
             }),
         ),
-        ("min-notice", a.map_or_else(none, |a| dur(a.timing.min_notice))),
+        (
+            "min-notice",
+            a.map_or_else(none, |a| dur(a.timing.min_notice)),
+        ),
     ]
     .iter()
     .map(|(k, v)| format!("{k}={v}"))
@@ -102,7 +113,11 @@ pub fn plan(settings: &Reminders) -> String {
 
 /// Refuses a run whose plan settings differ from those the journal recorded. A journal that recorded none
 /// (an older release) takes this run's.
-pub fn check_plan(conn: &Connection, settings: &Reminders, state_dir: &std::path::Path) -> Result<()> {
+pub fn check_plan(
+    conn: &Connection,
+    settings: &Reminders,
+    state_dir: &std::path::Path,
+) -> Result<()> {
     let stored: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = ?1", [PLAN_META], |r| {
             r.get(0)

@@ -90,7 +90,13 @@ async fn the_touches_due_now_are_called_once_and_a_rerun_adds_none() {
     );
 
     // `status` counts keys as the results show them, not touches: the same total and statuses.
-    let st = run(&["status", "--output", &c.output.display().to_string(), "--json"]).await;
+    let st = run(&[
+        "status",
+        "--output",
+        &c.output.display().to_string(),
+        "--json",
+    ])
+    .await;
     assert_eq!(code(&st), 0, "{}", stderr(&st));
     let status: serde_json::Value = serde_json::from_slice(&st.stdout).expect("status JSON");
     assert_eq!(status["rows"]["total"], rows.len());
@@ -148,9 +154,15 @@ async fn a_changed_plan_is_refused_before_any_call() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(call_requests(&sim.requests()).len(), 1);
     for (changed, setting) in [
-        (flags("72h,48h,24h", "America/New_York", "2h"), "remind-before"),
+        (
+            flags("72h,48h,24h", "America/New_York", "2h"),
+            "remind-before",
+        ),
         (flags("24h", "America/New_York", "2h"), "remind-before"),
-        (flags("48h,24h", "Europe/Paris", "2h"), "appointment-timezone"),
+        (
+            flags("48h,24h", "Europe/Paris", "2h"),
+            "appointment-timezone",
+        ),
         (flags("48h,24h", "America/New_York", "12h"), "min-notice"),
     ] {
         let out = c.run(&changed).await;
@@ -169,5 +181,9 @@ async fn a_changed_plan_is_refused_before_any_call() {
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     let again = c.run(&base).await;
     assert_eq!(code(&again), 0, "{}", stderr(&again));
-    assert_eq!(call_requests(&sim.requests()).len(), 1, "a rerun calls nobody");
+    assert_eq!(
+        call_requests(&sim.requests()).len(),
+        1,
+        "a rerun calls nobody"
+    );
 }

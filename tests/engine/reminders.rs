@@ -406,3 +406,44 @@ steps = [{ status = "failed", notes = "Line Busy" }]
         assert_eq!(r["A1"]["calls"], calls.to_string());
     }
 }
+
+/// A key whose earlier touch was made and whose next touch waits for the window shows that call's outcome
+/// and is still work left (75); a repeated key's row shows none of the first row's calls.
+#[tokio::test(start_paused = true)]
+async fn a_touch_waiting_for_its_window_shows_the_last_call_and_a_repeated_key_none() {
+    let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new(HEADER);
+    // 646 is New York, 415 San Francisco: at 17:05 in New York both are inside 08:00-20:00.
+    write(
+        &c,
+        &[
+            "B1,Ann,646-555-1001,2027-01-13 10:00,Scheduled",
+            "B2,Lee,415-555-0132,2027-01-13 10:00,Scheduled",
+        ],
+    );
+    let s = run_at(args_for(&c, &sim), ny("2027-01-11T17:05")).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    assert!(!sim.requests().is_empty());
+    // Tuesday 10:30 in New York (07:30 in San Francisco): both 24h touches are due, B2's waits.
+    write(
+        &c,
+        &[
+            "B1,Ann,646-555-1001,2027-01-13 10:00,Scheduled",
+            "B2,Lee,415-555-0132,2027-01-13 10:00,Scheduled",
+            "B1,Ann again,646-555-1001,2027-01-13 10:00,Scheduled",
+        ],
+    );
+    let from = sim.requests().len();
+    let s = run_at(args_for(&c, &sim), ny("2027-01-12T10:30")).await;
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    assert_eq!(called_since(&sim, from), vec!["+16465551001"]);
+    let rows = c.results();
+    assert_eq!(rows[1]["appt_id"], "B2");
+    assert_eq!(rows[1]["status"], "made", "{:?}", rows[1]);
+    assert_eq!(rows[1]["reminders"], "1 of 2");
+    assert_eq!(rows[1]["calls"], "1");
+    assert_eq!(rows[2]["status"], "invalid");
+    assert_eq!(rows[2]["calls"], "");
+    assert_eq!(rows[2]["history"], "");
+    assert_eq!(rows[0]["calls"], "2");
+}
