@@ -187,3 +187,36 @@ async fn a_changed_plan_is_refused_before_any_call() {
         "a rerun calls nobody"
     );
 }
+
+/// An export re-saved with another delimiter is the same campaign; its results use the latest one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_results_use_the_latest_exports_delimiter() {
+    let sim = sim(4, ms(20), ms(20), ms(60), SCENARIO).await;
+    let list = format!(
+        "appt_id,name,phone,appointment\nA1,Ada,212-555-0102,{}\n",
+        at(30)
+    );
+    let c = Campaign::new(&sim, &list);
+    let flags = [
+        "--key-column",
+        "appt_id",
+        "--appointment-column",
+        "appointment",
+        "--appointment-timezone",
+        "America/New_York",
+        "--remind-before",
+        "48h,24h",
+    ];
+    let out = c.run(&flags).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    std::fs::write(&c.input, list.replace(',', ";")).expect("re-save");
+    let out = c.run(&flags).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = std::fs::read_to_string(&c.output).expect("results");
+    assert!(text.starts_with("appt_id;name;phone;"), "{text}");
+    assert_eq!(
+        call_requests(&sim.requests()).len(),
+        1,
+        "a rerun calls nobody"
+    );
+}

@@ -21,12 +21,20 @@ pub(super) async fn take_version(
     let (reminders, headers) = (reminders.clone(), source.headers.clone());
     let now_ms = clock.now().as_millisecond();
     let state_dir = cfg.files.state_dir.clone();
+    let delimiter = i64::from(source.delimiter);
     let taken = journal
         .read(move |conn| {
             // Before anything is written: a plan the touches were not computed by is refused whole.
             touches::check_plan(conn, &reminders, &state_dir)?;
             touches::check_headers(conn, &headers)?;
-            touches::take_version(conn, rows, &reminders, now_ms)
+            let taken = touches::take_version(conn, rows, &reminders, now_ms)?;
+            // The results use the latest export's delimiter: an export re-saved with another one is the same
+            // campaign, and its results read like it.
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('delimiter', ?1)",
+                [delimiter],
+            )?;
+            Ok(taken)
         })
         .await?;
     info!(
