@@ -412,6 +412,56 @@ pub struct RunArgs {
     /// Call requests per contact in all, the first included (3 = the first call and two recalls) [default: 3].
     #[arg(help_heading = "Recall", long, allow_hyphen_values = true)]
     pub max_attempts: Option<String>,
+    /// The column that names a row across exports (an appointment id): each run takes the list as a new version.
+    #[arg(
+        help_heading = "Reminders",
+        long,
+        long_help = "The column that names a row across exports (an appointment id). With it, the same campaign (results and journal) takes a new version of the list on every run: rows are matched by key, new keys join, a key no longer in the list is `withdrawn` and never called again, and a key whose phone or fields changed uses the new values for its future calls. An empty or repeated key makes the row `invalid`. Without it, a changed list is refused."
+    )]
+    pub key_column: Option<String>,
+    /// The column holding each appointment's date and time (needs --key-column and --remind-before).
+    #[arg(
+        help_heading = "Reminders",
+        long,
+        long_help = "The column holding each appointment's date and time, as practice systems write them: 2027-01-13 10:00, 2027-01-13T10:00:00, 01/13/2027 10:00 AM (or any form --appointment-format names; a time with an offset is taken as it is). A cell that cannot be read makes the row `invalid`, with the reason. Each appointment is then called at its touches (--remind-before), never after it has passed."
+    )]
+    pub appointment_column: Option<String>,
+    /// strftime format of the appointment cells, e.g. `%d.%m.%Y %H:%M`.
+    #[arg(help_heading = "Reminders", long)]
+    pub appointment_format: Option<String>,
+    /// IANA zone the export's times are written in (the clinic's) [default: --timezone].
+    #[arg(
+        help_heading = "Reminders",
+        long,
+        long_help = "The IANA zone the export's appointment times are written in: the clinic's, not the patient's (each call still keeps the calling window in the person's own zone). Defaults to --timezone; one of them is required with --appointment-column."
+    )]
+    pub appointment_timezone: Option<String>,
+    /// The touches, e.g. `48h,24h` (also `2d`).
+    #[arg(
+        help_heading = "Reminders",
+        long,
+        value_delimiter = ',',
+        long_help = "The touches, as leads before the appointment, comma-separated: 48h,24h (or 2d,1d). A touch is due from appointment - lead and stays due until the next touch falls due (the last one: until appointment - --min-notice); a touch not made by then is skipped, never made late. At most one call per touch, plus recalls within the touch as the recall policy says, never past its end. Each run makes the touches due by then, whenever it starts: a late run or a missed night loses nothing still due."
+    )]
+    pub remind_before: Option<Vec<String>>,
+    /// No reminder call closer to the appointment than this [default: 2h].
+    #[arg(help_heading = "Reminders", long)]
+    pub min_notice: Option<String>,
+    /// Answers that end an appointment's remaining touches, e.g. `confirm=1,confirm=2`.
+    #[arg(
+        help_heading = "Reminders",
+        long,
+        value_delimiter = ',',
+        long_help = "Answers that end an appointment's remaining touches, comma-separated, matched as --recall-unless matches (names without case, values exactly): confirm=1,confirm=2. A made call with one of them is the appointment's last reminder."
+    )]
+    pub stop_on: Option<Vec<String>>,
+    /// Rows with this column value are withdrawn, e.g. `status=Cancelled` (repeatable).
+    #[arg(
+        help_heading = "Reminders",
+        long,
+        long_help = "Rows whose column holds this value are `withdrawn` and not called (their remaining touches end), e.g. status=Cancelled. Repeatable; the value is compared exactly, after trimming spaces."
+    )]
+    pub skip_if: Vec<String>,
     /// Results CSV [default: <input stem>.results.csv next to the input].
     #[arg(help_heading = "Results", long)]
     pub output: Option<PathBuf>,

@@ -2,3 +2,4 @@
 
 pub mod run;
 pub mod validate;
+mod validate_rolling;

@@ -404,7 +404,9 @@ pub fn run(cfg: &RunConfig) -> Result<Report> {
 /// The dry run as of `now` (tests compare it with a run on the same clock).
 pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     let source = contacts::inspect(&cfg.files.input, &cfg.read_options())?;
-    crate::output::results::check_columns(&source, cfg.rules.window.is_some())?;
+    if cfg.reminders.is_none() {
+        crate::output::results::check_columns(&source, cfg.rules.window.is_some())?;
+    }
     // What `run` reads before its first call, read here too: a dry run that passes is a run that starts.
     for g in &cfg.gateways {
         if let crate::settings::GatewayTarget::Url(url) = &g.target {
@@ -425,7 +427,21 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
     // The ledger is only read, and only if it exists: a dry run leaves nothing behind.
     let mut rules = super::run::rules_for(cfg, true)?;
     let mut notes = Vec::new();
-    let journal = journaled(cfg, &source.digest, &mut notes)?.unwrap_or_default();
+    // A rolling export's journal holds touches, not rows: each row is judged from the export and the clock.
+    let journal = match &cfg.reminders {
+        Some(_) => {
+            notes.push("A rolling export: each row says which touch is due now and when the next falls due, as a run starting now would take it; touches already made are in the results file.".into());
+            Journaled::default()
+        }
+        None => journaled(cfg, &source.digest, &mut notes)?.unwrap_or_default(),
+    };
+    let mut rolling = match &cfg.reminders {
+        Some(r) => Some((
+            r,
+            super::validate_rolling::Columns::of(&source.clean_headers(), r)?,
+        )),
+        None => None,
+    };
     let output = output_path(&cfg.files.output);
     let out_err = |e: &dyn std::fmt::Display| {
         Error::Output(format!("cannot write {}: {e}", output.display()))
@@ -449,6 +465,11 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
         if cfg.rules.window.is_some() {
             header.push_field(b"timezone");
             header.push_field(b"timezone_source");
+        }
+        if rolling.is_some() {
+            for c in super::validate_rolling::COLUMNS {
+                header.push_field(c.as_bytes());
+            }
         }
         w.write_byte_record(&header).map_err(|e| out_err(&e))?;
 
@@ -480,7 +501,14 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
             {
                 samples.push((line, x));
             }
+            let touch = rolling
+                .as_mut()
+                .map(|(r, cols)| super::validate_rolling::judge(r, cols, &record, line, now));
             let admission = admit(&judged.verdict, |e164| {
+                // Two appointments of one number are two reminders, not a duplicate.
+                if touch.is_some() {
+                    return Ok::<_, Error>(None);
+                }
                 Ok::<_, Error>(match seen.get(e164) {
                     Some(first) => Some(*first),
                     None => {
@@ -498,6 +526,15 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
             let mut zone_cells: (String, &'static str) = (String::new(), "");
             let settled = journal.settled.get(&(line - 1));
             let (decision, detail, dial) = match (&admission, e164) {
+                (Admission::Callable, _)
+                    if touch.as_ref().is_some_and(|t| t.decision.is_some()) =>
+                {
+                    let (word, detail) = touch
+                        .as_ref()
+                        .and_then(|t| t.decision.clone())
+                        .unwrap_or_default();
+                    (word, detail, dial)
+                }
                 // Final, or on the gateway: a run does not judge it again.
                 _ if settled.is_some() => {
                     let (word, detail) = settled.cloned().unwrap_or_default();
@@ -552,6 +589,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                             ("suppressed", format!("on suppression list {list}"), dial)
                         }
                         Decision::Unplaceable(reason) => ("invalid", reason, dial),
+                        Decision::TouchEnded(reason) => ("too_late", reason, dial),
                     }
                 }
                 (a, _) => (
@@ -563,6 +601,11 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                     a.detail().unwrap_or_default(),
                     String::new(),
                 ),
+            };
+            let detail = match touch.as_ref().and_then(|t| t.touch_note.as_ref()) {
+                Some(note) if decision == "would_call" && detail.is_empty() => note.clone(),
+                Some(note) if decision != "invalid" => format!("{detail}; {note}"),
+                _ => detail,
             };
             if decision == "would_call" {
                 let cand = Candidate {
@@ -586,6 +629,11 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
             if cfg.rules.window.is_some() {
                 out.push_field(zone_cells.0.as_bytes());
                 out.push_field(zone_cells.1.as_bytes());
+            }
+            if let Some(t) = &touch {
+                for c in &t.cells {
+                    out.push_field(c.as_bytes());
+                }
             }
             w.write_byte_record(&out).map_err(|e| out_err(&e))?;
         }

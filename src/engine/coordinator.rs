@@ -484,7 +484,11 @@ impl Coordinator {
                 e164: &contact.e164,
                 tz: contact.tz.as_deref(),
             };
-            let decision = self.rules.decide(cand, self.ctx.settings.clock.now());
+            let wall = self.ctx.settings.clock.now();
+            let decision = match self.rules.touch_ended(contact.row, wall) {
+                Some(ended) => ended,
+                None => self.rules.decide(cand, wall),
+            };
             if decision != Decision::Call {
                 self.decided(&contact, decision);
                 if is_retry {
@@ -493,6 +497,7 @@ impl Coordinator {
                 continue;
             }
             let send_by = self.rules.send_by(cand, self.ctx.settings.clock.now());
+            let send_by = self.rules.touch_send_by(contact.row, send_by);
             let picked = self.pick_gateway(now).and_then(|gw| {
                 match self.schedule.as_ref().map(Schedule::next) {
                     Some(next) if next > now => Err(Blocked::Until(next)),

@@ -123,6 +123,18 @@ pub fn render(end: &RunEnd<'_>, previous: Option<&str>) -> String {
         &one(s.recalls_waiting as f64),
     );
     family(
+        "ivr_campaign_touches_waiting",
+        "Reminder touches still to come (a rolling export); not work left.",
+        &one(s.touches_waiting as f64),
+    );
+    if let Some(at) = s.next_touch_ms {
+        family(
+            "ivr_campaign_next_touch_due_timestamp_seconds",
+            "When the next reminder touch falls due.",
+            &one(at as f64 / 1000.0),
+        );
+    }
+    family(
         "ivr_campaign_last_run_call_requests",
         "Call requests the last run sent.",
         &one(s.requests as f64),

@@ -3,6 +3,7 @@
 
 pub mod metrics;
 pub mod progress;
+pub mod reminders;
 pub mod report;
 pub mod results;
 pub mod status;

@@ -27,6 +27,9 @@ fn colour(s: State) -> &'static str {
         State::Capped => "#7e57c2",
         State::Dialed => "#90a4ae",
         State::Pending => "#cfd8dc",
+        State::NotDue => "#eceff1",
+        State::TooLate => "#a1887f",
+        State::Withdrawn => "#bdbdbd",
     }
 }
 

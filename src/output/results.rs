@@ -42,6 +42,9 @@ pub struct Written {
     /// Contacts waiting for a recall, and the earliest one due.
     pub recalls_waiting: u64,
     pub next_recall_ms: Option<i64>,
+    /// Reminder touches not yet due (a rolling export), and the earliest to fall due.
+    pub touches_waiting: u64,
+    pub next_touch_ms: Option<i64>,
 }
 
 /// Refuses a list that already has columns the results add (yesterday's results fed back as a list): the
@@ -263,6 +266,9 @@ fn rows_to(
     output: &Path,
     view: &View,
 ) -> Result<Written> {
+    if crate::store::touches::is_rolling(conn) {
+        return super::reminders::rows_to(conn, file, output, view);
+    }
     let (headers, delimiter) = journal::layout(conn)?;
     let width = headers.len();
     // A campaign whose app changed between runs: each call in the history names the app it used.

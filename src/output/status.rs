@@ -65,6 +65,10 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
             "waiting": t.waiting,
             "next_due": t.next_due_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
         },
+        "reminders": {
+            "touches_waiting": t.touches_waiting,
+            "next_due": t.next_touch_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
+        },
         "gateways": gateways.iter().map(|g| serde_json::json!({
             "url": g.key,
             "campaign": {
@@ -108,6 +112,15 @@ pub fn report(dir: &Path) -> Result<String> {
         out.push_str(&format!(
             "  {:<26}{:>9} (counted above under their last call's outcome{when})\n",
             "waiting for a recall", t.waiting
+        ));
+    }
+    if t.touches_waiting > 0 {
+        let when = due_text(t.next_touch_ms)
+            .map(|d| format!(", the next due {d}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {:<26}{:>9} (reminder touches still to come{when}; not work left)\n",
+            "touches to come", t.touches_waiting
         ));
     }
     if t.requesting > 0 {

@@ -21,6 +21,9 @@ pub struct Summary {
     /// Contacts waiting for a recall, and when the first is due.
     pub recalls_waiting: u64,
     pub next_recall_ms: Option<i64>,
+    /// Reminder touches still to come (a rolling export: not work left), and when the first falls due.
+    pub touches_waiting: u64,
+    pub next_touch_ms: Option<i64>,
     pub ending: Ending,
     pub elapsed: Duration,
     pub requests: u64,
@@ -120,6 +123,10 @@ impl Summary {
                 "waiting": self.recalls_waiting,
                 "next_due": self.next_recall_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
             },
+            "reminders": {
+                "touches_waiting": self.touches_waiting,
+                "next_due": self.next_touch_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
+            },
             "gateway": {
                 "call_requests": self.requests,
                 "call_request_failures": self.request_failures,
@@ -166,6 +173,16 @@ impl Summary {
             ),
             (n, None) => format!(" {n} recall(s) waiting."),
         };
+        let touches = match (self.touches_waiting, self.next_touch_ms) {
+            (0, _) => String::new(),
+            (n, at) => format!(
+                " {n} reminder touch(es) to come{}.",
+                at.and_then(|m| jiff::Timestamp::from_millisecond(m).ok())
+                    .map(|t| format!(", the next due {}", t.strftime("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default()
+            ),
+        };
+        let recalls = format!("{recalls}{touches}");
         let what = match self.exit_code() {
             crate::error::exit::OK => "done".to_string(),
             crate::error::exit::NEEDS_ATTENTION => {

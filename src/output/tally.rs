@@ -26,6 +26,9 @@ pub struct Tally {
     pub next_due_ms: Option<i64>,
     /// Requests a running process has recorded and not yet had an answer to (among `unknown`).
     pub requesting: u64,
+    /// Reminder touches still to come (a rolling export), and the earliest to fall due.
+    pub touches_waiting: u64,
+    pub next_touch_ms: Option<i64>,
 }
 
 impl Tally {
@@ -36,6 +39,9 @@ impl Tally {
 
     /// The rows as someone looking now sees them: `running` says whether a run holds the journal.
     pub fn read_now(conn: &Connection, running: bool) -> Result<Tally> {
+        if crate::store::touches::is_rolling(conn) {
+            return Tally::of_rolling(conn, running);
+        }
         let mut t = Tally::default();
         for g in journal::status_groups(conn)? {
             let state = match g.shown {
@@ -55,6 +61,44 @@ impl Tally {
             }
         }
         Ok(t)
+    }
+
+    /// A rolling export's rows, one per key as the results show them (touches are not rows).
+    fn of_rolling(conn: &Connection, running: bool) -> Result<Tally> {
+        let view = super::results::View {
+            response_keys: Vec::new(),
+            zones: false,
+            campaign_zone: None,
+        };
+        let w = super::reminders::rows_to(
+            conn,
+            std::io::sink(),
+            std::path::Path::new("(none)"),
+            &view,
+        )?;
+        let requesting: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM contacts WHERE state = 'intent'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut by_status = w.counts;
+        if running && requesting > 0 {
+            // Shown as in progress while the run that sent them waits for the answer.
+            let n = requesting as u64;
+            if let Some(u) = by_status.get_mut(&State::Unknown) {
+                let moved = (*u).min(n);
+                *u -= moved;
+                *by_status.entry(State::Dialed).or_insert(0) += moved;
+            }
+        }
+        Ok(Tally {
+            by_status,
+            waiting: w.recalls_waiting,
+            next_due_ms: w.next_recall_ms,
+            requesting: requesting.max(0) as u64,
+            touches_waiting: w.touches_waiting,
+            next_touch_ms: w.next_touch_ms,
+        })
     }
 
     pub fn count(&self, s: State) -> u64 {

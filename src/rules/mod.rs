@@ -8,6 +8,7 @@
 
 pub mod ledger;
 pub mod suppress;
+pub mod touches;
 pub mod window;
 
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub enum Decision {
     },
     /// Its time zone cannot be known, so no hour is known to be safe.
     Unplaceable(String),
+    /// A reminder touch whose end has passed: skipped, never made late.
+    TouchEnded(String),
 }
 
 /// The part of a contact the rules look at.
@@ -64,6 +67,9 @@ pub struct Rules {
     pub ledger: Option<Ledger>,
     /// Zones looked up so far (a list names a few zones many times).
     zones: HashMap<String, Option<TimeZone>>,
+    /// Reminder touches that may be called in this run (their contact rows), and the end of each (ms): no
+    /// call request for one leaves at or after it.
+    pub touch_ends: HashMap<u64, i64>,
 }
 
 impl Rules {
@@ -79,6 +85,31 @@ impl Rules {
             suppressed,
             ledger,
             zones: HashMap::new(),
+            touch_ends: HashMap::new(),
+        }
+    }
+
+    /// A reminder touch (contact `row`) whose end has passed at `now`; `None` for any other contact.
+    pub fn touch_ended(&self, row: u64, now: Timestamp) -> Option<Decision> {
+        let end = *self.touch_ends.get(&row)?;
+        (now.as_millisecond() >= end).then(|| {
+            Decision::TouchEnded(format!(
+                "the touch ended at {} before it could be made",
+                Timestamp::from_millisecond(end).unwrap_or(Timestamp::MAX)
+            ))
+        })
+    }
+
+    /// The last moment a request for contact `row` may leave: the window's (`by`), and for a reminder touch
+    /// no later than just before its end.
+    pub fn touch_send_by(&self, row: u64, by: Option<Timestamp>) -> Option<Timestamp> {
+        let end = self
+            .touch_ends
+            .get(&row)
+            .and_then(|e| Timestamp::from_millisecond(e - 1).ok());
+        match (by, end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

@@ -66,6 +66,14 @@ pub(super) struct CampaignFile {
     pub(super) gateway_user: Option<String>,
     pub(super) gateway_password_env: Option<String>,
     pub(super) simulator: Option<SimulatorTable>,
+    pub(super) key_column: Option<String>,
+    pub(super) appointment_column: Option<String>,
+    pub(super) appointment_format: Option<String>,
+    pub(super) appointment_timezone: Option<String>,
+    pub(super) remind_before: Option<Words>,
+    pub(super) min_notice: Option<String>,
+    pub(super) stop_on: Option<Words>,
+    pub(super) skip_if: Option<Words>,
 }
 
 /// One `[[gateways]]` entry; what it leaves out comes from the campaign.

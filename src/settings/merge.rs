@@ -57,6 +57,11 @@ impl RunConfig {
                 "max-attempts",
             ),
         )?;
+        let reminders = super::reminders::reminders_of(
+            &mut args,
+            &mut file,
+            rules.timezone.as_ref().zip(rules.timezone_name.as_deref()),
+        )?;
         let mut gateway_inputs = GatewayInputs {
             flags: std::mem::take(&mut args.gateway),
             one: file.gateway.take(),
@@ -100,6 +105,7 @@ impl RunConfig {
             pacing,
             rules,
             recall,
+            reminders,
             dry_run: args.dry_run || file.dry_run.unwrap_or(false),
         })
     }

@@ -6,6 +6,7 @@
 //! - `merge`: flags over the file, each setting defaulted and checked.
 //! - `request`: what a call request carries besides the number.
 //! - [`recall`]: which outcomes are called again, when, how often.
+//! - [`reminders`]: a rolling export of appointments, each reminded relative to its own time.
 //! - [`gateways`]: gateway URLs, keys, lines, credentials.
 //! - [`paths`]: where the files are, and the guard against a run overwriting what it reads.
 //! - [`simulator`]: the built-in simulator's settings.
@@ -19,6 +20,7 @@ pub mod gateways;
 mod merge;
 pub mod paths;
 pub mod recall;
+pub mod reminders;
 mod request;
 pub mod simulator;
 mod values;
@@ -48,6 +50,8 @@ pub struct RunConfig {
     pub rules: RuleSettings,
     /// Which outcomes are called again, when, and how often (none by default).
     pub recall: Option<Recall>,
+    /// A rolling export of appointments, each reminded at its own times (`None`: a fixed list).
+    pub reminders: Option<reminders::Reminders>,
     /// Judge every row and forecast; call nobody.
     pub dry_run: bool,
 }

@@ -33,6 +33,10 @@
 //!   │                                                             the cap, an opt-out or the row: the last
 //!   │                                                             outcome stands)
 //!   └───────────── unknown
+//!
+//!   reminder touches (a rolling export):  not_due ──Due──► pending
+//!                                 not_due | pending ──Lapse──► too_late   (its end passed before a call)
+//!                                 not_due | pending ──Withdraw──► withdrawn (cancelled, moved, gone, confirmed)
 //! ```
 //!
 //! Final states never change again, except by an explicit operator action (`ivr-campaign redial-unknown`),
@@ -119,6 +123,14 @@ pub enum Event {
         outcome: State,
         detail: Option<String>,
     },
+    /// A reminder touch falls due: it may be called from now until its end.
+    Due,
+    /// A reminder touch ended before it could be made (the next touch fell due, or the appointment came
+    /// within its min-notice): why.
+    Lapse { detail: String },
+    /// A reminder touch is no longer wanted (its appointment left the export or was cancelled, moved, or
+    /// confirmed): why.
+    Withdraw { detail: String },
 }
 
 impl Event {
@@ -134,6 +146,9 @@ impl Event {
             Event::Cap { detail } => format!("recall not placed, capped: {detail}"),
             Event::Suppress { list } => format!("recall not placed: on suppression list {list}"),
             Event::Unplace { reason } => format!("recall not placed: {reason}"),
+            Event::Lapse { detail } | Event::Withdraw { detail } => {
+                format!("recall not placed: {detail}")
+            }
             _ => return self,
         };
         Event::Settle {
@@ -167,6 +182,9 @@ pub enum Kind {
     SettleMade,
     SettleFailed,
     SettleUnresolved,
+    Due,
+    Lapse,
+    Withdraw,
 }
 
 use State as S;
@@ -187,7 +205,7 @@ const TABLE: [(Kind, &[State], State); Kind::ALL.len()] = {
 };
 
 impl Kind {
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 24] = [
         Kind::Defer,
         Kind::Suppress,
         Kind::Cap,
@@ -209,6 +227,9 @@ impl Kind {
         Kind::SettleMade,
         Kind::SettleFailed,
         Kind::SettleUnresolved,
+        Kind::Due,
+        Kind::Lapse,
+        Kind::Withdraw,
     ];
 
     /// The states this kind of event may start from, and the state it leads to: the life cycle's table. A
@@ -236,6 +257,11 @@ impl Kind {
             Kind::RecordLost => (&[S::Dialed], S::Error),
             Kind::Redial => (&[S::Unknown], S::Pending),
             Kind::Forgotten => (&[S::Dialed], S::Unknown),
+            // Reminder touches: made `not_due` by a rolling export's version; once due, a touch never goes
+            // back to `not_due`, so it is made at most once, and one past its end is skipped, never late.
+            Kind::Due => (&[S::NotDue], S::Pending),
+            Kind::Lapse => (&[S::NotDue, S::Pending], S::TooLate),
+            Kind::Withdraw => (&[S::NotDue, S::Pending], S::Withdrawn),
         }
     }
 
@@ -273,6 +299,9 @@ impl Kind {
             Kind::SettleMade => "settle-made",
             Kind::SettleFailed => "settle-failed",
             Kind::SettleUnresolved => "settle-unresolved",
+            Kind::Due => "due",
+            Kind::Lapse => "lapse",
+            Kind::Withdraw => "withdraw",
         }
     }
 }
@@ -298,6 +327,9 @@ impl Event {
             Event::Redial { .. } => Kind::Redial,
             Event::Forgotten { .. } => Kind::Forgotten,
             Event::Recall { .. } => Kind::Recall,
+            Event::Due => Kind::Due,
+            Event::Lapse { .. } => Kind::Lapse,
+            Event::Withdraw { .. } => Kind::Withdraw,
             Event::Settle { outcome, .. } => match outcome {
                 State::Made => Kind::SettleMade,
                 State::Failed => Kind::SettleFailed,
@@ -462,6 +494,11 @@ pub fn effects(event: &Event, at_ms: i64) -> Vec<(&'static str, Value)> {
             // Another call to the same person: the cap ledger counts it as one more.
             cols.push(("attempt", V::Increment));
         }
+        Event::Due => cols.push(("not_before", V::Null)),
+        Event::Lapse { detail } | Event::Withdraw { detail } => {
+            cols.push(("detail", text(detail)));
+            cols.push(("finished_at", at));
+        }
         Event::Settle { detail, .. } => {
             cols.push(("recall_at", V::Null));
             cols.push(("not_before", V::Null));
@@ -495,7 +532,10 @@ pub fn ends_attempt(event: &Event) -> Option<State> {
         | Event::Scheduled { .. }
         | Event::NotScheduled { .. }
         | Event::Redial { .. }
-        | Event::Settle { .. } => None,
+        | Event::Settle { .. }
+        | Event::Due
+        | Event::Lapse { .. }
+        | Event::Withdraw { .. } => None,
     }
 }
 

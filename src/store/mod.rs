@@ -5,6 +5,7 @@ pub mod compat;
 pub mod contact;
 pub mod heard;
 pub mod journal;
+pub mod touches;
 
 pub use contact::{Answer, Event, Kind, State};
 pub use journal::{Applied, ContactRow, Journal, JournalOwner, Op, WriteError};

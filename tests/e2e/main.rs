@@ -15,6 +15,7 @@ mod newcomer;
 mod operator;
 mod outcomes;
 mod pacing;
+mod reminders;
 mod rules;
 mod simulator;
 mod views;

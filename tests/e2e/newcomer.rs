@@ -35,7 +35,15 @@ async fn the_quick_start_demo_exits_0_and_the_fault_rehearsal_exits_3() {
     assert_eq!(code(&d), 0, "the demo: {}", stderr(&d));
     let rows = results(&dir.path().join("demo-results.csv"));
     let has = |status: &str| rows.iter().any(|r| r["status"] == status);
-    for status in ["made", "failed", "invalid", "duplicate", "suppressed"] {
+    // The demo is a rolling export of appointments: passed ones are too late, a cancelled one is withdrawn.
+    for status in [
+        "made",
+        "failed",
+        "invalid",
+        "suppressed",
+        "too_late",
+        "withdrawn",
+    ] {
         assert!(has(status), "the demo shows {status}: {rows:?}");
     }
     for status in ["unknown", "error", "unresolved"] {
@@ -59,13 +67,14 @@ async fn the_quick_start_demo_exits_0_and_the_fault_rehearsal_exits_3() {
 }
 
 /// Headings of `run --help`, in order.
-const HEADINGS: [&str; 8] = [
+const HEADINGS: [&str; 9] = [
     "Contacts:",
     "Gateway:",
     "Call request:",
     "Pacing:",
     "Calling rules:",
     "Recall:",
+    "Reminders:",
     "Results:",
     "Logging (every command):",
 ];

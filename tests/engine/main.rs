@@ -9,6 +9,7 @@ pub mod kit;
 mod faults;
 mod pacing;
 mod recall;
+mod reminders;
 mod views;
 mod windows;
 mod zones;

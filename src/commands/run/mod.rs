@@ -1,9 +1,11 @@
 //! `ivr-campaign run`: validate, open the journal, run the engine, write the results, summarise.
 //!
 //! - `list`: the list read and judged, bound to the journal.
+//! - `rolling`: a rolling export taken as the campaign's latest version (appointment reminders).
 //! - `wiring`: the engine, gateways and rules built from the settings.
 
 mod list;
+mod rolling;
 mod wiring;
 
 use std::sync::Arc;
@@ -122,7 +124,10 @@ pub async fn run_in(
         Err(e) => return Err(e),
     };
     if let Some(source) = &source {
-        results::check_columns(source, cfg.rules.window.is_some())?;
+        // A rolling export's results rename a clashing column instead (a practice system's `status`).
+        if cfg.reminders.is_none() {
+            results::check_columns(source, cfg.rules.window.is_some())?;
+        }
     }
     results::check_writable(&cfg.files.output)?;
     // Held until the process ends: released by the OS however it ends.
@@ -133,7 +138,7 @@ pub async fn run_in(
     for warning in source.iter().flat_map(|s| &s.warnings) {
         warn!("{warning}");
     }
-    let rules = rules_for(&cfg, false)?;
+    let mut rules = rules_for(&cfg, false)?;
     let (gateways, simulators) = match exchanges {
         Some(x) if x.len() == cfg.gateways.len() => (
             cfg.gateways
@@ -161,6 +166,17 @@ pub async fn run_in(
     };
 
     refuse_a_lost_journal(&cfg)?;
+    if cfg.reminders.is_some() && source.is_none() {
+        return Err(Error::NoInput(format!(
+            "{} is missing: a rolling export is read on every run (its rows say which appointments are still on)",
+            cfg.files.input.display()
+        )));
+    }
+    // A rolling export is bound by its key column, not its bytes: each run brings a new version of it.
+    let rolling_digest = cfg
+        .reminders
+        .as_ref()
+        .map(|r| crate::store::touches::binding_digest(&r.key_column));
     let input_name = cfg.files.input.display().to_string();
     let stored = match &source {
         Some(_) => None,
@@ -178,7 +194,7 @@ pub async fn run_in(
     };
     let binding = match (&source, &stored) {
         (Some(source), _) => Binding {
-            digest: &source.digest,
+            digest: rolling_digest.as_deref().unwrap_or(&source.digest),
             input_name: &input_name,
             headers: &source.headers,
             delimiter: source.delimiter,
@@ -194,6 +210,10 @@ pub async fn run_in(
         (None, None) => return Err(Error::Internal("no list and no journal".into())),
     };
     let (owner, opened) = journal::open(&cfg.files.state_dir, &binding, || match &source {
+        // A rolling export's rows are taken below, as a version, once the journal is open.
+        Some(_) if cfg.reminders.is_some() => {
+            Ok(Box::new(std::iter::empty()) as Box<dyn Iterator<Item = _>>)
+        }
         Some(source) => {
             judged_rows(source, &cfg, &request).map(|i| Box::new(i) as Box<dyn Iterator<Item = _>>)
         }
@@ -202,7 +222,10 @@ pub async fn run_in(
         )),
     })?;
     let checked = async {
-        if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
+        if let (Some(source), Some(reminders)) = (&source, &cfg.reminders) {
+            rolling::take_version(&owner.journal, &cfg, &request, source, reminders, &clock)
+                .await?;
+        } else if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
             && was != read_as
         {
             reread(&owner.journal, &cfg, &request, source, was, &read_as).await?;
@@ -278,6 +301,15 @@ pub async fn run_in(
         "campaign starting"
     );
 
+    let min_notice_ms = cfg
+        .reminders
+        .as_ref()
+        .and_then(|r| r.appointments.as_ref())
+        .map(|a| a.timing.min_notice.as_millis() as i64);
+    rules.touch_ends = owner
+        .journal
+        .read(move |c| crate::store::touches::open_ends(c, min_notice_ms))
+        .await?;
     let stats = Arc::new(Stats::default());
     let to_do: u64 = owner
         .journal
@@ -288,6 +320,7 @@ pub async fn run_in(
         .map(|(_, n)| n)
         .sum();
     let steady = steady_line(&owner.journal, &clock).await?;
+    let settings_clock = clock.clone();
     let mut settings = engine_settings(
         &cfg,
         owner.campaign_id.clone(),
@@ -308,6 +341,16 @@ pub async fn run_in(
     )
     .await;
     drop(shown);
+    if let Some(reminders) = cfg.reminders.clone() {
+        let now_ms = settings_clock.now().as_millisecond();
+        if let Err(e) = owner
+            .journal
+            .read(move |conn| crate::store::touches::after_run(conn, &reminders, now_ms))
+            .await
+        {
+            warn!(error = %e, "could not end the touches of appointments confirmed in this run; the next run does");
+        }
+    }
     match (contacts::digest(&cfg.files.input), &source) {
         (Ok(d), Some(s)) if d != s.digest => warn!(
             input = %cfg.files.input.display(),
@@ -387,6 +430,8 @@ pub async fn run_in(
         counts: counts.counts,
         recalls_waiting: counts.recalls_waiting,
         next_recall_ms: counts.next_recall_ms,
+        touches_waiting: counts.touches_waiting,
+        next_touch_ms: counts.next_touch_ms,
         ending,
         elapsed: started.elapsed(),
         requests: Stats::get(&stats.requests),

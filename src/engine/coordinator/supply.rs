@@ -36,6 +36,7 @@ impl Coordinator {
             Decision::Call => return,
             Decision::Suppressed(list) => Event::Suppress { list },
             Decision::Unplaceable(reason) => Event::Unplace { reason },
+            Decision::TouchEnded(detail) => Event::Lapse { detail },
             Decision::OutsideWindow { detail, opens } => {
                 self.wait_dirty = true;
                 Event::Defer {

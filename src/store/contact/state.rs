@@ -22,10 +22,18 @@ pub enum State {
     Duplicate,
     Suppressed,
     Capped,
+    /// A reminder touch whose time has not come (an appointment's later touch); not work left.
+    NotDue,
+    /// A reminder touch that ended (the next touch fell due, or the appointment came within its min-notice)
+    /// before it could be made: skipped, never made late.
+    TooLate,
+    /// A reminder touch no longer wanted: its appointment left the export, was cancelled or moved, or a made
+    /// touch's answer stopped the rest.
+    Withdrawn,
 }
 
 impl State {
-    pub const ALL: [State; 12] = [
+    pub const ALL: [State; 15] = [
         State::Pending,
         State::Intent,
         State::Dialed,
@@ -38,10 +46,13 @@ impl State {
         State::Duplicate,
         State::Suppressed,
         State::Capped,
+        State::NotDue,
+        State::TooLate,
+        State::Withdrawn,
     ];
 
     /// Every status a results row can have, in the order reports list them.
-    pub const RESULTS: [State; 11] = [
+    pub const RESULTS: [State; 14] = [
         State::Made,
         State::Failed,
         State::Unresolved,
@@ -53,6 +64,9 @@ impl State {
         State::Capped,
         State::Dialed,
         State::Pending,
+        State::NotDue,
+        State::TooLate,
+        State::Withdrawn,
     ];
 
     /// The name stored in the journal.
@@ -70,6 +84,9 @@ impl State {
             State::Duplicate => "duplicate",
             State::Suppressed => "suppressed",
             State::Capped => "capped",
+            State::NotDue => "not_due",
+            State::TooLate => "too_late",
+            State::Withdrawn => "withdrawn",
         }
     }
 
@@ -96,7 +113,10 @@ impl State {
 
     /// No event but an operator's moves the contact on.
     pub fn is_final(self) -> bool {
-        !matches!(self, State::Pending | State::Intent | State::Dialed)
+        !matches!(
+            self,
+            State::Pending | State::Intent | State::Dialed | State::NotDue
+        )
     }
 
     /// Final, but a person should look at it.

@@ -10,7 +10,7 @@ use super::{Applied, Op, WriteError};
 use crate::store::contact::{Event, Refused, State, Value, effects, ends_attempt};
 
 /// What one write did, or why the rules refused it; `Err` from SQLite fails the whole group.
-pub(super) type Outcome = rusqlite::Result<Result<Applied, Refused>>;
+pub(crate) type Outcome = rusqlite::Result<Result<Applied, Refused>>;
 
 fn current_state(tx: &Transaction<'_>, row: u64) -> rusqlite::Result<(State, u64)> {
     let (s, line): (String, i64) = tx
@@ -26,7 +26,7 @@ fn appended(col: &str, v: &str) -> String {
 
 /// Applies one event to one contact as a compare-and-set: exactly one row must change, or the event is
 /// refused and nothing is written.
-pub(super) fn apply_event(tx: &Transaction<'_>, row: u64, event: &Event, at_ms: i64) -> Outcome {
+pub(crate) fn apply_event(tx: &Transaction<'_>, row: u64, event: &Event, at_ms: i64) -> Outcome {
     let kind = event.kind();
     if let Event::Scheduled { req_id } = event
         && let Some(clash) = clash(tx, row, req_id, at_ms)?

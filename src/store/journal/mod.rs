@@ -40,6 +40,8 @@ use super::contact::{Event, Refused};
 use crate::error::{Error, Result};
 
 pub use actions::{MAX_ATTEMPTS_META, Redialed, redial_unknown};
+// Reminder touches move along the life cycle through the same checked path (store::touches).
+pub(crate) use apply::apply_event;
 pub use open::{Binding, NewContact, Opened, open, open_read_only, usable};
 pub use queries::{ContactRow, PendingRecord};
 pub use views::{

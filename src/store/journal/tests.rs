@@ -134,6 +134,13 @@ pub(super) fn example(kind: Kind, row: u64) -> Event {
             outcome: State::Unresolved,
             detail: None,
         },
+        Kind::Due => Event::Due,
+        Kind::Lapse => Event::Lapse {
+            detail: "ended".into(),
+        },
+        Kind::Withdraw => Event::Withdraw {
+            detail: "cancelled".into(),
+        },
     }
 }
 
@@ -152,7 +159,10 @@ pub(super) fn path_to(target: State) -> Vec<Kind> {
         State::Invalid => vec![Unplace],
         State::Suppressed => vec![Suppress],
         State::Capped => vec![Cap],
-        State::Duplicate => vec![],
+        State::TooLate => vec![Lapse],
+        State::Withdrawn => vec![Withdraw],
+        // Only made by ingest (the row), or by a rolling export's version (a touch not yet due).
+        State::Duplicate | State::NotDue => vec![],
     }
 }
 
@@ -161,7 +171,7 @@ async fn every_rule_applies_and_every_other_pair_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let starts: Vec<State> = State::ALL
         .into_iter()
-        .filter(|s| *s != State::Duplicate)
+        .filter(|s| !matches!(s, State::Duplicate | State::NotDue))
         .collect();
     let pairs: Vec<(State, Kind)> = starts
         .iter()
@@ -198,10 +208,16 @@ async fn every_rule_applies_and_every_other_pair_is_refused() {
             );
         }
     }
-    // Every rule of the table was exercised from each of its start states.
+    // Every rule of the table was exercised from each of its start states, but `not_due`'s: a touch not yet
+    // due is made only by a rolling export's version (store::touches, and the engine's reminder tests).
     let exercised = pairs.iter().filter(|(f, k)| k.rule().0.contains(f)).count();
+    let from_not_due = RULES
+        .iter()
+        .filter(|(_, f, _)| f.contains(&State::NotDue))
+        .count();
+    assert_eq!(from_not_due, 3);
     assert_eq!(
-        exercised,
+        exercised + from_not_due,
         RULES.iter().map(|(_, f, _)| f.len()).sum::<usize>()
     );
 }
