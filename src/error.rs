@@ -108,6 +108,15 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// An SQLite error from a query that does not name its file: the reminder views and the rolling export's steps
+/// still read the journal with their own SQL. The store and the ledger name their file instead
+/// ([`Error::Store`], [`Error::Ledger`]).
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Journal(e.to_string())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -175,6 +175,13 @@ async fn a_changed_plan_is_refused_before_any_call() {
             "{setting}: no call"
         );
     }
+    // Which number a row is cannot change either: under another region 212-555-0103 is somebody else.
+    let mut region = base.clone();
+    region.extend(["--default-region", "GB"]);
+    let out = c.run(&region).await;
+    assert_eq!(code(&out), 78, "{}", stderr(&out));
+    assert!(stderr(&out).contains("default-region"), "{}", stderr(&out));
+    assert_eq!(call_requests(&sim.requests()).len(), 1, "region: no call");
     let mut stop = base.clone();
     stop.extend(["--stop-on", "confirm=1"]);
     let again = c.run(&stop).await;

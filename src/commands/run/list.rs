@@ -118,37 +118,21 @@ pub fn reading(source: &Source, cfg: &RunConfig) -> String {
 pub(super) const FIXED_READING: [&str; 4] =
     ["phone-column", "default-region", "encoding", "delimiter"];
 
-pub(super) async fn reread(
-    journal: &crate::store::Journal,
+/// Refuses a run that would read the list's rows as other numbers than the campaign did (`keys`: the reading
+/// settings that say which number a row is), or drop the zone column its contacts are placed by.
+pub(super) fn refuse_another_identity(
     cfg: &RunConfig,
-    request: &Request,
-    source: &Source,
-    was: &str,
-    now: &str,
+    was_map: &std::collections::BTreeMap<String, String>,
+    now_map: &std::collections::BTreeMap<String, String>,
+    keys: &[&str],
 ) -> Result<()> {
-    let parse = |text: &str| -> std::collections::BTreeMap<String, String> {
-        text.lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
-    let (was_map, now_map) = (parse(was), parse(now));
-    let changed: Vec<String> = now_map
-        .iter()
-        .filter(|(k, v)| was_map.get(*k).is_none_or(|w| w != *v))
-        .map(|(k, v)| {
-            let was = was_map.get(k).map_or("(not recorded)", String::as_str);
-            format!("{k} {was} → {v}")
-        })
-        .collect();
     // A setting the journal does not record (written by an older release) is not a change of it.
-    if let Some(fixed) =
-        FIXED_READING
-            .iter()
-            .find_map(|k| match (was_map.get(*k), now_map.get(*k)) {
-                (Some(w), Some(n)) if w != n => Some(format!("{k} {w} → {n}")),
-                _ => None,
-            })
+    if let Some(fixed) = keys
+        .iter()
+        .find_map(|k| match (was_map.get(*k), now_map.get(*k)) {
+            (Some(w), Some(n)) if w != n => Some(format!("{k} {w} → {n}")),
+            _ => None,
+        })
     {
         return Err(Error::Config(format!(
             "the journal in {} read the list another way ({fixed}): the contacts were told apart that way, so it cannot change under the campaign. Finish it with the settings it started with; another --output starts a new campaign, which calls everyone on the list again",
@@ -168,6 +152,35 @@ pub(super) async fn reread(
             cfg.files.state_dir.display()
         )));
     }
+    Ok(())
+}
+
+/// The journal's record of how the list was read, as `key → value`.
+pub(super) fn reading_map(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+pub(super) async fn reread(
+    journal: &crate::store::Journal,
+    cfg: &RunConfig,
+    request: &Request,
+    source: &Source,
+    was: &str,
+    now: &str,
+) -> Result<()> {
+    let (was_map, now_map) = (reading_map(was), reading_map(now));
+    let changed: Vec<String> = now_map
+        .iter()
+        .filter(|(k, v)| was_map.get(*k).is_none_or(|w| w != *v))
+        .map(|(k, v)| {
+            let was = was_map.get(k).map_or("(not recorded)", String::as_str);
+            format!("{k} {was} → {v}")
+        })
+        .collect();
+    refuse_another_identity(cfg, &was_map, &now_map, &FIXED_READING)?;
     // First every row is judged, and nothing written: a list the new settings cannot take (numbers of two
     // countries sent without their country code) is refused as a first run would refuse it.
     let mut one_country = contacts::OneCountry::default();

@@ -223,6 +223,16 @@ pub async fn run_in(
     })?;
     let checked = async {
         if let (Some(source), Some(reminders)) = (&source, &cfg.reminders) {
+            // A rolling export is read anew on every run, in whatever encoding and delimiter it was saved
+            // with; which number each row is must not change under the campaign.
+            if let Some(was) = opened.reading.as_deref() {
+                refuse_another_identity(
+                    &cfg,
+                    &reading_map(was),
+                    &reading_map(&read_as),
+                    &["phone-column", "default-region"],
+                )?;
+            }
             rolling::take_version(&owner.journal, &cfg, &request, source, reminders, &clock)
                 .await?;
         } else if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
