@@ -18,6 +18,16 @@ fn every_state() -> Vec<State> {
 }
 
 /// Puts contact `row` of an open journal into `state`.
+/// A journal in `dir` with one contact in each state, row by row as [`every_state`] lists them; left open.
+async fn journal_in_every_state(dir: &std::path::Path) -> (JournalOwner, Vec<State>) {
+    let before = every_state();
+    let (owner, _) = open_with(dir, before.len() as u64);
+    for (row, s) in before.iter().enumerate() {
+        put(&owner, row as u64, *s).await;
+    }
+    (owner, before)
+}
+
 async fn put(owner: &JournalOwner, row: u64, state: State) {
     for step in path_to(state) {
         owner
@@ -66,12 +76,8 @@ fn by_the_table(kind: Kind, before: &[State]) -> Vec<State> {
 #[tokio::test]
 async fn forgetting_a_gateway_moves_only_the_calls_the_table_lets_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let before = every_state();
+    let (owner, before) = journal_in_every_state(dir.path()).await;
     let n = before.len() as u64;
-    let (owner, _) = open_with(dir.path(), n);
-    for (row, s) in before.iter().enumerate() {
-        put(&owner, row as u64, *s).await;
-    }
     // Every contact that was ever requested was requested of gateway `gw` (see `example`).
     let forgotten = owner
         .journal
@@ -104,12 +110,8 @@ async fn forgetting_a_gateway_moves_only_the_calls_the_table_lets_it() {
 #[tokio::test]
 async fn redial_unknown_moves_only_the_contacts_the_table_lets_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let before = every_state();
+    let (owner, before) = journal_in_every_state(dir.path()).await;
     let n = before.len() as u64;
-    let (owner, _) = open_with(dir.path(), n);
-    for (row, s) in before.iter().enumerate() {
-        put(&owner, row as u64, *s).await;
-    }
     owner.close().await;
     let done = redial_unknown(dir.path(), None).expect("redial");
     assert_eq!(done.lines.len(), 1);
@@ -126,15 +128,9 @@ async fn redial_unknown_moves_only_the_contacts_the_table_lets_it() {
 #[tokio::test]
 async fn crash_recovery_moves_only_the_requests_the_table_lets_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let before = every_state();
+    let (owner, before) = journal_in_every_state(dir.path()).await;
     let n = before.len() as u64;
-    {
-        let (owner, _) = open_with(dir.path(), n);
-        for (row, s) in before.iter().enumerate() {
-            put(&owner, row as u64, *s).await;
-        }
-        owner.close().await;
-    }
+    owner.close().await;
     let calls_before = history(dir.path()).len();
     let (owner, opened) = open_with(dir.path(), n);
     assert_eq!(opened.interrupted_intents, 1);
@@ -157,15 +153,9 @@ async fn crash_recovery_moves_only_the_requests_the_table_lets_it() {
 #[tokio::test]
 async fn a_transition_the_table_forbids_is_refused_and_counted_not_written() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let before = every_state();
+    let (owner, before) = journal_in_every_state(dir.path()).await;
     let n = before.len() as u64;
-    {
-        let (owner, _) = open_with(dir.path(), n);
-        for (row, s) in before.iter().enumerate() {
-            put(&owner, row as u64, *s).await;
-        }
-        owner.close().await;
-    }
+    owner.close().await;
     let rows: Vec<u64> = (0..n).collect();
     // The events of the operator's actions and of crash recovery, offered to a contact in every state.
     let events: [(Kind, Event); 3] = [
