@@ -44,27 +44,126 @@ const SAMPLES: usize = 32;
 ///
 /// A call's first poll goes where the shortest recent calls ended: asking before then mostly reads "not yet",
 /// and asking at a fixed interval sees a call ending just after a poll a whole interval late. The first poll is
-/// placed at the smallest `hi` seen (`A`: some call ended by then) when the bracket of that shortest length
-/// is tight, or a quarter of the bracket earlier otherwise (`L`, the largest `lo` under `A`: calls lasted at
-/// least that long), so the bracket narrows call by call, as TCP narrows its retransmission timeout. A probe
-/// too early costs one more poll, spaced as today; one late costs what the fixed interval did. Later polls keep
-/// the operator's interval, which is a minimum spacing the gateway's documentation asks for.
+/// placed at the smallest `hi` seen (`A`: some call ended by then), and the bracket of that length is narrowed
+/// by probes a quarter of it earlier (`L`, the largest `lo` under `A`: calls lasted at least that long), as TCP
+/// narrows its retransmission timeout. A probe too early reads "not yet" and its call is seen a whole interval
+/// later, so one call at a time probes and the others are asked at `A`: calls placed together (a round of
+/// lines) would otherwise all miss together. Before any call has ended, first polls are spread over one
+/// interval, so the first calls' brackets fall at different phases and pin the length down between them. Later
+/// polls keep the operator's interval, which is a minimum spacing the gateway's documentation asks for.
 #[derive(Debug, Default)]
 pub struct Lengths {
-    samples: Mutex<VecDeque<(Duration, Duration)>>,
+    learned: Mutex<Learned>,
+    /// Told when a call's length is recorded: a call still waiting for a first poll placed blind places it
+    /// again.
+    recorded: tokio::sync::Notify,
 }
 
+#[derive(Debug, Default)]
+struct Learned {
+    samples: VecDeque<(Duration, Duration)>,
+    /// First polls placed before any call had ended.
+    blind: u32,
+    /// A call's first poll is a probe below `A`, and its answer is not in yet.
+    probing: bool,
+    /// Probes that read "not yet", of calls still running: each of those calls lasted longer than that, which
+    /// the next probe starts from rather than trying the same instant again.
+    running: Vec<Duration>,
+}
+
+/// Where a call's first poll goes (`at`, after the request) and the floor it was placed on (see
+/// [`Lengths::record_above`]). A probe holds the gateway's one probe until its answer is in.
+#[derive(Debug)]
+pub struct FirstPoll<'a> {
+    pub at: Duration,
+    pub floor: Duration,
+    lengths: &'a Lengths,
+    /// Placed before any call on the gateway had ended.
+    pub blind: bool,
+    probe: bool,
+    /// This probe read "not yet", and `at` is among the gateway's `running`.
+    missed: bool,
+}
+
+impl FirstPoll<'_> {
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// The first poll read "not final yet": the probe is given back, and what it found is known at once.
+    pub fn not_final_yet(&mut self) {
+        if !self.probe {
+            return;
+        }
+        self.probe = false;
+        if let Ok(mut learned) = self.lengths.learned.lock() {
+            learned.probing = false;
+            learned.running.push(self.at);
+            self.missed = true;
+        }
+    }
+}
+
+impl Drop for FirstPoll<'_> {
+    fn drop(&mut self) {
+        if !(self.probe || self.missed) {
+            return;
+        }
+        if let Ok(mut learned) = self.lengths.learned.lock() {
+            if self.probe {
+                learned.probing = false;
+            }
+            if self.missed
+                && let Some(i) = learned.running.iter().position(|r| *r == self.at)
+            {
+                learned.running.swap_remove(i);
+            }
+        }
+    }
+}
+
+impl<'a> FirstPoll<'a> {
+    fn new(lengths: &'a Lengths, at: Duration, floor: Duration) -> Self {
+        FirstPoll {
+            at,
+            floor,
+            lengths,
+            blind: false,
+            probe: false,
+            missed: false,
+        }
+    }
+}
+
+/// The fractional part of the golden ratio: the k-th blind first poll goes at `frac(k * GOLDEN)` of an
+/// interval, so any number of them is spread evenly over it, whatever order they are taken in.
+const GOLDEN: f64 = 0.618_033_988_749_895;
+
 impl Lengths {
-    /// When to ask first, after the request, with later polls every `interval`, and the floor it was placed
-    /// on (see [`Lengths::record_above`]); `None` until a call on this gateway has ended.
-    pub fn first_poll(&self, interval: Duration) -> Option<(Duration, Duration)> {
-        let samples = self.samples.lock().ok()?;
-        let shortest = samples.iter().map(|(_, hi)| *hi).min()?;
+    /// When to ask a call first, after its request, with later polls every `interval`. `may_probe`: the plan
+    /// may probe below `A` (when no other call is).
+    pub fn first_poll(&self, interval: Duration, may_probe: bool) -> FirstPoll<'_> {
+        let Ok(mut learned) = self.learned.lock() else {
+            return FirstPoll::new(self, interval, Duration::ZERO);
+        };
+        let Some(shortest) = learned.samples.iter().map(|(_, hi)| *hi).min() else {
+            // Nothing has ended yet: between half an interval and one and a half, a fixed interval on average.
+            let k = learned.blind;
+            learned.blind = learned.blind.wrapping_add(1);
+            let phase = (f64::from(k) * GOLDEN).fract();
+            return FirstPoll {
+                blind: true,
+                ..FirstPoll::new(self, interval / 2 + interval.mul_f64(phase), Duration::ZERO)
+            };
+        };
+        let samples = &learned.samples;
         // Calls of one length, as far as the polls tell (some instant lies in every call's bracket): the
         // bracket of that length is narrowed down, below. Calls of many lengths: the first poll that would have
         // seen the recent calls soonest in all, with no more polls than the fixed interval would have taken; a
         // poll at the shortest of spread lengths reads most calls "not yet" and sees them an interval late.
-        let one_length = samples.iter().all(|(lo, _)| *lo < shortest);
+        let running = &learned.running;
+        let one_length =
+            samples.iter().all(|(lo, _)| *lo < shortest) && running.iter().all(|lo| *lo < shortest);
         let cost = |first: Duration| {
             samples
                 .iter()
@@ -84,23 +183,30 @@ impl Lengths {
             .filter(|c| cost(*c).1 <= fixed_polls)
             .min_by_key(|c| (cost(*c).0, *c));
         if let Some(best) = best.filter(|b| !one_length && *b > shortest) {
-            return Some((best, Duration::ZERO));
+            return FirstPoll::new(self, best, Duration::ZERO);
         }
         let floor = samples
             .iter()
             .map(|(lo, _)| *lo)
+            .chain(running.iter().copied())
             .filter(|lo| *lo < shortest)
             .max()
             .unwrap_or(Duration::ZERO);
         let width = shortest - floor;
         // Tight: within 2% of the length or 2 ms, whichever is more (timer and loopback jitter).
         let tight = (shortest / 50).max(Duration::from_millis(2));
-        let at = if width <= tight {
-            shortest
-        } else {
-            shortest - width / 4
-        };
-        Some((at, floor))
+        // Calls of one length would all miss a probe placed too early together: one probes at a time, and a
+        // plan placed again (`may_probe` false) does not. Calls of spread lengths are not lost by a probe (most
+        // need more polls anyway; it shifts their phase), and each may probe, so the shortest calls' bracket
+        // narrows while the long ones run.
+        if width <= tight || (one_length && (learned.probing || !may_probe)) {
+            return FirstPoll::new(self, shortest, floor);
+        }
+        learned.probing |= one_length;
+        FirstPoll {
+            probe: one_length,
+            ..FirstPoll::new(self, shortest - width / 4, floor)
+        }
     }
 
     /// A call on this gateway was read final at `hi` after its request, and was not yet at `lo`. `floor` is
@@ -112,12 +218,13 @@ impl Lengths {
 
     /// A call on this gateway was read final at `hi` after its request, and was not yet at `lo`.
     pub fn record(&self, lo: Duration, hi: Duration) {
-        if let Ok(mut samples) = self.samples.lock() {
-            if samples.len() == SAMPLES {
-                samples.pop_front();
+        if let Ok(mut learned) = self.learned.lock() {
+            if learned.samples.len() == SAMPLES {
+                learned.samples.pop_front();
             }
-            samples.push_back((lo, hi));
+            learned.samples.push_back((lo, hi));
         }
+        self.recorded.notify_waiters();
     }
 }
 
@@ -160,16 +267,20 @@ pub(super) async fn poll_call(
     let deadline = dialed + s.poll_timeout;
     let interval = s.poll_interval;
     let mut stage = ctx.stage.clone();
-    // A resumed call is read at once: its deadline may be long past, and it is written off only after a read.
-    let (mut delay, floor) = if resumed {
-        (Duration::ZERO, Duration::ZERO)
-    } else {
-        ctx.lengths[gw]
-            .first_poll(interval)
-            .unwrap_or((interval, Duration::ZERO))
-    };
-    // The last readable answer that said "not final yet": the call lasted longer than that.
-    let mut not_final_at: Option<Instant> = None;
+    // A probe's plan is held until the call's length is recorded: the next probe then starts from it.
+    let mut plan = (!resumed).then(|| ctx.lengths[gw].first_poll(interval, true));
+    let mut floor = plan.as_ref().map_or(Duration::ZERO, |p| p.floor);
+    // A resumed call is read at once (its deadline may be long past, and it is written off only after a
+    // read); a new call's first poll is at `first_at`, below.
+    let mut delay = Duration::ZERO;
+    if let Some(p) = &plan {
+        trace!(target: "turnover", row, first_poll = %Dur(p.at), probe = p.is_probe(), "first poll planned");
+    }
+    // The first poll is timed from the request, not from when its id was saved (a commit of varying length).
+    let mut first_at = plan.as_ref().map(|p| dialed + p.at);
+    // The last readable answer that said "not final yet", as an offset from the request: the call lasted
+    // longer than that.
+    let mut not_final_after: Option<Duration> = None;
     let mut failing: Option<backon::ExponentialBackoff> = None;
     let mut unreadable_since: Option<Instant> = None;
     let mut reported_words: Vec<String> = Vec::new();
@@ -184,12 +295,34 @@ pub(super) async fn poll_call(
         } else {
             delay.min(to_deadline)
         };
-        let wake = Instant::now() + wait;
+        let wake = match first_at {
+            Some(at) => at.min(deadline),
+            None => Instant::now() + wait,
+        };
         tokio::select! {
             biased;
             _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
             _ = tokio::time::sleep_until(wake) => {}
+            // A call's length came in before the first poll of a call placed blind: that first poll is placed
+            // again on it (at the start of a campaign, the first calls to end tell the others when to ask). Once:
+            // a plan placed on what was learned is as good as the next, and a thousand lines must not all be
+            // placed again at every call that ends. Not as a probe: a bracket one call wide is a poor guide
+            // below its top, and the next call placed probes from more.
+            _ = ctx.lengths[gw].recorded.notified(), if first_at.is_some() && plan.as_ref().is_some_and(|p| p.blind) => {
+                drop(plan.take());
+                let p = ctx.lengths[gw].first_poll(interval, false);
+                trace!(target: "turnover", row, first_poll = %Dur(p.at), probe = p.is_probe(), "first poll placed again");
+                first_at = Some(dialed + p.at);
+                floor = p.floor;
+                plan = Some(p);
+                continue;
+            }
         }
+        first_at = None;
+        // A timer fires up to a tick late. What a poll teaches is taken as of when it was due: otherwise the
+        // shortest length seen would creep up by that lateness, call after call, each first poll being placed
+        // on the last one's offset. A wait for the poll budget still counts.
+        let woke_late = Instant::now().saturating_duration_since(wake);
         if !ctx
             .polls
             .ready_on(gw, &mut stage, |s| *s == Stage::Now)
@@ -201,6 +334,9 @@ pub(super) async fn poll_call(
         // When the poll was sent, not when its answer came: a slow answer may describe the call as it was
         // before the deadline, and only an answer asked for at or after it may write the call off.
         let asked_at = Instant::now();
+        let offset = asked_at
+            .saturating_duration_since(dialed)
+            .saturating_sub(woke_late);
         let reply = tokio::select! {
             biased;
             _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
@@ -269,14 +405,10 @@ pub(super) async fn poll_call(
                     trace!(target: "turnover", row, "final answer read");
                     // A resumed call's request time is not known to this run: it teaches nothing.
                     if !resumed {
-                        let lo = not_final_at
-                            .map_or(Duration::ZERO, |t| t.saturating_duration_since(dialed));
-                        ctx.lengths[gw].record_above(
-                            lo,
-                            asked_at.saturating_duration_since(dialed),
-                            floor,
-                        );
+                        let lo = not_final_after.unwrap_or(Duration::ZERO);
+                        ctx.lengths[gw].record_above(lo, offset, floor);
                     }
+                    drop(plan.take());
                     let notes = match &last.irregular {
                         Some(what) => format!("{} ({what})", last.notes),
                         None => last.notes.clone(),
@@ -333,7 +465,10 @@ pub(super) async fn poll_call(
                 }
             },
         };
-        not_final_at = Some(asked_at);
+        not_final_after = Some(offset);
+        if let Some(p) = plan.as_mut() {
+            p.not_final_yet();
+        }
         if asked_at >= deadline {
             // Read at or after the deadline and still not final: written off, and the record removed so the
             // gateway makes no further attempt.
@@ -504,27 +639,66 @@ mod tests {
     #[test]
     fn the_first_poll_closes_in_on_the_length_of_the_calls() {
         let lengths = Lengths::default();
-        assert_eq!(lengths.first_poll(ms(200)), None, "nothing learned yet");
         let (length, interval) = (ms(300), ms(200));
         let mut late = Vec::new();
         for _ in 0..100 {
-            let (first, floor) = lengths
-                .first_poll(interval)
-                .unwrap_or((interval, Duration::ZERO));
-            let (mut lo, mut at) = (Duration::ZERO, first);
+            let plan = lengths.first_poll(interval, true);
+            let (mut lo, mut at) = (Duration::ZERO, plan.at);
             while at < length {
                 lo = at;
                 at += interval;
             }
-            lengths.record_above(lo, at, floor);
+            lengths.record_above(lo, at, plan.floor);
             late.push(at - length);
         }
-        // The first call is seen up to an interval late; the last ones within the tight bracket (2%).
-        assert!(late[0] >= ms(50), "{late:?}");
+        // The first calls are seen up to an interval late; the last ones within the tight bracket (2%).
+        assert!(late[..3].iter().any(|l| *l >= ms(50)), "{late:?}");
         assert!(late[30..].iter().all(|l| *l <= ms(6)), "{late:?}");
         // And the first poll is never before the shortest length some call was still running at.
-        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
-        assert!(first >= ms(294) && first <= ms(306), "{first:?}");
+        let first = lengths.first_poll(interval, true).at;
+        assert!(first >= ms(300) && first <= ms(306), "{first:?}");
+    }
+
+    /// Before any call has ended, first polls are spread over an interval around it, so that the first calls
+    /// are read at different phases of their length.
+    #[test]
+    fn blind_first_polls_are_spread_over_an_interval() {
+        let lengths = Lengths::default();
+        let interval = ms(200);
+        let mut at: Vec<Duration> = (0..8)
+            .map(|_| lengths.first_poll(interval, true).at)
+            .collect();
+        at.sort();
+        assert!(at[0] >= ms(100) && at[7] < ms(300), "{at:?}");
+        // No two within a sixteenth of the interval of each other: eight calls, eight phases.
+        assert!(at.windows(2).all(|w| w[1] - w[0] >= ms(12)), "{at:?}");
+    }
+
+    /// A round of calls placed together while the bracket is wide: one probes below the shortest length
+    /// seen, the others are asked at it, so a probe too early costs one call an interval, not the round.
+    #[test]
+    fn one_call_at_a_time_probes() {
+        let lengths = Lengths::default();
+        lengths.record(ms(200), ms(400));
+        let round: Vec<FirstPoll<'_>> = (0..8).map(|_| lengths.first_poll(ms(200), true)).collect();
+        let probes: Vec<&FirstPoll<'_>> = round.iter().filter(|p| p.is_probe()).collect();
+        assert_eq!(probes.len(), 1, "{round:?}");
+        assert!(
+            probes[0].at < ms(400) && probes[0].at > ms(200),
+            "{round:?}"
+        );
+        assert!(
+            round
+                .iter()
+                .filter(|p| !p.is_probe())
+                .all(|p| p.at == ms(400)),
+            "{round:?}"
+        );
+        // A plan that may not probe does not, even with the probe free.
+        drop(round);
+        assert!(!lengths.first_poll(ms(200), false).is_probe());
+        // The probe is given back with its plan.
+        assert!(lengths.first_poll(ms(200), true).is_probe());
     }
 
     #[test]
@@ -534,7 +708,7 @@ mod tests {
             lengths.record(Duration::ZERO, ms(1010));
         }
         lengths.record(Duration::ZERO, ms(400));
-        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
+        let first = lengths.first_poll(ms(200), true).at;
         assert!(first <= ms(400), "{first:?}");
     }
 
@@ -547,7 +721,7 @@ mod tests {
         for i in 0..=10 {
             lengths.record(ms(245 + i * 10), ms(250 + i * 10));
         }
-        let (first, _) = lengths.first_poll(ms(200)).unwrap_or_default();
+        let first = lengths.first_poll(ms(200), true).at;
         assert!(first >= ms(300), "{first:?}");
     }
 }

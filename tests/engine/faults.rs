@@ -106,8 +106,9 @@ async fn slow_answers_past_the_timeout_are_unknown_for_calls_and_retried_for_pol
     for r in &rows {
         let ok = match r["status"].as_str() {
             "made" | "unknown" => true,
-            // Three unreadable answers in a row stop the run (exit 76); the rest are left for a person.
-            "not_attempted" => stopped,
+            // Three unreadable answers in a row stop the run (exit 76); the rest are left for a person, and a
+            // call still on the gateway then is polled by the next run.
+            "not_attempted" | "in_progress" => stopped,
             _ => false,
         };
         assert!(ok, "{}: {} ({})", r["status"], r["detail"], s.line());
@@ -117,8 +118,9 @@ async fn slow_answers_past_the_timeout_are_unknown_for_calls_and_retried_for_pol
     // Each request was acted on (a slow gateway answers late, it does not forget): those answered too late
     // are `unknown`, and slow polls are retried until every call answered in time is made.
     let made = rows.iter().filter(|r| r["status"] == "made").count();
+    let open = rows.iter().filter(|r| r["status"] == "in_progress").count();
     assert_eq!(answered, requested);
-    assert_eq!(made + unknown, requested, "{}", s.line());
+    assert_eq!(made + unknown + open, requested, "{}", s.line());
     let slow_polls = s.poll_errors;
     assert!(
         slow_polls >= 1,

@@ -206,3 +206,86 @@ async fn every_line_given_is_used_past_the_cap_on_requests_in_flight() {
     let most = busiest(&times, ms(5900));
     assert_eq!(most, 300, "calls outstanding at once");
 }
+
+/// A campaign of `n` calls of one length (300 ms), 8 lines on both sides, 50 requests a second, polls at
+/// least 200 ms apart: (campaign time over the in-order bound, polls per call, the most first polls that read
+/// "not yet" among any 8 calls placed in a row after the first 8). The bound is a runner that sees each final answer the
+/// instant it exists: calls in input order on the lines, each request 20 ms or more after the one before.
+async fn against_the_in_order_bound(n: usize) -> (f64, f64, usize) {
+    let sim = sim(8, ms(100), ms(200), ms(0), "").await;
+    let c = Campaign::new(&contacts(n));
+    let mut args = c.args(&sim);
+    args.lines = Some("8".into());
+    args.rate = Some("50/s".into());
+    args.poll_interval = Some("200ms".into());
+    let s = run(args).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let log = sim.requests();
+    let requests = call_requests(&log);
+    assert_eq!(requests.len(), n);
+    let first = requests.iter().map(|r| r.arrived).min().unwrap_or_default();
+    let status: Vec<_> = log
+        .iter()
+        .filter(|r| r.path == protocol::STATUS_PATH)
+        .collect();
+    let last_final = status
+        .iter()
+        .filter(|r| r.is_final)
+        .map(|r| r.arrived)
+        .max()
+        .unwrap_or_default();
+    let mut free = [0u128; 8];
+    let mut last: Option<u128> = None;
+    let mut end = 0u128;
+    for _ in 0..n {
+        let line = (0..8).min_by_key(|i| free[*i]).unwrap_or(0);
+        let start = last.map_or(free[line], |l| free[line].max(l + 20));
+        last = Some(start);
+        free[line] = start + 300;
+        end = end.max(free[line]);
+    }
+    let ratio = (last_final - first).as_millis() as f64 / end as f64;
+    // Each call's first poll, in the order the calls were requested: did it read "not yet"?
+    let mut first_poll: HashMap<&str, bool> = HashMap::new();
+    for r in &status {
+        if let Some(id) = r.req_id.as_deref() {
+            first_poll.entry(id).or_insert(!r.is_final);
+        }
+    }
+    let missed: Vec<bool> = requests
+        .iter()
+        .filter_map(|r| {
+            r.req_id
+                .as_deref()
+                .and_then(|id| first_poll.get(id).copied())
+        })
+        .collect();
+    let worst_round = missed
+        .get(8..)
+        .unwrap_or_default()
+        .windows(8)
+        .map(|w| w.iter().filter(|m| **m).count())
+        .max()
+        .unwrap_or(0);
+    (ratio, status.len() as f64 / n as f64, worst_round)
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_of_one_length_are_seen_ending_soon_after_they_end() {
+    // 200 calls: the first poll learns the length, one probe at a time, and then reads each call final at once.
+    let (ratio, polls, worst) = against_the_in_order_bound(200).await;
+    assert!(ratio <= 1.05, "{ratio:.3}x the in-order bound");
+    assert!(polls <= 1.1, "{polls:.2} polls per call");
+    // After the first round (placed blind, at spread phases), no round of calls misses together: one call at
+    // a time probes below the length learned.
+    assert!(
+        worst <= 2,
+        "{worst} first polls too early among 8 calls in a row"
+    );
+    // 30 calls, four rounds: the first is placed blind, and the calls still waiting for their first poll when
+    // the first call ends are placed again on its length. Here every length is exact, so every probe below it
+    // reads "not yet" (the worst case for probing; against a gateway on real sockets this list takes 1.05x).
+    let (ratio, polls, _) = against_the_in_order_bound(30).await;
+    assert!(ratio <= 1.15, "{ratio:.3}x the in-order bound");
+    assert!(polls <= 1.3, "{polls:.2} polls per call");
+}
