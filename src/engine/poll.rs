@@ -51,12 +51,19 @@ const SAMPLES: usize = 32;
 /// lines) would otherwise all miss together. Before any call has ended, first polls are spread over one
 /// interval, so the first calls' brackets fall at different phases and pin the length down between them. Later
 /// polls keep the operator's interval, which is a minimum spacing the gateway's documentation asks for.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Lengths {
+    interval: Duration,
     learned: Mutex<Learned>,
-    /// Told when a call's length is recorded: a call still waiting for a first poll placed blind places it
-    /// again.
-    recorded: tokio::sync::Notify,
+    /// Where a first poll goes now, worked out once for each call that ends and published when it moves:
+    /// calls still waiting for their first poll move theirs there (so a thousand lines waiting are woken only
+    /// when there is somewhere else to go, and none of them works it out again).
+    placed: tokio::sync::watch::Sender<Option<(Duration, Duration)>>,
+    /// Told when any call ends: a call whose first poll guesses below where calls were seen to end gives the
+    /// guess up for what is known now (the length of a call that has just ended is better evidence than a
+    /// probe of one not yet asked). With many lines calls end often and little is probed: the first round's
+    /// spread phases have told most of it; with few, a probe is left to run and narrow the length.
+    ended: tokio::sync::Notify,
 }
 
 #[derive(Debug, Default)]
@@ -80,6 +87,9 @@ pub struct FirstPoll<'a> {
     lengths: &'a Lengths,
     /// Placed before any call on the gateway had ended.
     pub blind: bool,
+    /// Placed below where some call was seen to end: a probe, or with spread lengths a guess that the shortest
+    /// are shorter than seen.
+    below: bool,
     probe: bool,
     /// This probe read "not yet", and `at` is among the gateway's `running`.
     missed: bool,
@@ -129,6 +139,7 @@ impl<'a> FirstPoll<'a> {
             floor,
             lengths,
             blind: false,
+            below: false,
             probe: false,
             missed: false,
         }
@@ -140,12 +151,33 @@ impl<'a> FirstPoll<'a> {
 const GOLDEN: f64 = 0.618_033_988_749_895;
 
 impl Lengths {
-    /// When to ask a call first, after its request, with later polls every `interval`. `may_probe`: the plan
-    /// may probe below `A` (when no other call is).
-    pub fn first_poll(&self, interval: Duration, may_probe: bool) -> FirstPoll<'_> {
+    /// What a gateway's calls teach, for polls at least `interval` apart.
+    pub fn new(interval: Duration) -> Self {
+        Lengths {
+            interval,
+            learned: Mutex::default(),
+            placed: tokio::sync::watch::Sender::new(None),
+            ended: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// When to ask a call first, after its request, with later polls every `interval`.
+    pub fn first_poll(&self) -> FirstPoll<'_> {
         let Ok(mut learned) = self.learned.lock() else {
-            return FirstPoll::new(self, interval, Duration::ZERO);
+            return FirstPoll::new(self, self.interval, Duration::ZERO);
         };
+        self.place(&mut learned, true)
+    }
+
+    /// Calls still waiting for their first poll are told here where a first poll goes, when that moves.
+    pub fn placed(&self) -> tokio::sync::watch::Receiver<Option<(Duration, Duration)>> {
+        self.placed.subscribe()
+    }
+
+    /// `may_probe`: with calls of one length, the plan may probe below `A` when no other call is. Without it,
+    /// and with a call on this gateway ended, nothing is changed.
+    fn place(&self, learned: &mut Learned, may_probe: bool) -> FirstPoll<'_> {
+        let interval = self.interval;
         let Some(shortest) = learned.samples.iter().map(|(_, hi)| *hi).min() else {
             // Nothing has ended yet: between half an interval and one and a half, a fixed interval on average.
             let k = learned.blind;
@@ -195,8 +227,7 @@ impl Lengths {
         let width = shortest - floor;
         // Tight: within 2% of the length or 2 ms, whichever is more (timer and loopback jitter).
         let tight = (shortest / 50).max(Duration::from_millis(2));
-        // Calls of one length would all miss a probe placed too early together: one probes at a time, and a
-        // plan placed again (`may_probe` false) does not. Calls of spread lengths are not lost by a probe (most
+        // Calls of one length would all miss a probe placed too early together: one probes at a time. Calls of spread lengths are not lost by a probe (most
         // need more polls anyway; it shifts their phase), and each may probe, so the shortest calls' bracket
         // narrows while the long ones run.
         if width <= tight || (one_length && (learned.probing || !may_probe)) {
@@ -204,6 +235,7 @@ impl Lengths {
         }
         learned.probing |= one_length;
         FirstPoll {
+            below: true,
             probe: one_length,
             ..FirstPoll::new(self, shortest - width / 4, floor)
         }
@@ -218,13 +250,23 @@ impl Lengths {
 
     /// A call on this gateway was read final at `hi` after its request, and was not yet at `lo`.
     pub fn record(&self, lo: Duration, hi: Duration) {
-        if let Ok(mut learned) = self.learned.lock() {
-            if learned.samples.len() == SAMPLES {
-                learned.samples.pop_front();
-            }
-            learned.samples.push_back((lo, hi));
+        let Ok(mut learned) = self.learned.lock() else {
+            return;
+        };
+        if learned.samples.len() == SAMPLES {
+            learned.samples.pop_front();
         }
-        self.recorded.notify_waiters();
+        learned.samples.push_back((lo, hi));
+        let now = self.place(&mut learned, false);
+        let (at, floor) = (now.at, now.floor);
+        drop(now);
+        drop(learned);
+        self.placed.send_if_modified(|placed| {
+            let changed = *placed != Some((at, floor));
+            *placed = Some((at, floor));
+            changed
+        });
+        self.ended.notify_waiters();
     }
 }
 
@@ -268,7 +310,9 @@ pub(super) async fn poll_call(
     let interval = s.poll_interval;
     let mut stage = ctx.stage.clone();
     // A probe's plan is held until the call's length is recorded: the next probe then starts from it.
-    let mut plan = (!resumed).then(|| ctx.lengths[gw].first_poll(interval, true));
+    // Told before the plan is made, so that no change between the two is missed.
+    let mut placed = ctx.lengths[gw].placed();
+    let mut plan = (!resumed).then(|| ctx.lengths[gw].first_poll());
     let mut floor = plan.as_ref().map_or(Duration::ZERO, |p| p.floor);
     // A resumed call is read at once (its deadline may be long past, and it is written off only after a
     // read); a new call's first poll is at `first_at`, below.
@@ -303,18 +347,31 @@ pub(super) async fn poll_call(
             biased;
             _ = stage.wait_for(|s| *s == Stage::Now) => return Ok(End::LeftOpen),
             _ = tokio::time::sleep_until(wake) => {}
-            // A call's length came in before the first poll of a call placed blind: that first poll is placed
-            // again on it (at the start of a campaign, the first calls to end tell the others when to ask). Once:
-            // a plan placed on what was learned is as good as the next, and a thousand lines must not all be
-            // placed again at every call that ends. Not as a probe: a bracket one call wide is a poor guide
-            // below its top, and the next call placed probes from more.
-            _ = ctx.lengths[gw].recorded.notified(), if first_at.is_some() && plan.as_ref().is_some_and(|p| p.blind) => {
-                drop(plan.take());
-                let p = ctx.lengths[gw].first_poll(interval, false);
-                trace!(target: "turnover", row, first_poll = %Dur(p.at), probe = p.is_probe(), "first poll placed again");
-                first_at = Some(dialed + p.at);
-                floor = p.floor;
-                plan = Some(p);
+            // A call ended, and a first poll now goes elsewhere: this call's moves there, as if it had been
+            // placed now (a probe gives its probe back; the next call placed probes from what is known then).
+            // At the start of a campaign the first calls to end tell the others when to ask, and a probe that
+            // finds a shorter length brings the calls placed meanwhile forward with it. Moving every waiting
+            // call only to an earlier place would follow the lowest of a noisy estimate down, into misses.
+            Ok(()) = placed.changed(), if first_at.is_some() => {
+                if let Some((at, to)) = *placed.borrow_and_update() {
+                    drop(plan.take());
+                    let p = FirstPoll::new(&ctx.lengths[gw], at, to);
+                    trace!(target: "turnover", row, first_poll = %Dur(p.at), "first poll placed again");
+                    first_at = Some(dialed + p.at);
+                    floor = p.floor;
+                    plan = Some(p);
+                }
+                continue;
+            }
+            _ = ctx.lengths[gw].ended.notified(), if first_at.is_some() && plan.as_ref().is_some_and(|p| p.below) => {
+                if let Some((at, to)) = *placed.borrow_and_update() {
+                    drop(plan.take());
+                    let p = FirstPoll::new(&ctx.lengths[gw], at, to);
+                    trace!(target: "turnover", row, first_poll = %Dur(p.at), "first poll placed again");
+                    first_at = Some(dialed + p.at);
+                    floor = p.floor;
+                    plan = Some(p);
+                }
                 continue;
             }
         }
@@ -638,11 +695,11 @@ mod tests {
     /// closes in on the length from above, and once there each call is read final at its first poll.
     #[test]
     fn the_first_poll_closes_in_on_the_length_of_the_calls() {
-        let lengths = Lengths::default();
+        let lengths = Lengths::new(ms(200));
         let (length, interval) = (ms(300), ms(200));
         let mut late = Vec::new();
         for _ in 0..100 {
-            let plan = lengths.first_poll(interval, true);
+            let plan = lengths.first_poll();
             let (mut lo, mut at) = (Duration::ZERO, plan.at);
             while at < length {
                 lo = at;
@@ -655,7 +712,7 @@ mod tests {
         assert!(late[..3].iter().any(|l| *l >= ms(50)), "{late:?}");
         assert!(late[30..].iter().all(|l| *l <= ms(6)), "{late:?}");
         // And the first poll is never before the shortest length some call was still running at.
-        let first = lengths.first_poll(interval, true).at;
+        let first = lengths.first_poll().at;
         assert!(first >= ms(300) && first <= ms(306), "{first:?}");
     }
 
@@ -663,11 +720,8 @@ mod tests {
     /// are read at different phases of their length.
     #[test]
     fn blind_first_polls_are_spread_over_an_interval() {
-        let lengths = Lengths::default();
-        let interval = ms(200);
-        let mut at: Vec<Duration> = (0..8)
-            .map(|_| lengths.first_poll(interval, true).at)
-            .collect();
+        let lengths = Lengths::new(ms(200));
+        let mut at: Vec<Duration> = (0..8).map(|_| lengths.first_poll().at).collect();
         at.sort();
         assert!(at[0] >= ms(100) && at[7] < ms(300), "{at:?}");
         // No two within a sixteenth of the interval of each other: eight calls, eight phases.
@@ -678,9 +732,9 @@ mod tests {
     /// seen, the others are asked at it, so a probe too early costs one call an interval, not the round.
     #[test]
     fn one_call_at_a_time_probes() {
-        let lengths = Lengths::default();
+        let lengths = Lengths::new(ms(200));
         lengths.record(ms(200), ms(400));
-        let round: Vec<FirstPoll<'_>> = (0..8).map(|_| lengths.first_poll(ms(200), true)).collect();
+        let round: Vec<FirstPoll<'_>> = (0..8).map(|_| lengths.first_poll()).collect();
         let probes: Vec<&FirstPoll<'_>> = round.iter().filter(|p| p.is_probe()).collect();
         assert_eq!(probes.len(), 1, "{round:?}");
         assert!(
@@ -694,21 +748,43 @@ mod tests {
                 .all(|p| p.at == ms(400)),
             "{round:?}"
         );
-        // A plan that may not probe does not, even with the probe free.
-        drop(round);
-        assert!(!lengths.first_poll(ms(200), false).is_probe());
         // The probe is given back with its plan.
-        assert!(lengths.first_poll(ms(200), true).is_probe());
+        drop(round);
+        assert!(lengths.first_poll().is_probe());
+    }
+
+    /// Calls waiting for their first poll are told when the first poll moves, and not at every call that ends.
+    #[tokio::test]
+    async fn waiting_calls_are_told_only_when_the_first_poll_moves() {
+        let lengths = Lengths::new(ms(200));
+        let mut placed = lengths.placed();
+        lengths.record(ms(100), ms(400));
+        assert!(
+            placed.has_changed().unwrap_or(false),
+            "the first length is told"
+        );
+        assert_eq!(placed.borrow_and_update().map(|(at, _)| at), Some(ms(400)));
+        lengths.record(ms(100), ms(450));
+        assert!(
+            !placed.has_changed().unwrap_or(true),
+            "a longer call changes nothing"
+        );
+        lengths.record(ms(100), ms(320));
+        assert!(
+            placed.has_changed().unwrap_or(false),
+            "a shorter one is told"
+        );
+        assert_eq!(placed.borrow_and_update().map(|(at, _)| at), Some(ms(320)));
     }
 
     #[test]
     fn a_shorter_call_than_any_seen_brings_the_first_poll_forward() {
-        let lengths = Lengths::default();
+        let lengths = Lengths::new(ms(200));
         for _ in 0..5 {
             lengths.record(Duration::ZERO, ms(1010));
         }
         lengths.record(Duration::ZERO, ms(400));
-        let first = lengths.first_poll(ms(200), true).at;
+        let first = lengths.first_poll().at;
         assert!(first <= ms(400), "{first:?}");
     }
 
@@ -716,12 +792,12 @@ mod tests {
     /// shortest (where most would read "not yet" and wait a whole interval more).
     #[test]
     fn spread_lengths_are_first_polled_where_most_have_ended() {
-        let lengths = Lengths::default();
+        let lengths = Lengths::new(ms(200));
         // Brackets that no one length fits: each call was still running 5 ms before it was read final.
         for i in 0..=10 {
             lengths.record(ms(245 + i * 10), ms(250 + i * 10));
         }
-        let first = lengths.first_poll(ms(200), true).at;
+        let first = lengths.first_poll().at;
         assert!(first >= ms(300), "{first:?}");
     }
 }
