@@ -15,6 +15,7 @@ Sections (numbers refer to BENCHMARKS.md):
   turnover    9. against bench/gateway.py: freed line to next request, polls per call, time vs in-order bound
   lines       9. against bench/gateway.py: calls outstanding with --lines 300 (past the 128 requests in flight)
   gwrate      9. against bench/gateway.py: the rate at 25/s and 200/s with 1,000 lines and 1 s calls
+  mixes      10. against bench/gateway.py: time vs in-order bound and polls per call on 8 lists of mixed lengths
 Parser throughput (6.) is `cargo bench --bench parser`.
 
 Medians of several runs are printed, and ratios come from one run. Results also go to bench/last-run.json.
@@ -534,6 +535,24 @@ def bench_gwrate(work, smoke):
             print(f"gateway.py rate {rate}/s, 1,000 lines, 1 s calls, {label}: achieved {achieved:.3f}/s "
                   f"({(achieved - rate) / rate * 100:+.2f}%), busiest 1-s window {busiest}, "
                   f"outstanding at most {rec['outstanding_max']}")
+    return out
+
+
+def bench_mixes(work, smoke):
+    """Against bench/gateway.py: 8 lists of mixed call lengths (60 contacts, 8 lines, the turnover settings), one
+    run each and both builds in turn: how the first poll does when no one length fits the calls."""
+    out = {}
+    paced = ["--rate", "50/s", "--poll-interval", "200ms", "--poll-rate", "unlimited"]
+    mixes = [[300, 700, 1500, 3000], [330, 760, 1470, 3050], [300, 700, 1500, 3000, 450, 1100],
+             [410, 890, 1320, 2270], [270, 520, 940, 1750, 2600], [600, 610, 1900, 2050], [350, 1200],
+             [800, 2300, 2900]]
+    for durs in mixes[:2] if smoke else mixes:
+        key = ",".join(str(d) for d in durs)
+        for label, binary in builds():
+            r = campaign_on_gateway(work, binary, 60, 8, durs, paced, False, 50)
+            out[f"{key}/{label}"] = r
+            print(f"mixes {key} ms, {label}: {r['ratio']:.3f}x the in-order bound, "
+                  f"{r['polls_per_call']:.2f} polls per call")
     return out
 
 
