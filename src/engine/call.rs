@@ -103,7 +103,7 @@ pub struct Ctx {
     pub reports: mpsc::Sender<Report>,
     pub stats: Arc<Stats>,
     /// What each gateway's calls have taken so far, to place first polls (one per gateway).
-    pub lengths: Vec<super::poll::Lengths>,
+    pub lengths: Vec<super::lengths::Lengths>,
 }
 
 impl Ctx {

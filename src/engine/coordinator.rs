@@ -189,7 +189,7 @@ impl Coordinator {
         let lengths = settings
             .gateways
             .iter()
-            .map(|_| super::poll::Lengths::new(settings.poll_interval))
+            .map(|_| super::lengths::Lengths::new(settings.poll_interval))
             .collect();
         let ctx = Arc::new(Ctx {
             polls: Pacer::lanes(crate::types::Rate::Unlimited, &poll_lanes),

@@ -7,6 +7,9 @@
 //!   schedule, the circuit breaker, and why the run is ending. Nothing else decides what happens next.
 //! - [`call`]: one task per contact on a line: intent, request, poll, result, removal, in that order, each
 //!   durable before the next. Tasks report what they saw over a bounded channel and return how they ended.
+//! - [`poll`]: a dialed call from its request id to its end (polls, result, recall, record removal).
+//! - [`lengths`]: when each call is first polled, learned per gateway from the lengths its calls were seen to
+//!   take, shared by the calls on that gateway.
 //! - [`pacing`]: the absolute schedule for call requests (owned by the coordinator) and for polls (shared).
 //! - [`breaker`]: the circuit breaker's state, owned by the coordinator.
 //!
@@ -15,6 +18,7 @@
 pub mod breaker;
 pub mod call;
 pub mod coordinator;
+pub mod lengths;
 pub mod pacing;
 pub mod poll;
 
