@@ -98,11 +98,13 @@ pub(super) async fn poll_call(
     let mut missing = 0u32;
     loop {
         let to_deadline = deadline.saturating_duration_since(Instant::now());
-        // Never sleep past the deadline: the read that may write the call off happens on time.
-        let wait = if to_deadline.is_zero() {
-            delay
-        } else {
+        // The read that may write the call off happens at the deadline, unless that is less than an interval
+        // after this call's last poll: then at the next poll after it. A first poll falls anywhere in an
+        // interval, so a deadline taken as is would come at any time after the poll before it.
+        let wait = if to_deadline >= interval {
             delay.min(to_deadline)
+        } else {
+            delay
         };
         let wake = match first_at {
             Some(at) => at.min(deadline),

@@ -77,6 +77,54 @@ async fn each_call_waits_the_poll_interval_between_polls() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_read_at_the_deadline_keeps_the_poll_interval() {
+    // The gateway dials these calls again and again, past the poll timeout. First polls fall anywhere in an
+    // interval, so a read taken at the deadline as is would come at any time after the poll before it.
+    const RETRYING: &str = r#"
+[[rule]]
+steps = ["retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry"]
+"#;
+    let sim = sim(8, ms(100), ms(100), Duration::from_secs(60), RETRYING).await;
+    let c = Campaign::new(&contacts(6));
+    let mut args = c.args(&sim);
+    args.poll_interval = Some("200ms".into());
+    args.poll_timeout = Some("1s".into());
+    let s = run(args).await;
+    let rows = c.results();
+    assert!(
+        rows.iter().all(|r| r["status"] == "unresolved"),
+        "{}: {rows:?}",
+        s.line()
+    );
+    let log = sim.requests();
+    let requested: HashMap<String, Duration> = call_requests(&log)
+        .iter()
+        .filter_map(|r| Some((r.req_id.clone()?, r.arrived)))
+        .collect();
+    assert_eq!(requested.len(), 6, "{requested:?}");
+    let mut polls: HashMap<String, Vec<Duration>> = HashMap::new();
+    for r in log.iter().filter(|r| r.path == protocol::STATUS_PATH) {
+        polls
+            .entry(r.req_id.clone().unwrap_or_default())
+            .or_default()
+            .push(r.arrived);
+    }
+    let mut late = Vec::new();
+    for (id, times) in &polls {
+        for w in times.windows(2) {
+            assert!(w[1] - w[0] >= ms(200), "{id}: polls at {times:?}");
+        }
+        let (Some(last), Some(asked)) = (times.last(), requested.get(id)) else {
+            panic!("{id}: no poll or no request");
+        };
+        // Written off only by a read at or after the deadline, and by the first one that keeps the interval.
+        assert!(*last >= *asked + ms(1000), "{id}: polls at {times:?}");
+        late.push(*last - *asked - ms(1000));
+    }
+    assert!(late.iter().all(|l| *l < ms(200)), "{late:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_poll_rate_caps_polls_across_all_calls() {
     let sim = sim(40, ms(2000), ms(0), ms(10), "").await;
     let c = Campaign::new(&contacts(40));
