@@ -165,15 +165,15 @@ impl Lengths {
         let running = &learned.running;
         let one_length =
             samples.iter().all(|(lo, _)| *lo < shortest) && running.iter().all(|lo| *lo < shortest);
+        // A zero `poll-interval` (polls back to back) is taken as the smallest step, so that a poll after
+        // `first` is never before it.
+        let step = interval.as_nanos().max(1);
         let cost = |first: Duration| {
             samples
                 .iter()
                 .fold((0u128, 0u128), |(late, polls), (_, hi)| {
-                    let more = hi
-                        .saturating_sub(first)
-                        .as_nanos()
-                        .div_ceil(interval.as_nanos().max(1));
-                    let seen = first.as_nanos() + more * interval.as_nanos();
+                    let more = hi.saturating_sub(first).as_nanos().div_ceil(step);
+                    let seen = first.as_nanos() + more * step;
                     (late + (seen - hi.as_nanos()), polls + 1 + more)
                 })
         };
@@ -342,6 +342,19 @@ mod tests {
         lengths.record(Duration::ZERO, ms(400));
         let first = lengths.first_poll().at;
         assert!(first <= ms(400), "{first:?}");
+    }
+
+    /// A zero `poll-interval`: no arithmetic overflows (a debug build would panic), and the first poll is no
+    /// later than the longest call seen.
+    #[test]
+    fn a_zero_interval_learns_without_overflow() {
+        // Polls back to back: spread lengths are still placed, at one of them.
+        let l = Lengths::new(Duration::ZERO);
+        for hi in [300, 700, 1500] {
+            l.record(ms(hi - 1), ms(hi));
+        }
+        let at = l.first_poll().at;
+        assert!(at <= ms(1500), "{at:?}");
     }
 
     /// Lengths spread over a range: the first poll goes where the fewest calls are seen late, not at the
