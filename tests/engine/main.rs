@@ -48,6 +48,23 @@ impl RunFlags for Files {
     }
 }
 
+/// A simulator that dials every call again and again, each attempt a minute after the last: no call is final
+/// within a test's poll timeout.
+pub async fn sim_retrying() -> Simulator {
+    const RETRYING: &str = r#"
+[[rule]]
+steps = ["retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry"]
+"#;
+    sim(
+        8,
+        ms(100),
+        ms(100),
+        std::time::Duration::from_secs(60),
+        RETRYING,
+    )
+    .await
+}
+
 /// Runs a campaign in-process on a clock that starts at `start` and follows tokio's.
 pub async fn run_at(args: RunArgs, start: jiff::Timestamp) -> Summary {
     let cfg = RunConfig::from_args(args).expect("settings are valid");

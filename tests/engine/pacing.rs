@@ -80,11 +80,7 @@ async fn each_call_waits_the_poll_interval_between_polls() {
 async fn the_read_at_the_deadline_keeps_the_poll_interval() {
     // The gateway dials these calls again and again, past the poll timeout. First polls fall anywhere in an
     // interval, so a read taken at the deadline as is would come at any time after the poll before it.
-    const RETRYING: &str = r#"
-[[rule]]
-steps = ["retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry"]
-"#;
-    let sim = sim(8, ms(100), ms(100), Duration::from_secs(60), RETRYING).await;
+    let sim = sim_retrying().await;
     let c = Campaign::new(&contacts(6));
     let mut args = c.args(&sim);
     args.poll_interval = Some("200ms".into());

@@ -280,13 +280,9 @@ steps = [{ status = "made", responses = "confirm=1" }]
 
 #[tokio::test(start_paused = true)]
 async fn an_unresolved_call_is_recalled_only_once_the_gateway_has_stopped_dialing_it() {
-    const RETRYING: &str = r#"
-[[rule]]
-steps = ["retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry", "retry"]
-"#;
     // The gateway keeps retrying the first record; its removal can fail, or the run die before it, so the
     // recall must not count on it.
-    let sim = sim(8, ms(100), ms(100), Duration::from_secs(60), RETRYING).await;
+    let sim = sim_retrying().await;
     let c = Campaign::new(&contacts(1));
     let mut args = c.args(&sim);
     args.firstocc = Some("10".into());
