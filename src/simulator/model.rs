@@ -97,6 +97,9 @@ pub struct Seen {
     pub what: &'static str,
     /// The runner's wall clock then, which may be stepped away from the gateway's.
     pub runner_ms: i64,
+    /// The answer never reached the runner as sent: it came after the client's timeout, or the process died
+    /// with the request in flight. What the gateway did is then unknown to the runner.
+    pub answer_lost: bool,
 }
 
 /// One call the gateway scheduled.
@@ -119,6 +122,10 @@ pub struct Call {
     pub gone: bool,
     /// A status reply showing its final record reached the runner.
     pub final_read: bool,
+    /// When the first such reply reached it (the gateway's time).
+    pub final_read_ms: Option<i64>,
+    /// When a remove request took its record away (not a record the gateway forgot).
+    pub removed_ms: Option<i64>,
     /// When a remove request cancelled it while the gateway could still dial it.
     pub cancelled_live_at: Option<i64>,
     phase: Phase,
@@ -345,6 +352,7 @@ impl Model {
             req_id: None,
             what: "",
             runner_ms: self.now_ms,
+            answer_lost: false,
         };
         let get = |k: &str| {
             form.iter()
@@ -416,6 +424,8 @@ impl Model {
                     live_until: None,
                     gone: false,
                     final_read: false,
+                    final_read_ms: None,
+                    removed_ms: None,
                     cancelled_live_at: None,
                     phase: Phase::Queued,
                 });
@@ -444,6 +454,7 @@ impl Model {
                 };
                 self.fill_lines();
                 if crash_after && !clash {
+                    seen.answer_lost = true;
                     self.seen.push(seen);
                     crate::determinism::crash();
                     return Ok((wire, latency));
@@ -502,6 +513,7 @@ impl Model {
                             self.calls[i].cancelled_live_at = Some(self.now_ms);
                         }
                         self.drop_call(i);
+                        self.calls[i].removed_ms = Some(self.now_ms);
                         self.by_id.remove(&id);
                         seen.what = "removed";
                         Wire::answer(200, "\r\n\r\n[removed]\r\n")
@@ -513,6 +525,7 @@ impl Model {
                 }
             }
         };
+        seen.answer_lost = slow && !plain;
         self.seen.push(seen);
         if slow && !plain {
             // Answered after the client gave up: to the client, the answer was lost.
@@ -522,7 +535,10 @@ impl Model {
             ));
         }
         if let Some(i) = final_shown {
-            self.calls[i].final_read = true;
+            let now = self.now_ms;
+            let c = &mut self.calls[i];
+            c.final_read = true;
+            c.final_read_ms.get_or_insert(now);
         }
         Ok((wire, latency))
     }

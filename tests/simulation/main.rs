@@ -9,9 +9,12 @@
 //! seed's story.
 
 mod check;
+mod rolling;
 mod world;
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -32,6 +35,39 @@ const DEFAULT_FIRST: u64 = 1;
 /// One seed in this many is run twice and must replay exactly.
 const REPLAY_EVERY: u64 = 25;
 
+/// Real time one seed may take before the run is called stuck. A seed takes well under a second; one that
+/// spins without letting simulated time pass (a busy loop, a lost wake-up) never ends on its own, and a
+/// hang names no seed. This is the backstop to the budget of simulated time in `world.rs`.
+const SEED_REAL_LIMIT: Duration = Duration::from_secs(300);
+
+/// Watches the seed being run: if one seed runs past [`SEED_REAL_LIMIT`], prints the violation with its
+/// replay line and ends the run, failed.
+fn watchdog() -> Arc<AtomicU64> {
+    let current = Arc::new(AtomicU64::new(u64::MAX));
+    let watched = current.clone();
+    std::thread::spawn(move || {
+        let (mut seed, mut since) = (u64::MAX, Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = watched.load(Ordering::Relaxed);
+            if now != seed {
+                (seed, since) = (now, Instant::now());
+            } else if since.elapsed() > SEED_REAL_LIMIT {
+                eprintln!(
+                    "seed {seed}: violated: stuck: still running after {} s of real time",
+                    since.elapsed().as_secs()
+                );
+                eprintln!(
+                    "  replay: SIM_SEED={seed} SIM_SEEDS=1 SIM_VERBOSE=1 cargo test --release --test simulation"
+                );
+                println!("simulation: stuck at seed {seed}, 1 violation");
+                std::process::exit(1);
+            }
+        }
+    });
+    current
+}
+
 fn main() {
     // `cargo test -- --list` and friends: this binary has one test, the whole simulation.
     let args: Vec<String> = std::env::args().collect();
@@ -50,9 +86,11 @@ fn main() {
             .init();
     }
     let started = Instant::now();
+    let current = watchdog();
     let (mut crashes, mut faults, mut violations) = (0u64, 0u64, 0u64);
     let mut failed: Vec<(u64, String)> = Vec::new();
     for seed in first..first.saturating_add(seeds) {
+        current.store(seed, Ordering::Relaxed);
         let mut outcome = world::run_seed(seed, verbose);
         crashes += outcome.crashes;
         faults += outcome.faults;

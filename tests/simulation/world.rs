@@ -21,9 +21,10 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::watch;
 
 use crate::check::{self, Expect};
+use crate::rolling::Rolling;
 
 /// Area codes and the zones libphonenumber's map gives them (907: two zones, so both must be open).
-const AREAS: [(&str, &[&str]); 7] = [
+pub const AREAS: [(&str, &[&str]); 7] = [
     ("212", &["America/New_York"]),
     ("312", &["America/Chicago"]),
     ("303", &["America/Denver"]),
@@ -59,7 +60,7 @@ enum Crash {
     Call(u64, bool),
 }
 
-fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
+pub fn pick<'a, T>(rng: &mut StdRng, items: &'a [T]) -> &'a T {
     &items[rng.random_range(0..items.len())]
 }
 
@@ -108,20 +109,9 @@ fn plan(rng: &mut StdRng) -> Plan {
     Plan { attempts }
 }
 
-/// Processes a seed may start, and the first that may not crash.
-const PROCESSES: u32 = 10;
-const LAST_CRASH: u32 = 7;
-
-pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let dir = scratch_dir();
-    let say = |s: String| {
-        if verbose {
-            eprintln!("[seed {seed}] {s}");
-        }
-    };
-
-    // The list.
+/// A fixed list: valid numbers in several forms, a few cells that are not numbers, and people listed twice
+/// under another spelling. Returns the people and the list's path.
+fn draw_list(rng: &mut StdRng, dir: &Path) -> (Vec<Person>, std::path::PathBuf) {
     let n = rng.random_range(3..=30usize);
     let mut people = Vec::new();
     let mut csv = String::from("id,name,phone\n");
@@ -131,7 +121,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         let roll = rng.random_range(0..100);
         let (cell, e164, zones): (String, Option<String>, Vec<&'static str>) = if roll < 5 {
             (
-                pick(&mut rng, &["12345", "call me", ""]).to_string(),
+                pick(rng, &["12345", "call me", ""]).to_string(),
                 None,
                 vec![],
             )
@@ -164,8 +154,35 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         csv.push_str(&format!("{line},Person {line},\"{cell}\"\n"));
         people.push(Person { line, e164, zones });
     }
-    let input = dir.path().join("contacts.csv");
+    let input = dir.join("contacts.csv");
     std::fs::write(&input, &csv).expect("write the list");
+
+    (people, input)
+}
+
+/// Processes a seed may start, and the first that may not crash.
+const PROCESSES: u32 = 10;
+const LAST_CRASH: u32 = 7;
+/// Simulated time one process may run: a campaign of 30 rows, with recalls, outages and windows, ends far
+/// sooner; one still running then is stuck.
+const PROCESS_BUDGET: Duration = Duration::from_secs(3 * 24 * 3600);
+
+pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = scratch_dir();
+    let say = |s: String| {
+        if verbose {
+            eprintln!("[seed {seed}] {s}");
+        }
+    };
+
+    // A fixed list, or a practice system's export that changes between runs.
+    let rolling_mode = rng.random_bool(0.4);
+    let (people, input) = if rolling_mode {
+        (Vec::new(), dir.path().join("export.csv"))
+    } else {
+        draw_list(&mut rng, dir.path())
+    };
 
     // The settings.
     let gateways_n = if rng.random_bool(0.25) { 2 } else { 1 };
@@ -182,7 +199,8 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         .map(|s| s.to_string())
         .collect();
     let recall_unless = (recall && rng.random_bool(0.4)).then(|| "Confirm=1".to_string());
-    let cap = rng.random_bool(0.3).then(|| rng.random_range(1..=2u32));
+    // The cap counts calls per number, across a family's appointments and touches: fixed lists only.
+    let cap = (!rolling_mode && rng.random_bool(0.3)).then(|| rng.random_range(1..=2u32));
     let suppress_later = rng.random_bool(0.3);
     let rate = pick(&mut rng, &["unlimited", "5/s", "1/s", "30/m"]).to_string();
     let poll_interval = pick(&mut rng, &["1s", "2s", "5s"]).to_string();
@@ -231,6 +249,12 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
     let start_ms = jiff::Timestamp::from_second(1_799_000_000 + rng.random_range(0..86_400 * 7))
         .expect("a start time")
         .as_millisecond();
+    let mut rolling =
+        rolling_mode.then(|| Rolling::new(&mut rng, start_ms, &mut args, allowed_attempts));
+    let people = match &rolling {
+        Some(r) => r.people(),
+        None => people,
+    };
     let mut faults_on = Faults::default();
     if rng.random_bool(0.6) {
         let mut p = |max: f64| {
@@ -287,24 +311,35 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         sims.push(sim);
     }
 
-    let poll_timeout = match RunConfig::from_args(args.clone()) {
-        Ok(c) => c.pacing.poll_timeout,
-        Err(_) => Duration::MAX,
+    let (poll_timeout, rate_interval) = match RunConfig::from_args(args.clone()) {
+        Ok(c) => (c.pacing.poll_timeout, c.pacing.rate.interval()),
+        Err(_) => (Duration::MAX, None),
     };
     let expect = Expect {
         people: people.clone(),
         max_per_number,
         window: window.clone(),
-        margin: Duration::from_secs(5 * 60),
+        // What the program promises: the gateway's retries for `firstocc` minutes, then the call (5m).
+        margin: Duration::from_secs(u64::from(firstocc) * 60 + 5 * 60),
         poll_timeout,
+        lines,
+        rate_interval,
         recall_after: args
             .recall_after
             .as_deref()
             .map(|a| Duration::from_secs(60 * a.trim_end_matches('m').parse::<u64>().unwrap_or(0))),
     };
+    let n = people.len();
     say(format!(
-        "{n} contacts, {gateways_n} gateway(s), {lines} lines, rate {rate}, poll {poll_interval}, firstocc {firstocc}, window {window:?}, recall {:?}/{:?} max {:?}, cap {cap:?}, suppress later {suppress_later}, clock steps {steps_on}",
-        args.recall_on, args.recall_unless, args.max_attempts
+        "{} {n} contacts, {gateways_n} gateway(s), {lines} lines, rate {rate}, poll {poll_interval}, firstocc {firstocc}, window {window:?}, recall {:?}/{:?} max {:?}, cap {cap:?}, suppress later {suppress_later}, clock steps {steps_on}",
+        if rolling.is_some() {
+            "rolling export,"
+        } else {
+            "list,"
+        },
+        args.recall_on,
+        args.recall_unless,
+        args.max_attempts
     ));
 
     let mut now_ms = start_ms;
@@ -312,6 +347,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
     let mut history = check::History::default();
     let mut violation = None;
     let mut last_finished = false;
+    let mut last_crashed = false;
     for process in 0..PROCESSES {
         if process >= 1 && suppress_later && args.suppress.is_empty() {
             let listed: Vec<&String> = people.iter().filter_map(|p| p.e164.as_ref()).collect();
@@ -342,6 +378,12 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
                 history.suppressed.push((chosen.clone(), now_ms));
                 say(format!("process {process}: {chosen} opted out"));
             }
+        }
+        if let Some(r) = rolling.as_mut() {
+            // The practice system's next export: after a night, changed; after a crash, perhaps changed too
+            // (the appointment a crashed run was calling may have moved).
+            let change = process > 0 && (!last_crashed || rng.random_bool(0.5));
+            r.next_export(&mut rng, now_ms, &input, change);
         }
         // The last processes never crash: the seed ends on a run that wrote its results.
         let crash = if process < LAST_CRASH && rng.random_bool(0.45) {
@@ -417,6 +459,8 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
             .expect("a runtime");
         let sims_in = sims.clone();
         let step_in = step.clone();
+        let started_ms = now_ms;
+        let step_at_start = step.load(Ordering::Relaxed);
         let (result, end_ms, stepped) = rt.block_on(async move {
             for s in &sims_in {
                 s.rebase(now_ms);
@@ -434,14 +478,30 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
                     step.fetch_add(by, Ordering::Relaxed);
                 })
             });
+            // A process that runs past its budget of simulated time is stuck, and says so: a seed never hangs.
+            let run = tokio::time::timeout(
+                PROCESS_BUDGET,
+                run_in(cfg, rx, Progress::Never, clock, Some(exchanges)),
+            );
             let result = tokio::select! {
                 biased;
                 _ = determinism::death() => None,
-                r = run_in(cfg, rx, Progress::Never, clock, Some(exchanges)) => Some(r),
+                r = run => Some(r),
             };
             let stepped = stepper.is_some_and(|h| h.is_finished());
             (result, sims_in[0].now_ms(), stepped)
         });
+        let result = match result {
+            Some(Err(_elapsed)) => {
+                violation = Some(format!(
+                    "stuck: process {process} was still running after {} h of simulated time",
+                    PROCESS_BUDGET.as_secs() / 3600
+                ));
+                break;
+            }
+            Some(Ok(r)) => Some(r),
+            None => None,
+        };
         drop(rt);
         if lost_journal {
             // Whatever the run did, the operator puts the journal back for the next one.
@@ -457,11 +517,12 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         }
         now_ms = end_ms;
         let crashed = result.is_none();
+        last_crashed = crashed;
         if crashed {
             crashes += 1;
         }
         say(format!(
-            "process {process}: {} at +{} s{}",
+            "process {process}: {} at +{} s (from {started_ms} to {now_ms}){}",
             match &result {
                 None => "crashed".to_string(),
                 Some(Ok(s)) => format!("ended {}", s.ending.as_str()),
@@ -482,15 +543,30 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
         last_finished = finished;
         let output = dir.path().join("results.csv");
         let step_now = step.load(Ordering::Relaxed);
+        history.processes.push((started_ms, now_ms, finished));
+        let done = match &summary {
+            Some(s) => match ivr_campaign::output::status::json(&state) {
+                Ok(status) => Some(check::Finished {
+                    summary: s,
+                    runner_span_ms: (started_ms + step_at_start, now_ms + step_now),
+                    status,
+                }),
+                Err(e) => {
+                    violation = Some(format!("views: status --json failed after a run: {e}"));
+                    break;
+                }
+            },
+            None => None,
+        };
         // After a crash the results file is the last finished run's: the journal is the truth until the
         // next run writes it again, so only the gateway's ledger is checked.
         if let Err(v) = check::after_process(
             &expect,
             &sims,
             finished.then_some(output.as_path()),
-            summary.as_ref(),
+            done.as_ref(),
             &mut history,
-            step_now,
+            rolling.as_ref(),
         ) {
             violation = Some(v);
             break;
@@ -502,7 +578,8 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
                 check::describe_open(&output)
             ));
         }
-        if !crashed && summary.is_some() && open == 0 {
+        // A fixed list is done when nothing is open; an export goes on night after night.
+        if rolling.is_none() && !crashed && summary.is_some() && open == 0 {
             break;
         }
         // The next process starts later: soon after a crash (cron, or an operator), or at the next run.
@@ -526,6 +603,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
                 .then(|| dir.path().join("results.csv"))
                 .as_deref(),
             &history,
+            rolling.as_ref(),
         )
     {
         violation = Some(v);
@@ -544,12 +622,18 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
                 }
             }
         }
-        // The results' statuses, request ids and responses (their timestamps include the journal's opening,
-        // which reads the machine's clock).
-        if let Ok(mut r) = csv::Reader::from_path(dir.path().join("results.csv")) {
+        // The results' keys, statuses, request ids and responses, by column name (their timestamps include
+        // the journal's opening, which reads the machine's clock).
+        if let Ok(mut r) = csv::Reader::from_path(dir.path().join("results.csv"))
+            && let Ok(header) = r.headers().cloned()
+        {
+            let at: Vec<usize> = ["id", "status", "req_id", "responses"]
+                .iter()
+                .filter_map(|name| header.iter().position(|h| h == *name))
+                .collect();
             for rec in r.records().flatten() {
-                for i in [3usize, 4, 6] {
-                    rec.get(i).hash(&mut h);
+                for i in &at {
+                    rec.get(*i).hash(&mut h);
                 }
             }
         }
