@@ -46,7 +46,11 @@ struct TouchRow {
 
 fn touches_of(conn: &Connection, key: &str) -> Result<Vec<TouchRow>> {
     let mut st = conn.prepare_cached(
-        "SELECT t.row, t.appt_ms, t.due_ms, c.state, c.req_id, c.responses, c.attempts, c.detail, c.dialed_number,
+        // As the fixed list's view: a touch waiting for its recall shows its last call's id.
+        "SELECT t.row, t.appt_ms, t.due_ms, c.state,
+                COALESCE(c.req_id, CASE WHEN c.last_outcome IS NOT NULL THEN
+                    (SELECT k.req_id FROM calls k WHERE k.row = c.row ORDER BY k.attempt DESC LIMIT 1) END),
+                c.responses, c.attempts, c.detail, c.dialed_number,
                 c.dialed_at, c.finished_at, c.intent_at, c.tz, c.tz_source, c.last_outcome, c.recall_at, c.gateway,
                 t.touch
          FROM touches t JOIN contacts c ON c.row = t.row WHERE t.key = ?1 ORDER BY t.row",

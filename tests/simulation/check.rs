@@ -52,6 +52,13 @@ impl History {
             .any(|(a, b, finished)| *finished && *a <= at_ms && at_ms <= *b)
     }
 
+    /// Whether a process that started after `at_ms` crashed.
+    fn crashed_after(&self, at_ms: i64) -> bool {
+        self.processes
+            .iter()
+            .any(|(a, _, finished)| !finished && *a >= at_ms)
+    }
+
     /// The process `at_ms` fell in, by its index.
     fn process_of(&self, at_ms: i64) -> Option<usize> {
         self.processes
@@ -405,6 +412,24 @@ fn results(
     Ok(())
 }
 
+/// Whether a call request for the same row as `c` came after it, created no call, and its answer never
+/// reached the runner as sent.
+fn later_request_lost(sims: &[SimGateway], c: &Call) -> Result<bool, String> {
+    for s in sims {
+        let m = s.model.lock().map_err(|_| "model poisoned".to_string())?;
+        if m.seen.iter().any(|r| {
+            r.path == protocol::CALL_PATH
+                && r.at_ms > c.created_ms
+                && r.created.is_none()
+                && r.answer_lost
+                && r.form.iter().any(|(k, v)| k == "info" && *v == c.info)
+        }) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 fn ids(rows: &[Row]) -> Vec<String> {
     rows.iter()
         .map(|r| r.get("id").cloned().unwrap_or_default())
@@ -459,6 +484,8 @@ fn ledger(
 pub struct Finished<'a> {
     pub summary: &'a Summary,
     pub runner_span_ms: (i64, i64),
+    /// The same span on the steady line, on which recall times are written (the gateway's time here).
+    pub steady_span_ms: (i64, i64),
     pub status: serde_json::Value,
 }
 
@@ -495,13 +522,7 @@ pub fn after_process(
     if let Some(f) = finished {
         summary_agrees(f.summary, &rows)?;
         views_agree(&f.status, &rows)?;
-        liveness(
-            expect,
-            &rows,
-            f.summary.ending.as_str(),
-            f.runner_span_ms,
-            rolling.is_some(),
-        )?;
+        liveness(expect, &rows, f, rolling.is_some())?;
     }
     Ok(())
 }
@@ -736,7 +757,12 @@ fn results_match(
         let later_touch = rolling.is_some()
             && get("req_id").is_empty()
             && !matches!(status, "made" | "failed" | "unknown" | "unresolved");
-        if later_touch {
+        // A later request whose answer was lost (it created no call the ledger could name, or a crash took it
+        // before it reached the gateway) leaves the row `unknown` with no id: rightly.
+        let later_unknown = status == "unknown"
+            && get("req_id").is_empty()
+            && (later_request_lost(sims, c)? || history.crashed_after(read));
+        if later_touch || later_unknown {
             continue;
         }
         if !shown || get("req_id") != c.id {
@@ -760,14 +786,9 @@ fn results_match(
 
 /// Liveness: a run that ended `completed` left nothing it could have done: no call in progress, no recall
 /// already due at its end, no contact not attempted while its window (with the margin) was open.
-pub fn liveness(
-    expect: &Expect,
-    rows: &[Row],
-    ended: &str,
-    (runner_start_ms, runner_end_ms): (i64, i64),
-    rolling: bool,
-) -> Result<(), String> {
-    if ended != "completed" {
+pub fn liveness(expect: &Expect, rows: &[Row], f: &Finished, rolling: bool) -> Result<(), String> {
+    let (runner_start_ms, runner_end_ms) = f.runner_span_ms;
+    if f.summary.ending.as_str() != "completed" {
         return Ok(());
     }
     if rolling {
@@ -800,7 +821,9 @@ pub fn liveness(
         // A call still `in_progress` is one whose status stayed unreadable past max-outage: the next run
         // polls it, by design.
         let left = match (status, recall) {
-            (_, Some(t)) if t <= start && callable => Some(format!("a recall due at {t}")),
+            (_, Some(t)) if t.as_millisecond() <= f.steady_span_ms.0 && callable => {
+                Some(format!("a recall due at {t}"))
+            }
             ("not_attempted", _) if callable => Some("not attempted".to_string()),
             _ => None,
         };

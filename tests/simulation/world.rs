@@ -549,6 +549,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
                 Ok(status) => Some(check::Finished {
                     summary: s,
                     runner_span_ms: (started_ms + step_at_start, now_ms + step_now),
+                    steady_span_ms: (started_ms, now_ms),
                     status,
                 }),
                 Err(e) => {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{debug, info};
 
 use super::Coordinator;
 use crate::engine::Stage;
@@ -61,7 +61,18 @@ impl Coordinator {
         let Some(window) = self.rules.window.clone() else {
             return;
         };
-        let due = jiff::Timestamp::from_millisecond(due_ms).unwrap_or(jiff::Timestamp::MAX);
+        // `due_ms` is on the steady line; the window is judged on the wall clock, so the due time is read as
+        // the wall clock will show it then (a stepped wall clock otherwise puts a recall due inside the window
+        // outside it, and the run ends leaving it).
+        let off = self
+            .ctx
+            .settings
+            .clock
+            .now()
+            .as_millisecond()
+            .saturating_sub(self.ctx.settings.steady.now_ms());
+        let due = jiff::Timestamp::from_millisecond(due_ms.saturating_add(off))
+            .unwrap_or(jiff::Timestamp::MAX);
         let cand = Candidate {
             e164: &c.e164,
             tz: c.tz.as_deref(),
@@ -71,9 +82,10 @@ impl Coordinator {
             Ok(p) if window.allows_all(due, &p.zones) => return,
             Ok(p) if self.ctx.settings.wait_for_window => window
                 .next_opening_all(due, &p.zones)
-                .map(|t| t.as_millisecond()),
+                .map(|t| t.as_millisecond().saturating_sub(off)),
             Ok(_) => None,
         };
+        debug!(row = c.line, due = %due, "the recall falls due outside the calling window; left for the next run");
         self.wait_dirty = true;
         self.ctx.journal.write_later(Op::Apply {
             row: c.row,

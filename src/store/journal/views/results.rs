@@ -50,7 +50,13 @@ pub struct ResultRow {
 pub fn result_rows(conn: &Connection, mut each: impl FnMut(ResultRow) -> Result<()>) -> Result<()> {
     let mut stmt = conn
         .prepare(
-            "SELECT row, state, req_id, responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source, last_outcome, recall_at, gateway
+            // A contact waiting for its recall after a request that provably never left has no request id
+            // of its own (the intent cleared it), and is shown with its last call's outcome: so with that
+            // call's id too.
+            "SELECT row, state,
+                    COALESCE(req_id, CASE WHEN last_outcome IS NOT NULL THEN
+                        (SELECT k.req_id FROM calls k WHERE k.row = contacts.row ORDER BY k.attempt DESC LIMIT 1) END),
+                    responses, attempts, detail, dialed_number, dialed_at, finished_at, intent_at, tz, record, note, tz_source, last_outcome, recall_at, gateway
              FROM contacts ORDER BY row",
         )
         .on_conn(conn)?;
