@@ -87,6 +87,16 @@ fn contacts(
     go().on_conn(c)
 }
 
+/// The contacts waiting to be looked at again ([`Journal::next_wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// The earliest a contact outside its window is looked at again (wall time, ms).
+    pub window_ms: Option<i64>,
+    /// The earliest a recall falls due (ms on the campaign's steady time line).
+    pub recall_ms: Option<i64>,
+    pub contacts: u64,
+}
+
 impl Journal {
     /// Whether another contact's call holds `req_id` (a gateway that reused an id): a remove names a record only
     /// by its id, so that record must not be removed for this contact.
@@ -137,26 +147,26 @@ impl Journal {
         .await
     }
 
-    /// The earliest time a waiting contact is to be looked at again, how many are waiting, and whether the
-    /// first to fall due is a recall.
-    pub async fn next_wait(&self) -> Result<Option<(i64, u64, bool)>> {
+    /// What the waiting contacts wait for: the earliest window opening (wall time), the earliest recall due
+    /// time (on the campaign's steady time line, see `engine::Steady`), and how many wait. The two are kept
+    /// apart because they are measured on different clocks: a wall clock stepped back must not delay a recall.
+    pub async fn next_wait(&self) -> Result<Option<Waiting>> {
         self.read(|c| {
-            let go = || -> rusqlite::Result<Option<(i64, u64, bool)>> {
-                let (at, n): (Option<i64>, i64) = c.query_row(
-                    "SELECT MIN(not_before), COUNT(*) FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                let Some(at) = at else { return Ok(None) };
-                // Whether the first to fall due is a recall (its wait is the recall delay, not a window).
-                let recall: bool = c.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM contacts WHERE state = 'pending' AND not_before = ?1 AND last_outcome IS NOT NULL)",
-                    [at],
-                    |r| r.get(0),
-                )?;
-                Ok(Some((at, n as u64, recall)))
-            };
-            go().on_conn(c)
+            c.query_row(
+                "SELECT MIN(CASE WHEN last_outcome IS NULL THEN not_before END),
+                        MIN(CASE WHEN last_outcome IS NOT NULL THEN not_before END), COUNT(*)
+                 FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)),
+            )
+            .map(|(window_ms, recall_ms, n)| {
+                (n > 0).then_some(Waiting {
+                    window_ms,
+                    recall_ms,
+                    contacts: n as u64,
+                })
+            })
+            .on_conn(c)
         })
         .await
     }
