@@ -1,5 +1,5 @@
 //! The coordinator's supply of contacts: calls placed by an earlier run to resume, then the list in input
-//! order, then (wait mode, recalls) contacts whose time has come, read from the journal in batches; and what
+//! order (a rolling export's touches earliest end first), then (wait mode, recalls) contacts whose time has come, read from the journal in batches; and what
 //! is recorded of a contact the rules hold back.
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use super::Coordinator;
 use crate::engine::Stage;
 use crate::error::Result;
 use crate::rules::{Candidate, Decision};
-use crate::store::journal::Waiting;
+use crate::store::journal::{ListCursor, Waiting};
 use crate::store::{ContactRow, Event, Op};
 
 /// Contacts read from the journal at a time.
@@ -22,8 +22,9 @@ pub(super) const BATCH: usize = 512;
 pub(super) enum Phase {
     /// Calls placed by an earlier run, to be polled (never requested again).
     Resume { after: Option<u64> },
-    /// The pending contacts, in input order, each looked at once.
-    List { after: Option<u64> },
+    /// The pending contacts, each looked at once: in input order, or a rolling export's touches earliest
+    /// end first.
+    List { after: Option<ListCursor> },
     /// Contacts waiting for their window to open (wait mode) or for a recall to fall due.
     Waiting,
     /// Nothing more this run.
@@ -123,11 +124,9 @@ impl Coordinator {
                     let now_ms = self.due_now_ms();
                     let batch = self.ctx.journal.pending_after(after, BATCH, now_ms).await?;
                     match batch.last() {
-                        Some(last) => {
-                            self.phase = Phase::List {
-                                after: Some(last.row),
-                            };
-                            self.queue.extend(batch);
+                        Some((last, _)) => {
+                            self.phase = Phase::List { after: Some(*last) };
+                            self.queue.extend(batch.into_iter().map(|(_, c)| c));
                         }
                         None => {
                             // Wait mode waits for windows to open; a recall policy waits for recalls that

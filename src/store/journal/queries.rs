@@ -87,6 +87,14 @@ fn contacts(
     go().on_conn(c)
 }
 
+/// A place in the order pending contacts are called in ([`Journal::pending_after`]): the end of the
+/// contact's touch (`i64::MAX` for a contact that is no touch), then its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub end_ms: i64,
+    pub row: u64,
+}
+
 /// The contacts waiting to be looked at again ([`Journal::next_wait`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Waiting {
@@ -113,21 +121,44 @@ impl Journal {
         .await
     }
 
-    /// Up to `limit` pending contacts after `after_row`, in input order (recalls only once they are due).
+    /// Up to `limit` pending contacts after `after` (recalls only once they are due), in the order they are to
+    /// be called, each with its place in that order. For a rolling export that is earliest deadline first:
+    /// by the end of each touch, then by row, so a touch about to end is not left behind touches with a day
+    /// left. Otherwise, and for contacts that are no touch, input order.
     pub async fn pending_after(
         &self,
-        after_row: Option<u64>,
+        after: Option<ListCursor>,
         limit: usize,
         now_ms: i64,
-    ) -> Result<Vec<ContactRow>> {
-        let after = after_row.map_or(-1, |r| r as i64);
+    ) -> Result<Vec<(ListCursor, ContactRow)>> {
+        let (after_end, after_row) = after.map_or((i64::MIN, -1), |c| (c.end_ms, c.row as i64));
         self.read(move |c| {
-            contacts(
-                c,
-                "state = 'pending' AND row > ?1 AND (recall_at IS NULL OR recall_at <= ?3)",
-                "row LIMIT ?2",
-                params![after, limit as i64, now_ms],
-            )
+            let end = if crate::store::touches::is_rolling(c) {
+                "COALESCE((SELECT t.end_ms FROM touches t WHERE t.row = contacts.row), 9223372036854775807)"
+            } else {
+                "9223372036854775807"
+            };
+            let go = || -> rusqlite::Result<Vec<(ListCursor, ContactRow)>> {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {CONTACT_COLUMNS}, {end} AS list_end FROM contacts
+                     WHERE state = 'pending' AND (list_end, row) > (?1, ?2)
+                       AND (recall_at IS NULL OR recall_at <= ?4)
+                     ORDER BY list_end, row LIMIT ?3"
+                ))?;
+                let rows = st.query_map(
+                    params![after_end, after_row, limit as i64, now_ms],
+                    |r| {
+                        let contact = contact_row(r)?;
+                        let cursor = ListCursor {
+                            end_ms: r.get(13)?,
+                            row: contact.row,
+                        };
+                        Ok((cursor, contact))
+                    },
+                )?;
+                rows.collect()
+            };
+            go().on_conn(c)
         })
         .await
     }
