@@ -236,17 +236,12 @@ impl Coordinator {
         }
     }
 
-    /// The time by which waiting contacts fall due: the wall clock, but never ahead of the campaign's steady
-    /// time line ([`super::Steady`]). A wall clock stepped forward, during the run or between runs, brings no
-    /// recall (nor any deferred contact) forward; one stepped back only delays them, and the window is judged
-    /// on the wall clock at the request anyway.
+    /// The time by which recalls fall due: the campaign's steady time line ([`super::Steady`]), on which
+    /// their due times are written. A wall clock stepped forward, during the run or between runs, brings no
+    /// recall forward, and one stepped back delays none; the window is judged on the wall clock at the
+    /// request anyway.
     fn due_now_ms(&self) -> i64 {
-        self.ctx
-            .settings
-            .clock
-            .now()
-            .as_millisecond()
-            .min(self.ctx.settings.steady.now_ms())
+        self.ctx.settings.steady.now_ms()
     }
 
     fn stage_now(&self) -> Stage {

@@ -420,3 +420,46 @@ async fn redialing_an_unknown_recall_says_it_goes_past_max_attempts() {
         "{said}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_wall_clock_stepped_back_during_the_run_does_not_delay_a_recall() {
+    let sim = sim(8, ms(100), ms(100), ms(10), SCENARIO).await;
+    let c = Campaign::new(&contacts(1));
+    let mut args = c.args(&sim);
+    args.recall_on = Some(vec!["failed".into()]);
+    args.recall_after = Some("10s".into());
+    args.max_attempts = Some("2".into());
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args).expect("settings are valid");
+    let step = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let clock = ivr_campaign::engine::Clock::stepped_from(Timestamp::now(), step.clone());
+    // Two seconds in (the first call has ended and its recall is waiting), the wall clock goes back 10 minutes.
+    let stepper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        step.store(-10 * 60 * 1000, std::sync::atomic::Ordering::Relaxed);
+    });
+    let (_signals, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
+    let s = ivr_campaign::commands::run::run_with_clock(
+        cfg,
+        rx,
+        ivr_campaign::output::progress::Progress::Never,
+        clock,
+    )
+    .await
+    .expect("the run completes");
+    stepper.await.expect("the step is taken");
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let by = calls_by_number(&sim.requests());
+    let calls = &by["+16465551000"];
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let ((_, ended), (recalled, _)) = (calls[0], calls[1]);
+    assert!(
+        ended < Duration::from_secs(2),
+        "the step comes while the recall waits: {calls:?}"
+    );
+    // Recall-after is measured on the monotonic clock: 10 s after the call ended (and a poll interval),
+    // not 10 s plus the 10 minutes the wall clock went back.
+    assert!(
+        recalled >= ended + Duration::from_secs(10) && recalled < ended + Duration::from_secs(12),
+        "{calls:?}"
+    );
+}

@@ -447,3 +447,37 @@ async fn a_touch_waiting_for_its_window_shows_the_last_call_and_a_repeated_key_n
     assert_eq!(rows[2]["history"], "");
     assert_eq!(rows[0]["calls"], "2");
 }
+
+/// With one line, the touch whose end comes first is dialed first (earliest deadline first), whatever its
+/// place in the export; touches ending together go in export order.
+#[tokio::test(start_paused = true)]
+async fn with_one_line_the_touch_that_ends_first_is_dialed_first() {
+    // Each call holds the one line for about six seconds.
+    let sim = sim(1, ms(1000), ms(5000), ms(10), SCENARIO).await;
+    let c = Campaign::new(HEADER);
+    let mut rows: Vec<String> = (0..10)
+        .map(|i| {
+            format!(
+                "D{i},P{i},646-555-{:04},2027-01-14 10:00,Scheduled",
+                1100 + i
+            )
+        })
+        .collect();
+    // Its only touch ends at 10:00:20 (two hours before the appointment), 20 s after the run starts.
+    rows.push("U1,Urgent,646-555-1200,2027-01-13T12:00:20,Scheduled".into());
+    write(&c, &rows.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut args = args_for(&c, &sim);
+    args.remind_before = Some(vec!["48h".into()]);
+    args.window = None;
+    let s = run_at(args, ny("2027-01-13T10:00")).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let dialed: Vec<String> = call_requests(&sim.requests())
+        .iter()
+        .map(|r| r.params["phoneno"].clone())
+        .collect();
+    let mut expected = vec!["+16465551200".to_string()];
+    expected.extend((0..10).map(|i| format!("+1646555{:04}", 1100 + i)));
+    assert_eq!(dialed, expected);
+    let r = by_key(&c);
+    assert_eq!(r["U1"]["status"], "made", "{:?}", r["U1"]);
+}

@@ -1,5 +1,5 @@
 //! The coordinator's supply of contacts: calls placed by an earlier run to resume, then the list in input
-//! order, then (wait mode, recalls) contacts whose time has come, read from the journal in batches; and what
+//! order (a rolling export's touches earliest end first), then (wait mode, recalls) contacts whose time has come, read from the journal in batches; and what
 //! is recorded of a contact the rules hold back.
 
 use std::time::Duration;
@@ -11,6 +11,7 @@ use super::Coordinator;
 use crate::engine::Stage;
 use crate::error::Result;
 use crate::rules::{Candidate, Decision};
+use crate::store::journal::{ListCursor, Waiting};
 use crate::store::{ContactRow, Event, Op};
 
 /// Contacts read from the journal at a time.
@@ -21,8 +22,9 @@ pub(super) const BATCH: usize = 512;
 pub(super) enum Phase {
     /// Calls placed by an earlier run, to be polled (never requested again).
     Resume { after: Option<u64> },
-    /// The pending contacts, in input order, each looked at once.
-    List { after: Option<u64> },
+    /// The pending contacts, each looked at once: in input order, or a rolling export's touches earliest
+    /// end first.
+    List { after: Option<ListCursor> },
     /// Contacts waiting for their window to open (wait mode) or for a recall to fall due.
     Waiting,
     /// Nothing more this run.
@@ -134,11 +136,9 @@ impl Coordinator {
                     let now_ms = self.due_now_ms();
                     let batch = self.ctx.journal.pending_after(after, BATCH, now_ms).await?;
                     match batch.last() {
-                        Some(last) => {
-                            self.phase = Phase::List {
-                                after: Some(last.row),
-                            };
-                            self.queue.extend(batch);
+                        Some((last, _)) => {
+                            self.phase = Phase::List { after: Some(*last) };
+                            self.queue.extend(batch.into_iter().map(|(_, c)| c));
                         }
                         None => {
                             // Wait mode waits for windows to open; a recall policy waits for recalls that
@@ -159,9 +159,8 @@ impl Coordinator {
                     }
                     self.wait_dirty = false;
                     self.wait_until = None;
-                    let clock = &self.ctx.settings.clock;
                     let now_ms = self.due_now_ms();
-                    let wall_ms = clock.now().as_millisecond();
+                    let wall_ms = self.ctx.settings.clock.now().as_millisecond();
                     let batch = self.ctx.journal.due(wall_ms, now_ms, BATCH).await?;
                     let now = Instant::now();
                     let mut held: Option<Instant> = None;
@@ -185,25 +184,46 @@ impl Coordinator {
                         self.wait_until = Some(t);
                         return Ok(None);
                     }
-                    if let Some((at, n, recall)) = self.ctx.journal.next_wait().await? {
-                        let t = jiff::Timestamp::from_millisecond(at).unwrap_or(clock.now());
-                        let soon = Instant::now() + Duration::from_millis(200);
-                        // Due but still owned (its intent is on its way): look again shortly.
-                        let by_run = Instant::now()
-                            + Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64);
-                        self.wait_until = Some(clock.instant_at(t).max(by_run).max(soon));
-                        if self.announced_wait != Some(at) && at > now_ms {
-                            self.announced_wait = Some(at);
-                            if recall {
-                                info!(contacts = n, next_due = %t, "waiting for recalls to fall due");
-                            } else {
-                                info!(contacts = n, opens = %t, "waiting for the calling window to open");
-                            }
-                        }
+                    if let Some(w) = self.ctx.journal.next_wait().await? {
+                        self.wait_for(w, now_ms);
                     }
                     return Ok(None);
                 }
                 Phase::Done => return Ok(None),
+            }
+        }
+    }
+
+    /// Sets when the waiting contacts are looked at again. A window opening is a calendar time, reached by the
+    /// wall clock; a recall's due time is on the steady line (`steady_ms` now), reached by the monotonic
+    /// clock, so a wall clock stepped back during the run does not delay it.
+    fn wait_for(&mut self, w: Waiting, steady_ms: i64) {
+        let clock = &self.ctx.settings.clock;
+        let now = Instant::now();
+        let opens = w.window_ms.map(|at| {
+            clock.instant_at(jiff::Timestamp::from_millisecond(at).unwrap_or(clock.now()))
+        });
+        let recall = w
+            .recall_ms
+            .map(|at| now + Duration::from_millis(at.saturating_sub(steady_ms).max(0) as u64));
+        let Some(next) = opens.into_iter().chain(recall).min() else {
+            return;
+        };
+        // Due but still owned (its intent is on its way): look again shortly.
+        self.wait_until = Some(next.max(now + Duration::from_millis(200)));
+        if next > now {
+            let (at, is_recall) = match (w.recall_ms, recall) {
+                (Some(at), Some(r)) if r == next => (at, true),
+                _ => (w.window_ms.unwrap_or_default(), false),
+            };
+            if self.announced_wait != Some(at) {
+                self.announced_wait = Some(at);
+                let t = jiff::Timestamp::from_millisecond(at).unwrap_or(clock.now());
+                if is_recall {
+                    info!(contacts = w.contacts, next_due = %t, "waiting for recalls to fall due");
+                } else {
+                    info!(contacts = w.contacts, opens = %t, "waiting for the calling window to open");
+                }
             }
         }
     }

@@ -43,7 +43,7 @@ pub use actions::{MAX_ATTEMPTS_META, Redialed, redial_unknown};
 // Reminder touches move along the life cycle through the same checked path (store::touches).
 pub(crate) use apply::apply_event;
 pub use open::{Binding, NewContact, Opened, open, open_read_only, usable};
-pub use queries::{ContactRow, PendingRecord};
+pub use queries::{ContactRow, ListCursor, PendingRecord, Waiting};
 pub use views::{
     CallEnd, ContactView, FinalCall, GatewayShare, HeldTime, HistoryCall, ReachedOn, ResultRow,
     Settled, StatusGroup, StoredBinding, call_ends, counts, counts_on, final_calls, gateways_on,

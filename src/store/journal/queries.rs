@@ -87,6 +87,24 @@ fn contacts(
     go().on_conn(c)
 }
 
+/// A place in the order pending contacts are called in ([`Journal::pending_after`]): the end of the
+/// contact's touch (`i64::MAX` for a contact that is no touch), then its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListCursor {
+    pub end_ms: i64,
+    pub row: u64,
+}
+
+/// The contacts waiting to be looked at again ([`Journal::next_wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// The earliest a contact outside its window is looked at again (wall time, ms).
+    pub window_ms: Option<i64>,
+    /// The earliest a recall falls due (ms on the campaign's steady time line).
+    pub recall_ms: Option<i64>,
+    pub contacts: u64,
+}
+
 impl Journal {
     /// Whether another contact's call holds `req_id` (a gateway that reused an id): a remove names a record only
     /// by its id, so that record must not be removed for this contact.
@@ -103,21 +121,44 @@ impl Journal {
         .await
     }
 
-    /// Up to `limit` pending contacts after `after_row`, in input order (recalls only once they are due).
+    /// Up to `limit` pending contacts after `after` (recalls only once they are due), in the order they are to
+    /// be called, each with its place in that order. For a rolling export that is earliest deadline first:
+    /// by the end of each touch, then by row, so a touch about to end is not left behind touches with a day
+    /// left. Otherwise, and for contacts that are no touch, input order.
     pub async fn pending_after(
         &self,
-        after_row: Option<u64>,
+        after: Option<ListCursor>,
         limit: usize,
         now_ms: i64,
-    ) -> Result<Vec<ContactRow>> {
-        let after = after_row.map_or(-1, |r| r as i64);
+    ) -> Result<Vec<(ListCursor, ContactRow)>> {
+        let (after_end, after_row) = after.map_or((i64::MIN, -1), |c| (c.end_ms, c.row as i64));
         self.read(move |c| {
-            contacts(
-                c,
-                "state = 'pending' AND row > ?1 AND (recall_at IS NULL OR recall_at <= ?3)",
-                "row LIMIT ?2",
-                params![after, limit as i64, now_ms],
-            )
+            let end = if crate::store::touches::is_rolling(c) {
+                "COALESCE((SELECT t.end_ms FROM touches t WHERE t.row = contacts.row), 9223372036854775807)"
+            } else {
+                "9223372036854775807"
+            };
+            let go = || -> rusqlite::Result<Vec<(ListCursor, ContactRow)>> {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {CONTACT_COLUMNS}, {end} AS list_end FROM contacts
+                     WHERE state = 'pending' AND (list_end, row) > (?1, ?2)
+                       AND (recall_at IS NULL OR recall_at <= ?4)
+                     ORDER BY list_end, row LIMIT ?3"
+                ))?;
+                let rows = st.query_map(
+                    params![after_end, after_row, limit as i64, now_ms],
+                    |r| {
+                        let contact = contact_row(r)?;
+                        let cursor = ListCursor {
+                            end_ms: r.get(13)?,
+                            row: contact.row,
+                        };
+                        Ok((cursor, contact))
+                    },
+                )?;
+                rows.collect()
+            };
+            go().on_conn(c)
         })
         .await
     }
@@ -137,26 +178,26 @@ impl Journal {
         .await
     }
 
-    /// The earliest time a waiting contact is to be looked at again, how many are waiting, and whether the
-    /// first to fall due is a recall.
-    pub async fn next_wait(&self) -> Result<Option<(i64, u64, bool)>> {
+    /// What the waiting contacts wait for: the earliest window opening (wall time), the earliest recall due
+    /// time (on the campaign's steady time line, see `engine::Steady`), and how many wait. The two are kept
+    /// apart because they are measured on different clocks: a wall clock stepped back must not delay a recall.
+    pub async fn next_wait(&self) -> Result<Option<Waiting>> {
         self.read(|c| {
-            let go = || -> rusqlite::Result<Option<(i64, u64, bool)>> {
-                let (at, n): (Option<i64>, i64) = c.query_row(
-                    "SELECT MIN(not_before), COUNT(*) FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL",
-                    [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                let Some(at) = at else { return Ok(None) };
-                // Whether the first to fall due is a recall (its wait is the recall delay, not a window).
-                let recall: bool = c.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM contacts WHERE state = 'pending' AND not_before = ?1 AND last_outcome IS NOT NULL)",
-                    [at],
-                    |r| r.get(0),
-                )?;
-                Ok(Some((at, n as u64, recall)))
-            };
-            go().on_conn(c)
+            c.query_row(
+                "SELECT MIN(CASE WHEN last_outcome IS NULL THEN not_before END),
+                        MIN(CASE WHEN last_outcome IS NOT NULL THEN not_before END), COUNT(*)
+                 FROM contacts WHERE state = 'pending' AND not_before IS NOT NULL",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?)),
+            )
+            .map(|(window_ms, recall_ms, n)| {
+                (n > 0).then_some(Waiting {
+                    window_ms,
+                    recall_ms,
+                    contacts: n as u64,
+                })
+            })
+            .on_conn(c)
         })
         .await
     }
