@@ -444,7 +444,7 @@ pub struct RunArgs {
         long_help = "The touches, as leads before the appointment, comma-separated: 48h,24h (or 2d,1d). A touch is due from appointment - lead and stays due until the next touch falls due (the last one: until appointment - --min-notice); a touch not made by then is skipped, never made late. At most one call per touch, plus recalls within the touch as the recall policy says, never past its end. Each run makes the touches due by then, whenever it starts: a late run or a missed night loses nothing still due."
     )]
     pub remind_before: Option<Vec<String>>,
-    /// No reminder call closer to the appointment than this [default: 2h].
+    /// No reminder call closer to the appointment than this, e.g. `2h`, `90m` or `1d` (days as --remind-before reads them) [default: 2h].
     #[arg(help_heading = "Reminders", long)]
     pub min_notice: Option<String>,
     /// Answers that end an appointment's remaining touches, e.g. `confirm=1,confirm=2`.
@@ -452,7 +452,7 @@ pub struct RunArgs {
         help_heading = "Reminders",
         long,
         value_delimiter = ',',
-        long_help = "Answers that end an appointment's remaining touches, comma-separated, matched as --recall-unless matches (names without case, values exactly): confirm=1,confirm=2. A made call with one of them is the appointment's last reminder."
+        long_help = "Answers that end an appointment's remaining touches, comma-separated, read and matched as --recall-unless reads and matches them (names without case, values exactly): confirm=1,confirm=2. A made call with any one of them is the appointment's last reminder. An answer joined with `|` is refused (exit 64), as --recall-unless refuses it: it could never match."
     )]
     pub stop_on: Option<Vec<String>>,
     /// Rows with this column value are withdrawn, e.g. `status=Cancelled` (repeatable).

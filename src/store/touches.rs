@@ -24,7 +24,7 @@ use super::contact::{Event, State};
 use super::journal::{NewContact, apply_event, decode_record, encode_record};
 use crate::contacts::Verdict;
 use crate::error::{Error, Result};
-use crate::rules::touches::{Touch, stops};
+use crate::rules::touches::Touch;
 use crate::settings::reminders::Reminders;
 
 const SCHEMA: &str = "
@@ -621,7 +621,7 @@ fn stop_answered(tx: &rusqlite::Transaction<'_>, settings: &Reminders, now_ms: i
             if done.contains(&key) {
                 continue;
             }
-            if let Some(answer) = stops(&settings.stop_on, &responses) {
+            if let Some(answer) = settings.stop_on.found_in(&responses) {
                 done.insert(key.clone());
                 stopped += end_open_touches(
                     tx,
