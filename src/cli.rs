@@ -427,6 +427,10 @@ pub struct RunArgs {
     )]
     pub appointment_column: Option<String>,
     /// strftime format of the appointment cells, e.g. `%d.%m.%Y %H:%M`.
+    ///
+    /// It must read a date and a time: one that does not (an unknown directive, `%Q`, `%H:%M` alone) is refused
+    /// before any call (exit 64). A run in which no row's appointment could be read ends with exit 65, its rows
+    /// `invalid` with the reason.
     #[arg(help_heading = "Reminders", long)]
     pub appointment_format: Option<String>,
     /// IANA zone the export's times are written in (the clinic's) [default: --timezone].

@@ -68,6 +68,23 @@ pub fn read_appointment(
         .map_err(|e| format!("appointment time {text:?}: {e}"))
 }
 
+/// Checks `--appointment-format` before any call. A format that cannot write a known time (an unknown
+/// directive), or whose writing cannot be read back as a date and time (`%Q` alone, `%H:%M`, `%Z`), would
+/// make every row `invalid` and remind nobody: refused up front, in one line.
+pub fn check_format(format: &str, what: &str) -> Result<(), String> {
+    let sample = DateTime::constant(2027, 1, 13, 10, 30, 0, 0)
+        .to_zoned_datetime(TimeZone::UTC)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let written = jiff::fmt::strtime::format(format, &sample)
+        .map_err(|e| format!("{what}: {format:?} is not a strftime format ({e})"))?;
+    match read_appointment(&written, Some(format), &TimeZone::UTC) {
+        Ok(t) if t == sample.timestamp() => Ok(()),
+        _ => Err(format!(
+            "{what}: {format:?} does not read a date and time (2027-01-13 10:30 written in it, {written:?}, reads back as no such time); write it like %d.%m.%Y %H:%M"
+        )),
+    }
+}
+
 /// Reads a span before an appointment (a lead of `--remind-before`, or `--min-notice`): `48h`, `90m`, or whole
 /// days `2d`, read alike for both so that what one accepts the other does too.
 pub fn read_span(item: &str, what: &str) -> Result<SignedDuration, String> {

@@ -9,7 +9,7 @@ use super::values::pick;
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
 use crate::rules::answers::Answers;
-use crate::rules::touches::{Timing, read_leads, read_span};
+use crate::rules::touches::{Timing, check_format, read_leads, read_span};
 
 /// The default `--min-notice`: no reminder call closer to the appointment than this.
 pub const DEFAULT_MIN_NOTICE: SignedDuration = SignedDuration::from_hours(2);
@@ -156,6 +156,9 @@ pub(super) fn reminders_of(
                     ));
                 }
             };
+            if let Some((f, what)) = &format {
+                check_format(f, what).map_err(Error::Usage)?;
+            }
             Some(Appointments {
                 column,
                 format: format.map(|(f, _)| f),

@@ -228,3 +228,31 @@ fn min_notice_reads_days_as_remind_before_does() {
         .timing;
     assert_eq!(timing.min_notice, jiff::SignedDuration::from_hours(30 * 24));
 }
+
+/// A wrong `--appointment-format` is refused before any call (exit 64), not read as every row `invalid`: a
+/// directive that is no directive, or a format that cannot give a date and time.
+#[test]
+fn an_appointment_format_that_reads_no_time_is_refused() {
+    let with = |format: &str| {
+        RunConfig::from_args(RunArgs {
+            input: Some(PathBuf::from("c.csv")),
+            app: Some("A".into()),
+            key_column: Some("id".into()),
+            appointment_column: Some("at".into()),
+            appointment_format: Some(format.into()),
+            timezone: Some("America/Chicago".into()),
+            remind_before: Some(vec!["48h".into()]),
+            ..RunArgs::default()
+        })
+    };
+    for bad in ["%Q", "%K %H:%M", "%H:%M", "%Y-%m-%d %Z", "tomorrow"] {
+        let e = with(bad).err().unwrap_or_else(|| panic!("accepted {bad:?}"));
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE, "{bad:?}");
+        let e = e.to_string();
+        assert!(e.starts_with("--appointment-format: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    for good in ["%d.%m.%Y %H:%M", "%m/%d/%Y %I:%M %p", "%Y-%m-%dT%H:%M:%S%z"] {
+        with(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
+}
