@@ -416,7 +416,7 @@ pub struct RunArgs {
     #[arg(
         help_heading = "Reminders",
         long,
-        long_help = "The column that names a row across exports (an appointment id). With it, the same campaign (results and journal) takes a new version of the list on every run: rows are matched by key, new keys join, a key no longer in the list is `withdrawn` and never called again, and a key whose phone or fields changed uses the new values for its future calls. An empty or repeated key makes the row `invalid`. Without it, a changed list is refused."
+        long_help = "The column that names a row across exports (an appointment id). With it, the same campaign (results and journal) takes a new version of the list on every run: rows are matched by key, new keys join, a key no longer in the list is `withdrawn` and its touches still to come end (a key that comes back in a later export is listed again: its touches not yet ended are called then, except one already made or ended by a --stop-on answer), and a key whose phone or fields changed uses the new values for its future calls. An empty or repeated key makes the row `invalid`. Without it, a changed list is refused."
     )]
     pub key_column: Option<String>,
     /// The column holding each appointment's date and time (needs --key-column and --remind-before).
