@@ -416,7 +416,7 @@ pub struct RunArgs {
     #[arg(
         help_heading = "Reminders",
         long,
-        long_help = "The column that names a row across exports (an appointment id). With it, the same campaign (results and journal) takes a new version of the list on every run: rows are matched by key, new keys join, a key no longer in the list is `withdrawn` and never called again, and a key whose phone or fields changed uses the new values for its future calls. An empty or repeated key makes the row `invalid`. Without it, a changed list is refused."
+        long_help = "The column that names a row across exports (an appointment id). With it, the same campaign (results and journal) takes a new version of the list on every run: rows are matched by key, new keys join, a key no longer in the list is `withdrawn` and its touches still to come end (a key that comes back in a later export is listed again: its touches not yet ended are called then, except one already made or ended by a --stop-on answer), and a key whose phone or fields changed uses the new values for its future calls. An empty or repeated key makes the row `invalid`. Without it, a changed list is refused."
     )]
     pub key_column: Option<String>,
     /// The column holding each appointment's date and time (needs --key-column and --remind-before).
@@ -427,6 +427,10 @@ pub struct RunArgs {
     )]
     pub appointment_column: Option<String>,
     /// strftime format of the appointment cells, e.g. `%d.%m.%Y %H:%M`.
+    ///
+    /// It must read a date and a time: one that does not (an unknown directive, `%Q`, `%H:%M` alone) is refused
+    /// before any call (exit 64). A run in which no row's appointment could be read ends with exit 65, its rows
+    /// `invalid` with the reason.
     #[arg(help_heading = "Reminders", long)]
     pub appointment_format: Option<String>,
     /// IANA zone the export's times are written in (the clinic's) [default: --timezone].
@@ -444,7 +448,7 @@ pub struct RunArgs {
         long_help = "The touches, as leads before the appointment, comma-separated: 48h,24h (or 2d,1d). A touch is due from appointment - lead and stays due until the next touch falls due (the last one: until appointment - --min-notice); a touch not made by then is skipped, never made late. At most one call per touch, plus recalls within the touch as the recall policy says, never past its end. Each run makes the touches due by then, whenever it starts: a late run or a missed night loses nothing still due."
     )]
     pub remind_before: Option<Vec<String>>,
-    /// No reminder call closer to the appointment than this [default: 2h].
+    /// No reminder call closer to the appointment than this, e.g. `2h`, `90m` or `1d` (days as --remind-before reads them) [default: 2h].
     #[arg(help_heading = "Reminders", long)]
     pub min_notice: Option<String>,
     /// Answers that end an appointment's remaining touches, e.g. `confirm=1,confirm=2`.
@@ -452,7 +456,7 @@ pub struct RunArgs {
         help_heading = "Reminders",
         long,
         value_delimiter = ',',
-        long_help = "Answers that end an appointment's remaining touches, comma-separated, matched as --recall-unless matches (names without case, values exactly): confirm=1,confirm=2. A made call with one of them is the appointment's last reminder."
+        long_help = "Answers that end an appointment's remaining touches, comma-separated, read and matched as --recall-unless reads and matches them (names without case, values exactly): confirm=1,confirm=2. A made call with any one of them is the appointment's last reminder. An answer joined with `|` is refused (exit 64), as --recall-unless refuses it: it could never match."
     )]
     pub stop_on: Option<Vec<String>>,
     /// Rows with this column value are withdrawn, e.g. `status=Cancelled` (repeatable).

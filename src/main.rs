@@ -261,6 +261,9 @@ async fn run(args: ivr_campaign::cli::RunArgs, progress: Progress) -> Result<i32
         if let Some(m) = summary.ending.message() {
             say!("ivr-campaign: {m}");
         }
+        if let Some(e) = &summary.input_error {
+            say!("ivr-campaign: {e}");
+        }
         if let Some(e) = &summary.results_error {
             say!(
                 "ivr-campaign: {e}; nothing is lost: rerun the same command when it can be written, and the results are rebuilt from the journal"

@@ -326,13 +326,8 @@ impl Recall {
             State::Made if !responses_certain => false,
             State::Made => {
                 let parsed = crate::gateway::protocol::Responses::parse(responses);
-                // Names as the IVR app spells them may differ in case from the operator's; values are exact.
                 (self.on_no_response && parsed.is_empty())
-                    || (!self.unless.is_empty()
-                        && !self
-                            .unless
-                            .iter()
-                            .any(|(k, v)| parsed.get_ignore_case(k) == Some(v.as_str())))
+                    || (!self.unless.is_empty() && self.unless.found_in(responses).is_none())
             }
             _ => false,
         }

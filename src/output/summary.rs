@@ -38,6 +38,9 @@ pub struct Summary {
     pub gateways: Vec<GatewaySummary>,
     /// Why the results file could not be written (exit 73); the counts come from the journal all the same.
     pub results_error: Option<String>,
+    /// Why the list was unusable though the run went on (exit 65): no appointment time of a rolling export
+    /// could be read. Its rows are in the results, each `invalid` with its reason.
+    pub input_error: Option<String>,
 }
 
 /// One gateway in the summary.
@@ -67,6 +70,9 @@ impl Summary {
     pub fn exit_code(&self) -> i32 {
         if self.results_error.is_some() {
             return crate::error::exit::CANTCREAT;
+        }
+        if self.input_error.is_some() {
+            return crate::error::exit::DATAERR;
         }
         self.ending.exit_code(
             self.open() > 0,
@@ -117,6 +123,7 @@ impl Summary {
             "exit_code": self.exit_code(),
             "ending": self.ending.as_str(),
             "results_error": self.results_error,
+            "input_error": self.input_error,
             "completed": self.ending.completed(self.open() > 0),
             "rows": { "total": self.total(), "needs_attention": n(State::needs_attention), "open": self.open(), "by_status": rows },
             "recalls": {
@@ -192,6 +199,7 @@ impl Summary {
                 "stopped with work left; run the same command again to resume".to_string()
             }
             crate::error::exit::CANTCREAT => "not written".to_string(),
+            crate::error::exit::DATAERR => "nobody reminded: the list is unusable".to_string(),
             _ => format!("stopped: {}", self.ending.as_str()),
         };
         let gateways = if self.gateways.len() > 1 {

@@ -6,6 +6,7 @@
 //! ([`Rules::cap`]), because in a run it is claimed in the same transaction that counts it, just before the
 //! call request; a dry run only counts.
 
+pub mod answers;
 pub mod ledger;
 pub mod suppress;
 pub mod touches;

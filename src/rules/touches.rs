@@ -10,7 +10,6 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-use crate::gateway::protocol::Responses;
 
 /// Formats practice systems write, tried in order when no `--appointment-format` is given.
 const FORMATS: [&str; 8] = [
@@ -69,25 +68,48 @@ pub fn read_appointment(
         .map_err(|e| format!("appointment time {text:?}: {e}"))
 }
 
+/// Checks `--appointment-format` before any call. A format that cannot write a known time (an unknown
+/// directive), or whose writing cannot be read back as a date and time (`%Q` alone, `%H:%M`, `%Z`), would
+/// make every row `invalid` and remind nobody: refused up front, in one line.
+pub fn check_format(format: &str, what: &str) -> Result<(), String> {
+    let sample = DateTime::constant(2027, 1, 13, 10, 30, 0, 0)
+        .to_zoned_datetime(TimeZone::UTC)
+        .map_err(|e| format!("{what}: {e}"))?;
+    let written = jiff::fmt::strtime::format(format, &sample)
+        .map_err(|e| format!("{what}: {format:?} is not a strftime format ({e})"))?;
+    match read_appointment(&written, Some(format), &TimeZone::UTC) {
+        Ok(t) if t == sample.timestamp() => Ok(()),
+        _ => Err(format!(
+            "{what}: {format:?} does not read a date and time (2027-01-13 10:30 written in it, {written:?}, reads back as no such time); write it like %d.%m.%Y %H:%M"
+        )),
+    }
+}
+
+/// Reads a span before an appointment (a lead of `--remind-before`, or `--min-notice`): `48h`, `90m`, or whole
+/// days `2d`, read alike for both so that what one accepts the other does too.
+pub fn read_span(item: &str, what: &str) -> Result<SignedDuration, String> {
+    let item = item.trim();
+    match item.strip_suffix('d') {
+        Some(days) => days
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|d| *d > 0)
+            .map(|d| SignedDuration::from_hours(i64::from(d) * 24))
+            .ok_or_else(|| format!("{what}: {item:?} is not a number of days")),
+        None => crate::types::parse_duration(item)
+            .map_err(|e| format!("{what}: {e}"))
+            .and_then(|d| {
+                SignedDuration::try_from(d).map_err(|_| format!("{what}: {item:?} is out of range"))
+            }),
+    }
+}
+
 /// Reads `--remind-before`: leads like `48h`, `90m` or `7d`, longest first, distinct.
 pub fn read_leads(items: &[String], what: &str) -> Result<Vec<SignedDuration>, String> {
     let mut leads = Vec::new();
     for item in items.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        let lead = match item.strip_suffix('d') {
-            Some(days) => days
-                .trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|d| *d > 0)
-                .map(|d| SignedDuration::from_hours(i64::from(d) * 24))
-                .ok_or_else(|| format!("{what}: {item:?} is not a number of days"))?,
-            None => crate::types::parse_duration(item)
-                .map_err(|e| format!("{what}: {e}"))
-                .and_then(|d| {
-                    SignedDuration::try_from(d)
-                        .map_err(|_| format!("{what}: {item:?} is out of range"))
-                })?,
-        };
+        let lead = read_span(item, what)?;
         if lead.is_zero() {
             return Err(format!(
                 "{what}: {item:?} is no lead; write it like 48h or 2d"
@@ -158,19 +180,6 @@ impl Timing {
             .filter(|t| now < t.end)
             .collect()
     }
-}
-
-/// Whether a made call's responses contain one of the `stop-on` answers (names matched without case, values
-/// exactly, as `recall-unless` matches them).
-pub fn stops(stop_on: &[(String, String)], responses: &str) -> Option<String> {
-    if stop_on.is_empty() {
-        return None;
-    }
-    let parsed = Responses::parse(responses);
-    stop_on
-        .iter()
-        .find(|(k, v)| parsed.get_ignore_case(k) == Some(v.as_str()))
-        .map(|(k, v)| format!("{k}={v}"))
 }
 
 #[cfg(test)]
@@ -328,14 +337,5 @@ mod tests {
         let touches = timing(&["24h", "1h"], 2).touches(at);
         assert_eq!(touches.len(), 1);
         assert_eq!(touches[0].end, t("2027-01-13T13:00:00Z"));
-    }
-
-    #[test]
-    fn stop_answers_match_like_recall_unless() {
-        let stop = vec![("Confirm".to_string(), "1".to_string())];
-        assert_eq!(stops(&stop, "confirm=1"), Some("Confirm=1".into()));
-        assert_eq!(stops(&stop, "confirm=2"), None);
-        assert_eq!(stops(&stop, ""), None);
-        assert_eq!(stops(&[], "confirm=1"), None);
     }
 }

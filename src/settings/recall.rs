@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::values::{int, positive_u32};
 use crate::error::{Error, Result};
+use crate::rules::answers::Answers;
 use crate::types::parse_duration;
 
 /// The recall policy: a person who did not answer (or did not confirm) is called again later, a bounded
@@ -17,7 +18,7 @@ pub struct Recall {
     /// Recall calls made with no IVR response collected (an answering machine, a hang-up).
     pub on_no_response: bool,
     /// Recall made calls whose responses contain none of these answers (`Confirm=1`).
-    pub unless: Vec<(String, String)>,
+    pub unless: Answers,
     /// The least time from the end of one call to the next request.
     pub after: Duration,
     /// Call requests per contact in all, the first included.
@@ -47,7 +48,7 @@ pub(super) fn recall_of(
         on_failed: false,
         on_unresolved: false,
         on_no_response: false,
-        unless: Vec::new(),
+        unless: Answers::default(),
         after: Duration::from_secs(3600),
         max_attempts: 3,
     };
@@ -66,25 +67,7 @@ pub(super) fn recall_of(
         }
     }
     if let Some((answers, what)) = unless {
-        for a in answers {
-            let (k, v) = a
-                .split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| {
-                    Error::Usage(format!(
-                        "{what}: {a:?} is not an answer; write it like Confirm=1"
-                    ))
-                })?;
-            // `|` and `^` separate responses and fields in the gateway's reply: inside one answer they could
-            // never match, and everyone who gave it would be called again.
-            if a.contains(['|', '^']) || k.chars().chain(v.chars()).any(|c| c.is_control()) {
-                return Err(Error::Usage(format!(
-                    "{what}: {a:?} joins several answers; give each on its own, comma-separated (Confirm=1,Confirm=2: a call with any one of them is not recalled)"
-                )));
-            }
-            policy.unless.push((k, v));
-        }
+        policy.unless = Answers::read(&answers, &what).map_err(Error::Usage)?;
     }
     if let Some((t, what)) = after {
         policy.after = parse_duration(&t).map_err(|e| Error::setting(&what, e))?;

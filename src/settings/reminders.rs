@@ -8,7 +8,8 @@ use super::file::{CampaignFile, Words};
 use super::values::pick;
 use crate::cli::RunArgs;
 use crate::error::{Error, Result};
-use crate::rules::touches::{Timing, read_leads};
+use crate::rules::answers::Answers;
+use crate::rules::touches::{Timing, check_format, read_leads, read_span};
 
 /// The default `--min-notice`: no reminder call closer to the appointment than this.
 pub const DEFAULT_MIN_NOTICE: SignedDuration = SignedDuration::from_hours(2);
@@ -21,7 +22,7 @@ pub struct Reminders {
     /// Appointment timing; `None`: a rolling list whose each new key is called once, as soon as it appears.
     pub appointments: Option<Appointments>,
     /// A made call with one of these answers ends its appointment's remaining touches.
-    pub stop_on: Vec<(String, String)>,
+    pub stop_on: Answers,
     /// Rows with one of these column values are withdrawn (`status=Cancelled`).
     pub skip_if: Vec<(String, String)>,
 }
@@ -134,12 +135,7 @@ pub(super) fn reminders_of(
             let leads = read_leads(&items, &what).map_err(Error::Usage)?;
             let min_notice = match notice {
                 None => DEFAULT_MIN_NOTICE,
-                Some((t, what)) => crate::types::parse_duration(&t)
-                    .map_err(|e| format!("{what}: {e}"))
-                    .and_then(|d| {
-                        SignedDuration::try_from(d).map_err(|_| format!("{what}: out of range"))
-                    })
-                    .map_err(Error::Usage)?,
+                Some((t, what)) => read_span(&t, &what).map_err(Error::Usage)?,
             };
             if let Some(short) = leads.iter().find(|l| **l <= min_notice) {
                 return Err(Error::Usage(format!(
@@ -160,6 +156,9 @@ pub(super) fn reminders_of(
                     ));
                 }
             };
+            if let Some((f, what)) = &format {
+                check_format(f, what).map_err(Error::Usage)?;
+            }
             Some(Appointments {
                 column,
                 format: format.map(|(f, _)| f),
@@ -173,8 +172,8 @@ pub(super) fn reminders_of(
         key_column,
         appointments,
         stop_on: match stop_on {
-            Some((v, what)) => pairs(v, &what, "confirm=1")?,
-            None => Vec::new(),
+            Some((v, what)) => Answers::read(&v, &what).map_err(Error::Usage)?,
+            None => Answers::default(),
         },
         skip_if: match skip_if {
             Some((v, what)) => pairs(v, &what, "status=Cancelled")?,

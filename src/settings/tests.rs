@@ -153,3 +153,106 @@ fn gateway_urls() {
     let err = parse_gateway_url("http://user:hunter2@exa mple").expect_err("bad URL");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// `--stop-on` and `--recall-unless` name answers alike (the docs say they match alike): every value either
+/// both accept or both refuse, with one line saying why, naming the setting it came from.
+#[test]
+fn stop_on_and_recall_unless_accept_and_refuse_the_same_answers() {
+    for value in [
+        "confirm=1|confirm=2",
+        "Confirm=1^x",
+        "confirm",
+        "=1",
+        "confirm=1\u{7}",
+        "Confirm=1",
+        " confirm = 2 ",
+    ] {
+        let recall = RunConfig::from_args(RunArgs {
+            input: Some(PathBuf::from("c.csv")),
+            app: Some("A".into()),
+            recall_on: Some(vec!["no-response".into()]),
+            recall_unless: Some(vec![value.into()]),
+            ..RunArgs::default()
+        });
+        let stop = RunConfig::from_args(RunArgs {
+            input: Some(PathBuf::from("c.csv")),
+            app: Some("A".into()),
+            key_column: Some("id".into()),
+            stop_on: Some(vec![value.into()]),
+            ..RunArgs::default()
+        });
+        match (recall, stop) {
+            (Ok(r), Ok(s)) => {
+                let r = r.recall.expect("a recall policy");
+                let s = s.reminders.expect("reminders");
+                assert_eq!(r.unless, s.stop_on, "{value:?}: read alike");
+            }
+            (Err(r), Err(s)) => {
+                let (r, s) = (r.to_string(), s.to_string());
+                assert!(r.starts_with("--recall-unless: "), "{value:?}: {r}");
+                assert!(s.starts_with("--stop-on: "), "{value:?}: {s}");
+                assert_eq!(
+                    r.trim_start_matches("--recall-unless: "),
+                    s.trim_start_matches("--stop-on: "),
+                    "{value:?}: refused for the same reason"
+                );
+                assert!(!s.trim_end().contains('\n'), "one line: {s}");
+            }
+            (r, s) => panic!(
+                "{value:?}: recall-unless {} but stop-on {}",
+                if r.is_ok() { "accepts" } else { "refuses" },
+                if s.is_ok() { "accepts" } else { "refuses" },
+            ),
+        }
+    }
+}
+
+/// `--min-notice` reads days as `--remind-before` does: `30d` was refused while `2d` was a lead.
+#[test]
+fn min_notice_reads_days_as_remind_before_does() {
+    let config = RunConfig::from_args(RunArgs {
+        input: Some(PathBuf::from("c.csv")),
+        app: Some("A".into()),
+        key_column: Some("id".into()),
+        appointment_column: Some("at".into()),
+        timezone: Some("America/Chicago".into()),
+        remind_before: Some(vec!["31d".into()]),
+        min_notice: Some("30d".into()),
+        ..RunArgs::default()
+    })
+    .expect("--min-notice 30d");
+    let timing = &config
+        .reminders
+        .and_then(|r| r.appointments)
+        .expect("appointments")
+        .timing;
+    assert_eq!(timing.min_notice, jiff::SignedDuration::from_hours(30 * 24));
+}
+
+/// A wrong `--appointment-format` is refused before any call (exit 64), not read as every row `invalid`: a
+/// directive that is no directive, or a format that cannot give a date and time.
+#[test]
+fn an_appointment_format_that_reads_no_time_is_refused() {
+    let with = |format: &str| {
+        RunConfig::from_args(RunArgs {
+            input: Some(PathBuf::from("c.csv")),
+            app: Some("A".into()),
+            key_column: Some("id".into()),
+            appointment_column: Some("at".into()),
+            appointment_format: Some(format.into()),
+            timezone: Some("America/Chicago".into()),
+            remind_before: Some(vec!["48h".into()]),
+            ..RunArgs::default()
+        })
+    };
+    for bad in ["%Q", "%K %H:%M", "%H:%M", "%Y-%m-%d %Z", "tomorrow"] {
+        let e = with(bad).err().unwrap_or_else(|| panic!("accepted {bad:?}"));
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE, "{bad:?}");
+        let e = e.to_string();
+        assert!(e.starts_with("--appointment-format: "), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+    for good in ["%d.%m.%Y %H:%M", "%m/%d/%Y %I:%M %p", "%Y-%m-%dT%H:%M:%S%z"] {
+        with(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+    }
+}

@@ -24,7 +24,7 @@ use super::contact::{Event, State};
 use super::journal::{NewContact, apply_event, decode_record, encode_record};
 use crate::contacts::Verdict;
 use crate::error::{Error, Result};
-use crate::rules::touches::{Touch, stops};
+use crate::rules::touches::Touch;
 use crate::settings::reminders::Reminders;
 
 const SCHEMA: &str = "
@@ -124,6 +124,12 @@ pub fn check_plan(
         })
         .optional()?;
     let Some(stored) = stored else { return Ok(()) };
+    // Nothing was timed by the stored plan while no touch exists (no appointment time could be read, as under
+    // a wrong --appointment-format): it binds nothing yet, and the operator's fix must not be refused.
+    let timed: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM touches)", [], |r| r.get(0))?;
+    if !timed {
+        return Ok(());
+    }
     let now = plan(settings);
     let parse = |t: &str| -> Vec<(String, String)> {
         t.lines()
@@ -250,6 +256,25 @@ pub struct Taken {
     pub due: u64,
     pub lapsed: u64,
     pub stopped: u64,
+    /// Rows of this version, and those whose appointment cell could not be read (with the first reason).
+    pub rows: u64,
+    pub unreadable_times: u64,
+    pub first_unreadable: Option<String>,
+}
+
+impl Taken {
+    /// Why this version is no reminder list at all: no row's appointment could be read (a wrong
+    /// `--appointment-format` or column). Each row stays `invalid` with its reason; the run says so instead
+    /// of ending green with nobody reminded.
+    pub fn no_time_read(&self) -> Option<String> {
+        (self.rows > 0 && self.unreadable_times == self.rows).then(|| {
+            format!(
+                "no appointment time could be read in any of the export's {} rows ({}); check --appointment-column and --appointment-format",
+                self.rows,
+                self.first_unreadable.as_deref().unwrap_or("unreadable")
+            )
+        })
+    }
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -353,6 +378,11 @@ pub fn take_version(
     let mut first_line: HashMap<String, u64> = HashMap::new();
     let mut listed_keys: HashSet<String> = HashSet::new();
     for r in rows {
+        taken.rows += 1;
+        if let Err(why) = &r.appointment {
+            taken.unreadable_times += 1;
+            taken.first_unreadable.get_or_insert_with(|| why.clone());
+        }
         let invalid = if r.key.is_empty() {
             Some(format!("no key: its {} cell is empty", settings.key_column))
         } else if let Some(first) = first_line.get(&r.key) {
@@ -621,7 +651,7 @@ fn stop_answered(tx: &rusqlite::Transaction<'_>, settings: &Reminders, now_ms: i
             if done.contains(&key) {
                 continue;
             }
-            if let Some(answer) = stops(&settings.stop_on, &responses) {
+            if let Some(answer) = settings.stop_on.found_in(&responses) {
                 done.insert(key.clone());
                 stopped += end_open_touches(
                     tx,

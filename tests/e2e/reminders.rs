@@ -227,3 +227,46 @@ async fn the_results_use_the_latest_exports_delimiter() {
         "a rerun calls nobody"
     );
 }
+
+/// A wrong `--appointment-format` reminds nobody: a format that is no strftime format is refused before any
+/// call (64); one that is a format but reads none of the export's times ends the run 65, saying so, with every
+/// row in the results as `invalid` and its reason, not as a green night.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appointment_format_that_reads_no_row_is_no_green_run() {
+    let sim = sim(4, ms(20), ms(20), ms(60), SCENARIO).await;
+    let list = "appt_id,name,phone,appointment\n\
+                A1,Ada,212-555-0102,2099-12-01 10:00\n\
+                A2,Ben,212-555-0103,2099-12-02 11:00\n";
+    let c = Campaign::new(&sim, list);
+    let flags = |format: &'static str| {
+        vec![
+            "--key-column",
+            "appt_id",
+            "--appointment-column",
+            "appointment",
+            "--appointment-timezone",
+            "America/New_York",
+            "--remind-before",
+            "48h,24h",
+            "--appointment-format",
+            format,
+        ]
+    };
+    let out = c.run(&flags("%Q")).await;
+    assert_eq!(code(&out), 64, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--appointment-format"), "{}", stderr(&out));
+    let out = c.run(&flags("%d.%m.%Y %H:%M")).await;
+    assert_eq!(code(&out), 65, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no appointment time could be read"), "{err}");
+    assert!(call_requests(&sim.requests()).is_empty());
+    let rows = c.results();
+    assert_eq!(rows.len(), 2, "the rows are in the results");
+    for r in &rows {
+        assert_eq!(r["status"], "invalid", "{r:?}");
+        assert!(r["detail"].contains("--appointment-format"), "{r:?}");
+    }
+    // The right format: the same campaign goes on, green.
+    let out = c.run(&flags("%Y-%m-%d %H:%M")).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}

@@ -233,21 +233,30 @@ pub async fn run_in(
                     &["phone-column", "default-region"],
                 )?;
             }
-            rolling::take_version(&owner.journal, &cfg, &request, source, reminders, &clock)
-                .await?;
+            let taken =
+                rolling::take_version(&owner.journal, &cfg, &request, source, reminders, &clock)
+                    .await?;
+            settle_unlisted_gateways(&owner.journal, &cfg).await?;
+            return Ok(taken.no_time_read());
         } else if let (Some(source), Some(was)) = (&source, opened.reading.as_deref())
             && was != read_as
         {
             reread(&owner.journal, &cfg, &request, source, was, &read_as).await?;
         }
-        settle_unlisted_gateways(&owner.journal, &cfg).await
+        settle_unlisted_gateways(&owner.journal, &cfg).await?;
+        Ok(None)
     }
     .await;
-    if let Err(e) = checked {
-        // Refused: the journal is closed (and its lock let go) before saying so.
-        owner.close().await;
-        return Err(e);
-    }
+    let input_error = match checked {
+        Ok(no_time_read) => no_time_read,
+        Err(e) => {
+            // Refused: the journal is closed (and its lock let go) before saying so.
+            owner.close().await;
+            return Err(e);
+        }
+    };
+    // `input_error`: every row stays `invalid` with its reason and the results are written as always; the
+    // summary's exit code (65) and its line say the list was unusable.
     // The results file's layout; written at once for a new campaign, so that from its first minute the
     // campaign leaves results beside its journal (and a journal deleted later is noticed, not recreated).
     let view = results::View {
@@ -453,5 +462,6 @@ pub async fn run_in(
         output: cfg.files.output.clone(),
         gateways,
         results_error,
+        input_error,
     })
 }

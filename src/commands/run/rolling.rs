@@ -11,7 +11,7 @@ pub(super) async fn take_version(
     source: &Source,
     reminders: &crate::settings::reminders::Reminders,
     clock: &Clock,
-) -> Result<()> {
+) -> Result<crate::store::touches::Taken> {
     use crate::store::touches;
     let rows = touches::listed_rows(
         judged_rows(source, cfg, request)?,
@@ -47,5 +47,5 @@ pub(super) async fn take_version(
         stopped = taken.stopped,
         "took the export as its latest version"
     );
-    Ok(())
+    Ok(taken)
 }

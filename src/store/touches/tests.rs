@@ -19,7 +19,7 @@ fn settings() -> Reminders {
                 min_notice: jiff::SignedDuration::from_hours(2),
             },
         }),
-        stop_on: vec![("confirm".into(), "1".into())],
+        stop_on: crate::rules::answers::Answers::read(&["confirm=1".into()], "x").expect("answers"),
         skip_if: Vec::new(),
     }
 }
