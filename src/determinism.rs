@@ -4,11 +4,14 @@
 //! A run hands blocking work (SQLite) to tokio's blocking pool, so no task waits on a disk; but a thread of
 //! the pool finishes in an order the OS picks, and the tasks that run meanwhile differ from one run to the
 //! next. Under [`pin`], on a current-thread runtime, that work runs inline instead: one thread, one order.
+//! Likewise a signal heard by many tasks wakes them in one order ([`watch`]).
 
 use std::cell::{Cell, RefCell};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+pub mod watch;
 
 thread_local! {
     static PINNED: Cell<bool> = const { Cell::new(false) };

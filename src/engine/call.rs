@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+use crate::determinism::watch;
 use tokio::time::Instant;
 use tracing::{debug, trace, warn};
 

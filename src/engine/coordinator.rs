@@ -19,6 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+
+// The stage and the journal's health are heard by every task: their waiters wake in one order.
+use crate::determinism::watch as ordered;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::warn;
@@ -91,9 +94,9 @@ pub struct Coordinator {
     ctx: Arc<Ctx>,
     rules: Rules,
     signals: watch::Receiver<Stage>,
-    stage: watch::Sender<Stage>,
+    stage: ordered::Sender<Stage>,
     reports: mpsc::Receiver<Report>,
-    health: watch::Receiver<Health>,
+    health: ordered::Receiver<Health>,
     tasks: JoinSet<(u64, End)>,
     /// Which row each task is for, so a task that fails still gives its line back.
     task_rows: HashMap<tokio::task::Id, u64>,
@@ -141,7 +144,7 @@ impl Coordinator {
         stats: Arc<Stats>,
     ) -> Coordinator {
         let first = *signals.borrow();
-        let (stage, stage_rx) = watch::channel(first);
+        let (stage, stage_rx) = ordered::channel(first);
         let (reports_tx, reports) = mpsc::channel(256);
         let now = Instant::now();
         let schedule = Schedule::new(settings.rate, now);

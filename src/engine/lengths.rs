@@ -27,7 +27,7 @@ pub struct Lengths {
     /// Where a first poll goes now, worked out once for each call that ends and published when it moves:
     /// calls still waiting for their first poll move theirs there (so a thousand lines waiting are woken only
     /// when there is somewhere else to go, and none of them works it out again).
-    placed: tokio::sync::watch::Sender<Option<(Duration, Duration)>>,
+    placed: crate::determinism::watch::Sender<Option<(Duration, Duration)>>,
     /// Told when any call ends: a call whose first poll guesses below where calls were seen to end gives the
     /// guess up for what is known now (the length of a call that has just ended is better evidence than a
     /// probe of one not yet asked). With many lines calls end often and little is probed: the first round's
@@ -125,7 +125,7 @@ impl Lengths {
         Lengths {
             interval,
             learned: Mutex::default(),
-            placed: tokio::sync::watch::Sender::new(None),
+            placed: crate::determinism::watch::Sender::new(None),
             ended: tokio::sync::Notify::new(),
         }
     }
@@ -139,7 +139,7 @@ impl Lengths {
     }
 
     /// Calls still waiting for their first poll are told here where a first poll goes, when that moves.
-    pub fn placed(&self) -> tokio::sync::watch::Receiver<Option<(Duration, Duration)>> {
+    pub fn placed(&self) -> crate::determinism::watch::Receiver<Option<(Duration, Duration)>> {
         self.placed.subscribe()
     }
 

@@ -18,7 +18,9 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::determinism::watch;
 use tokio::time::Instant;
 
 use crate::types::Rate;

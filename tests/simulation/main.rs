@@ -6,7 +6,8 @@
 //!
 //! `cargo test --release --test simulation` runs `SIM_SEEDS` seeds from `SIM_SEED`; the last line printed is
 //! `simulation: N seeds from S, 0 violations; C crashes, F faults injected`. `SIM_VERBOSE=1` prints each
-//! seed's story.
+//! seed's story and its digest. Every 25th seed is run twice and must replay bit for bit; so is every seed with
+//! `SIM_REPLAY=1`, and a single seed (`SIM_SEEDS=1`), which is how a failing seed is looked at.
 
 mod check;
 mod rolling;
@@ -78,6 +79,7 @@ fn main() {
     let seeds = env_u64("SIM_SEEDS", DEFAULT_SEEDS);
     let first = env_u64("SIM_SEED", DEFAULT_FIRST);
     let verbose = std::env::var("SIM_VERBOSE").is_ok_and(|v| v != "0");
+    let replay_all = seeds == 1 || std::env::var("SIM_REPLAY").is_ok_and(|v| v != "0");
     // `SIM_LOG=debug` shows the runner's own log for a seed being replayed.
     if let Ok(filter) = std::env::var("SIM_LOG") {
         tracing_subscriber::fmt()
@@ -96,7 +98,10 @@ fn main() {
         faults += outcome.faults;
         // Every so often a seed is run again: it must replay bit for bit (what the gateways saw, when, and
         // the results), or a failing seed could not be replayed.
-        if outcome.violation.is_none() && seed % REPLAY_EVERY == 0 {
+        if verbose {
+            eprintln!("[seed {seed}] digest {:016x}", outcome.digest);
+        }
+        if outcome.violation.is_none() && (replay_all || seed % REPLAY_EVERY == 0) {
             let again = world::run_seed(seed, false);
             if again.digest != outcome.digest {
                 outcome.violation = Some(format!(
