@@ -15,17 +15,17 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 git ls-files -z | xargs -0 -I{} cp --parents {} "$WORK"/
 
-# name | file | perl substitution | the harm it stands for
+# name @@ file @@ perl substitution @@ the harm it stands for (`@@` apart: a pattern may hold `|`)
 MUTANTS=(
-  "responses-dropped|src/output/results.rs|s/out\.push_field\(clean\(&neutralise\(&responses\)\)\.as_bytes\(\)\);/out.push_field(clean(&neutralise(if responses.len() % 3 == 0 { \"\" } else { &responses })).as_bytes());/|a result lost"
-  "margin-cut|src/settings/merge.rs|s/let margin = Duration::from_secs\(u64::from\(firstocc\) \* 60\) \+ call_length;/let margin = (Duration::from_secs(u64::from(firstocc) * 60) + call_length) \/ 10;/|the wrong hour"
-  "lost-answer-redialed|src/engine/call.rs|s/PlaceError::NotSent\(_\) \| PlaceError::Unsent\(_\) \| PlaceError::Unavailable\(_\) => \{/PlaceError::NotSent(_) | PlaceError::Unsent(_) | PlaceError::Unavailable(_) | PlaceError::Lost(_) => {/|called twice"
-  "retry-is-final|src/gateway/protocol.rs|s/\"retry\" => AttemptState::Retry,/\"retry\" => AttemptState::Failed,/|called twice"
-  "rate-doubled|src/types.rs|s/Rate::Limited \{ count, per \} => Some\(per \/ count\),/Rate::Limited { count, per } => Some(per \/ count \/ 2),/|pacing"
-  "lines-plus-one|src/engine/coordinator.rs|s/free: i64::from\(g\.lines\),/free: i64::from(g.lines) + 1,/|pacing"
-  "touch-end-ignored|src/rules/touches.rs|s/self\.due <= now && now < self\.end/self.due <= now/|the wrong hour"
-  "stop-answer-ignored|src/rules/touches.rs|s/if stop_on\.is_empty\(\) \{/if true {/|called twice"
-  "window-recheck-dropped|src/engine/call.rs|s/&& ctx\.settings\.clock\.now\(\) > by/\&\& false/|the wrong hour"
+  "responses-dropped@@src/output/results.rs@@s/out\.push_field\(clean\(&neutralise\(&responses\)\)\.as_bytes\(\)\);/out.push_field(clean(&neutralise(if responses.len() % 3 == 0 { \"\" } else { &responses })).as_bytes());/@@a result lost"
+  "margin-cut@@src/settings/merge.rs@@s/let margin = Duration::from_secs\(u64::from\(firstocc\) \* 60\) \+ call_length;/let margin = (Duration::from_secs(u64::from(firstocc) * 60) + call_length) \/ 10;/@@the wrong hour"
+  "lost-answer-redialed@@src/engine/call.rs@@s/PlaceError::NotSent\(_\) \| PlaceError::Unsent\(_\) \| PlaceError::Unavailable\(_\) => \{/PlaceError::NotSent(_) | PlaceError::Unsent(_) | PlaceError::Unavailable(_) | PlaceError::Lost(_) => {/@@called twice"
+  "retry-is-final@@src/gateway/protocol.rs@@s/\"retry\" => AttemptState::Retry,/\"retry\" => AttemptState::Failed,/@@called twice"
+  "rate-doubled@@src/types.rs@@s/Rate::Limited \{ count, per \} => Some\(per \/ count\),/Rate::Limited { count, per } => Some(per \/ count \/ 2),/@@pacing"
+  "lines-plus-one@@src/engine/coordinator.rs@@s/free: i64::from\(g\.lines\),/free: i64::from(g.lines) + 1,/@@pacing"
+  "touch-end-ignored@@src/rules/touches.rs@@s/self\.due <= now && now < self\.end/self.due <= now/@@the wrong hour"
+  "stop-answer-ignored@@src/rules/touches.rs@@s/if stop_on\.is_empty\(\) \{/if true {/@@called twice"
+  "window-recheck-dropped@@src/engine/call.rs@@s/&& ctx\.settings\.clock\.now\(\) > by/\&\& false/@@the wrong hour"
 )
 
 # violations of a run, as "seed invariant" lines
@@ -42,7 +42,7 @@ echo "baseline: $(grep -c . <<<"$baseline" || true) of $SEEDS seeds violated"
 printf '%-24s %-16s %s\n' "bug" "harm" "simulation"
 caught=0; total=0
 for m in "${MUTANTS[@]}"; do
-  IFS='|' read -r name file subst harm <<<"$m"
+  name=${m%%@@*}; rest=${m#*@@}; file=${rest%%@@*}; rest=${rest#*@@}; subst=${rest%@@*}; harm=${rest##*@@}
   total=$((total + 1))
   cp "$file" "$WORK/$file"
   perl -0pi -e "$subst" "$WORK/$file"

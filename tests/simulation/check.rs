@@ -784,25 +784,16 @@ fn results_match(
     Ok(())
 }
 
-/// Liveness: a run that ended `completed` left nothing it could have done: no call in progress, no recall
-/// already due at its end, no contact not attempted while its window (with the margin) was open.
+/// Liveness: a run that ended `completed` left nothing it could have done: no recall already due at its
+/// start, no contact not attempted while its window (with the margin) was open.
 pub fn liveness(expect: &Expect, rows: &[Row], f: &Finished, rolling: bool) -> Result<(), String> {
     let (runner_start_ms, runner_end_ms) = f.runner_span_ms;
     if f.summary.ending.as_str() != "completed" {
         return Ok(());
     }
     if rolling {
-        // A rolling export's rows are keys, whose touches the reminder checker follows; here, only that
-        // no call is left in progress.
-        if let Some(r) = rows
-            .iter()
-            .find(|r| r.get("status").is_some_and(|s| s == "in_progress"))
-        {
-            return Err(format!(
-                "stuck: the run ended completed and left key {} with a call in progress",
-                r.get("id").map(String::as_str).unwrap_or("?")
-            ));
-        }
+        // A rolling export's rows are keys, whose touches the reminder checker follows. A call still
+        // `in_progress` is one whose status stayed unreadable past max-outage: the next run polls it.
         return Ok(());
     }
     let end = jiff::Timestamp::from_millisecond(runner_end_ms).map_err(|e| e.to_string())?;
