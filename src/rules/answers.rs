@@ -20,7 +20,9 @@ impl Answers {
                 .split_once('=')
                 .map(|(k, v)| (k.trim(), v.trim()))
                 .filter(|(k, _)| !k.is_empty())
-                .ok_or_else(|| format!("{what}: {item:?} is not an answer; write it like Confirm=1"))?;
+                .ok_or_else(|| {
+                    format!("{what}: {item:?} is not an answer; write it like Confirm=1")
+                })?;
             // `|` and `^` separate responses and fields in the gateway's reply: inside one answer they could
             // never match. A control character could not come back from a keypad either.
             if item.contains(['|', '^']) || item.chars().any(char::is_control) {
@@ -71,7 +73,13 @@ mod tests {
 
     #[test]
     fn what_could_never_match_is_refused_in_one_line() {
-        for bad in ["confirm=1|confirm=2", "confirm=1^2", "confirm", "=1", "a=\u{7}"] {
+        for bad in [
+            "confirm=1|confirm=2",
+            "confirm=1^2",
+            "confirm",
+            "=1",
+            "a=\u{7}",
+        ] {
             let e = read(&[bad]).expect_err(bad);
             assert!(e.starts_with("--stop-on: "), "{e}");
             assert!(!e.contains('\n'), "{e}");

@@ -10,7 +10,6 @@ use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
-
 /// Formats practice systems write, tried in order when no `--appointment-format` is given.
 const FORMATS: [&str; 8] = [
     "%Y-%m-%d %H:%M:%S",

@@ -246,7 +246,9 @@ fn an_appointment_format_that_reads_no_time_is_refused() {
         })
     };
     for bad in ["%Q", "%K %H:%M", "%H:%M", "%Y-%m-%d %Z", "tomorrow"] {
-        let e = with(bad).err().unwrap_or_else(|| panic!("accepted {bad:?}"));
+        let e = with(bad)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {bad:?}"));
         assert_eq!(e.exit_code(), crate::error::exit::USAGE, "{bad:?}");
         let e = e.to_string();
         assert!(e.starts_with("--appointment-format: "), "{e}");

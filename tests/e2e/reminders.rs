@@ -254,7 +254,11 @@ async fn an_appointment_format_that_reads_no_row_is_no_green_run() {
     };
     let out = c.run(&flags("%Q")).await;
     assert_eq!(code(&out), 64, "{}", stderr(&out));
-    assert!(stderr(&out).contains("--appointment-format"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--appointment-format"),
+        "{}",
+        stderr(&out)
+    );
     let out = c.run(&flags("%d.%m.%Y %H:%M")).await;
     assert_eq!(code(&out), 65, "{}", stderr(&out));
     let err = stderr(&out);
