@@ -132,6 +132,12 @@ pub struct Coordinator {
     /// Recalls decided in this run, by row: not requested before this monotonic instant, however far the
     /// wall clock (by which the journal says they are due) moves meanwhile.
     not_before: HashMap<u64, Instant>,
+    /// The number each live call (a task's) is to, by row. A family on one number (two appointments of a
+    /// rolling export) must never have two calls ringing at once: a contact whose number is here waits.
+    live: HashMap<u64, String>,
+    /// Contacts waiting for their number's live call to be final, by number: owned, so never read again,
+    /// and given to the retries (due at once) when that call's task ends.
+    held: HashMap<String, Vec<Retry>>,
 }
 
 impl Coordinator {
@@ -236,6 +242,8 @@ impl Coordinator {
             journal_file,
             next_file_check: Instant::now() + FILE_CHECK,
             not_before: HashMap::new(),
+            live: HashMap::new(),
+            held: HashMap::new(),
         }
     }
 
@@ -494,6 +502,10 @@ impl Coordinator {
                 }
                 continue;
             }
+            if self.live.values().any(|n| *n == contact.e164) {
+                self.hold_for_number(contact, refusals);
+                continue;
+            }
             let send_by = self.rules.send_by(cand, self.ctx.settings.clock.now());
             let send_by = self.rules.touch_send_by(contact.row, send_by);
             let picked = self.pick_gateway(now).and_then(|gw| {
@@ -535,6 +547,7 @@ impl Coordinator {
             lane.free -= 1;
             lane.awaiting.insert(contact.row);
             let (ctx, row) = (self.ctx.clone(), contact.row);
+            self.live.insert(row, contact.e164.clone());
             tracing::trace!(target: "turnover", row, gw, "handed out");
             let h = self.tasks.spawn(async move {
                 (
@@ -554,6 +567,28 @@ impl Coordinator {
         }
     }
 
+    /// Keeps `contact` back while a call to its number is live: owned (so the list and the waiting contacts do
+    /// not hand it out again) until that call's task ends ([`Coordinator::release`]).
+    fn hold_for_number(&mut self, contact: ContactRow, refusals: u32) {
+        self.owned.insert(
+            contact.row,
+            Owned {
+                task: None,
+                gw: None,
+                line: false,
+            },
+        );
+        self.held
+            .entry(contact.e164.clone())
+            .or_default()
+            .push(Retry {
+                contact,
+                refusals,
+                after: None,
+                why: String::new(),
+            });
+    }
+
     fn spawn_resume(&mut self, c: ContactRow) {
         let Some(gw) = self.gateway_of(&c) else {
             // A gateway no longer listed: the run refused to start unless it was forgotten, so this is only a
@@ -562,6 +597,7 @@ impl Coordinator {
         };
         self.lanes[gw].free -= 1;
         let (ctx, row) = (self.ctx.clone(), c.row);
+        self.live.insert(row, c.e164.clone());
         let h = self
             .tasks
             .spawn(async move { (row, super::poll::resume(ctx, c, gw).await) });

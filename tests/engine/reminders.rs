@@ -480,4 +480,63 @@ async fn with_one_line_the_touch_that_ends_first_is_dialed_first() {
     assert_eq!(dialed, expected);
     let r = by_key(&c);
     assert_eq!(r["U1"]["status"], "made", "{:?}", r["U1"]);
+
+/// A family on one number, two appointments due in one run: never two live calls to the number (the second
+/// rang a phone already ringing, on another line, 12 ms later). The second waits until the first call is
+/// final, then is made: both appointments are reminded, one after the other.
+#[tokio::test(start_paused = true)]
+async fn two_appointments_on_one_number_are_called_one_after_the_other() {
+    let sim = sim(4, ms(100), ms(2_000), ms(10), SCENARIO).await;
+    let c = Campaign::new(HEADER);
+    write(
+        &c,
+        &[
+            "F1,Ann,312-555-0183,2027-01-13 10:00,Scheduled",
+            "F2,Bob,312-555-0183,2027-01-13 10:30,Scheduled",
+            "F3,Cal,646-555-1002,2027-01-13 10:00,Scheduled",
+        ],
+    );
+    let s = run_at(args_for(&c, &sim), ny("2027-01-11T17:05")).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let log = sim.requests();
+    assert_eq!(
+        most_live_to_one_number(&log),
+        1,
+        "two live calls to one number"
+    );
+    assert_eq!(
+        called_since(&sim, 0),
+        vec!["+13125550183", "+13125550183", "+16465551002"]
+    );
+    let r = by_key(&c);
+    for key in ["F1", "F2", "F3"] {
+        assert_eq!(r[key]["status"], "made", "{key}: {:?}", r[key]);
+        assert_eq!(r[key]["reminders"], "1 of 2", "{key}");
+    }
+}
+
+/// With the nightly example's cap (one call per number per 20h), a family's second appointment on the same
+/// number is not called in that span: the cap counts calls to a number, not appointments. Its row says so
+/// (`capped`, naming the cap), as docs/reminders.md and the example's comment do.
+#[tokio::test(start_paused = true)]
+async fn a_familys_second_appointment_under_a_cap_of_one_is_capped_with_its_reason() {
+    let sim = sim(4, ms(100), ms(2_000), ms(10), SCENARIO).await;
+    let c = Campaign::new(HEADER);
+    write(
+        &c,
+        &[
+            "F1,Ann,312-555-0183,2027-01-13 10:00,Scheduled",
+            "F2,Bob,312-555-0183,2027-01-13 10:30,Scheduled",
+        ],
+    );
+    let mut args = args_for(&c, &sim);
+    args.max_calls_per_number = Some("1".into());
+    args.per = Some("20h".into());
+    let s = run_at(args, ny("2027-01-11T17:05")).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    let r = by_key(&c);
+    assert_eq!(called_since(&sim, 0), vec!["+13125550183"]);
+    assert_eq!(r["F1"]["status"], "made");
+    assert_eq!(r["F2"]["status"], "capped", "{:?}", r["F2"]);
+    assert!(r["F2"]["detail"].contains("cap 1"), "{:?}", r["F2"]);
 }

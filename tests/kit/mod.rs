@@ -156,6 +156,32 @@ pub fn max_outstanding(log: &[Recorded]) -> usize {
     max as usize
 }
 
+/// Most calls outstanding at once to any one number, as the gateway saw them ([`max_outstanding`] per number):
+/// more than 1 rings a phone that is already ringing.
+pub fn most_live_to_one_number(log: &[Recorded]) -> usize {
+    let mut numbers: Vec<&str> = call_requests(log)
+        .iter()
+        .filter_map(|r| r.params.get("phoneno").map(String::as_str))
+        .collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    numbers
+        .iter()
+        .map(|n| {
+            let theirs: Vec<Recorded> = log
+                .iter()
+                .filter(|r| {
+                    r.path != protocol::CALL_PATH
+                        || r.params.get("phoneno").map(String::as_str) == Some(*n)
+                })
+                .cloned()
+                .collect();
+            max_outstanding(&theirs)
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Most of `times` in any window of `window`.
 pub fn busiest(times: &[Duration], window: Duration) -> usize {
     let mut sorted = times.to_vec();

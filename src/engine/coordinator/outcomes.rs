@@ -80,6 +80,7 @@ impl Coordinator {
     /// Takes `row` off the books: its line (if it holds one) is free again, and its gateway stops waiting for
     /// its answer.
     pub(super) fn release(&mut self, row: u64) {
+        self.free_number(row);
         let Some(owned) = self.owned.remove(&row) else {
             return;
         };
@@ -90,6 +91,31 @@ impl Coordinator {
             }
             lane.awaiting.remove(&row);
             lane.breaker.task_ended(row);
+        }
+    }
+
+    /// `row`'s call is over (its task ended): the contacts held for its number go to the retries, due now,
+    /// so the next one is requested (the rules and its touch checked again then). While stopping they are
+    /// left pending in the journal, as retries are.
+    fn free_number(&mut self, row: u64) {
+        let Some(number) = self.live.remove(&row) else {
+            return;
+        };
+        let Some(held) = self.held.remove(&number) else {
+            return;
+        };
+        let now = Instant::now();
+        for retry in held {
+            if self.stage_now() != Stage::Run {
+                self.owned.remove(&retry.contact.row);
+                continue;
+            }
+            self.seq += 1;
+            self.retries.push(Reverse(Due {
+                at: now,
+                seq: self.seq,
+                retry,
+            }));
         }
     }
 

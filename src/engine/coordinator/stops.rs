@@ -120,6 +120,9 @@ impl Coordinator {
             for Reverse(d) in self.retries.drain() {
                 self.owned.remove(&d.retry.contact.row);
             }
+            for held in std::mem::take(&mut self.held).into_values().flatten() {
+                self.owned.remove(&held.contact.row);
+            }
             self.queue.clear();
         }
         match to {
