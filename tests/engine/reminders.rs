@@ -480,6 +480,7 @@ async fn with_one_line_the_touch_that_ends_first_is_dialed_first() {
     assert_eq!(dialed, expected);
     let r = by_key(&c);
     assert_eq!(r["U1"]["status"], "made", "{:?}", r["U1"]);
+}
 
 /// A family on one number, two appointments due in one run: never two live calls to the number (the second
 /// rang a phone already ringing, on another line, 12 ms later). The second waits until the first call is
