@@ -129,6 +129,10 @@ pub struct Coordinator {
     /// Recalls decided in this run, by row: not requested before this monotonic instant, however far the
     /// wall clock (by which the journal says they are due) moves meanwhile.
     not_before: HashMap<u64, Instant>,
+    /// Calls an earlier run left live, resumed in this one.
+    resumed: std::collections::HashSet<u64>,
+    /// One of them has ended: a rolling export's touches it held back may be due now.
+    touches_dirty: bool,
 }
 
 impl Coordinator {
@@ -233,6 +237,8 @@ impl Coordinator {
             journal_file,
             next_file_check: Instant::now() + FILE_CHECK,
             not_before: HashMap::new(),
+            resumed: Default::default(),
+            touches_dirty: false,
         }
     }
 
@@ -431,6 +437,10 @@ impl Coordinator {
     /// Hands out as many contacts as can go now.
     async fn dispatch(&mut self) -> Result<()> {
         self.blocked = Blocked::Nothing;
+        // Not while calls to resume are still handed out: the queue holds those then.
+        if self.touches_dirty && !matches!(self.phase, Phase::Resume { .. }) {
+            self.advance_touches().await?;
+        }
         loop {
             let now = Instant::now();
             let due_retry = self.retries.peek().is_some_and(|Reverse(d)| d.at <= now);
@@ -559,6 +569,7 @@ impl Coordinator {
         };
         self.lanes[gw].free -= 1;
         let (ctx, row) = (self.ctx.clone(), c.row);
+        self.resumed.insert(row);
         let h = self
             .tasks
             .spawn(async move { (row, super::poll::resume(ctx, c, gw).await) });
