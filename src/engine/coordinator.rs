@@ -138,6 +138,10 @@ pub struct Coordinator {
     /// Contacts waiting for their number's live call to be final, by number: owned, so never read again,
     /// and given to the retries (due at once) when that call's task ends.
     held: HashMap<String, Vec<Retry>>,
+    /// Calls an earlier run left live, resumed in this one.
+    resumed: std::collections::HashSet<u64>,
+    /// One of them has ended: a rolling export's touches it held back may be due now.
+    touches_dirty: bool,
 }
 
 impl Coordinator {
@@ -244,6 +248,8 @@ impl Coordinator {
             not_before: HashMap::new(),
             live: HashMap::new(),
             held: HashMap::new(),
+            resumed: Default::default(),
+            touches_dirty: false,
         }
     }
 
@@ -442,6 +448,10 @@ impl Coordinator {
     /// Hands out as many contacts as can go now.
     async fn dispatch(&mut self) -> Result<()> {
         self.blocked = Blocked::Nothing;
+        // Not while calls to resume are still handed out: the queue holds those then.
+        if self.touches_dirty && !matches!(self.phase, Phase::Resume { .. }) {
+            self.advance_touches().await?;
+        }
         loop {
             let now = Instant::now();
             let due_retry = self.retries.peek().is_some_and(|Reverse(d)| d.at <= now);
@@ -598,6 +608,7 @@ impl Coordinator {
         self.lanes[gw].free -= 1;
         let (ctx, row) = (self.ctx.clone(), c.row);
         self.live.insert(row, c.e164.clone());
+        self.resumed.insert(row);
         let h = self
             .tasks
             .spawn(async move { (row, super::poll::resume(ctx, c, gw).await) });

@@ -290,6 +290,9 @@ pub struct Settings {
     pub recall: Option<Recall>,
     /// What each call request carries besides the number, bound to the list's columns.
     pub request: Arc<crate::fields::Request>,
+    /// A rolling export's reminder settings: once a call an earlier run left live has ended, the touches it
+    /// held back are moved along in this run.
+    pub reminders: Option<Arc<crate::settings::reminders::Reminders>>,
 }
 
 /// One gateway as the engine sees it.

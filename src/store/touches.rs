@@ -579,7 +579,7 @@ fn advance(
     settings: &Reminders,
     now_ms: i64,
     taken: &mut Taken,
-) -> Result<()> {
+) -> Result<Vec<u64>> {
     end_unmakeable(tx, now_ms, taken)?;
     taken.stopped += stop_answered(tx, settings, now_ms)?;
     // One touch of an appointment at a time: none falls due while another of its calls is in flight.
@@ -593,11 +593,25 @@ fn advance(
         )?
         .query_map([now_ms], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
-    for row in due {
+    for &row in &due {
         apply(tx, row as u64, &Event::Due, now_ms)?;
         taken.due += 1;
     }
-    Ok(())
+    Ok(due.into_iter().map(|r| r as u64).collect())
+}
+
+/// During a run, once a call an earlier run left live has ended: moves the touches along by the clock at
+/// `now_ms` as a run's start does ([`advance`]). A touch held back only because that call was in flight (its
+/// appointment moved meanwhile) falls due now, in this run, instead of being left `not_due` past its due
+/// time. Returns the touches that fell due.
+pub fn advance_in_run(conn: &Connection, settings: &Reminders, now_ms: i64) -> Result<Vec<u64>> {
+    if !is_rolling(conn) {
+        return Ok(Vec::new());
+    }
+    let tx = conn.unchecked_transaction()?;
+    let due = advance(&tx, settings, now_ms, &mut Taken::default())?;
+    tx.commit()?;
+    Ok(due)
 }
 
 /// Ends the touches that can no longer be made: their end has passed, or the recall they wait for falls due

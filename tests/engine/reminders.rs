@@ -541,3 +541,44 @@ async fn a_familys_second_appointment_under_a_cap_of_one_is_capped_with_its_reas
     assert_eq!(r["F2"]["status"], "capped", "{:?}", r["F2"]);
     assert!(r["F2"]["detail"].contains("cap 1"), "{:?}", r["F2"]);
 }
+
+/// A run stopped while a touch's call is live, then an export that moves the appointment earlier so that its
+/// one remaining touch is due now: the rerun collects the live call, then makes the touch for the new time.
+#[tokio::test(start_paused = true)]
+async fn a_touch_due_after_a_live_call_of_the_old_time_is_collected_is_made_in_that_run() {
+    // Each call is talked through for 30 s: the first is still live when the first run stops.
+    let sim = sim(4, ms(100), ms(30_000), ms(10), SCENARIO).await;
+    let c = Campaign::new(HEADER);
+    write(&c, &["A2,Bob,646-555-1001,2027-01-14 10:00,Scheduled"]);
+    let mut args = args_for(&c, &sim);
+    args.remind_before = Some(vec!["48h".into()]);
+    args.window = None;
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args.clone()).expect("valid");
+    let (stop, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        stop.send_replace(ivr_campaign::engine::Stage::Now);
+        stop
+    });
+    let clock = ivr_campaign::engine::Clock::virtual_from(ny("2027-01-12T10:00"));
+    let s = ivr_campaign::commands::run::run_with_clock(
+        cfg,
+        rx,
+        ivr_campaign::output::progress::Progress::Never,
+        clock,
+    )
+    .await
+    .expect("the run stops");
+    let _stop = stopper.await.expect("the stop is sent");
+    assert_eq!(s.exit_code(), 75, "{}", s.line());
+    assert_eq!(by_key(&c)["A2"]["status"], "in_progress");
+    // The appointment moves a day earlier: its 48h touch is due at once, until 07:00 tomorrow.
+    write(&c, &["A2,Bob,646-555-1001,2027-01-13 09:00,Scheduled"]);
+    let s = run_at(args, ny("2027-01-12T10:01")).await;
+    assert_eq!(s.exit_code(), 0, "{}", s.line());
+    assert_eq!(called_since(&sim, 0), vec!["+16465551001"; 2]);
+    let r = by_key(&c);
+    assert_eq!(r["A2"]["status"], "made", "{:?}", r["A2"]);
+    assert_eq!(r["A2"]["reminders"], "1 of 1", "{:?}", r["A2"]);
+    assert_eq!(r["A2"]["next_reminder_at"], "", "{:?}", r["A2"]);
+}

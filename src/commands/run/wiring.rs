@@ -40,6 +40,7 @@ pub fn engine_settings(
         journal_path,
         recall: cfg.recall.clone(),
         request,
+        reminders: cfg.reminders.clone().map(Arc::new),
     }
 }
 

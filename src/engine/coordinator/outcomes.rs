@@ -147,6 +147,9 @@ impl Coordinator {
         self.release(row);
         tracing::trace!(target: "turnover", row, "line free");
         self.wait_dirty = true;
+        if self.resumed.remove(&row) && self.ctx.settings.reminders.is_some() {
+            self.touches_dirty = true;
+        }
         match end {
             End::Final(_) | End::LeftOpen | End::NotSent => {}
             End::Recalled {

@@ -228,6 +228,36 @@ impl Coordinator {
         }
     }
 
+    /// A call an earlier run left live has ended: moves a rolling export's touches along by the clock, as the
+    /// run's start did. A touch that was held back only by that call (its appointment moved while it was
+    /// live) falls due and is handed out in this run, ahead of the rest of the list, with its end known to
+    /// the rules.
+    pub(super) async fn advance_touches(&mut self) -> Result<()> {
+        self.touches_dirty = false;
+        let Some(reminders) = self.ctx.settings.reminders.clone() else {
+            return Ok(());
+        };
+        let min_notice_ms = reminders
+            .appointments
+            .as_ref()
+            .map(|a| a.timing.min_notice.as_millis() as i64);
+        let now_ms = self.ctx.settings.clock.now().as_millisecond();
+        let (due, ends) = self
+            .ctx
+            .journal
+            .advance_touches(reminders, now_ms, min_notice_ms)
+            .await?;
+        self.rules.touch_ends.extend(ends);
+        for c in due.into_iter().rev() {
+            info!(
+                row = c.line,
+                "a touch held back by a call of an earlier run is due now"
+            );
+            self.queue.push_front(c);
+        }
+        Ok(())
+    }
+
     /// Nothing left to hand out in this run.
     pub(super) async fn exhausted(&mut self) -> Result<bool> {
         if !self.retries.is_empty() || !self.queue.is_empty() {

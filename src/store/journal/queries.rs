@@ -163,6 +163,35 @@ impl Journal {
         .await
     }
 
+    /// A rolling export's touches moved along by the clock at `now_ms` during a run
+    /// ([`crate::store::touches::advance_in_run`]): the touches that fell due, in the order they are to be
+    /// called (earliest end first), and the end of every touch that may now be called in this run (held to
+    /// the appointment less `min_notice_ms`, as at the start of the run).
+    pub async fn advance_touches(
+        &self,
+        settings: std::sync::Arc<crate::settings::reminders::Reminders>,
+        now_ms: i64,
+        min_notice_ms: Option<i64>,
+    ) -> Result<(Vec<ContactRow>, std::collections::HashMap<u64, i64>)> {
+        use crate::store::touches;
+        self.read(move |c| {
+            let due = touches::advance_in_run(c, &settings, now_ms)?;
+            let ends = touches::open_ends(c, min_notice_ms)?;
+            let mut fresh = Vec::with_capacity(due.len());
+            for row in due {
+                fresh.extend(contacts(
+                    c,
+                    "state = 'pending' AND row = ?1",
+                    "row",
+                    [row as i64],
+                )?);
+            }
+            fresh.sort_by_key(|r| (ends.get(&r.row).copied().unwrap_or(i64::MAX), r.row));
+            Ok((fresh, ends))
+        })
+        .await
+    }
+
     /// Pending contacts told to wait whose time has come, soonest first: a contact waiting for its window by
     /// the wall clock (`wall_ms`), one waiting for a recall by the campaign's steady time line (`steady_ms`,
     /// see `engine::Steady`), on which its due time was written.
