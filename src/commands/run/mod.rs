@@ -430,6 +430,8 @@ pub async fn run_in(
     }
     let ending = ended?;
     let counts = written?;
+    let open = crate::output::tally::open_and_attention(&counts.counts, counts.recalls_waiting).0;
+    let ending = ending.settled(open > 0);
     Ok(Summary {
         started_at,
         finished_at: jiff::Timestamp::now(),
