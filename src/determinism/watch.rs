@@ -173,6 +173,14 @@ impl<T> Receiver<T> {
         Ref(r)
     }
 
+    /// Whether there is a value this receiver has not seen. `Err` once every sender is gone.
+    pub fn has_changed(&self) -> Result<bool, Closed> {
+        if self.shared.senders.load(Ordering::Acquire) == 0 {
+            return Err(Closed);
+        }
+        Ok(self.shared.read().1 != self.seen)
+    }
+
     /// Waits for a value this receiver has not seen, and marks it seen. `Err` once the sender is gone (and
     /// every value it sent was seen).
     pub async fn changed(&mut self) -> Result<(), Closed> {

@@ -49,8 +49,12 @@ pub enum Stage {
 /// How the run ended. One value, decided by the coordinator; the exit code follows from it and the counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
-    /// Nothing left to do in this run (contacts outside their window in stop mode are left for the next).
+    /// Nothing left to do in this run. The coordinator ends so; the run makes it [`Ending::WorkLeft`] when rows
+    /// are left open ([`Ending::settled`]).
     Completed,
+    /// Nothing more could be done in this run, and rows are left for the next (contacts outside their window in
+    /// stop mode, recalls not yet due): a run that stopped with work left, exit 75, not a completed one.
+    WorkLeft,
     /// A signal: stopped dialing and drained the calls in progress.
     Interrupted,
     /// A signal, and the calls in progress outlasted `drain-timeout` (they are polled by the next run).
@@ -77,15 +81,16 @@ impl Ending {
     fn severity(&self) -> u8 {
         match self {
             Ending::Completed => 0,
-            Ending::Interrupted => 1,
-            Ending::DrainTimeout => 2,
-            Ending::Outage => 3,
-            Ending::UnreadableGateway(_) => 4,
-            Ending::Misconfigured(_) => 5,
-            Ending::CredentialsRefused(_) => 6,
-            Ending::LedgerFailed { .. } => 7,
-            Ending::JournalFailed(_) => 8,
-            Ending::Internal(_) => 9,
+            Ending::WorkLeft => 1,
+            Ending::Interrupted => 2,
+            Ending::DrainTimeout => 3,
+            Ending::Outage => 4,
+            Ending::UnreadableGateway(_) => 5,
+            Ending::Misconfigured(_) => 6,
+            Ending::CredentialsRefused(_) => 7,
+            Ending::LedgerFailed { .. } => 8,
+            Ending::JournalFailed(_) => 9,
+            Ending::Internal(_) => 10,
         }
     }
 
@@ -95,6 +100,16 @@ impl Ending {
             other
         } else {
             self
+        }
+    }
+
+    /// The ending as reported, given whether rows are left open: the coordinator's `completed` only says it ran
+    /// out of things to do now, and with rows left for a later run the summary, the story and the exit code
+    /// must all say the run stopped with work left.
+    pub fn settled(self, open_rows: bool) -> Ending {
+        match self {
+            Ending::Completed if open_rows => Ending::WorkLeft,
+            other => other,
         }
     }
 
@@ -109,9 +124,11 @@ impl Ending {
         match self {
             _ if self.completed(open_rows) && attention => exit::NEEDS_ATTENTION,
             _ if self.completed(open_rows) => exit::OK,
-            Ending::Completed | Ending::Interrupted | Ending::DrainTimeout | Ending::Outage => {
-                exit::TEMPFAIL
-            }
+            Ending::Completed
+            | Ending::WorkLeft
+            | Ending::Interrupted
+            | Ending::DrainTimeout
+            | Ending::Outage => exit::TEMPFAIL,
             Ending::CredentialsRefused(_) | Ending::Misconfigured(_) => exit::CONFIG,
             Ending::UnreadableGateway(_) => exit::PROTOCOL,
             Ending::LedgerFailed { busy: true, .. } => exit::TEMPFAIL,
@@ -125,6 +142,7 @@ impl Ending {
     pub fn as_str(&self) -> &'static str {
         match self {
             Ending::Completed => "completed",
+            Ending::WorkLeft => "work-left",
             Ending::Interrupted => "interrupted",
             Ending::DrainTimeout => "drain-timeout",
             Ending::Outage => "outage",
@@ -140,7 +158,8 @@ impl Ending {
     /// What an operator is told about it, if anything beyond the counts.
     pub fn message(&self) -> Option<String> {
         match self {
-            Ending::Completed | Ending::Interrupted => None,
+            // The summary line says it stopped with work left and to rerun.
+            Ending::Completed | Ending::WorkLeft | Ending::Interrupted => None,
             Ending::DrainTimeout => Some(
                 "calls still in progress outlasted the drain timeout; the next run polls them".into(),
             ),
@@ -398,6 +417,19 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_that_ran_out_of_work_with_rows_left_is_not_completed() {
+        let left = Ending::Completed.settled(true);
+        assert_eq!(left, Ending::WorkLeft);
+        assert_eq!(left.as_str(), "work-left");
+        assert!(!left.completed(true));
+        assert_eq!(left.exit_code(true, false), exit::TEMPFAIL);
+        assert_eq!(Ending::Completed.settled(false).as_str(), "completed");
+        // Only the coordinator's `completed` is reworded: a stop keeps its own reason.
+        assert_eq!(Ending::Outage.settled(true), Ending::Outage);
+        assert_eq!(Ending::Interrupted.settled(true), Ending::Interrupted);
+    }
 
     #[test]
     fn a_ledger_held_by_another_campaign_is_work_left_and_never_blamed_on_the_journal() {

@@ -222,3 +222,43 @@ async fn status_and_report_read_older_journal_layouts_without_changing_them() {
         assert!(digest(&db) == before, "a view changed the journal in {s}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_outside_its_window_says_it_stopped_with_work_left() {
+    let sim = sim(4, ms(5), ms(5), ms(5), "").await;
+    let c = Campaign::new(&sim, &contacts(3));
+    let summary = c.dir.path().join("summary.json");
+    let s = summary.display().to_string();
+    // No allowed day today: nobody may be called, and the rows are left for the next run.
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::get("Atlantic/Reykjavik").expect("zone"))
+        .weekday();
+    let other_day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [((today.to_monday_zero_offset() + 1) % 7) as usize];
+    let base = c.base();
+    let out = run(&with(
+        &base,
+        &[
+            "--days",
+            other_day,
+            "--timezone",
+            "Atlantic/Reykjavik",
+            "--summary-json",
+            &s,
+        ],
+    ))
+    .await;
+    assert_eq!(code(&out), 75, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped with work left"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(c.results().iter().all(|r| r["status"] == "not_attempted"));
+    let v = json(&summary);
+    // The ending word agrees with the exit code: a run that left every row open did not complete.
+    assert_eq!(v["exit_code"], 75, "{v:#}");
+    assert_eq!(v["completed"], false, "{v:#}");
+    assert_eq!(v["ending"], "work-left", "{v:#}");
+    assert_eq!(v["rows"]["open"], 3, "{v:#}");
+}

@@ -106,7 +106,9 @@ pub async fn run_in(
     exchanges: Option<Vec<Arc<dyn crate::gateway::Exchange>>>,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let started_at = jiff::Timestamp::now();
+    // The run's clock, not the machine's: under the simulation's virtual clock the summary's times follow the
+    // seed.
+    let started_at = clock.now();
     // Validate the input and the output before anything else happens: no call for a list we cannot read or
     // whose results we could not write.
     let db = cfg.files.state_dir.join(journal::DB_FILE);
@@ -439,9 +441,11 @@ pub async fn run_in(
     }
     let ending = ended?;
     let counts = written?;
+    let open = crate::output::tally::open_and_attention(&counts.counts, counts.recalls_waiting).0;
+    let ending = ending.settled(open > 0);
     Ok(Summary {
         started_at,
-        finished_at: jiff::Timestamp::now(),
+        finished_at: settings_clock.now(),
         campaign_id,
         input: cfg.files.input.clone(),
         state_dir: cfg.files.state_dir.clone(),

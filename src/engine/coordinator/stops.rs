@@ -99,7 +99,7 @@ impl Coordinator {
         }
         let severe = !matches!(
             self.ending,
-            Ending::Completed | Ending::Interrupted | Ending::DrainTimeout
+            Ending::Completed | Ending::WorkLeft | Ending::Interrupted | Ending::DrainTimeout
         );
         if severe && self.stage_now() != Stage::Now {
             if let Some(m) = self.ending.message() {
