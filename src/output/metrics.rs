@@ -123,6 +123,11 @@ pub fn render(end: &RunEnd<'_>, previous: Option<&str>) -> String {
         &one(s.recalls_waiting as f64),
     );
     family(
+        "ivr_campaign_touches_due",
+        "Reminder touches due and waiting for their window (a rolling export): work left.",
+        &one(s.touches_due as f64),
+    );
+    family(
         "ivr_campaign_touches_waiting",
         "Reminder touches still to come (a rolling export); not work left.",
         &one(s.touches_waiting as f64),

@@ -183,7 +183,7 @@ fn fold<'a>(
     // The latest touch of this appointment that was called, or is due, or was refused by a rule; a call in
     // flight on any of its touches (an earlier time's included) shows before a withdrawal.
     // A touch that is due and waits (for its window) says nothing yet: the last call's outcome shows, and
-    // the row still counts as work left, as a recall waiting does.
+    // the row still counts as work left (a touch due, not a recall: its row shows no `recall_at`).
     let latest = current
         .iter()
         .rev()
@@ -193,7 +193,7 @@ fn fold<'a>(
         Some(t) if t.state == State::Pending && !called(t) && withdrawn.is_none() => {
             match current.iter().rev().find(|c| called(c)).copied() {
                 Some(earlier) => {
-                    written.recalls_waiting += 1;
+                    written.touches_due += 1;
                     Some(earlier)
                 }
                 None => Some(t),

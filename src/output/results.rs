@@ -45,6 +45,8 @@ pub struct Written {
     /// Reminder touches not yet due (a rolling export), and the earliest to fall due.
     pub touches_waiting: u64,
     pub next_touch_ms: Option<i64>,
+    /// Keys with a touch due now that waits for its window (a rolling export): work left, but no recall.
+    pub touches_due: u64,
 }
 
 /// Refuses a list that already has columns the results add (yesterday's results fed back as a list): the

@@ -67,6 +67,7 @@ pub fn json(dir: &Path) -> Result<serde_json::Value> {
         },
         "reminders": {
             "touches_waiting": t.touches_waiting,
+            "touches_due": t.touches_due,
             "next_due": t.next_touch_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
         },
         "gateways": gateways.iter().map(|g| serde_json::json!({
@@ -112,6 +113,12 @@ pub fn report(dir: &Path) -> Result<String> {
         out.push_str(&format!(
             "  {:<26}{:>9} (counted above under their last call's outcome{when})\n",
             "waiting for a recall", t.waiting
+        ));
+    }
+    if t.touches_due > 0 {
+        out.push_str(&format!(
+            "  {:<26}{:>9} (counted above under their last call's outcome; due, waiting for the window)\n",
+            "touches due", t.touches_due
         ));
     }
     if t.touches_waiting > 0 {

@@ -24,6 +24,8 @@ pub struct Summary {
     /// Reminder touches still to come (a rolling export: not work left), and when the first falls due.
     pub touches_waiting: u64,
     pub next_touch_ms: Option<i64>,
+    /// Keys whose touch is due and waits for its window: work left, counted under their last outcome.
+    pub touches_due: u64,
     pub ending: Ending,
     pub elapsed: Duration,
     pub requests: u64,
@@ -82,7 +84,11 @@ impl Summary {
 
     /// Rows a rerun has work for: calls to poll, contacts to call, recalls waiting.
     pub fn open(&self) -> u64 {
-        crate::output::tally::open_and_attention(&self.counts, self.recalls_waiting).0
+        crate::output::tally::open_and_attention(
+            &self.counts,
+            self.recalls_waiting + self.touches_due,
+        )
+        .0
     }
 
     pub fn total(&self) -> u64 {
@@ -132,6 +138,7 @@ impl Summary {
             },
             "reminders": {
                 "touches_waiting": self.touches_waiting,
+                "touches_due": self.touches_due,
                 "next_due": self.next_touch_ms.and_then(|m| jiff::Timestamp::from_millisecond(m).ok()).map(|t| t.to_string()),
             },
             "gateway": {

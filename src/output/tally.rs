@@ -29,6 +29,8 @@ pub struct Tally {
     /// Reminder touches still to come (a rolling export), and the earliest to fall due.
     pub touches_waiting: u64,
     pub next_touch_ms: Option<i64>,
+    /// Keys whose touch is due and waits for its window (a rolling export): work left.
+    pub touches_due: u64,
 }
 
 impl Tally {
@@ -98,6 +100,7 @@ impl Tally {
             requesting: requesting.max(0) as u64,
             touches_waiting: w.touches_waiting,
             next_touch_ms: w.next_touch_ms,
+            touches_due: w.touches_due,
         })
     }
 
@@ -115,12 +118,13 @@ impl Tally {
 
     /// Rows a rerun has work for.
     pub fn open(&self) -> u64 {
-        open_and_attention(&self.by_status, self.waiting).0
+        open_and_attention(&self.by_status, self.waiting + self.touches_due).0
     }
 }
 
-/// Open rows and rows needing a person, from counts per result status and the recalls waiting: the one
-/// definition the summary, the metrics and every view use.
+/// Open rows and rows needing a person, from counts per result status and the rows waiting under a past
+/// outcome (recalls, and a rolling export's touches due and waiting for their window): the one definition
+/// the summary, the metrics and every view use.
 pub fn open_and_attention(by_status: &BTreeMap<State, u64>, waiting: u64) -> (u64, u64) {
     let sum = |f: fn(State) -> bool| -> u64 {
         by_status

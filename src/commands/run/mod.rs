@@ -441,7 +441,11 @@ pub async fn run_in(
     }
     let ending = ended?;
     let counts = written?;
-    let open = crate::output::tally::open_and_attention(&counts.counts, counts.recalls_waiting).0;
+    let open = crate::output::tally::open_and_attention(
+        &counts.counts,
+        counts.recalls_waiting + counts.touches_due,
+    )
+    .0;
     let ending = ending.settled(open > 0);
     Ok(Summary {
         started_at,
@@ -454,6 +458,7 @@ pub async fn run_in(
         recalls_waiting: counts.recalls_waiting,
         next_recall_ms: counts.next_recall_ms,
         touches_waiting: counts.touches_waiting,
+        touches_due: counts.touches_due,
         next_touch_ms: counts.next_touch_ms,
         ending,
         elapsed: started.elapsed(),
