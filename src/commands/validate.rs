@@ -564,7 +564,7 @@ pub fn run_at(cfg: &RunConfig, now: jiff::Timestamp) -> Result<Report> {
                         format!("a recall{due}")
                     });
                     match rules.decide(cand, now) {
-                        Decision::Call => match rules.cap(e164, "", line - 1, 1, false)? {
+                        Decision::Call => match rules.cap(e164, "", (line - 1, 1), false, now)? {
                             Some(detail) => ("capped", detail, dial),
                             None => ("would_call", recall.unwrap_or_default(), dial),
                         },

@@ -185,17 +185,18 @@ async fn request_inner(
     };
     if let Some(ledger) = ctx.ledger.clone() {
         let (e164, campaign) = (contact.e164.clone(), ctx.settings.campaign_id.clone());
-        let attempt = contact.attempt;
-        let capped =
-            crate::determinism::unblock(move || ledger.check(&e164, &campaign, row, attempt, true))
-                .await
-                .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
-                .map_err(|e| {
-                    End::Stop(Ending::LedgerFailed {
-                        busy: e.exit_code() == crate::error::exit::TEMPFAIL,
-                        why: e.to_string(),
-                    })
-                })?;
+        let (attempt, now_ms) = (contact.attempt, ctx.now_ms());
+        let capped = crate::determinism::unblock(move || {
+            ledger.check(&e164, &campaign, (row, attempt), true, now_ms)
+        })
+        .await
+        .map_err(|e| End::Stop(Ending::Internal(format!("the cap check failed: {e}"))))?
+        .map_err(|e| {
+            End::Stop(Ending::LedgerFailed {
+                busy: e.exit_code() == crate::error::exit::TEMPFAIL,
+                why: e.to_string(),
+            })
+        })?;
         if let Some(detail) = capped {
             return refused(ctx, &contact, Event::Cap { detail }, State::Capped).await;
         }

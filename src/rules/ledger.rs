@@ -41,10 +41,6 @@ pub struct Ledger {
     pub per: Duration,
 }
 
-fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
-}
-
 impl Ledger {
     pub fn open(path: &Path, cap: u32, per: Duration) -> Result<Ledger> {
         let fail = |source: rusqlite::Error| Error::Ledger {
@@ -100,15 +96,24 @@ impl Ledger {
         })
     }
 
-    fn since_ms(&self) -> i64 {
-        now_ms() - i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX / 2)
+    /// The start of the period that ends at `now_ms`.
+    fn since_ms(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(i64::try_from(self.per.as_millis()).unwrap_or(i64::MAX / 2))
     }
 
-    /// Claims attempt `attempt` of a call to `e164` for a campaign row, unless the number is at its cap.
-    /// Claiming the same attempt again (a retry of a request that was not scheduled) is granted without
-    /// counting twice. Blocking: call it from `spawn_blocking`.
-    pub fn claim(&self, e164: &str, campaign: &str, row: u64, attempt: u32) -> Result<Claim> {
-        self.claim_inner(e164, campaign, row, attempt)
+    /// Claims attempt `attempt` of a call to `e164` for a campaign row at `now_ms` (the run's clock, so that
+    /// a simulated campaign's days pass for its cap too), unless the number is at its cap. Claiming the same
+    /// attempt again (a retry of a request that was not scheduled) is granted without counting twice.
+    /// Blocking: call it from `spawn_blocking`.
+    pub fn claim(
+        &self,
+        e164: &str,
+        campaign: &str,
+        row: u64,
+        attempt: u32,
+        now_ms: i64,
+    ) -> Result<Claim> {
+        self.claim_inner(e164, campaign, (row, attempt), now_ms)
             .map_err(|source| self.failed(source))
     }
 
@@ -116,8 +121,8 @@ impl Ledger {
         &self,
         e164: &str,
         campaign: &str,
-        row: u64,
-        attempt: u32,
+        (row, attempt): (u64, u32),
+        now_ms: i64,
     ) -> rusqlite::Result<Claim> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -133,7 +138,7 @@ impl Ledger {
         }
         let calls: i64 = tx.query_row(
             "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
-            params![e164, self.since_ms()],
+            params![e164, self.since_ms(now_ms)],
             |r| r.get(0),
         )?;
         if calls >= i64::from(self.cap) {
@@ -143,7 +148,7 @@ impl Ledger {
         }
         tx.execute(
             "INSERT INTO claims (e164, at_ms, campaign, row, attempt) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![e164, now_ms(), campaign, row as i64, attempt],
+            params![e164, now_ms, campaign, row as i64, attempt],
         )?;
         tx.commit()?;
         Ok(Claim::Granted)
@@ -156,17 +161,17 @@ impl Ledger {
         &self,
         e164: &str,
         campaign: &str,
-        row: u64,
-        attempt: u32,
+        (row, attempt): (u64, u32),
         claim: bool,
+        now_ms: i64,
     ) -> Result<Option<String>> {
         let calls = if claim {
-            match self.claim(e164, campaign, row, attempt)? {
+            match self.claim(e164, campaign, row, attempt, now_ms)? {
                 Claim::Granted => return Ok(None),
                 Claim::Capped { calls } => calls,
             }
         } else {
-            let calls = self.count(e164)?;
+            let calls = self.count(e164, now_ms)?;
             if calls < self.cap {
                 return Ok(None);
             }
@@ -180,13 +185,13 @@ impl Ledger {
         )))
     }
 
-    /// Calls to `e164` within the period, without claiming (dry runs).
-    pub fn count(&self, e164: &str) -> Result<u32> {
+    /// Calls to `e164` within the period ending at `now_ms`, without claiming (dry runs).
+    pub fn count(&self, e164: &str, now_ms: i64) -> Result<u32> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let n: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM claims WHERE e164 = ?1 AND at_ms > ?2",
-                params![e164, self.since_ms()],
+                params![e164, self.since_ms(now_ms)],
                 |r| r.get(0),
             )
             .map_err(|source| self.failed(source))?;
@@ -206,36 +211,49 @@ impl Ledger {
 mod tests {
     use super::*;
 
+    /// A time on the run's clock, far from the machine's.
+    const T: i64 = 1_900_000_000_000;
+
     #[test]
     fn caps_across_campaigns_and_counts_a_retry_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let l = Ledger::open(&dir.path().join("l.sqlite"), 1, Duration::from_secs(3600))
             .expect("ledger");
         assert_eq!(
-            l.claim("+14155550100", "a", 1, 1).expect("claim"),
+            l.claim("+14155550100", "a", 1, 1, T).expect("claim"),
             Claim::Granted
         );
         assert_eq!(
-            l.claim("+14155550100", "a", 1, 1).expect("retry"),
+            l.claim("+14155550100", "a", 1, 1, T + 1).expect("retry"),
             Claim::Granted
         );
         assert_eq!(
-            l.claim("+14155550100", "b", 7, 1).expect("other"),
+            l.claim("+14155550100", "b", 7, 1, T + 2).expect("other"),
             Claim::Capped { calls: 1 }
         );
         // A second attempt of the same row is a second call.
         assert_eq!(
-            l.claim("+14155550100", "a", 1, 2).expect("redial"),
+            l.claim("+14155550100", "a", 1, 2, T + 3).expect("redial"),
             Claim::Capped { calls: 1 }
         );
         assert_eq!(
-            l.claim("+14155550101", "b", 8, 1).expect("other number"),
+            l.claim("+14155550101", "b", 8, 1, T + 4)
+                .expect("other number"),
             Claim::Granted
         );
-        assert_eq!(l.count("+14155550100").expect("count"), 1);
+        assert_eq!(l.count("+14155550100", T + 5).expect("count"), 1);
+        // The period is the clock's, not the machine's: an hour later by the run's clock, the call is out of it.
+        assert_eq!(l.count("+14155550100", T + 3_600_000).expect("count"), 0);
+        assert_eq!(
+            l.claim("+14155550100", "b", 7, 1, T + 3_600_000)
+                .expect("an hour later"),
+            Claim::Granted
+        );
         let short = Ledger::open(&dir.path().join("l.sqlite"), 1, Duration::ZERO).expect("ledger");
         assert_eq!(
-            short.claim("+14155550100", "c", 1, 1).expect("expired"),
+            short
+                .claim("+14155550100", "c", 1, 1, T + 6)
+                .expect("expired"),
             Claim::Granted
         );
     }

@@ -216,17 +216,17 @@ impl Rules {
             .or(Some(now))
     }
 
-    /// The cap per number ([`Ledger::check`]); none without a ledger.
+    /// The cap per number at `now` ([`Ledger::check`]); none without a ledger.
     pub fn cap(
         &self,
         e164: &str,
         campaign: &str,
-        row: u64,
-        attempt: u32,
+        (row, attempt): (u64, u32),
         claim: bool,
+        now: jiff::Timestamp,
     ) -> Result<Option<String>> {
         match &self.ledger {
-            Some(l) => l.check(e164, campaign, row, attempt, claim),
+            Some(l) => l.check(e164, campaign, (row, attempt), claim, now.as_millisecond()),
             None => Ok(None),
         }
     }

@@ -18,8 +18,11 @@ use crate::world::Person;
 /// What the harness knows the runner must respect.
 pub struct Expect {
     pub people: Vec<Person>,
-    /// Call requests one number may get in all (the recall policy's attempts, under the cap).
+    /// Call requests one number may get in all (the recall policy's attempts).
     pub max_per_number: u32,
+    /// The cap per number: at most this many requests in any period of this length, by the runner's clock
+    /// (the ledger's).
+    pub cap: Option<(u32, Duration)>,
     pub window: Option<String>,
     pub margin: Duration,
     /// How long after a request a call still not final may be written off (and its record removed).
@@ -470,6 +473,7 @@ fn ledger(
     opt_outs(history, sims)?;
     lines(expect, sims, history)?;
     rate(expect, sims, history)?;
+    cap(expect, sims)?;
     match rolling {
         Some(r) => crate::rolling::check(r, sims, &|t| history.process_of(t)),
         None => {
@@ -585,6 +589,38 @@ fn re_requests(calls: &[Call]) -> Result<(), String> {
                         b.id, b.created_ms, a.id, a.created_ms
                     ));
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cap per number, across campaigns and runs: in no period of its length (by the runner's clock, which
+/// the ledger stamps its claims with) more requests to one number than the cap.
+fn cap(expect: &Expect, sims: &[SimGateway]) -> Result<(), String> {
+    let Some((cap, per)) = expect.cap else {
+        return Ok(());
+    };
+    let mut at: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for s in sims {
+        let m = s.model.lock().map_err(|_| "model poisoned".to_string())?;
+        for r in m.seen.iter().filter(|r| r.created.is_some()) {
+            if let Some((_, phone)) = r.form.iter().find(|(k, _)| k == "phoneno") {
+                at.entry(digits(phone)).or_default().push(r.runner_ms);
+            }
+        }
+    }
+    let per = per.as_millis() as i64;
+    for (number, mut times) in at {
+        times.sort_unstable();
+        for (j, t) in times.iter().enumerate() {
+            // A claim is stamped a moment before its request leaves: a second of slack.
+            let within = times[..=j].iter().filter(|s| **s > t - per + 1_000).count();
+            if within as u32 > cap {
+                return Err(format!(
+                    "capped-exceeded: {number} was requested {within} times within {} s (cap {cap})",
+                    per / 1000
+                ));
             }
         }
     }

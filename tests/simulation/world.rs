@@ -243,7 +243,8 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
     } else {
         1
     };
-    let max_per_number = cap.map_or(allowed_attempts, |c| c.min(allowed_attempts));
+    // Every row's calls in all; the cap is checked over its own periods.
+    let max_per_number = allowed_attempts;
 
     // The gateways.
     let start_ms = jiff::Timestamp::from_second(1_799_000_000 + rng.random_range(0..86_400 * 7))
@@ -318,6 +319,7 @@ pub fn run_seed(seed: u64, verbose: bool) -> Outcome {
     let expect = Expect {
         people: people.clone(),
         max_per_number,
+        cap: cap.map(|c| (c, Duration::from_secs(24 * 3600))),
         window: window.clone(),
         // What the program promises: the gateway's retries for `firstocc` minutes, then the call (5m).
         margin: Duration::from_secs(u64::from(firstocc) * 60 + 5 * 60),
