@@ -252,7 +252,7 @@ mod tests {
         let short = Ledger::open(&dir.path().join("l.sqlite"), 1, Duration::ZERO).expect("ledger");
         assert_eq!(
             short
-                .claim("+14155550100", "c", 1, 1, T + 6)
+                .claim("+14155550100", "c", 1, 1, T + 7_200_000)
                 .expect("expired"),
             Claim::Granted
         );
