@@ -26,6 +26,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::warn;
 
+mod numbers;
 mod outcomes;
 mod stops;
 mod supply;
@@ -138,6 +139,9 @@ pub struct Coordinator {
     /// Contacts waiting for their number's live call to be final, by number: owned, so never read again,
     /// and given to the retries (due at once) when that call's task ends.
     held: HashMap<String, Vec<Retry>>,
+    /// Numbers whose last call may be live on the gateway though no task watches it (its request's answer
+    /// was lost, in this run or an earlier one), with when it can no longer be ([`numbers`]).
+    busy: HashMap<String, Instant>,
     /// Calls an earlier run left live, resumed in this one.
     resumed: std::collections::HashSet<u64>,
     /// One of them has ended: a rolling export's touches it held back may be due now.
@@ -248,6 +252,7 @@ impl Coordinator {
             not_before: HashMap::new(),
             live: HashMap::new(),
             held: HashMap::new(),
+            busy: HashMap::new(),
             resumed: Default::default(),
             touches_dirty: false,
         }
@@ -267,6 +272,7 @@ impl Coordinator {
 
     pub async fn run(mut self) -> Result<Ending> {
         self.start_housekeeping().await?;
+        self.load_unseen().await?;
         let result = self.run_loop().await;
         if let Some(h) = self.housekeeping.take() {
             if self.stage_now() == Stage::Now {
@@ -514,6 +520,10 @@ impl Coordinator {
             }
             if self.live.values().any(|n| *n == contact.e164) {
                 self.hold_for_number(contact, refusals);
+                continue;
+            }
+            if let Some(until) = self.busy_until(&contact.e164, now) {
+                self.defer_for_number(contact, refusals, until);
                 continue;
             }
             let send_by = self.rules.send_by(cand, self.ctx.settings.clock.now());

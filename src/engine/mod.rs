@@ -283,6 +283,9 @@ pub struct Settings {
     pub app: String,
     pub campaign_id: String,
     pub firstocc: u32,
+    /// The longest a call is expected to take once answered: with `firstocc`, how long after its request
+    /// a call the runner lost sight of may still be live on the gateway.
+    pub call_length: Duration,
     /// Call requests per second or minute across all gateways.
     pub rate: Rate,
     /// The gateways, in the order calls prefer them when equally loaded.

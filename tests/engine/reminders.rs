@@ -4,6 +4,7 @@
 //! appointment sets, export changes and run times.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use ivr_campaign::cli::RunArgs;
 use ivr_campaign::simulator::Simulator;
@@ -581,4 +582,35 @@ async fn a_touch_due_after_a_live_call_of_the_old_time_is_collected_is_made_in_t
     assert_eq!(r["A2"]["status"], "made", "{:?}", r["A2"]);
     assert_eq!(r["A2"]["reminders"], "1 of 1", "{:?}", r["A2"]);
     assert_eq!(r["A2"]["next_reminder_at"], "", "{:?}", r["A2"]);
+}
+
+/// A family's first appointment is requested and the answer is lost: the gateway may be dialing that number
+/// with nobody watching. The second appointment on the number waits until that call can no longer be live
+/// (`firstocc` minutes of the gateway's retries, then the call), not just until its task ends.
+#[tokio::test(start_paused = true)]
+async fn a_lost_answer_keeps_the_familys_number_busy_until_its_call_cannot_be_live() {
+    let sim = sim(4, ms(100), ms(2_000), ms(10), "[faults]\ncall-drop = 1.0\n").await;
+    let c = Campaign::new(HEADER);
+    write(
+        &c,
+        &[
+            "F1,Ann,312-555-0183,2027-01-13 10:00,Scheduled",
+            "F2,Bob,312-555-0183,2027-01-13 10:30,Scheduled",
+        ],
+    );
+    let mut args = args_for(&c, &sim);
+    args.remind_before = Some(vec!["48h".into()]);
+    args.window = None;
+    args.firstocc = Some("10".into());
+    args.call_length = Some("5m".into());
+    let s = run_at(args, ny("2027-01-11T17:05")).await;
+    assert!(!s.line().is_empty());
+    let log = sim.requests();
+    let asked: Vec<Duration> = call_requests(&log).iter().map(|r| r.arrived).collect();
+    assert_eq!(asked.len(), 2, "each appointment requested once: {asked:?}");
+    assert!(
+        asked[1] - asked[0] >= Duration::from_secs(15 * 60),
+        "the second call went {:?} after the first, whose answer was lost",
+        asked[1] - asked[0]
+    );
 }

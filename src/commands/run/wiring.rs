@@ -15,6 +15,7 @@ pub fn engine_settings(
         app: cfg.call.app.clone(),
         campaign_id,
         firstocc: cfg.call.firstocc,
+        call_length: cfg.call.call_length,
         rate: cfg.pacing.rate,
         gateways: cfg
             .gateways

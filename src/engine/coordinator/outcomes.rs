@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::{Coordinator, Owned};
 use crate::engine::call::{End, Report, Retry};
 use crate::engine::{Ending, Stage, UNREADABLE_IN_A_ROW};
+use crate::store::State;
 
 /// A retry, by when it is due.
 pub(super) struct Due {
@@ -144,6 +145,9 @@ impl Coordinator {
                 return;
             }
         };
+        if matches!(end, End::Final(State::Unknown) | End::Clash { .. }) {
+            self.lost_sight(row);
+        }
         self.release(row);
         tracing::trace!(target: "turnover", row, "line free");
         self.wait_dirty = true;
@@ -162,6 +166,7 @@ impl Coordinator {
             }
             End::Clash { other_row } => {
                 if let Some(h) = self.owned.get(&other_row).and_then(|o| o.task.clone()) {
+                    self.lost_sight(other_row);
                     h.abort();
                     self.release(other_row);
                 }

@@ -275,6 +275,24 @@ impl Journal {
         .await
     }
 
+    /// Numbers whose last call request's answer was lost (`unknown`) at or after `since_ms`, each with the
+    /// latest such intent: the gateway may still be dialing them, though no run can see it.
+    pub async fn unknown_since(&self, since_ms: i64) -> Result<Vec<(String, i64)>> {
+        self.read(move |c| {
+            let go = || -> rusqlite::Result<Vec<(String, i64)>> {
+                let mut st = c.prepare(
+                    "SELECT e164, MAX(intent_at) FROM contacts
+                     WHERE state = 'unknown' AND e164 IS NOT NULL AND intent_at >= ?1
+                     GROUP BY e164 ORDER BY e164",
+                )?;
+                let rows = st.query_map([since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            };
+            go().on_conn(c)
+        })
+        .await
+    }
+
     /// Calls still open (a request id, no final result) per gateway they are on.
     pub async fn open_by_gateway(&self) -> Result<Vec<(Option<String>, u64)>> {
         self.read(|c| {
