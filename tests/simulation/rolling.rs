@@ -312,13 +312,13 @@ pub fn check(
             ));
         }
         let at = instant_of(&cell).ok_or_else(|| format!("harness: cell {cell:?} unreadable"))?;
-        let touch = rolling
-            .touches(at)
-            .iter()
-            .position(|(due, end)| {
-                (*due <= *runner_ms && runner_ms < end)
-                    || (*due <= c.created_ms && c.created_ms < *end)
-            })
+        // The runner chose the touch by its own clock: a call it made for a later touch after a step forward
+        // still falls in the earlier touch by the gateway's time, and is not that touch's second call. The
+        // gateway's time counts only when the runner's is in no touch (a step between deciding and asking).
+        let touches = rolling.touches(at);
+        let within = |t: i64| touches.iter().position(|(due, end)| *due <= t && t < *end);
+        let touch = within(*runner_ms)
+            .or_else(|| within(c.created_ms))
             .ok_or_else(|| {
                 format!(
                     "outside-touch: call {} for {key} at {cell} was requested at {} by the runner's clock, in none of its touches {:?}",
@@ -351,9 +351,15 @@ pub fn check(
         earlier.push(c);
         if earlier.len() as u32 > rolling.per_touch {
             return Err(format!(
-                "touch-repeated: {key} at {cell}, touch {touch}, requested {} times (at most {})",
+                "touch-repeated: {key} at {cell}, touch {touch}, requested {} times (at most {}); touches {:?}; calls (gateway ms, runner ms) {:?}",
                 earlier.len(),
-                rolling.per_touch
+                rolling.per_touch,
+                rolling.touches(at),
+                calls
+                    .iter()
+                    .filter(|(o, _)| appointment_of(o) == Some((key.clone(), cell.clone())))
+                    .map(|(o, r)| (o.created_ms, *r))
+                    .collect::<Vec<_>>()
             ));
         }
         if let (Some(stop), Some(read)) = (&rolling.stop_on, c.final_read_ms)
