@@ -457,7 +457,8 @@ async fn scheduled(ctx: &Ctx, contact: ContactRow, req_id: String, gw: usize) ->
         }
     };
     match written {
-        Ok(Applied::Done) => {
+        // Only a recall can be withdrawn; a request id saved is `Done`.
+        Ok(Applied::Done | Applied::RecallWithdrawn) => {
             ctx.report(Report::CallReply {
                 gw,
                 row,

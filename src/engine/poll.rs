@@ -14,7 +14,7 @@ use super::{Ending, Stage, Stats};
 use crate::gateway::PollError;
 use crate::gateway::protocol::{AttemptState, RemoveReply, StatusReply};
 use crate::privacy::number;
-use crate::store::{Answer, ContactRow, Event, Op, State, WriteError};
+use crate::store::{Answer, Applied, ContactRow, Event, Op, State, WriteError};
 use crate::types::Dur;
 
 /// Polls a call placed by an earlier run.
@@ -363,6 +363,15 @@ async fn recall(
         not_before_ms: Some(due_ms),
     };
     match ctx.write(contact.row, event).await {
+        Ok(Applied::RecallWithdrawn) => {
+            debug!(
+                row = contact.line,
+                outcome = outcome.as_str(),
+                "call ended; its touch is withdrawn, so no recall"
+            );
+            Stats::add(final_counter(ctx, outcome));
+            Ok(Some(End::Final(outcome)))
+        }
         Ok(_) => {
             debug!(
                 row = contact.line,
@@ -385,13 +394,18 @@ async fn recall(
     }
 }
 
-/// Records a final result of a dialed call. A contact a request-id clash made `unknown` meanwhile ends so.
-async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, End> {
-    let counter = match state {
+/// The run's count of calls that ended `state`.
+fn final_counter(ctx: &Ctx, state: State) -> &std::sync::atomic::AtomicU64 {
+    match state {
         State::Made => &ctx.stats.made,
         State::Failed => &ctx.stats.failed,
         _ => &ctx.stats.other_final,
-    };
+    }
+}
+
+/// Records a final result of a dialed call. A contact a request-id clash made `unknown` meanwhile ends so.
+async fn finish(ctx: &Ctx, row: u64, event: Event, state: State) -> Result<End, End> {
+    let counter = final_counter(ctx, state);
     match ctx.write(row, event).await {
         Ok(_) => {
             Stats::add(counter);

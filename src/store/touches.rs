@@ -52,6 +52,16 @@ CREATE TABLE IF NOT EXISTS touches (
     end_ms  INTEGER NOT NULL         -- not made at or after this
 );
 CREATE INDEX IF NOT EXISTS touches_key ON touches(key, row);
+CREATE TABLE IF NOT EXISTS reach (
+    key           TEXT PRIMARY KEY,  -- a callable key of the latest export
+    e164          TEXT NOT NULL,
+    dialed_number TEXT NOT NULL,
+    tz            TEXT,
+    tz_source     TEXT,
+    record        BLOB NOT NULL,
+    note          TEXT,
+    line          INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// The meta key holding the clinic's zone name, for showing appointment times.
@@ -373,6 +383,7 @@ pub fn take_version(
         params![PLAN_META, plan(settings)],
     )?;
     tx.execute("DELETE FROM listing", [])?;
+    tx.execute("DELETE FROM reach", [])?;
     tx.execute("UPDATE appointments SET listed = 0", [])?;
     let now = Timestamp::from_millisecond(now_ms).unwrap_or(Timestamp::MIN);
     let mut first_line: HashMap<String, u64> = HashMap::new();
@@ -536,10 +547,11 @@ pub fn take_version(
                 )?;
             }
         }
-        // Touches still to be made use the row as it is now: its number, zone and fields.
+        // The row as it is now (its number, zone and fields), kept for a recall that follows a call still
+        // live at this point ([`recall_as_listed`]); touches still to be made take it at once.
         tx.execute(
-            "UPDATE contacts SET e164 = ?2, dialed_number = ?3, tz = ?4, tz_source = ?5, record = ?6, note = ?7, line = ?8
-             WHERE state IN ('not_due', 'pending') AND row IN (SELECT row FROM touches WHERE key = ?1)",
+            "INSERT OR REPLACE INTO reach (key, e164, dialed_number, tz, tz_source, record, note, line)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 r.key,
                 e164,
@@ -550,6 +562,10 @@ pub fn take_version(
                 r.note,
                 r.line as i64
             ],
+        )?;
+        tx.execute(
+            &format!("{FROM_REACH} WHERE state IN ('not_due', 'pending') AND row IN (SELECT row FROM touches WHERE key = ?1)"),
+            [&r.key],
         )?;
     }
     // Keys the export no longer lists.
@@ -569,6 +585,73 @@ pub fn take_version(
     advance(&tx, settings, now_ms, &mut taken)?;
     tx.commit()?;
     Ok(taken)
+}
+
+/// Sets a touch contact's number, zone and fields to its key's row in the latest export (`?1`: the key).
+const FROM_REACH: &str =
+    "UPDATE contacts SET (e164, dialed_number, tz, tz_source, record, note, line) =
+     (SELECT e164, dialed_number, tz, tz_source, record, note, line FROM reach WHERE key = ?1)";
+
+/// A touch's call has just ended in a recall (`outcome`: how it ended). The recall is for the touch as the
+/// export in force lists it: a call an earlier run left live may have outlived the version taken since,
+/// which moved only the touches still to be made. If that version withdrew the appointment (unlisted,
+/// `--skip-if`, invalid) or moved it, the recall is not placed and the call's outcome stands; otherwise the
+/// recall goes to the number and row the version lists. Returns whether the recall was not placed.
+pub(crate) fn recall_as_listed(
+    tx: &rusqlite::Transaction<'_>,
+    row: u64,
+    outcome: State,
+    at_ms: i64,
+) -> rusqlite::Result<bool> {
+    if !is_rolling(tx) {
+        return Ok(false);
+    }
+    let Some((key, unwanted)) = recall_unwanted(tx, row)? else {
+        return Ok(false);
+    };
+    if let Some(detail) = unwanted {
+        let ev = Event::Withdraw { detail }.refusing(Some(outcome));
+        return Ok(apply_event(tx, row, &ev, at_ms)?.is_ok());
+    }
+    tx.execute(
+        &format!(
+            "{FROM_REACH} WHERE row = ?2 AND state = 'pending' AND EXISTS (SELECT 1 FROM reach WHERE key = ?1)"
+        ),
+        params![key, row as i64],
+    )?;
+    Ok(false)
+}
+
+/// The key of touch `row` and why the latest export no longer wants it called (`None` inside: it does);
+/// `None`: `row` is no touch.
+fn recall_unwanted(
+    tx: &rusqlite::Transaction<'_>,
+    row: u64,
+) -> rusqlite::Result<Option<(String, Option<String>)>> {
+    type Found = (String, bool, bool, Option<String>, Option<String>);
+    // The first row of a key is the one that stands; a repeat of it is invalid on its own account.
+    let found: Option<Found> = tx
+        .query_row(
+            "SELECT t.key, l.line IS NULL, t.appt_ms IS NOT a.appt_ms, l.invalid, l.skipped
+             FROM touches t JOIN appointments a ON a.key = t.key
+             LEFT JOIN listing l ON l.line = (SELECT MIN(line) FROM listing WHERE key = t.key)
+             WHERE t.row = ?1",
+            [row as i64],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    Ok(found.map(|(key, gone, moved, invalid, skipped)| {
+        let why = if gone {
+            Some("withdrawn: no longer in the export".to_string())
+        } else if let Some(why) = invalid {
+            Some(format!("withdrawn: the row is invalid now ({why})"))
+        } else if let Some(skip) = skipped {
+            Some(format!("withdrawn: {skip}"))
+        } else {
+            moved.then(|| "withdrawn: the appointment moved".to_string())
+        };
+        (key, why)
+    }))
 }
 
 /// Moves every touch along by the clock at `now_ms`: one whose end has passed is skipped (a recall it waited

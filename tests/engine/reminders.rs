@@ -614,3 +614,82 @@ async fn a_lost_answer_keeps_the_familys_number_busy_until_its_call_cannot_be_li
         asked[1] - asked[0]
     );
 }
+
+/// Runs `args` on the virtual clock from `at`, stopped 5 s in (a call still live), as a crash leaves it.
+async fn run_stopped_at(args: RunArgs, at: Timestamp) -> ivr_campaign::output::summary::Summary {
+    let cfg = ivr_campaign::settings::RunConfig::from_args(args).expect("valid");
+    let (stop, rx) = tokio::sync::watch::channel(ivr_campaign::engine::Stage::Run);
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        stop.send_replace(ivr_campaign::engine::Stage::Now);
+        stop
+    });
+    let clock = ivr_campaign::engine::Clock::virtual_from(at);
+    let s = ivr_campaign::commands::run::run_with_clock(
+        cfg,
+        rx,
+        ivr_campaign::output::progress::Progress::Never,
+        clock,
+    )
+    .await
+    .expect("the run stops");
+    let _stop = stopper.await.expect("the stop is sent");
+    s
+}
+
+/// A run stopped while a touch's call is live; the next export cancels, unlists, moves or renumbers the
+/// appointment; the call ends `failed` in the rerun, an outcome the recall policy calls again. The recall is
+/// for the appointment as the new export lists it: none for a withdrawn or moved one (the failed call's
+/// outcome stands), and for a renumbered one the recalls (two: max-attempts 3) go to the new number, never the
+/// old.
+#[tokio::test(start_paused = true)]
+async fn a_recall_after_a_call_left_live_follows_the_export_in_force() {
+    const BUSY: &str = r#"
+[[rule]]
+weight = 1
+steps = [{ status = "failed", notes = "Line Busy" }]
+"#;
+    let row = "A3,Cy,646-555-1002,2027-01-14 10:00,Scheduled";
+    let cases: [(&str, Option<&str>, &[&str]); 4] = [
+        (
+            "cancelled",
+            Some("A3,Cy,646-555-1002,2027-01-14 10:00,Cancelled"),
+            &[],
+        ),
+        ("unlisted", None, &[]),
+        (
+            "moved",
+            Some("A3,Cy,646-555-1002,2027-01-15 10:00,Scheduled"),
+            &[],
+        ),
+        (
+            "renumbered",
+            Some("A3,Cy,646-555-1009,2027-01-14 10:00,Scheduled"),
+            &["+16465551009", "+16465551009"],
+        ),
+    ];
+    for (case, next, recalled) in cases {
+        // Each call rings for 30 s, then fails: the first is still live when the first run stops.
+        let sim = sim(4, ms(30_000), ms(100), ms(10), BUSY).await;
+        let c = Campaign::new(HEADER);
+        write(&c, &[row, "B1,Di,646-555-1003,2027-01-20 10:00,Scheduled"]);
+        let mut args = args_for(&c, &sim);
+        args.remind_before = Some(vec!["48h".into()]);
+        args.window = None;
+        args.recall_on = Some(vec!["failed".into()]);
+        args.recall_after = Some("1m".into());
+        let s = run_stopped_at(args.clone(), ny("2027-01-12T10:00")).await;
+        assert_eq!(s.exit_code(), 75, "{case}: {}", s.line());
+        assert_eq!(by_key(&c)["A3"]["status"], "in_progress", "{case}");
+        write(
+            &c,
+            &[next.unwrap_or("B1,Di,646-555-1003,2027-01-20 10:00,Scheduled")],
+        );
+        let s = run_at(args, ny("2027-01-12T10:01")).await;
+        assert_eq!(s.exit_code(), 0, "{case}: {}", s.line());
+        let mut want = vec!["+16465551002"];
+        want.extend(recalled);
+        want.sort();
+        assert_eq!(called_since(&sim, 0), want, "{case}");
+    }
+}

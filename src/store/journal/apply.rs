@@ -69,6 +69,13 @@ pub(crate) fn apply_event(tx: &Transaction<'_>, row: u64, event: &Event, at_ms: 
     if let Some(outcome) = ends_attempt(event) {
         record_call(tx, row, outcome, matches!(event, Event::Recall { .. }))?;
     }
+    // A reminder touch is recalled only as the export in force lists it (a call an earlier run left live
+    // outlives the version this run took).
+    if let Event::Recall { outcome, .. } = event
+        && crate::store::touches::recall_as_listed(tx, row, *outcome, at_ms)?
+    {
+        return Ok(Ok(Applied::RecallWithdrawn));
+    }
     Ok(Ok(Applied::Done))
 }
 

@@ -81,6 +81,9 @@ pub enum Applied {
         other_row: u64,
         other_open: bool,
     },
+    /// `Recall` recorded the call's end, and its recall is not placed: the reminder touch it was for is no
+    /// longer wanted by the export in force. The call's outcome stands (`Settle`).
+    RecallWithdrawn,
 }
 
 /// Why a write did not happen.
