@@ -587,17 +587,33 @@ impl Coordinator {
         }
     }
 
-    /// Keeps `contact` back while a call to its number is live: owned (so the list and the waiting contacts do
-    /// not hand it out again) until that call's task ends ([`Coordinator::release`]).
-    fn hold_for_number(&mut self, contact: ContactRow, refusals: u32) {
+    /// Marks `row` owned by the coordinator with no task and no line (a retry or a contact held back), so
+    /// the list and the waiting contacts do not hand it out again.
+    pub(super) fn own_waiting(&mut self, row: u64) {
         self.owned.insert(
-            contact.row,
+            row,
             Owned {
                 task: None,
                 gw: None,
                 line: false,
             },
         );
+    }
+
+    /// Queues `retry` to be handed out at `at`, in the order retries were queued among equals.
+    pub(super) fn queue_retry(&mut self, at: Instant, retry: Retry) {
+        self.seq += 1;
+        self.retries.push(Reverse(Due {
+            at,
+            seq: self.seq,
+            retry,
+        }));
+    }
+
+    /// Keeps `contact` back while a call to its number is live: owned (so the list and the waiting contacts do
+    /// not hand it out again) until that call's task ends ([`Coordinator::release`]).
+    fn hold_for_number(&mut self, contact: ContactRow, refusals: u32) {
+        self.own_waiting(contact.row);
         self.held
             .entry(contact.e164.clone())
             .or_default()

@@ -4,13 +4,11 @@
 //! or an earlier one. The runner cannot see how such a call goes, so the number is busy until the call can no
 //! longer be live: its request, then `firstocc` minutes of the gateway's retries, then the call itself.
 
-use std::cmp::Reverse;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::outcomes::Due;
-use super::{Coordinator, Owned};
+use super::Coordinator;
 use crate::engine::call::Retry;
 use crate::error::Result;
 use crate::store::ContactRow;
@@ -57,25 +55,16 @@ impl Coordinator {
             row = contact.line,
             "a call to this number may still be live; waiting until it cannot be"
         );
-        self.owned.insert(
-            contact.row,
-            Owned {
-                task: None,
-                gw: None,
-                line: false,
-            },
-        );
-        self.seq += 1;
-        self.retries.push(Reverse(Due {
-            at: until,
-            seq: self.seq,
-            retry: Retry {
+        self.own_waiting(contact.row);
+        self.queue_retry(
+            until,
+            Retry {
                 contact,
                 refusals,
                 after: None,
                 why: String::new(),
             },
-        }));
+        );
     }
 
     /// Numbers an earlier run lost sight of (`unknown` requests) recently enough that their calls may still

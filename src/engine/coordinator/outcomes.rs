@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Coordinator, Owned};
+use super::Coordinator;
 use crate::engine::call::{End, Report, Retry};
 use crate::engine::{Ending, Stage, UNREADABLE_IN_A_ROW};
 use crate::store::State;
@@ -175,20 +175,8 @@ impl Coordinator {
                 if self.stage_now() == Stage::Run {
                     // Nothing was scheduled: it may go to any gateway when it is due, before new contacts.
                     let at = Instant::now() + r.after.unwrap_or(Duration::ZERO);
-                    self.owned.insert(
-                        r.contact.row,
-                        Owned {
-                            task: None,
-                            gw: None,
-                            line: false,
-                        },
-                    );
-                    self.seq += 1;
-                    self.retries.push(Reverse(Due {
-                        at,
-                        seq: self.seq,
-                        retry: r,
-                    }));
+                    self.own_waiting(r.contact.row);
+                    self.queue_retry(at, r);
                 }
             }
             End::Stop(e) => {
